@@ -1,0 +1,33 @@
+# callguard — the two commands of the README are `make demo` and `make test`.
+# Both check (and on Debian, as root, install) the system packages they need.
+
+SHELL := /bin/bash
+CARGO ?= cargo
+# Debian packages: ALSA headers for rodio/cpal, a session D-Bus for the notification tests,
+# pkg-config for the -sys crates.
+DEB_PACKAGES := libasound2-dev pkg-config dbus dbus-daemon
+
+.PHONY: demo test deps check lint bench sounds clean
+
+demo: deps
+	$(CARGO) run --quiet --release -- demo
+
+test: deps
+	$(CARGO) test --all-targets --no-fail-fast
+
+# Format and lint gate (CI runs it after the tests).
+lint:
+	$(CARGO) fmt --check
+	$(CARGO) clippy --all-targets -- -D warnings
+
+bench: deps
+	$(CARGO) bench
+
+sounds:
+	sounds/make-sounds.sh
+
+deps:
+	@scripts/ensure-deps.sh $(DEB_PACKAGES)
+
+clean:
+	$(CARGO) clean

@@ -1,0 +1,100 @@
+//! Alerts for the agent: the recording notice at call start, and for each warning a chime and a
+//! desktop notification. Runs as its own task fed by the tracker.
+
+pub mod desktop;
+pub mod sound;
+pub mod text;
+
+use tokio::sync::{broadcast, mpsc};
+
+use crate::config::{Config, Language, WarningConfig};
+use crate::events::{Action, Report};
+use desktop::{Desktop, Shown};
+use sound::{Player, Sound, Sounds};
+
+/// What the alert sink needs from the configuration.
+#[derive(Clone)]
+pub struct AlertOptions {
+    /// Language of texts.
+    pub language: Language,
+    /// The ladder with its texts.
+    pub warnings: Vec<WarningConfig>,
+    /// Play sounds on this workstation.
+    pub local_sound: bool,
+    /// Show desktop notifications.
+    pub desktop: bool,
+    /// The sounds.
+    pub sounds: Sounds,
+}
+
+impl AlertOptions {
+    /// From the configuration.
+    pub fn from_config(cfg: &Config) -> AlertOptions {
+        AlertOptions {
+            language: cfg.language,
+            warnings: cfg.warning.clone(),
+            local_sound: cfg.prompt.local,
+            desktop: true,
+            sounds: Sounds::from_config(cfg),
+        }
+    }
+}
+
+/// Runs until the tracker closes the queue.
+pub async fn run(
+    opts: AlertOptions,
+    mut actions: mpsc::UnboundedReceiver<Action>,
+    reports: broadcast::Sender<Report>,
+) {
+    let player = if opts.local_sound {
+        Player::start(opts.sounds.clone(), reports.clone())
+    } else {
+        Player::disabled()
+    };
+    let mut desktop = Desktop::new();
+    while let Some(action) = actions.recv().await {
+        match action {
+            Action::CallStarted(call) => {
+                // An adopted call is already under way: the notice was played (or not) then.
+                if !call.adopted && !player.play(&call.call_id, Sound::Notice) {
+                    let _ = reports.send(Report::Sound {
+                        call_id: call.call_id.clone(),
+                        what: "notice",
+                        outcome: Err("local playback is off (prompt.local = false)".into()),
+                    });
+                }
+            }
+            Action::Warning(call, w) => {
+                player.play(&call.call_id, Sound::Chime);
+                let (summary, body) = text::warning_texts(
+                    opts.warnings.get(w.step),
+                    w.kind,
+                    &call,
+                    w.elapsed,
+                    opts.language,
+                );
+                let outcome = if opts.desktop {
+                    let shown = Shown {
+                        summary: summary.clone(),
+                        body: body.clone(),
+                        kind: w.kind,
+                    };
+                    desktop
+                        .show(&call.call_id, &shown)
+                        .await
+                        .map(|id| format!("desktop notification #{id}"))
+                } else {
+                    Err("desktop notifications are off".to_string())
+                };
+                let _ = reports.send(Report::Notification {
+                    call_id: call.call_id.clone(),
+                    summary,
+                    body,
+                    outcome,
+                });
+            }
+            Action::CallEnded { call, .. } => desktop.call_ended(&call.call_id),
+            _ => {}
+        }
+    }
+}

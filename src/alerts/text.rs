@@ -1,0 +1,139 @@
+//! Warning texts: the configured ones, or the defaults that carry the standard phrases of the
+//! guidance, with `{agent}`, `{caller}` and `{elapsed}` filled in.
+
+use std::time::Duration;
+
+use crate::config::{Language, WarningConfig, WarningKind};
+use crate::events::CallInfo;
+
+/// The phrase for closing a call past 30 minutes (standard wording of the guidance).
+pub const TERMINATE_PHRASE_JA: &str =
+    "30分以上お話しいただいておりますが、これ以上のご対応は致しかねます。失礼いたします。";
+/// The recording notice (standard wording of the guidance).
+pub const NOTICE_PHRASE_JA: &str = "対応品質向上のため、通話を録音させていただいております";
+
+/// Default title of a warning.
+pub fn default_title(kind: WarningKind, lang: Language) -> &'static str {
+    match (kind, lang) {
+        (WarningKind::Escalate, Language::Ja) => "通話 {elapsed} 経過 — 上長へ引き継ぎを",
+        (WarningKind::Terminate, Language::Ja) => {
+            "通話 {elapsed} 経過 — 終了できる基準に達しました"
+        }
+        (WarningKind::Escalate, Language::En) => "Call at {elapsed} — bring in your team lead",
+        (WarningKind::Terminate, Language::En) => "Call at {elapsed} — you may end this call",
+    }
+}
+
+/// Default body of a warning.
+pub fn default_body(kind: WarningKind, lang: Language) -> &'static str {
+    match (kind, lang) {
+        (WarningKind::Escalate, Language::Ja) => {
+            "{caller} 様との通話が {elapsed} 続いています。解決の見込みがなければ上長に対応を引き継いでください。（担当 {agent}）"
+        }
+        (WarningKind::Terminate, Language::Ja) => {
+            "次の言葉で通話を終了できます：「30分以上お話しいただいておりますが、これ以上のご対応は致しかねます。失礼いたします。」（{caller} 様・担当 {agent}）"
+        }
+        (WarningKind::Escalate, Language::En) => {
+            "The call with {caller} has run {elapsed}. If it has not settled, hand it over to your team lead. (agent {agent})"
+        }
+        (WarningKind::Terminate, Language::En) => {
+            "You may close the call with: \"We have been speaking for more than 30 minutes and cannot assist further. Goodbye.\" (caller {caller}, agent {agent})"
+        }
+    }
+}
+
+/// Call time as people read it: `15分03秒` / `15 min 03 s`; hours when needed.
+pub fn format_elapsed(d: Duration, lang: Language) -> String {
+    let s = d.as_secs();
+    let (h, m, s) = (s / 3600, (s / 60) % 60, s % 60);
+    match (lang, h) {
+        (Language::Ja, 0) => format!("{m}分{s:02}秒"),
+        (Language::Ja, _) => format!("{h}時間{m:02}分{s:02}秒"),
+        (Language::En, 0) => format!("{m} min {s:02} s"),
+        (Language::En, _) => format!("{h} h {m:02} min {s:02} s"),
+    }
+}
+
+/// Fills the placeholders.
+pub fn render(template: &str, call: &CallInfo, elapsed: Duration, lang: Language) -> String {
+    let unknown = match lang {
+        Language::Ja => "不明",
+        Language::En => "unknown",
+    };
+    let or_unknown = |s: &str| {
+        if s.is_empty() {
+            unknown.to_string()
+        } else {
+            s.to_string()
+        }
+    };
+    template
+        .replace("{agent}", &or_unknown(&call.agent))
+        .replace("{caller}", &or_unknown(&call.caller))
+        .replace("{elapsed}", &format_elapsed(elapsed, lang))
+}
+
+/// Title and body of a fired warning.
+pub fn warning_texts(
+    step: Option<&WarningConfig>,
+    kind: WarningKind,
+    call: &CallInfo,
+    elapsed: Duration,
+    lang: Language,
+) -> (String, String) {
+    let title = step
+        .map(|s| s.title.as_str())
+        .filter(|t| !t.is_empty())
+        .unwrap_or(default_title(kind, lang));
+    let body = step
+        .map(|s| s.body.as_str())
+        .filter(|t| !t.is_empty())
+        .unwrap_or(default_body(kind, lang));
+    (
+        render(title, call, elapsed, lang),
+        render(body, call, elapsed, lang),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn call() -> CallInfo {
+        CallInfo {
+            call_id: "c".into(),
+            agent: "1001".into(),
+            caller: "0312345678".into(),
+            direction: "inbound".into(),
+            channel: String::new(),
+            started_at: chrono::DateTime::parse_from_rfc3339("2026-11-22T10:00:00+09:00").unwrap(),
+            adopted: false,
+        }
+    }
+
+    #[test]
+    fn defaults_carry_the_standard_phrase_and_placeholders() {
+        let (t, b) = warning_texts(
+            None,
+            WarningKind::Terminate,
+            &call(),
+            Duration::from_secs(1800),
+            Language::Ja,
+        );
+        assert_eq!(t, "通話 30分00秒 経過 — 終了できる基準に達しました");
+        assert!(b.contains(TERMINATE_PHRASE_JA), "{b}");
+        assert!(b.contains("0312345678") && b.contains("1001"));
+        let (t, _) = warning_texts(
+            None,
+            WarningKind::Escalate,
+            &call(),
+            Duration::from_secs(903),
+            Language::En,
+        );
+        assert_eq!(t, "Call at 15 min 03 s — bring in your team lead");
+        assert_eq!(
+            format_elapsed(Duration::from_secs(3725), Language::Ja),
+            "1時間02分05秒"
+        );
+    }
+}

@@ -1,0 +1,467 @@
+//! The call tracker: the one task that owns the call table. It turns PBX events into actions,
+//! runs each call's threshold ladder on the monotonic clock, and answers status queries.
+
+pub mod clock;
+pub mod memory;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::bus::Bus;
+use crate::config::{Config, WarningKind};
+use crate::events::{Action, CallInfo, CallStart, PbxEvent, Report, WarningFired};
+use clock::{Origin, Refused};
+use memory::Memory;
+
+/// One step of the threshold ladder.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Step {
+    /// Call time after which it fires.
+    pub after: Duration,
+    /// What it means.
+    pub kind: WarningKind,
+    /// Whether the team lead is pinged.
+    pub notify_lead: bool,
+}
+
+/// How the tracker behaves.
+pub struct TrackerOptions {
+    /// The ladder, ascending.
+    pub ladder: Vec<Step>,
+    /// Only this agent's calls; `None` = floor mode (every call).
+    pub agent: Option<String>,
+    /// Thresholds are divided by this (training, demo). 1.0 in production.
+    pub time_scale: f64,
+    /// Fired-warning memory across restarts.
+    pub memory: Memory,
+}
+
+impl TrackerOptions {
+    /// Options from the configuration.
+    pub fn from_config(cfg: &Config, time_scale: f64, memory: Memory) -> TrackerOptions {
+        let agent = match cfg.pbx.kind {
+            crate::config::PbxKind::Generic => cfg.agent.extension.trim(),
+            crate::config::PbxKind::Asterisk => cfg.agent.endpoint.trim(),
+        };
+        TrackerOptions {
+            ladder: cfg
+                .warning
+                .iter()
+                .map(|w| Step {
+                    after: w.after,
+                    kind: w.kind,
+                    notify_lead: w.notify_lead,
+                })
+                .collect(),
+            // The Asterisk connector filters by channel name itself.
+            agent: (!agent.is_empty() && cfg.pbx.kind == crate::config::PbxKind::Generic)
+                .then(|| agent.to_string()),
+            time_scale: if time_scale > 0.0 { time_scale } else { 1.0 },
+            memory,
+        }
+    }
+}
+
+/// Requests to the tracker from the control socket and the demo.
+#[derive(Debug)]
+pub enum Command {
+    /// Current state, for `callguard status`.
+    Status(oneshot::Sender<TrackerStatus>),
+}
+
+/// The tracker's view for `callguard status`.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct TrackerStatus {
+    /// `connected`, `disconnected` or `connecting`.
+    pub pbx: String,
+    /// Last connection change, human readable.
+    pub pbx_detail: String,
+    /// Calls in progress.
+    pub calls: Vec<CallStatus>,
+    /// Frames refused since start.
+    pub bad_frames: u64,
+    /// The last refused frame's reason.
+    pub last_bad_frame: Option<String>,
+}
+
+/// One call in `callguard status`.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct CallStatus {
+    /// Call id.
+    pub call_id: String,
+    /// Agent.
+    pub agent: String,
+    /// Caller.
+    pub caller: String,
+    /// RFC 3339 start.
+    pub started_at: String,
+    /// Call time so far.
+    pub elapsed_secs: u64,
+    /// Next warning kind, if any.
+    pub next_warning: Option<String>,
+    /// Call time at which it fires.
+    pub next_warning_after_secs: Option<u64>,
+}
+
+struct Call {
+    info: Arc<CallInfo>,
+    origin: Origin,
+    /// Index of the next ladder step to fire.
+    next: usize,
+}
+
+/// Timer key: due instant, then a sequence number so equal instants stay distinct and ordered.
+type TimerKey = (Instant, u64);
+
+/// The tracker state; [`run`] drives it.
+pub struct Tracker {
+    opts: TrackerOptions,
+    calls: HashMap<String, Call>,
+    timers: BTreeMap<TimerKey, (String, usize)>,
+    timer_seq: u64,
+    bus: Bus,
+    pbx: String,
+    pbx_detail: String,
+    bad_frames: u64,
+    last_bad_frame: Option<String>,
+}
+
+/// Runs the tracker until `shutdown` or until the event channel closes. On return every sink's
+/// queue is closed (the tracker owned the only senders), which is their signal to finish.
+pub async fn run(
+    opts: TrackerOptions,
+    mut events: mpsc::Receiver<PbxEvent>,
+    mut commands: mpsc::Receiver<Command>,
+    bus: Bus,
+    shutdown: CancellationToken,
+) {
+    let mut t = Tracker::new(opts, bus);
+    let mut commands_open = true;
+    loop {
+        let next_due = t.next_due();
+        tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => break,
+            // Due warnings go before a burst of events or audio.
+            _ = sleep_until_opt(next_due), if next_due.is_some() => t.fire_due(Instant::now()),
+            ev = events.recv() => match ev {
+                Some(ev) => t.on_event(ev, Instant::now()),
+                None => break,
+            },
+            cmd = commands.recv(), if commands_open => match cmd {
+                Some(cmd) => t.on_command(cmd),
+                None => commands_open = false,
+            },
+        }
+    }
+    tracing::debug!(calls = t.calls.len(), "call tracker stopped");
+}
+
+async fn sleep_until_opt(at: Option<Instant>) {
+    if let Some(at) = at {
+        tokio::time::sleep_until(at).await;
+    }
+}
+
+impl Tracker {
+    /// A tracker with no calls.
+    pub fn new(opts: TrackerOptions, bus: Bus) -> Tracker {
+        Tracker {
+            opts,
+            calls: HashMap::new(),
+            timers: BTreeMap::new(),
+            timer_seq: 0,
+            bus,
+            pbx: "connecting".into(),
+            pbx_detail: String::new(),
+            bad_frames: 0,
+            last_bad_frame: None,
+        }
+    }
+
+    fn next_due(&self) -> Option<Instant> {
+        self.timers.first_key_value().map(|((at, _), _)| *at)
+    }
+
+    /// Handles one PBX event received at monotonic `now`.
+    pub fn on_event(&mut self, ev: PbxEvent, now: Instant) {
+        match ev {
+            PbxEvent::Connected { endpoint } => {
+                self.pbx = "connected".into();
+                self.pbx_detail = endpoint.clone();
+                self.bus.report(Report::Connected(endpoint.clone()));
+                self.bus
+                    .publish(Action::Connection(PbxEvent::Connected { endpoint }));
+            }
+            PbxEvent::Disconnected { reason, retry_in } => {
+                self.pbx = "disconnected".into();
+                self.pbx_detail = reason.clone();
+                self.bus.report(Report::Disconnected(reason.clone()));
+                self.bus.publish(Action::Connection(PbxEvent::Disconnected {
+                    reason,
+                    retry_in,
+                }));
+            }
+            PbxEvent::CallStart(start) => {
+                if self.wanted(&start) && !self.calls.contains_key(&start.call_id) {
+                    self.start_call(start, false, now);
+                } else if self.calls.contains_key(&start.call_id) {
+                    tracing::debug!(call_id = %start.call_id, "start for a call already tracked: ignored");
+                }
+            }
+            PbxEvent::CallEnd { call_id, at, cause } => self.end_call(&call_id, at, &cause, now),
+            PbxEvent::Snapshot(list) => self.apply_snapshot(list, now),
+            PbxEvent::MediaStart {
+                call_id,
+                encoding,
+                sample_rate,
+            } => {
+                if self.calls.contains_key(&call_id) {
+                    self.bus.publish(Action::MediaStart {
+                        call_id,
+                        encoding,
+                        sample_rate,
+                    });
+                }
+            }
+            PbxEvent::Media {
+                call_id,
+                track,
+                seq,
+                payload,
+            } => {
+                if self.calls.contains_key(&call_id) {
+                    self.bus.publish(Action::Media {
+                        call_id,
+                        track,
+                        seq,
+                        payload,
+                    });
+                }
+            }
+            PbxEvent::BadFrame { reason } => {
+                self.bad_frames += 1;
+                self.last_bad_frame = Some(reason);
+            }
+        }
+    }
+
+    fn wanted(&self, start: &CallStart) -> bool {
+        match &self.opts.agent {
+            Some(agent) => &start.agent == agent,
+            None => true,
+        }
+    }
+
+    fn start_call(&mut self, start: CallStart, adopted: bool, now: Instant) {
+        let origin = clock::origin(start.at, clock::wall_now(), now);
+        match origin.refused {
+            Some(Refused::Future) => tracing::warn!(call_id = %start.call_id, at = ?start.at,
+                "call start time is in the future; counting from receipt"),
+            Some(Refused::TooOld) => tracing::warn!(call_id = %start.call_id, at = ?start.at,
+                "call start time is more than 24 h old; counting from receipt"),
+            None => {}
+        }
+        let info = Arc::new(CallInfo {
+            call_id: start.call_id.clone(),
+            agent: start.agent,
+            caller: start.caller,
+            direction: start.direction,
+            channel: start.channel,
+            started_at: origin.wall,
+            adopted,
+        });
+        tracing::info!(call_id = %info.call_id, agent = %info.agent, caller = %info.caller,
+            adopted, started_at = %info.started_at.to_rfc3339(), "call started");
+        let mut call = Call {
+            info: info.clone(),
+            origin,
+            next: 0,
+        };
+        // Steps that fired before a restart are not repeated.
+        while let Some(step) = self.opts.ladder.get(call.next) {
+            if self.opts.memory.has_fired(&info.call_id, step_key(step)) {
+                call.next += 1;
+            } else {
+                break;
+            }
+        }
+        self.bus.report(Report::CallStarted((*info).clone()));
+        self.bus.publish(Action::CallStarted(info));
+        self.calls.insert(start.call_id.clone(), call);
+        self.schedule(&start.call_id);
+        // Steps already due (an adopted call, a late start) fire now, in order, once.
+        self.fire_due(now);
+    }
+
+    /// Arms the timer for the call's next step.
+    fn schedule(&mut self, call_id: &str) {
+        let Some(call) = self.calls.get(call_id) else {
+            return;
+        };
+        let Some(step) = self.opts.ladder.get(call.next) else {
+            return;
+        };
+        let real = step.after.div_f64(self.opts.time_scale);
+        let due = call.origin.when(real);
+        self.timer_seq += 1;
+        self.timers
+            .insert((due, self.timer_seq), (call_id.to_string(), call.next));
+    }
+
+    /// Fires every warning due at `now`.
+    pub fn fire_due(&mut self, now: Instant) {
+        while let Some(entry) = self.timers.first_entry() {
+            if entry.key().0 > now {
+                break;
+            }
+            let (call_id, step_idx) = entry.remove();
+            self.fire(&call_id, step_idx, now);
+        }
+    }
+
+    fn fire(&mut self, call_id: &str, step_idx: usize, now: Instant) {
+        let scale = self.opts.time_scale;
+        let Some(call) = self.calls.get_mut(call_id) else {
+            return;
+        };
+        if call.next != step_idx {
+            return; // stale timer
+        }
+        let Some(step) = self.opts.ladder.get(step_idx).cloned() else {
+            return;
+        };
+        call.next += 1;
+        let elapsed = call.origin.elapsed(now).mul_f64(scale);
+        // Late: the call was already past the threshold when it became known to us.
+        let late = step.after.div_f64(scale) <= call.origin.age;
+        let warning = WarningFired {
+            step: step_idx,
+            kind: step.kind,
+            after: step.after,
+            elapsed,
+            fired_at: clock::wall_now(),
+            late,
+            notify_lead: step.notify_lead,
+        };
+        let info = call.info.clone();
+        if late {
+            tracing::warn!(call_id = %call_id, kind = step.kind.as_str(),
+                after_secs = step.after.as_secs(), elapsed_secs = elapsed.as_secs(),
+                "warning fired late: the call was already past the threshold when it became known");
+        } else {
+            tracing::info!(call_id = %call_id, kind = step.kind.as_str(),
+                after_secs = step.after.as_secs(), "warning fired");
+        }
+        self.opts.memory.fired(call_id, step_key(&step));
+        self.bus.report(Report::WarningDue {
+            call_id: call_id.to_string(),
+            warning: warning.clone(),
+        });
+        self.bus.publish(Action::Warning(info, warning));
+        self.schedule(call_id);
+    }
+
+    fn end_call(
+        &mut self,
+        call_id: &str,
+        at: Option<chrono::DateTime<chrono::FixedOffset>>,
+        cause: &str,
+        now: Instant,
+    ) {
+        let Some(call) = self.calls.remove(call_id) else {
+            tracing::debug!(call_id = %call_id, "end for a call not tracked: ignored");
+            return;
+        };
+        // Timers of this call become stale; drop them so the timer map stays small.
+        self.timers.retain(|_, (id, _)| id != call_id);
+        let duration = call.origin.elapsed(now).mul_f64(self.opts.time_scale);
+        let ended_at = at
+            .filter(|a| *a >= call.info.started_at)
+            .unwrap_or_else(clock::wall_now);
+        tracing::info!(call_id = %call_id, cause, duration_secs = duration.as_secs(), "call ended");
+        self.opts.memory.ended(call_id);
+        self.bus.report(Report::CallEnded {
+            call_id: call_id.to_string(),
+            duration,
+            cause: cause.to_string(),
+        });
+        self.bus.publish(Action::CallEnded {
+            call: call.info,
+            ended_at,
+            duration,
+            cause: cause.to_string(),
+        });
+    }
+
+    fn apply_snapshot(&mut self, list: Vec<CallStart>, now: Instant) {
+        let wanted: Vec<CallStart> = list.into_iter().filter(|c| self.wanted(c)).collect();
+        let present: std::collections::HashSet<&str> =
+            wanted.iter().map(|c| c.call_id.as_str()).collect();
+        let lost: Vec<String> = self
+            .calls
+            .keys()
+            .filter(|id| !present.contains(id.as_str()))
+            .cloned()
+            .collect();
+        for id in lost {
+            tracing::warn!(call_id = %id, "call missing from the PBX snapshot: ended as lost");
+            self.end_call(&id, None, "lost", now);
+        }
+        for c in wanted {
+            if !self.calls.contains_key(&c.call_id) {
+                self.start_call(c, true, now);
+            }
+        }
+    }
+
+    fn on_command(&mut self, cmd: Command) {
+        match cmd {
+            Command::Status(reply) => {
+                let _ = reply.send(self.status(Instant::now()));
+            }
+        }
+    }
+
+    /// The current state.
+    pub fn status(&self, now: Instant) -> TrackerStatus {
+        let mut calls: Vec<CallStatus> = self
+            .calls
+            .values()
+            .map(|c| {
+                let step = self.opts.ladder.get(c.next);
+                CallStatus {
+                    call_id: c.info.call_id.clone(),
+                    agent: c.info.agent.clone(),
+                    caller: c.info.caller.clone(),
+                    started_at: c.info.started_at.to_rfc3339(),
+                    elapsed_secs: c
+                        .origin
+                        .elapsed(now)
+                        .mul_f64(self.opts.time_scale)
+                        .as_secs(),
+                    next_warning: step.map(|s| s.kind.as_str().to_string()),
+                    next_warning_after_secs: step.map(|s| s.after.as_secs()),
+                }
+            })
+            .collect();
+        calls.sort_by(|a, b| a.started_at.cmp(&b.started_at));
+        TrackerStatus {
+            pbx: self.pbx.clone(),
+            pbx_detail: self.pbx_detail.clone(),
+            calls,
+            bad_frames: self.bad_frames,
+            last_bad_frame: self.last_bad_frame.clone(),
+        }
+    }
+}
+
+fn step_key(step: &Step) -> memory::StepKey {
+    (step.kind, step.after.as_secs())
+}

@@ -1,0 +1,141 @@
+//! The command line (DESIGN.md, contract): parses arguments and dispatches to the subcommands.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::{Config, Sources};
+
+/// Exit code for usage and configuration errors.
+pub const EXIT_USAGE: u8 = 2;
+
+/// callguard: call-duration guard for contact-center agents.
+#[derive(Debug, Parser)]
+#[command(name = "callguard", version, about, long_about = None)]
+pub struct Cli {
+    /// Configuration file (else $CALLGUARD_CONFIG, else /etc/callguard + the user's file).
+    #[arg(long, global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the daemon.
+    Run {
+        /// Divide every warning threshold by N (training).
+        #[arg(long, default_value_t = 1.0, value_name = "N", value_parser = parse_scale)]
+        time_scale: f64,
+    },
+    /// Show what callguard does, against a built-in PBX simulator on 127.0.0.1.
+    Demo {
+        /// Divide every threshold by N: 60 turns a 32-minute call into 32 seconds.
+        #[arg(long, default_value_t = 60.0, value_name = "N", value_parser = parse_scale)]
+        time_scale: f64,
+        /// Length of the simulated call, in minutes of call time.
+        #[arg(long, default_value_t = 32, value_name = "MIN")]
+        minutes: u64,
+    },
+    /// Configuration tools.
+    Config {
+        /// What to do with the configuration.
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+}
+
+/// `callguard config …`.
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Print the effective configuration, secrets masked; exit 2 if it is invalid.
+    Check,
+}
+
+fn parse_scale(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v >= 1.0 => Ok(v),
+        _ => Err(format!("`{s}` is not a number of at least 1")),
+    }
+}
+
+/// Entry point of the binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Run { time_scale } => {
+            let cfg = match load(cli.config.as_deref()) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            crate::logging::init(&cfg.log);
+            runtime(async move {
+                let shutdown = tokio_util::sync::CancellationToken::new();
+                crate::daemon::cancel_on_signals(shutdown.clone());
+                let opts = crate::daemon::RunOptions {
+                    time_scale,
+                    ..Default::default()
+                };
+                tracing::info!(version = env!("CARGO_PKG_VERSION"), pbx = %crate::pbx::display_url(&cfg.pbx.url), "callguard starting");
+                crate::daemon::Daemon::new(cfg, opts).run(shutdown).await
+            })
+        }
+        Command::Demo {
+            time_scale,
+            minutes,
+        } => {
+            let cfg = match cli.config.as_deref() {
+                Some(path) => match load(Some(path)) {
+                    Ok(c) => c,
+                    Err(code) => return code,
+                },
+                None => Config::default(),
+            };
+            runtime(crate::demo::run(cfg, time_scale, minutes))
+        }
+        Command::Config {
+            command: ConfigCommand::Check,
+        } => match load(cli.config.as_deref()) {
+            Ok(cfg) => {
+                print!("{}", cfg.to_masked_toml());
+                ExitCode::SUCCESS
+            }
+            Err(code) => code,
+        },
+    }
+}
+
+/// Loads the configuration, or prints why not and returns the usage exit code.
+pub fn load(explicit: Option<&std::path::Path>) -> Result<Config, ExitCode> {
+    let result = Sources::discover(explicit).and_then(|s| Config::load(&s));
+    result.map_err(|e| {
+        eprintln!("callguard: configuration error: {e}");
+        ExitCode::from(EXIT_USAGE)
+    })
+}
+
+fn runtime<F>(fut: F) -> ExitCode
+where
+    F: std::future::Future<Output = anyhow::Result<()>>,
+{
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("callguard: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(fut) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("callguard: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,578 @@
+//! Configuration: the contract keys of DESIGN.md, loaded from layered TOML files and
+//! `CALLGUARD__SECTION__KEY` environment overrides, then validated.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// Environment prefix for overrides (`CALLGUARD__PBX__URL=…`).
+pub const ENV_PREFIX: &str = "CALLGUARD";
+/// System-wide configuration file, overlaid by the user's.
+pub const SYSTEM_CONFIG: &str = "/etc/callguard/callguard.toml";
+/// Folder of fleet drop-ins read after [`SYSTEM_CONFIG`], in name order.
+pub const SYSTEM_CONFIG_DIR: &str = "/etc/callguard/conf.d";
+
+/// Why a configuration could not be used. The message always names the key or file.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file or an override could not be read or does not fit the schema.
+    #[error("{0}")]
+    Load(String),
+    /// A value is readable but not usable.
+    #[error("invalid value for `{key}`: {msg}")]
+    Invalid {
+        /// Dotted key, e.g. `pbx.url`.
+        key: String,
+        /// What is wrong and what is expected.
+        msg: String,
+    },
+    /// `--config` or `$CALLGUARD_CONFIG` names a file that does not exist.
+    #[error("config file {0} does not exist")]
+    Missing(PathBuf),
+}
+
+/// Which PBX dialect the connector speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum PbxKind {
+    /// callguard's own protocol v1 (DESIGN.md).
+    #[default]
+    Generic,
+    /// Asterisk REST Interface.
+    Asterisk,
+}
+
+/// What a warning step means for the call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WarningKind {
+    /// Hand the call to a team lead.
+    Escalate,
+    /// The call meets a criterion for ending it.
+    Terminate,
+}
+
+impl WarningKind {
+    /// Contract spelling (`escalate` / `terminate`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WarningKind::Escalate => "escalate",
+            WarningKind::Terminate => "terminate",
+        }
+    }
+}
+
+/// Language of prompts, notifications and messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Language {
+    /// Japanese (default).
+    #[default]
+    Ja,
+    /// English.
+    En,
+}
+
+/// Where a call's audio comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum EvidenceSource {
+    /// `media` frames of protocol v1.
+    #[default]
+    Stream,
+    /// Recording made and stored by Asterisk, downloaded at call end.
+    Asterisk,
+    /// No recording.
+    Off,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line, for collectors.
+    Json,
+}
+
+/// Webhook body flavour.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum WebhookFormat {
+    /// The contract JSON body.
+    #[default]
+    Json,
+    /// Slack incoming-webhook message.
+    Slack,
+    /// Microsoft Teams card.
+    Teams,
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Language of prompts and messages.
+    pub language: Language,
+    /// PBX connection.
+    pub pbx: PbxConfig,
+    /// Whose calls this daemon follows.
+    pub agent: AgentConfig,
+    /// The threshold ladder, ascending by `after`.
+    pub warning: Vec<WarningConfig>,
+    /// Sounds.
+    pub prompt: PromptConfig,
+    /// Team-lead pings.
+    pub escalation: EscalationConfig,
+    /// Recording and sealing.
+    pub evidence: EvidenceConfig,
+    /// Logging.
+    pub log: LogConfig,
+    /// Where the daemon keeps its own state (keys, outbox, fired warnings).
+    pub state: StateConfig,
+}
+
+/// `[pbx]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PbxConfig {
+    /// `generic` or `asterisk`.
+    pub kind: PbxKind,
+    /// Websocket URL (`ws://` or `wss://`).
+    pub url: String,
+    /// Asterisk ARI application name; empty means `callguard-<hostname>`.
+    pub app: String,
+    /// User for HTTP Basic authentication.
+    pub username: String,
+    /// File holding the password (first line).
+    pub password_file: String,
+    /// Password, normally only from `CALLGUARD__PBX__PASSWORD`.
+    pub password: String,
+    /// PEM file with a private CA for `wss://`.
+    pub ca_file: String,
+}
+
+/// `[agent]`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AgentConfig {
+    /// Generic protocol: only calls of this agent; empty = every call (floor mode).
+    pub extension: String,
+    /// Asterisk: channel-name prefix of the agent's phone, e.g. `PJSIP/1001`.
+    pub endpoint: String,
+    /// Display name used in pings.
+    pub name: String,
+}
+
+/// One `[[warning]]` step.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WarningConfig {
+    /// Call time after which it fires, e.g. "15m".
+    #[serde(with = "humantime_serde")]
+    pub after: Duration,
+    /// `escalate` or `terminate`.
+    pub kind: WarningKind,
+    /// Whether the team lead is pinged.
+    #[serde(default = "yes")]
+    pub notify_lead: bool,
+    /// Notification title; empty = the default of `kind` in `language`.
+    #[serde(default)]
+    pub title: String,
+    /// Notification body; empty = the default of `kind` in `language`.
+    #[serde(default)]
+    pub body: String,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// `[prompt]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PromptConfig {
+    /// WAV played at call start; empty = the built-in notice of `language`.
+    pub notice: String,
+    /// WAV played with each warning; empty = the built-in chime.
+    pub chime: String,
+    /// Play the notice and chimes on this workstation.
+    pub local: bool,
+    /// Asterisk: also play the notice into the call so the customer hears it.
+    pub into_call: bool,
+    /// Asterisk sound name for `into_call`.
+    pub asterisk_sound: String,
+}
+
+/// `[escalation]`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EscalationConfig {
+    /// `[[escalation.webhook]]` targets.
+    pub webhook: Vec<WebhookConfig>,
+}
+
+/// One `[[escalation.webhook]]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    /// Receiver URL.
+    pub url: String,
+    /// `json`, `slack` or `teams`.
+    #[serde(default)]
+    pub format: WebhookFormat,
+    /// File holding the HMAC secret.
+    #[serde(default)]
+    pub secret_file: String,
+}
+
+/// `[evidence]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EvidenceConfig {
+    /// Root of the evidence tree; empty = `<data dir>/evidence`.
+    pub dir: String,
+    /// `stream`, `asterisk` or `off`.
+    pub source: EvidenceSource,
+    /// Free space needed at call start to record.
+    pub min_free_mb: u64,
+}
+
+/// `[log]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `text` or `json`.
+    pub format: LogFormat,
+    /// A `tracing` filter, e.g. `info` or `callguard=debug`.
+    pub level: String,
+}
+
+/// `[state]`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StateConfig {
+    /// Data directory; empty = the platform's (`~/.local/share/callguard`).
+    pub dir: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            language: Language::Ja,
+            pbx: PbxConfig::default(),
+            agent: AgentConfig::default(),
+            warning: default_ladder(),
+            prompt: PromptConfig::default(),
+            escalation: EscalationConfig::default(),
+            evidence: EvidenceConfig::default(),
+            log: LogConfig::default(),
+            state: StateConfig::default(),
+        }
+    }
+}
+
+impl Default for PbxConfig {
+    fn default() -> Self {
+        PbxConfig {
+            kind: PbxKind::Generic,
+            url: "ws://127.0.0.1:8765/".into(),
+            app: String::new(),
+            username: String::new(),
+            password_file: String::new(),
+            password: String::new(),
+            ca_file: String::new(),
+        }
+    }
+}
+
+impl Default for PromptConfig {
+    fn default() -> Self {
+        PromptConfig {
+            notice: String::new(),
+            chime: String::new(),
+            local: true,
+            into_call: false,
+            asterisk_sound: "custom/recording-notice".into(),
+        }
+    }
+}
+
+impl Default for EvidenceConfig {
+    fn default() -> Self {
+        EvidenceConfig {
+            dir: String::new(),
+            source: EvidenceSource::Stream,
+            min_free_mb: 500,
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            format: LogFormat::Text,
+            level: "info".into(),
+        }
+    }
+}
+
+/// The default ladder: 15 min escalate, 30 min terminate, both pinging the lead.
+pub fn default_ladder() -> Vec<WarningConfig> {
+    vec![
+        WarningConfig {
+            after: Duration::from_secs(15 * 60),
+            kind: WarningKind::Escalate,
+            notify_lead: true,
+            title: String::new(),
+            body: String::new(),
+        },
+        WarningConfig {
+            after: Duration::from_secs(30 * 60),
+            kind: WarningKind::Terminate,
+            notify_lead: true,
+            title: String::new(),
+            body: String::new(),
+        },
+    ]
+}
+
+/// Where the configuration comes from.
+#[derive(Debug, Clone, Default)]
+pub struct Sources {
+    /// Files read in order, later ones overriding earlier ones.
+    pub files: Vec<PathBuf>,
+    /// Whether `CALLGUARD__…` variables are applied.
+    pub env: bool,
+}
+
+impl Sources {
+    /// The lookup of DESIGN.md: `--config PATH`, else `$CALLGUARD_CONFIG`, else the system
+    /// file, its `conf.d` drop-ins in name order, and the user's file; env always last.
+    pub fn discover(explicit: Option<&Path>) -> Result<Sources, ConfigError> {
+        let chosen = explicit
+            .map(Path::to_path_buf)
+            .or_else(|| std::env::var_os("CALLGUARD_CONFIG").map(PathBuf::from));
+        if let Some(path) = chosen {
+            if !path.is_file() {
+                return Err(ConfigError::Missing(path));
+            }
+            return Ok(Sources {
+                files: vec![path],
+                env: true,
+            });
+        }
+        let mut files = Vec::new();
+        let system = PathBuf::from(SYSTEM_CONFIG);
+        if system.is_file() {
+            files.push(system);
+        }
+        if let Ok(dir) = std::fs::read_dir(SYSTEM_CONFIG_DIR) {
+            let mut dropins: Vec<PathBuf> = dir
+                .filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|e| e == "toml") && p.is_file())
+                .collect();
+            dropins.sort();
+            files.extend(dropins);
+        }
+        if let Some(user) = user_config_path().filter(|p| p.is_file()) {
+            files.push(user);
+        }
+        Ok(Sources { files, env: true })
+    }
+}
+
+/// `$XDG_CONFIG_HOME/callguard/callguard.toml` (or the platform's equivalent).
+pub fn user_config_path() -> Option<PathBuf> {
+    directories::BaseDirs::new().map(|b| b.config_dir().join("callguard").join("callguard.toml"))
+}
+
+impl Config {
+    /// Loads and validates the configuration from `sources`.
+    pub fn load(sources: &Sources) -> Result<Config, ConfigError> {
+        let mut builder = config::Config::builder();
+        for file in &sources.files {
+            builder = builder.add_source(
+                config::File::from(file.as_path())
+                    .format(config::FileFormat::Toml)
+                    .required(true),
+            );
+        }
+        if sources.env {
+            builder = builder.add_source(
+                config::Environment::with_prefix(ENV_PREFIX)
+                    .prefix_separator("__")
+                    .separator("__")
+                    .try_parsing(true),
+            );
+        }
+        let raw = builder
+            .build()
+            .map_err(|e| ConfigError::Load(e.to_string()))?;
+        let cfg: Config = raw
+            .try_deserialize()
+            .map_err(|e| ConfigError::Load(e.to_string()))?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Parses one TOML text (tests, demo) without files or environment.
+    pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
+        let raw = config::Config::builder()
+            .add_source(config::File::from_str(text, config::FileFormat::Toml))
+            .build()
+            .map_err(|e| ConfigError::Load(e.to_string()))?;
+        let cfg: Config = raw
+            .try_deserialize()
+            .map_err(|e| ConfigError::Load(e.to_string()))?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Checks what the schema alone cannot.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key: &str, msg: String| ConfigError::Invalid {
+            key: key.to_string(),
+            msg,
+        };
+        match url::Url::parse(&self.pbx.url) {
+            Ok(u) if matches!(u.scheme(), "ws" | "wss") => {
+                if !u.username().is_empty() || u.password().is_some() {
+                    return Err(invalid(
+                        "pbx.url",
+                        "credentials do not belong in the URL; use pbx.username and pbx.password_file".into(),
+                    ));
+                }
+            }
+            Ok(u) => {
+                return Err(invalid(
+                    "pbx.url",
+                    format!(
+                        "scheme `{}` is not supported; use ws:// or wss://",
+                        u.scheme()
+                    ),
+                ));
+            }
+            Err(e) => {
+                return Err(invalid(
+                    "pbx.url",
+                    format!("`{}` is not a URL: {e}", self.pbx.url),
+                ));
+            }
+        }
+        if self.warning.is_empty() {
+            return Err(invalid(
+                "warning",
+                "at least one [[warning]] step is needed".into(),
+            ));
+        }
+        let mut prev = Duration::ZERO;
+        for (i, w) in self.warning.iter().enumerate() {
+            if w.after.is_zero() {
+                return Err(invalid(
+                    &format!("warning[{i}].after"),
+                    "must be more than 0".into(),
+                ));
+            }
+            if w.after <= prev {
+                return Err(invalid(
+                    &format!("warning[{i}].after"),
+                    format!(
+                        "steps must be in ascending order ({} is not after {})",
+                        humantime::format_duration(w.after),
+                        humantime::format_duration(prev)
+                    ),
+                ));
+            }
+            prev = w.after;
+        }
+        for (i, h) in self.escalation.webhook.iter().enumerate() {
+            match url::Url::parse(&h.url) {
+                Ok(u) if matches!(u.scheme(), "http" | "https") => {}
+                Ok(_) | Err(_) => {
+                    return Err(invalid(
+                        &format!("escalation.webhook[{i}].url"),
+                        format!("`{}` is not an http(s) URL", h.url),
+                    ));
+                }
+            }
+        }
+        if self.pbx.kind == PbxKind::Asterisk && self.agent.endpoint.contains('-') {
+            return Err(invalid(
+                "agent.endpoint",
+                "give the endpoint without the channel suffix, e.g. PJSIP/1001".into(),
+            ));
+        }
+        if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
+            return Err(invalid(
+                "log.level",
+                format!(
+                    "`{}` is not a level or filter (try info, debug, callguard=debug)",
+                    self.log.level
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The PBX password: `pbx.password` (env) wins, else the first line of `pbx.password_file`.
+    pub fn pbx_password(&self) -> Result<Option<String>, ConfigError> {
+        if !self.pbx.password.is_empty() {
+            return Ok(Some(self.pbx.password.clone()));
+        }
+        if self.pbx.password_file.is_empty() {
+            return Ok(None);
+        }
+        let text =
+            std::fs::read_to_string(&self.pbx.password_file).map_err(|e| ConfigError::Invalid {
+                key: "pbx.password_file".into(),
+                msg: format!("cannot read {}: {e}", self.pbx.password_file),
+            })?;
+        Ok(Some(text.lines().next().unwrap_or_default().to_string()))
+    }
+
+    /// The configuration as TOML with secrets masked, for `config check`.
+    pub fn to_masked_toml(&self) -> String {
+        let mut shown = self.clone();
+        if !shown.pbx.password.is_empty() {
+            shown.pbx.password = "********".into();
+        }
+        for hook in &mut shown.escalation.webhook {
+            hook.url = mask_url(&hook.url);
+        }
+        toml::to_string_pretty(&shown).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
+    }
+
+    /// The data directory (keys, outbox, call memory).
+    pub fn data_dir(&self) -> PathBuf {
+        if !self.state.dir.is_empty() {
+            return PathBuf::from(&self.state.dir);
+        }
+        directories::ProjectDirs::from("", "", "callguard")
+            .map(|d| d.data_dir().to_path_buf())
+            .unwrap_or_else(|| PathBuf::from("/var/lib/callguard"))
+    }
+
+    /// The evidence root.
+    pub fn evidence_dir(&self) -> PathBuf {
+        if self.evidence.dir.is_empty() {
+            self.data_dir().join("evidence")
+        } else {
+            PathBuf::from(&self.evidence.dir)
+        }
+    }
+}
+
+/// Webhook URLs of Slack and Teams carry their secret in the path: show only scheme and host.
+fn mask_url(raw: &str) -> String {
+    match url::Url::parse(raw) {
+        Ok(u) if u.path().len() > 1 || u.query().is_some() => {
+            format!("{}://{}/…(masked)", u.scheme(), u.host_str().unwrap_or(""))
+        }
+        _ => raw.to_string(),
+    }
+}

@@ -1,0 +1,132 @@
+//! Wires the daemon together: PBX connector → call tracker → sinks, one shutdown token.
+
+use tokio::sync::{broadcast, mpsc};
+use tokio_util::sync::CancellationToken;
+
+use crate::alerts::{self, AlertOptions};
+use crate::bus::Bus;
+use crate::calls::{self, Command, TrackerOptions, memory::Memory};
+use crate::config::Config;
+use crate::events::{Action, Report};
+
+/// Capacity of the connector → tracker queue; a full queue slows the socket read, never drops.
+const EVENT_QUEUE: usize = 4096;
+
+/// How this run differs from production.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Thresholds divided by this (`--time-scale`).
+    pub time_scale: f64,
+    /// Keep fired warnings only in memory (demo).
+    pub volatile: bool,
+    /// Show desktop notifications.
+    pub desktop: bool,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            time_scale: 1.0,
+            volatile: false,
+            desktop: true,
+        }
+    }
+}
+
+/// A daemon ready to run: the sinks are subscribed, reports can be listened to.
+pub struct Daemon {
+    cfg: Config,
+    opts: RunOptions,
+    bus: Bus,
+    alerts_rx: mpsc::UnboundedReceiver<Action>,
+    commands_tx: mpsc::Sender<Command>,
+    commands_rx: mpsc::Receiver<Command>,
+}
+
+impl Daemon {
+    /// Subscribes every sink; nothing runs yet.
+    pub fn new(cfg: Config, opts: RunOptions) -> Daemon {
+        let mut bus = Bus::new();
+        let alerts_rx = bus.subscribe(false);
+        let (commands_tx, commands_rx) = mpsc::channel(64);
+        Daemon {
+            cfg,
+            opts,
+            bus,
+            alerts_rx,
+            commands_tx,
+            commands_rx,
+        }
+    }
+
+    /// What the sinks did, as it happens.
+    pub fn reports(&self) -> broadcast::Receiver<Report> {
+        self.bus.reports()
+    }
+
+    /// A handle for queries (status).
+    pub fn commands(&self) -> mpsc::Sender<Command> {
+        self.commands_tx.clone()
+    }
+
+    /// Runs until `shutdown`, then lets every sink finish its queue before returning.
+    pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let Daemon {
+            cfg,
+            opts,
+            bus,
+            alerts_rx,
+            commands_tx,
+            commands_rx,
+        } = self;
+        drop(commands_tx);
+        let memory = if opts.volatile {
+            Memory::volatile()
+        } else {
+            Memory::open(&cfg.data_dir().join("state").join("fired.jsonl"))
+        };
+        let tracker_opts = TrackerOptions::from_config(&cfg, opts.time_scale, memory);
+        let mut alert_opts = AlertOptions::from_config(&cfg);
+        alert_opts.desktop = opts.desktop;
+        let reports = bus.report_sender();
+
+        let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE);
+        let connector = tokio::spawn(crate::pbx::run(cfg.clone(), events_tx, shutdown.clone()));
+        let alerts = tokio::spawn(alerts::run(alert_opts, alerts_rx, reports));
+        // The tracker owns the bus; when it returns, every sink's queue closes.
+        let tracker = tokio::spawn(calls::run(
+            tracker_opts,
+            events_rx,
+            commands_rx,
+            bus,
+            shutdown.clone(),
+        ));
+        let _ = tracker.await;
+        shutdown.cancel();
+        let _ = alerts.await;
+        let _ = connector.await;
+        tracing::info!("callguard stopped");
+        Ok(())
+    }
+}
+
+/// Cancels `token` on SIGINT or SIGTERM.
+pub fn cancel_on_signals(token: CancellationToken) {
+    tokio::spawn(async move {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot listen for SIGTERM");
+                    let _ = tokio::signal::ctrl_c().await;
+                    token.cancel();
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
+            _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+        }
+        token.cancel();
+    });
+}

@@ -1,0 +1,251 @@
+//! The messages that flow one way through the daemon:
+//! PBX connector → [`PbxEvent`] → call tracker → [`Action`] → alert and evidence sinks,
+//! and the [`Report`]s sinks publish about what they did (for the demo timeline and status).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, FixedOffset};
+
+use crate::config::WarningKind;
+
+/// A call as the PBX announced it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CallStart {
+    /// PBX call id (any characters, ≤ 256 bytes).
+    pub call_id: String,
+    /// When the PBX says the call was connected; `None` = receipt time.
+    pub at: Option<DateTime<FixedOffset>>,
+    /// Agent extension or endpoint.
+    pub agent: String,
+    /// Caller number.
+    pub caller: String,
+    /// `inbound` or `outbound` (free text from the PBX).
+    pub direction: String,
+    /// Anything else worth keeping in the record (e.g. Asterisk channel name).
+    pub channel: String,
+}
+
+/// Audio encodings of protocol v1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoding {
+    /// G.711 μ-law.
+    Mulaw,
+    /// G.711 A-law.
+    Alaw,
+    /// 16-bit little-endian PCM.
+    L16,
+}
+
+impl Encoding {
+    /// MIME spelling used on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Encoding::Mulaw => "audio/x-mulaw",
+            Encoding::Alaw => "audio/x-alaw",
+            Encoding::L16 => "audio/l16",
+        }
+    }
+}
+
+/// Which side of the call a media frame carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Track {
+    /// The customer.
+    Inbound,
+    /// The agent.
+    Outbound,
+    /// Both, already mixed.
+    Mixed,
+}
+
+/// What a PBX connector tells the tracker.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PbxEvent {
+    /// The connection is up.
+    Connected {
+        /// What we are connected to (URL without credentials).
+        endpoint: String,
+    },
+    /// The connection is down; the connector is retrying.
+    Disconnected {
+        /// Why.
+        reason: String,
+        /// Time until the next attempt.
+        retry_in: Duration,
+    },
+    /// A call was connected to the agent.
+    CallStart(CallStart),
+    /// A call ended.
+    CallEnd {
+        /// PBX call id.
+        call_id: String,
+        /// PBX end time; `None` = receipt time.
+        at: Option<DateTime<FixedOffset>>,
+        /// Cause as the PBX gives it (`normal`, `lost`, Q.850 text…).
+        cause: String,
+    },
+    /// The full list of current calls, after a (re)connect.
+    Snapshot(Vec<CallStart>),
+    /// Audio of a call is announced.
+    MediaStart {
+        /// PBX call id.
+        call_id: String,
+        /// Encoding.
+        encoding: Encoding,
+        /// Samples per second.
+        sample_rate: u32,
+    },
+    /// A chunk of audio.
+    Media {
+        /// PBX call id.
+        call_id: String,
+        /// Which side.
+        track: Track,
+        /// Per-track sequence number.
+        seq: u64,
+        /// Raw audio bytes in the announced encoding.
+        payload: Vec<u8>,
+    },
+    /// A frame that was not understood (logged and counted by the connector).
+    BadFrame {
+        /// Why it was refused.
+        reason: String,
+    },
+}
+
+/// A tracked call, shared read-only with every sink.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CallInfo {
+    /// PBX call id.
+    pub call_id: String,
+    /// Agent extension or endpoint.
+    pub agent: String,
+    /// Caller number.
+    pub caller: String,
+    /// Direction as the PBX gave it.
+    pub direction: String,
+    /// PBX channel, where known.
+    pub channel: String,
+    /// Wall-clock start (the PBX `at`, or receipt time).
+    pub started_at: DateTime<FixedOffset>,
+    /// Adopted from a snapshot rather than seen starting.
+    pub adopted: bool,
+}
+
+/// One warning that fired.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WarningFired {
+    /// Index of the step in the ladder.
+    pub step: usize,
+    /// `escalate` / `terminate`.
+    pub kind: WarningKind,
+    /// The configured threshold (call time, not scaled).
+    pub after: Duration,
+    /// Call time when it fired (scaled back with the time scale).
+    pub elapsed: Duration,
+    /// Wall time when it fired.
+    pub fired_at: DateTime<FixedOffset>,
+    /// Fired later than due, because the call was adopted or restored past it.
+    pub late: bool,
+    /// Whether the team lead is pinged for this step.
+    pub notify_lead: bool,
+}
+
+/// What the tracker tells the sinks.
+#[derive(Debug, Clone)]
+pub enum Action {
+    /// The PBX connection changed state.
+    Connection(PbxEvent),
+    /// A call is now tracked.
+    CallStarted(Arc<CallInfo>),
+    /// A ladder step fired for a call.
+    Warning(Arc<CallInfo>, WarningFired),
+    /// A call is over.
+    CallEnded {
+        /// The call.
+        call: Arc<CallInfo>,
+        /// Wall end time.
+        ended_at: DateTime<FixedOffset>,
+        /// Call time (scaled back with the time scale).
+        duration: Duration,
+        /// Cause.
+        cause: String,
+    },
+    /// Audio announced for a tracked call.
+    MediaStart {
+        /// Call id.
+        call_id: String,
+        /// Encoding.
+        encoding: Encoding,
+        /// Samples per second.
+        sample_rate: u32,
+    },
+    /// Audio for a tracked call.
+    Media {
+        /// Call id.
+        call_id: String,
+        /// Which side.
+        track: Track,
+        /// Per-track sequence number.
+        seq: u64,
+        /// Raw bytes.
+        payload: Vec<u8>,
+    },
+}
+
+impl Action {
+    /// Whether this is audio (only the recorder subscribes to it).
+    pub fn is_media(&self) -> bool {
+        matches!(self, Action::Media { .. } | Action::MediaStart { .. })
+    }
+}
+
+/// What a sink did, published for the demo timeline, `status` and tests.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Report {
+    /// The PBX connection is up.
+    Connected(String),
+    /// The PBX connection is down.
+    Disconnected(String),
+    /// A call is tracked.
+    CallStarted(CallInfo),
+    /// A warning fired (before any sink acted on it).
+    WarningDue {
+        /// Call id.
+        call_id: String,
+        /// The warning.
+        warning: WarningFired,
+    },
+    /// A call ended.
+    CallEnded {
+        /// Call id.
+        call_id: String,
+        /// Call time.
+        duration: Duration,
+        /// Cause.
+        cause: String,
+    },
+    /// A sound was played, or why not.
+    Sound {
+        /// Call id.
+        call_id: String,
+        /// `notice` or `chime`.
+        what: &'static str,
+        /// `Ok(device)` or `Err(reason)`.
+        outcome: Result<String, String>,
+    },
+    /// A desktop notification was shown, or why not.
+    Notification {
+        /// Call id.
+        call_id: String,
+        /// Title shown.
+        summary: String,
+        /// Body shown.
+        body: String,
+        /// `Ok(where)` or `Err(reason)`.
+        outcome: Result<String, String>,
+    },
+    /// Something else a sink wants the operator to know.
+    Note(String),
+}

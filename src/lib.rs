@@ -1,0 +1,18 @@
+//! callguard: follows a PBX's calls, plays the recording notice, warns the agent at 15 and 30
+//! minutes, pings team leads, and seals each call's recording as evidence.
+//!
+//! Data flows one way: [`pbx`] → [`calls`] → [`alerts`] (and the evidence and escalation sinks).
+
+pub mod alerts;
+pub mod bus;
+pub mod calls;
+pub mod cli;
+pub mod config;
+pub mod daemon;
+pub mod demo;
+pub mod events;
+pub mod fsutil;
+pub mod logging;
+pub mod pbx;
+pub mod protocol;
+pub mod tls;
