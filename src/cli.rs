@@ -40,6 +40,70 @@ pub enum Command {
         #[arg(long, default_value_t = 32, value_name = "MIN")]
         minutes: u64,
     },
+    /// Check sealed evidence: WAV hash, manifest signature, ledger chain.
+    Verify {
+        /// Call folders or evidence roots (default: the configured evidence.dir).
+        paths: Vec<PathBuf>,
+        /// Public key to check against (default: this machine's key).
+        #[arg(long, value_name = "FILE")]
+        pubkey: Option<PathBuf>,
+        /// One JSON object per call.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show the running daemon's state (through the control socket).
+    Status {
+        /// JSON output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The evidence signing key.
+    Key {
+        /// What to do with the key.
+        #[command(subcommand)]
+        command: KeyCommand,
+    },
+    /// Check everything this workstation needs; exit non-zero on any failure.
+    Doctor {
+        /// JSON output.
+        #[arg(long)]
+        json: bool,
+        /// Send a real test ping to each webhook.
+        #[arg(long)]
+        send_test_ping: bool,
+    },
+    /// Call the team lead to the agent's current call.
+    Escalate {
+        /// A note for the lead.
+        #[arg(long)]
+        note: Option<String>,
+    },
+    /// Mark what the caller does on the current call (abuse, threat, demand, …).
+    Mark {
+        /// abuse, threat, demand, manager, repeat, sexual, violence or symptom.
+        kind: String,
+        /// The caller's words, verbatim.
+        #[arg(long)]
+        quote: Option<String>,
+    },
+    /// Add to the record of the current or a past call.
+    Note {
+        /// The call (default: the current one).
+        #[arg(long)]
+        call: Option<String>,
+        /// A witness.
+        #[arg(long)]
+        witness: Option<String>,
+        /// The agent's response.
+        #[arg(long)]
+        response: Option<String>,
+        /// A statement of the caller, verbatim.
+        #[arg(long)]
+        quote: Option<String>,
+        /// Next steps.
+        #[arg(long)]
+        next: Option<String>,
+    },
     /// Configuration tools.
     Config {
         /// What to do with the configuration.
@@ -53,6 +117,13 @@ pub enum Command {
 pub enum ConfigCommand {
     /// Print the effective configuration, secrets masked; exit 2 if it is invalid.
     Check,
+}
+
+/// `callguard key …`.
+#[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// Print the public key and its key_id.
+    Show,
 }
 
 fn parse_scale(s: &str) -> Result<f64, String> {
@@ -105,7 +176,19 @@ pub fn main() -> ExitCode {
             }
             Err(code) => code,
         },
+        Command::Verify { .. } => not_yet("verify"),
+        Command::Status { .. } => not_yet("status"),
+        Command::Key { .. } => not_yet("key show"),
+        Command::Doctor { .. } => not_yet("doctor"),
+        Command::Escalate { .. } => not_yet("escalate"),
+        Command::Mark { .. } => not_yet("mark"),
+        Command::Note { .. } => not_yet("note"),
     }
+}
+
+fn not_yet(what: &str) -> ExitCode {
+    eprintln!("callguard: `{what}` is not available in this build yet");
+    ExitCode::from(EXIT_USAGE)
 }
 
 /// Loads the configuration, or prints why not and returns the usage exit code.

@@ -112,6 +112,43 @@ pub enum PbxEvent {
         /// Why it was refused.
         reason: String,
     },
+    /// A PBX-side recording of a call is available (or definitely is not). Arrives after the
+    /// call's end; forwarded to the evidence sink whether or not the call is still tracked.
+    Recording {
+        /// PBX call id.
+        call_id: String,
+        /// The downloaded file, or why there is none.
+        outcome: RecordingOutcome,
+    },
+}
+
+/// What became of a PBX-side recording.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RecordingOutcome {
+    /// Downloaded to `path` (a WAV file the evidence sink moves into the call's folder).
+    Downloaded {
+        /// Local file.
+        path: std::path::PathBuf,
+        /// Where it came from (e.g. the PBX's recording name).
+        source: String,
+    },
+    /// The PBX reports the recording failed or was canceled, or it could not be fetched.
+    Failed {
+        /// Why, as the PBX or the download said.
+        reason: String,
+    },
+}
+
+/// Something a sink ran into that the agent and the team lead must hear about (not a ladder
+/// warning): e.g. a recording that had to stop because the disk is full.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Problem {
+    /// The call concerned, if any.
+    pub call_id: Option<String>,
+    /// Short machine-readable kind, e.g. `evidence.truncated`.
+    pub kind: String,
+    /// What happened, for people.
+    pub text: String,
 }
 
 /// A tracked call, shared read-only with every sink.
@@ -172,6 +209,15 @@ pub enum Action {
         /// Cause.
         cause: String,
     },
+    /// A PBX-side recording is available (or failed); see [`PbxEvent::Recording`].
+    Recording {
+        /// Call id.
+        call_id: String,
+        /// Outcome.
+        outcome: RecordingOutcome,
+    },
+    /// A sink reported a problem (sent back through the tracker so every sink hears of it).
+    Problem(Problem),
     /// Audio announced for a tracked call.
     MediaStart {
         /// Call id.

@@ -75,6 +75,21 @@ impl Desktop {
         }
     }
 
+    /// Shows a problem a sink ran into (its own notification, critical: the agent must see it).
+    pub async fn show_problem(&mut self, p: &crate::events::Problem) -> Result<u32, String> {
+        let mut note = Notification::new();
+        note.appname(APP_NAME)
+            .summary(&format!("callguard: {}", p.kind))
+            .body(&p.text)
+            .icon("dialog-error")
+            .urgency(Urgency::Critical)
+            .timeout(Timeout::Never);
+        note.show_async()
+            .await
+            .map(|h| h.id())
+            .map_err(|e| format!("no notification server on the session bus ({e})"))
+    }
+
     /// Forgets the call's notification; a critical one stays until the agent closes it, so the
     /// agent still sees what happened after hanging up.
     pub fn call_ended(&mut self, call_id: &str) {

@@ -94,6 +94,22 @@ pub async fn run(
                 });
             }
             Action::CallEnded { call, .. } => desktop.call_ended(&call.call_id),
+            Action::Problem(p) => {
+                let outcome = if opts.desktop {
+                    desktop
+                        .show_problem(&p)
+                        .await
+                        .map(|id| format!("desktop notification #{id}"))
+                } else {
+                    Err("desktop notifications are off".to_string())
+                };
+                let _ = reports.send(Report::Notification {
+                    call_id: p.call_id.clone().unwrap_or_default(),
+                    summary: p.kind.clone(),
+                    body: p.text.clone(),
+                    outcome,
+                });
+            }
             _ => {}
         }
     }

@@ -73,6 +73,8 @@ impl TrackerOptions {
 pub enum Command {
     /// Current state, for `callguard status`.
     Status(oneshot::Sender<TrackerStatus>),
+    /// A sink's problem, to be published to every sink (desktop, lead).
+    Problem(crate::events::Problem),
 }
 
 /// The tracker's view for `callguard status`.
@@ -248,6 +250,9 @@ impl Tracker {
             PbxEvent::BadFrame { reason } => {
                 self.bad_frames += 1;
                 self.last_bad_frame = Some(reason);
+            }
+            PbxEvent::Recording { call_id, outcome } => {
+                self.bus.publish(Action::Recording { call_id, outcome });
             }
         }
     }
@@ -425,6 +430,10 @@ impl Tracker {
         match cmd {
             Command::Status(reply) => {
                 let _ = reply.send(self.status(Instant::now()));
+            }
+            Command::Problem(p) => {
+                tracing::warn!(call_id = ?p.call_id, kind = %p.kind, text = %p.text, "problem reported");
+                self.bus.publish(Action::Problem(p));
             }
         }
     }
