@@ -177,10 +177,16 @@ pub fn main() -> ExitCode {
             Err(code) => code,
         },
         Command::Verify { .. } => not_yet("verify"),
-        Command::Status { .. } => not_yet("status"),
+        Command::Status { json } => match load(cli.config.as_deref()) {
+            Ok(cfg) => crate::control::status_command(&cfg, json),
+            Err(code) => code,
+        },
         Command::Key { .. } => not_yet("key show"),
         Command::Doctor { .. } => not_yet("doctor"),
-        Command::Escalate { .. } => not_yet("escalate"),
+        Command::Escalate { note } => match load(cli.config.as_deref()) {
+            Ok(cfg) => crate::control::escalate_command(&cfg, note),
+            Err(code) => code,
+        },
         Command::Mark { .. } => not_yet("mark"),
         Command::Note { .. } => not_yet("note"),
     }

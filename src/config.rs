@@ -133,6 +133,8 @@ pub struct Config {
     pub log: LogConfig,
     /// Where the daemon keeps its own state (keys, outbox, fired warnings).
     pub state: StateConfig,
+    /// The control socket (`callguard status`, `escalate`).
+    pub control: ControlConfig,
 }
 
 /// `[pbx]`.
@@ -208,11 +210,40 @@ pub struct PromptConfig {
 }
 
 /// `[escalation]`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct EscalationConfig {
     /// `[[escalation.webhook]]` targets.
     pub webhook: Vec<WebhookConfig>,
+    /// First retry delay of a ping; doubles (with jitter) up to `retry_max`.
+    #[serde(with = "humantime_serde")]
+    pub retry_initial: Duration,
+    /// Largest retry delay.
+    #[serde(with = "humantime_serde")]
+    pub retry_max: Duration,
+    /// How long a ping is retried before it is given up (and shown as failed).
+    #[serde(with = "humantime_serde")]
+    pub retry_for: Duration,
+}
+
+impl Default for EscalationConfig {
+    fn default() -> Self {
+        EscalationConfig {
+            webhook: Vec::new(),
+            retry_initial: Duration::from_secs(1),
+            retry_max: Duration::from_secs(5 * 60),
+            retry_for: Duration::from_secs(24 * 3600),
+        }
+    }
+}
+
+/// `[control]`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ControlConfig {
+    /// Socket path; empty = `$XDG_RUNTIME_DIR/callguard/control.sock`, else
+    /// `<data dir>/control.sock`.
+    pub socket: String,
 }
 
 /// One `[[escalation.webhook]]`.
@@ -271,6 +302,7 @@ impl Default for Config {
             evidence: EvidenceConfig::default(),
             log: LogConfig::default(),
             state: StateConfig::default(),
+            control: ControlConfig::default(),
         }
     }
 }
@@ -501,6 +533,13 @@ impl Config {
                 }
             }
         }
+        let esc = &self.escalation;
+        if esc.retry_initial.is_zero() || esc.retry_max < esc.retry_initial {
+            return Err(invalid(
+                "escalation.retry_initial",
+                "must be more than 0 and not more than escalation.retry_max".into(),
+            ));
+        }
         if self.pbx.kind == PbxKind::Asterisk && self.agent.endpoint.contains('-') {
             return Err(invalid(
                 "agent.endpoint",
@@ -557,6 +596,18 @@ impl Config {
             .unwrap_or_else(|| PathBuf::from("/var/lib/callguard"))
     }
 
+    /// The control socket: `control.socket`, else `$XDG_RUNTIME_DIR/callguard/control.sock`,
+    /// else `<data dir>/control.sock`.
+    pub fn control_socket(&self) -> PathBuf {
+        if !self.control.socket.is_empty() {
+            return PathBuf::from(&self.control.socket);
+        }
+        match std::env::var_os("XDG_RUNTIME_DIR").filter(|v| !v.is_empty()) {
+            Some(dir) => PathBuf::from(dir).join("callguard").join("control.sock"),
+            None => self.data_dir().join("control.sock"),
+        }
+    }
+
     /// The evidence root.
     pub fn evidence_dir(&self) -> PathBuf {
         if self.evidence.dir.is_empty() {
@@ -568,7 +619,7 @@ impl Config {
 }
 
 /// Webhook URLs of Slack and Teams carry their secret in the path: show only scheme and host.
-fn mask_url(raw: &str) -> String {
+pub fn mask_url(raw: &str) -> String {
     match url::Url::parse(raw) {
         Ok(u) if u.path().len() > 1 || u.query().is_some() => {
             format!("{}://{}/…(masked)", u.scheme(), u.host_str().unwrap_or(""))

@@ -39,6 +39,7 @@ pub struct Daemon {
     opts: RunOptions,
     bus: Bus,
     alerts_rx: mpsc::UnboundedReceiver<Action>,
+    escalation_rx: mpsc::UnboundedReceiver<Action>,
     commands_tx: mpsc::Sender<Command>,
     commands_rx: mpsc::Receiver<Command>,
 }
@@ -48,12 +49,14 @@ impl Daemon {
     pub fn new(cfg: Config, opts: RunOptions) -> Daemon {
         let mut bus = Bus::new();
         let alerts_rx = bus.subscribe(false);
+        let escalation_rx = bus.subscribe(false);
         let (commands_tx, commands_rx) = mpsc::channel(64);
         Daemon {
             cfg,
             opts,
             bus,
             alerts_rx,
+            escalation_rx,
             commands_tx,
             commands_rx,
         }
@@ -76,10 +79,10 @@ impl Daemon {
             opts,
             bus,
             alerts_rx,
+            escalation_rx,
             commands_tx,
             commands_rx,
         } = self;
-        drop(commands_tx);
         let memory = if opts.volatile {
             Memory::volatile()
         } else {
@@ -88,11 +91,22 @@ impl Daemon {
         let tracker_opts = TrackerOptions::from_config(&cfg, opts.time_scale, memory);
         let mut alert_opts = AlertOptions::from_config(&cfg);
         alert_opts.desktop = opts.desktop;
+        alert_opts.escalate = Some(commands_tx.clone());
         let reports = bus.report_sender();
 
         let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE);
         let connector = tokio::spawn(crate::pbx::run(cfg.clone(), events_tx, shutdown.clone()));
-        let alerts = tokio::spawn(alerts::run(alert_opts, alerts_rx, reports));
+        let alerts = tokio::spawn(alerts::run(alert_opts, alerts_rx, reports.clone()));
+        let escalation = tokio::spawn(crate::escalation::run(
+            crate::escalation::EscalationOptions::from_config(&cfg),
+            escalation_rx,
+            reports,
+            shutdown.clone(),
+        ));
+        let control = tokio::spawn(crate::control::serve(
+            crate::control::ControlContext::new(&cfg, commands_tx, &bus),
+            shutdown.clone(),
+        ));
         // The tracker owns the bus; when it returns, every sink's queue closes.
         let tracker = tokio::spawn(calls::run(
             tracker_opts,
@@ -104,6 +118,8 @@ impl Daemon {
         let _ = tracker.await;
         shutdown.cancel();
         let _ = alerts.await;
+        let _ = escalation.await;
+        let _ = control.await;
         let _ = connector.await;
         tracing::info!("callguard stopped");
         Ok(())

@@ -218,6 +218,17 @@ pub enum Action {
     },
     /// A sink reported a problem (sent back through the tracker so every sink hears of it).
     Problem(Problem),
+    /// The agent called the team lead to a call (`callguard escalate`, the notification button).
+    Escalation {
+        /// The call.
+        call: Arc<CallInfo>,
+        /// Call time when asked (scaled back with the time scale).
+        elapsed: Duration,
+        /// The agent's note, if any.
+        note: Option<String>,
+        /// Who asked: `cli` or `notification`.
+        source: String,
+    },
     /// Audio announced for a tracked call.
     MediaStart {
         /// Call id.

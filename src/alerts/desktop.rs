@@ -3,12 +3,34 @@
 
 use std::collections::HashMap;
 
-use notify_rust::{Notification, NotificationHandle, Timeout, Urgency};
+use notify_rust::{Notification, NotificationHandle, NotificationResponse, Timeout, Urgency};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
 
-use crate::config::WarningKind;
+use crate::calls::Command;
+use crate::config::{Language, WarningKind};
 
 /// Application name shown by the notification server.
 pub const APP_NAME: &str = "callguard";
+/// Action key of the 「上長を呼ぶ」 / "Call team lead" button.
+pub const ESCALATE_ACTION: &str = "callguard-escalate";
+
+/// Label of the escalate button.
+pub fn escalate_label(lang: Language) -> &'static str {
+    match lang {
+        Language::Ja => "上長を呼ぶ",
+        Language::En => "Call team lead",
+    }
+}
+
+/// The escalate button: its label, and where a click goes (the call tracker).
+#[derive(Clone)]
+pub struct EscalateButton {
+    /// Button text.
+    pub label: String,
+    /// The tracker's command queue.
+    pub commands: mpsc::Sender<Command>,
+}
 
 /// What a warning notification shows.
 #[derive(Debug, Clone)]
@@ -24,14 +46,47 @@ pub struct Shown {
 /// The notifications of the calls in progress.
 #[derive(Default)]
 pub struct Desktop {
-    handles: HashMap<String, NotificationHandle>,
+    ids: HashMap<String, u32>,
     warned: bool,
+    button: Option<EscalateButton>,
+    /// Whether the server shows action buttons; asked once it has answered.
+    actions: Option<bool>,
+    /// One listener per call for a click on its button (an updated notification keeps its id,
+    /// so one listener covers every update).
+    listeners: HashMap<String, (u32, JoinHandle<()>)>,
 }
 
 impl Desktop {
     /// A desktop with no notification shown yet.
     pub fn new() -> Desktop {
         Desktop::default()
+    }
+
+    /// Warnings carry the escalate button where the server supports actions.
+    pub fn with_button(button: EscalateButton) -> Desktop {
+        Desktop {
+            button: Some(button),
+            ..Desktop::default()
+        }
+    }
+
+    async fn server_has_actions(&mut self) -> bool {
+        if let Some(a) = self.actions {
+            return a;
+        }
+        // The capability query is blocking D-Bus I/O: keep it off the runtime's workers.
+        match tokio::task::spawn_blocking(notify_rust::get_capabilities).await {
+            Ok(Ok(caps)) => {
+                let a = caps.iter().any(|c| c == "actions");
+                if !a {
+                    tracing::info!("the notification server shows no action buttons: escalate with `callguard escalate` instead");
+                }
+                self.actions = Some(a);
+                a
+            }
+            // No server (yet): ask again next time.
+            _ => false,
+        }
     }
 
     /// Shows (or updates) the call's notification. `Ok(id)` or the reason it is not shown.
@@ -50,9 +105,16 @@ impl Desktop {
                 note.urgency(Urgency::Critical).timeout(Timeout::Never);
             }
         }
-        if let Some(prev) = self.handles.get(call_id) {
-            note.id(prev.id());
+        if let Some(prev) = self.ids.get(call_id) {
+            note.id(*prev);
         }
+        let button = match self.button.clone() {
+            Some(b) if self.server_has_actions().await => {
+                note.action(ESCALATE_ACTION, &b.label);
+                Some(b)
+            }
+            _ => None,
+        };
         match note.show_async().await {
             Ok(handle) => {
                 if self.warned {
@@ -60,7 +122,10 @@ impl Desktop {
                     self.warned = false;
                 }
                 let id = handle.id();
-                self.handles.insert(call_id.to_string(), handle);
+                self.ids.insert(call_id.to_string(), id);
+                if let Some(b) = button {
+                    self.listen(call_id, handle, b);
+                }
                 Ok(id)
             }
             Err(e) => {
@@ -93,6 +158,49 @@ impl Desktop {
     /// Forgets the call's notification; a critical one stays until the agent closes it, so the
     /// agent still sees what happened after hanging up.
     pub fn call_ended(&mut self, call_id: &str) {
-        self.handles.remove(call_id);
+        self.ids.remove(call_id);
+        // The call is over: its button no longer calls anyone.
+        if let Some((_, task)) = self.listeners.remove(call_id) {
+            task.abort();
+        }
+    }
+
+    fn listen(&mut self, call_id: &str, handle: NotificationHandle, button: EscalateButton) {
+        let id = handle.id();
+        if let Some((listening, task)) = self.listeners.get(call_id)
+            && *listening == id
+            && !task.is_finished()
+        {
+            return;
+        }
+        let call = call_id.to_string();
+        let task = tokio::spawn(async move {
+            let mut clicked = false;
+            handle
+                .wait_for_action_async(|r| {
+                    clicked = matches!(r, NotificationResponse::Action(a) if a == ESCALATE_ACTION);
+                })
+                .await;
+            if !clicked {
+                return;
+            }
+            tracing::info!(call_id = %call, "the agent pressed the escalate button");
+            let (reply, rx) = oneshot::channel();
+            let cmd = Command::Escalate {
+                call_id: Some(call.clone()),
+                note: None,
+                source: "notification".into(),
+                reply,
+            };
+            if button.commands.send(cmd).await.is_err() {
+                return;
+            }
+            match rx.await {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => tracing::warn!(call_id = %call, error = %e, "escalate button: not escalated"),
+                Err(_) => {}
+            }
+        });
+        self.listeners.insert(call_id.to_string(), (id, task));
     }
 }

@@ -25,6 +25,8 @@ pub struct AlertOptions {
     pub desktop: bool,
     /// The sounds.
     pub sounds: Sounds,
+    /// The tracker's command queue, for the escalate button on warnings; `None` = no button.
+    pub escalate: Option<mpsc::Sender<crate::calls::Command>>,
 }
 
 impl AlertOptions {
@@ -36,6 +38,7 @@ impl AlertOptions {
             local_sound: cfg.prompt.local,
             desktop: true,
             sounds: Sounds::from_config(cfg),
+            escalate: None,
         }
     }
 }
@@ -51,7 +54,13 @@ pub async fn run(
     } else {
         Player::disabled()
     };
-    let mut desktop = Desktop::new();
+    let mut desktop = match opts.escalate.clone() {
+        Some(commands) => Desktop::with_button(desktop::EscalateButton {
+            label: desktop::escalate_label(opts.language).into(),
+            commands,
+        }),
+        None => Desktop::new(),
+    };
     while let Some(action) = actions.recv().await {
         match action {
             Action::CallStarted(call) => {

@@ -75,6 +75,29 @@ pub enum Command {
     Status(oneshot::Sender<TrackerStatus>),
     /// A sink's problem, to be published to every sink (desktop, lead).
     Problem(crate::events::Problem),
+    /// The agent calls the team lead to a call: the given one, else the current one (the most
+    /// recently started call in progress).
+    Escalate {
+        /// A specific call (the notification's button); `None` = the current call.
+        call_id: Option<String>,
+        /// The agent's note.
+        note: Option<String>,
+        /// Who asked: `cli` or `notification`.
+        source: String,
+        /// The call escalated, or why none was.
+        reply: oneshot::Sender<Result<CallStatus, EscalateError>>,
+    },
+}
+
+/// Why an escalation request found no call.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum EscalateError {
+    /// No call is in progress.
+    #[error("no current call: there is no call in progress to escalate")]
+    NoCurrentCall,
+    /// The named call is not (or no longer) in progress.
+    #[error("call {0} is not in progress")]
+    NotInProgress(String),
 }
 
 /// The tracker's view for `callguard status`.
@@ -93,7 +116,7 @@ pub struct TrackerStatus {
 }
 
 /// One call in `callguard status`.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
 pub struct CallStatus {
     /// Call id.
     pub call_id: String,
@@ -435,6 +458,62 @@ impl Tracker {
                 tracing::warn!(call_id = ?p.call_id, kind = %p.kind, text = %p.text, "problem reported");
                 self.bus.publish(Action::Problem(p));
             }
+            Command::Escalate {
+                call_id,
+                note,
+                source,
+                reply,
+            } => {
+                let _ = reply.send(self.escalate(call_id, note, source, Instant::now()));
+            }
+        }
+    }
+
+    fn escalate(
+        &mut self,
+        call_id: Option<String>,
+        note: Option<String>,
+        source: String,
+        now: Instant,
+    ) -> Result<CallStatus, EscalateError> {
+        let call = match &call_id {
+            Some(id) => self
+                .calls
+                .get(id)
+                .ok_or_else(|| EscalateError::NotInProgress(id.clone()))?,
+            // The agent's current call: the one that started last (an older one may be on hold).
+            None => self
+                .calls
+                .values()
+                .max_by_key(|c| (c.info.started_at, c.origin.received))
+                .ok_or(EscalateError::NoCurrentCall)?,
+        };
+        let elapsed = call.origin.elapsed(now).mul_f64(self.opts.time_scale);
+        tracing::info!(call_id = %call.info.call_id, source = %source, "escalation requested by the agent");
+        let info = call.info.clone();
+        self.bus.publish(Action::Escalation {
+            call: info.clone(),
+            elapsed,
+            note,
+            source,
+        });
+        Ok(self.call_status(call, now))
+    }
+
+    fn call_status(&self, c: &Call, now: Instant) -> CallStatus {
+        let step = self.opts.ladder.get(c.next);
+        CallStatus {
+            call_id: c.info.call_id.clone(),
+            agent: c.info.agent.clone(),
+            caller: c.info.caller.clone(),
+            started_at: c.info.started_at.to_rfc3339(),
+            elapsed_secs: c
+                .origin
+                .elapsed(now)
+                .mul_f64(self.opts.time_scale)
+                .as_secs(),
+            next_warning: step.map(|s| s.kind.as_str().to_string()),
+            next_warning_after_secs: step.map(|s| s.after.as_secs()),
         }
     }
 
@@ -443,22 +522,7 @@ impl Tracker {
         let mut calls: Vec<CallStatus> = self
             .calls
             .values()
-            .map(|c| {
-                let step = self.opts.ladder.get(c.next);
-                CallStatus {
-                    call_id: c.info.call_id.clone(),
-                    agent: c.info.agent.clone(),
-                    caller: c.info.caller.clone(),
-                    started_at: c.info.started_at.to_rfc3339(),
-                    elapsed_secs: c
-                        .origin
-                        .elapsed(now)
-                        .mul_f64(self.opts.time_scale)
-                        .as_secs(),
-                    next_warning: step.map(|s| s.kind.as_str().to_string()),
-                    next_warning_after_secs: step.map(|s| s.after.as_secs()),
-                }
-            })
+            .map(|c| self.call_status(c, now))
             .collect();
         calls.sort_by(|a, b| a.started_at.cmp(&b.started_at));
         TrackerStatus {

@@ -1,0 +1,285 @@
+//! Team-lead pings: the sink that turns warnings with `notify_lead`, the agent's own call for
+//! help and sink problems into webhook pings, stores each in the durable outbox before the first
+//! send, and retries it until delivered, refused for good, or 24 h old.
+
+pub mod outbox;
+pub mod payload;
+pub mod sender;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use chrono::{DateTime, FixedOffset, Utc};
+use tokio::sync::{broadcast, mpsc};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Config, Language, WebhookConfig};
+use crate::events::{Action, CallInfo, Report};
+use outbox::{Delivery, Outbox};
+use payload::{Origin, Ping};
+use sender::{Outcome, RetryPolicy};
+
+/// What the sink needs from the configuration.
+#[derive(Debug, Clone)]
+pub struct EscalationOptions {
+    /// Receivers.
+    pub webhooks: Vec<WebhookConfig>,
+    /// Facts shared by every ping.
+    pub origin: Origin,
+    /// Retry spacing and lifetime.
+    pub retry: RetryPolicy,
+    /// `<data dir>/outbox`.
+    pub outbox_dir: PathBuf,
+}
+
+impl EscalationOptions {
+    /// From the configuration.
+    pub fn from_config(cfg: &Config) -> EscalationOptions {
+        EscalationOptions {
+            webhooks: cfg.escalation.webhook.clone(),
+            origin: Origin {
+                agent_name: cfg.agent.name.clone(),
+                host: hostname(),
+                language: cfg.language,
+            },
+            retry: RetryPolicy {
+                initial: cfg.escalation.retry_initial,
+                max: cfg.escalation.retry_max,
+                retry_for: cfg.escalation.retry_for,
+            },
+            outbox_dir: outbox_dir(cfg),
+        }
+    }
+}
+
+/// Where the outbox lives for `cfg`.
+pub fn outbox_dir(cfg: &Config) -> PathBuf {
+    cfg.data_dir().join("outbox")
+}
+
+/// This machine's host name (as team leads see it).
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "unknown-host".into())
+}
+
+/// A fresh ping id: 128 random bits, hex.
+fn new_ping_id() -> String {
+    let mut buf = [0u8; 16];
+    if getrandom::fill(&mut buf).is_err() {
+        // No randomness: time and process id still make a key unique on this workstation.
+        let nanos = Utc::now().timestamp_nanos_opt().unwrap_or_default();
+        buf[..8].copy_from_slice(&nanos.to_le_bytes());
+        buf[8..12].copy_from_slice(&std::process::id().to_le_bytes());
+    }
+    hex::encode(buf)
+}
+
+fn now() -> DateTime<FixedOffset> {
+    chrono::Local::now().fixed_offset()
+}
+
+struct Ctx {
+    client: reqwest::Client,
+    outbox: Outbox,
+    retry: RetryPolicy,
+    reports: broadcast::Sender<Report>,
+}
+
+/// Runs until the tracker closes the queue. Pings still pending then stay in the outbox (they
+/// are already on disk) and are sent again at the next start.
+pub async fn run(
+    opts: EscalationOptions,
+    mut actions: mpsc::UnboundedReceiver<Action>,
+    reports: broadcast::Sender<Report>,
+    shutdown: CancellationToken,
+) {
+    let client = match sender::client() {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot set up the HTTP client: team-lead pings are OFF");
+            while actions.recv().await.is_some() {}
+            return;
+        }
+    };
+    let outbox = Outbox::new(opts.outbox_dir.clone());
+    if let Err(e) = outbox.create() {
+        tracing::error!(error = %e,
+            "cannot create the ping outbox: pings are sent but do not survive a restart");
+    }
+    let ctx = Arc::new(Ctx {
+        client,
+        outbox,
+        retry: opts.retry,
+        reports,
+    });
+    let stop = shutdown.child_token();
+    let mut tasks = JoinSet::new();
+    for entry in ctx.outbox.pending() {
+        match entry {
+            Ok(d) => {
+                tracing::info!(ping_id = %d.ping_id, kind = %d.kind, call_id = %d.call_id,
+                    attempts = d.attempts, "resending a ping left pending by the previous run");
+                tasks.spawn(deliver(d, ctx.clone(), stop.clone()));
+            }
+            Err(e) => tracing::error!(error = %e, "an outbox file cannot be read; it is kept as is"),
+        }
+    }
+    if opts.webhooks.is_empty() {
+        tracing::info!("no [[escalation.webhook]] configured: team leads are not pinged");
+    }
+    let mut calls: HashMap<String, Arc<CallInfo>> = HashMap::new();
+    loop {
+        tokio::select! {
+            action = actions.recv() => {
+                let Some(action) = action else { break };
+                let ping = match action {
+                    Action::CallStarted(call) => {
+                        calls.insert(call.call_id.clone(), call);
+                        None
+                    }
+                    Action::CallEnded { call, .. } => {
+                        calls.remove(&call.call_id);
+                        None
+                    }
+                    Action::Warning(call, w) if w.notify_lead => {
+                        Some(payload::for_warning(new_ping_id(), &call, &w, &opts.origin, now()))
+                    }
+                    Action::Escalation { call, elapsed, note, source } => Some(payload::for_escalation(
+                        new_ping_id(), &call, elapsed, note.as_deref(), &source, &opts.origin, now(),
+                    )),
+                    Action::Problem(p) => {
+                        let call = p.call_id.as_ref().and_then(|id| calls.get(id)).cloned();
+                        Some(payload::for_problem(new_ping_id(), &p, call.as_deref(), &opts.origin, now()))
+                    }
+                    _ => None,
+                };
+                if let Some(ping) = ping {
+                    for d in deliveries(&ping, &opts.webhooks, opts.origin.language) {
+                        // On disk before the first attempt, so a crash mid-send loses nothing.
+                        if let Err(e) = ctx.outbox.save(&d) {
+                            tracing::error!(error = %e, ping_id = %d.ping_id,
+                                "cannot store the ping in the outbox; sending it anyway");
+                        }
+                        tasks.spawn(deliver(d, ctx.clone(), stop.clone()));
+                    }
+                }
+            }
+            Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+        }
+    }
+    stop.cancel();
+    while tasks.join_next().await.is_some() {}
+    tracing::debug!("escalation sink stopped");
+}
+
+fn deliveries(ping: &Ping, hooks: &[WebhookConfig], lang: Language) -> Vec<Delivery> {
+    hooks
+        .iter()
+        .map(|h| Delivery {
+            schema: outbox::SCHEMA.into(),
+            ping_id: ping.id.clone(),
+            kind: ping.kind.clone(),
+            call_id: ping.call_id.clone(),
+            url: h.url.clone(),
+            format: h.format,
+            secret_file: h.secret_file.clone(),
+            body: payload::render(ping, h.format, lang),
+            created_at: DateTime::parse_from_rfc3339(&ping.sent_at).unwrap_or_else(|_| now()),
+            attempts: 0,
+            last_error: None,
+            next_attempt_at: None,
+            failed: None,
+        })
+        .collect()
+}
+
+/// Tries `d` until it is delivered, refused, expired, or `stop` (then it stays pending on disk).
+async fn deliver(mut d: Delivery, ctx: Arc<Ctx>, stop: CancellationToken) {
+    let receiver = crate::config::mask_url(&d.url);
+    let expires = d.created_at
+        + chrono::Duration::from_std(ctx.retry.retry_for).unwrap_or(chrono::Duration::days(1));
+    loop {
+        if now() >= expires {
+            let reason = format!(
+                "gave up after {} of retries; last error: {}",
+                humantime::format_duration(ctx.retry.retry_for),
+                d.last_error.as_deref().unwrap_or("none")
+            );
+            give_up(&mut d, reason, &receiver, &ctx);
+            return;
+        }
+        let outcome = tokio::select! {
+            _ = stop.cancelled() => return,
+            o = sender::attempt(&ctx.client, &d) => o,
+        };
+        d.attempts += 1;
+        match outcome {
+            Outcome::Delivered(status) => {
+                tracing::info!(ping_id = %d.ping_id, kind = %d.kind, call_id = %d.call_id,
+                    receiver = %receiver, status, attempts = d.attempts, "team-lead ping delivered");
+                if let Err(e) = ctx.outbox.delivered(&d) {
+                    tracing::warn!(error = %e, "delivered ping could not be removed from the outbox; it may be sent again after a restart (same Idempotency-Key)");
+                }
+                let _ = ctx.reports.send(Report::Note(format!(
+                    "team-lead ping ({}) delivered to {receiver} (HTTP {status})",
+                    d.kind
+                )));
+                return;
+            }
+            Outcome::Permanent(reason) => {
+                give_up(&mut d, reason, &receiver, &ctx);
+                return;
+            }
+            Outcome::Retry { reason, after } => {
+                let backoff = ctx.retry.delay(d.attempts);
+                // The receiver's Retry-After wins over our own spacing, but never shorter than
+                // the first delay (a `Retry-After: 0` loop would hammer it).
+                let delay = after.map_or(backoff, |a| a.max(ctx.retry.initial));
+                let next = now() + chrono::Duration::from_std(delay).unwrap_or_default();
+                d.last_error = Some(reason.clone());
+                d.next_attempt_at = Some(next);
+                if let Err(e) = ctx.outbox.save(&d) {
+                    tracing::warn!(error = %e, "cannot update the outbox entry");
+                }
+                tracing::warn!(ping_id = %d.ping_id, receiver = %receiver, attempts = d.attempts,
+                    error = %reason, retry_in = %humantime::format_duration(round(delay)),
+                    "team-lead ping not delivered yet; will retry");
+                let _ = ctx.reports.send(Report::Note(format!(
+                    "team-lead ping ({}) to {receiver} not delivered ({reason}); retry in {}",
+                    d.kind,
+                    humantime::format_duration(round(delay))
+                )));
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep(delay) => {}
+                }
+            }
+        }
+    }
+}
+
+fn round(d: std::time::Duration) -> std::time::Duration {
+    std::time::Duration::from_millis(d.as_millis() as u64)
+}
+
+fn give_up(d: &mut Delivery, reason: String, receiver: &str, ctx: &Ctx) {
+    tracing::error!(ping_id = %d.ping_id, kind = %d.kind, call_id = %d.call_id,
+        receiver = %receiver, attempts = d.attempts, reason = %reason,
+        "TEAM-LEAD PING FAILED PERMANENTLY: the lead was not told; check the webhook (see `callguard status`)");
+    d.failed = Some(reason.clone());
+    d.next_attempt_at = None;
+    if let Err(e) = ctx.outbox.fail(d) {
+        tracing::error!(error = %e, "cannot move the failed ping to the outbox's failed folder");
+    }
+    let _ = ctx.reports.send(Report::Note(format!(
+        "team-lead ping ({}) to {receiver} FAILED: {reason}",
+        d.kind
+    )));
+}
