@@ -96,6 +96,7 @@ pub fn test_config(dir: &std::path::Path, url: &str) -> Config {
     cfg.state.dir = dir.join("state").display().to_string();
     cfg.evidence.dir = dir.join("evidence").display().to_string();
     cfg.prompt.local = false;
+    cfg.control.socket = dir.join("control.sock").display().to_string();
     cfg
 }
 
