@@ -257,7 +257,12 @@ async fn each_ping_is_delivered_once_per_receiver_signed_and_with_its_idempotenc
     let slack = &by_path["/slack"];
     assert_eq!(slack.headers["idempotency-key"], key);
     assert!(!slack.headers.contains_key("x-callguard-signature"));
-    assert!(slack.json()["text"].as_str().unwrap().contains("0312345678"));
+    assert!(
+        slack.json()["text"]
+            .as_str()
+            .unwrap()
+            .contains("0312345678")
+    );
     let teams = &by_path["/teams"];
     assert_eq!(teams.headers["idempotency-key"], key);
     assert_eq!(
@@ -609,7 +614,11 @@ async fn a_404_is_a_permanent_failure_shown_by_status() {
     conn.send(old_call("c-404")).await;
 
     let v = setup
-        .status_until(|v| v["outbox"]["failed"].as_array().is_some_and(|f| !f.is_empty()))
+        .status_until(|v| {
+            v["outbox"]["failed"]
+                .as_array()
+                .is_some_and(|f| !f.is_empty())
+        })
         .await;
     let failed = &v["outbox"]["failed"][0];
     assert_eq!(failed["error"], "HTTP 404");
@@ -628,9 +637,15 @@ async fn a_404_is_a_permanent_failure_shown_by_status() {
     let (code, text, _) = setup.cli(&["status"]).await;
     assert_eq!(code, 0);
     assert!(text.contains("1 failed"), "{text}");
-    assert!(text.contains("FAILED") && text.contains("HTTP 404"), "{text}");
+    assert!(
+        text.contains("FAILED") && text.contains("HTTP 404"),
+        "{text}"
+    );
     assert!(text.contains("PBX: connected"), "{text}");
-    assert!(text.contains("c-404") && text.contains("next: terminate at 30m"), "{text}");
+    assert!(
+        text.contains("c-404") && text.contains("next: terminate at 30m"),
+        "{text}"
+    );
     assert!(text.contains("notifications: NO"), "{text}");
     assert!(text.contains("MiB free"), "{text}");
     assert_eq!(rx.requests(), 1, "a 404 is not retried");
@@ -649,7 +664,9 @@ async fn callguard_escalate_reaches_the_receiver() {
 
     let child = setup.daemon(None);
     let mut conn = pbx.accept().await;
-    setup.status_until(|v| v["tracker"]["pbx"] == "connected").await;
+    setup
+        .status_until(|v| v["tracker"]["pbx"] == "connected")
+        .await;
 
     let (code, _, err) = setup.cli(&["escalate", "--note", "x"]).await;
     assert_eq!(code, 2, "{err}");
@@ -699,7 +716,10 @@ async fn the_call_team_lead_button_pings_the_lead() {
         .unwrap();
     assert_eq!(
         shown.actions,
-        vec!["callguard-escalate".to_string(), "Call team lead".to_string()]
+        vec![
+            "callguard-escalate".to_string(),
+            "Call team lead".to_string()
+        ]
     );
     // The warning's own ping comes first.
     let warning = rx.next().await;
@@ -733,4 +753,37 @@ async fn the_call_team_lead_button_pings_the_lead() {
     assert_eq!(b["call_id"], "c-btn");
     stop(child);
     assert_eq!(rx.requests(), 2, "one click, one ping");
+}
+
+#[tokio::test]
+async fn a_sink_problem_pings_the_lead_with_the_call() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut rx = Receiver::start(vec![]).await;
+    let mut pbx = FakePbx::start().await;
+    let mut cfg = test_config(dir.path(), &pbx.url);
+    cfg.escalation.webhook = vec![hook(rx.url("/h"), WebhookFormat::Json, "")];
+    let mut d = start_daemon(cfg, quiet());
+    let mut conn = pbx.accept().await;
+    conn.send(json!({"type":"call.start","call_id":"c-disk","agent":"1001","caller":"0312345678"}))
+        .await;
+    d.next(|r| matches!(r, Report::CallStarted(_)).then_some(()))
+        .await;
+    d.commands
+        .send(callguard::calls::Command::Problem(
+            callguard::events::Problem {
+                call_id: Some("c-disk".into()),
+                kind: "evidence.truncated".into(),
+                text: "disk full: the recording stopped".into(),
+            },
+        ))
+        .await
+        .unwrap();
+    let b = rx.next().await.json();
+    assert_eq!(b["kind"], "problem");
+    assert_eq!(b["problem"], "evidence.truncated");
+    assert_eq!(b["call_id"], "c-disk");
+    assert_eq!(b["caller"], "0312345678");
+    assert!(b["after_secs"].is_null());
+    assert!(b["text"].as_str().unwrap().contains("disk full"));
+    d.stop().await;
 }

@@ -79,7 +79,9 @@ impl Desktop {
             Ok(Ok(caps)) => {
                 let a = caps.iter().any(|c| c == "actions");
                 if !a {
-                    tracing::info!("the notification server shows no action buttons: escalate with `callguard escalate` instead");
+                    tracing::info!(
+                        "the notification server shows no action buttons: escalate with `callguard escalate` instead"
+                    );
                 }
                 self.actions = Some(a);
                 a
@@ -197,7 +199,9 @@ impl Desktop {
             }
             match rx.await {
                 Ok(Ok(_)) => {}
-                Ok(Err(e)) => tracing::warn!(call_id = %call, error = %e, "escalate button: not escalated"),
+                Ok(Err(e)) => {
+                    tracing::warn!(call_id = %call, error = %e, "escalate button: not escalated")
+                }
                 Err(_) => {}
             }
         });

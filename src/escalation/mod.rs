@@ -128,7 +128,9 @@ pub async fn run(
                     attempts = d.attempts, "resending a ping left pending by the previous run");
                 tasks.spawn(deliver(d, ctx.clone(), stop.clone()));
             }
-            Err(e) => tracing::error!(error = %e, "an outbox file cannot be read; it is kept as is"),
+            Err(e) => {
+                tracing::error!(error = %e, "an outbox file cannot be read; it is kept as is")
+            }
         }
     }
     if opts.webhooks.is_empty() {
@@ -282,4 +284,30 @@ fn give_up(d: &mut Delivery, reason: String, receiver: &str, ctx: &Ctx) {
         "team-lead ping ({}) to {receiver} FAILED: {reason}",
         d.kind
     )));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_example_config_documents_the_defaults() {
+        let cfg = Config::from_toml(include_str!("../../config/callguard.toml")).unwrap();
+        let def = Config::default();
+        assert_eq!(cfg.escalation.retry_initial, def.escalation.retry_initial);
+        assert_eq!(cfg.escalation.retry_max, def.escalation.retry_max);
+        assert_eq!(cfg.escalation.retry_for, def.escalation.retry_for);
+        assert_eq!(cfg.control.socket, def.control.socket);
+        let opts = EscalationOptions::from_config(&cfg);
+        assert_eq!(opts.retry.max, std::time::Duration::from_secs(300));
+        assert!(opts.outbox_dir.ends_with("outbox"));
+    }
+
+    #[test]
+    fn ping_ids_are_unique_hex() {
+        let (a, b) = (new_ping_id(), new_ping_id());
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 32);
+        assert!(a.chars().all(|c| c.is_ascii_hexdigit()));
+    }
 }

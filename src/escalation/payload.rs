@@ -217,12 +217,12 @@ pub fn for_problem(
 
 /// The HTTP body of `p` in `format`.
 pub fn render(p: &Ping, format: WebhookFormat, lang: Language) -> String {
-    let value = match format {
-        WebhookFormat::Json => serde_json::to_value(p).unwrap_or_default(),
-        WebhookFormat::Slack => slack(p, lang),
-        WebhookFormat::Teams => teams(p, lang),
-    };
-    value.to_string()
+    match format {
+        // Straight from the struct: a `Value` would sort the keys out of the contract's order.
+        WebhookFormat::Json => serde_json::to_string(p).unwrap_or_default(),
+        WebhookFormat::Slack => slack(p, lang).to_string(),
+        WebhookFormat::Teams => teams(p, lang).to_string(),
+    }
 }
 
 fn title(p: &Ping, lang: Language) -> &'static str {

@@ -89,7 +89,8 @@ pub fn signature(secret: &[u8], body: &[u8]) -> String {
 
 /// The secret in `path`: the file's content without a trailing newline.
 pub fn read_secret(path: &str) -> Result<Vec<u8>, String> {
-    let mut bytes = std::fs::read(path).map_err(|e| format!("cannot read secret_file {path}: {e}"))?;
+    let mut bytes =
+        std::fs::read(path).map_err(|e| format!("cannot read secret_file {path}: {e}"))?;
     while bytes.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
         bytes.pop();
     }
@@ -103,7 +104,10 @@ pub fn read_secret(path: &str) -> Result<Vec<u8>, String> {
 pub async fn attempt(client: &reqwest::Client, d: &Delivery) -> Outcome {
     let mut req = client
         .post(&d.url)
-        .header(reqwest::header::CONTENT_TYPE, "application/json; charset=utf-8")
+        .header(
+            reqwest::header::CONTENT_TYPE,
+            "application/json; charset=utf-8",
+        )
         .header(IDEMPOTENCY_HEADER, &d.ping_id)
         .body(d.body.clone());
     if !d.secret_file.is_empty() {
@@ -204,10 +208,19 @@ mod tests {
         let now = DateTime::parse_from_rfc3339("2015-10-21T07:28:00Z").unwrap();
         let h = reqwest::header::HeaderMap::new();
         assert_eq!(classify(204, &h, now), Outcome::Delivered(204));
-        assert_eq!(classify(404, &h, now), Outcome::Permanent("HTTP 404".into()));
-        assert!(matches!(classify(503, &h, now), Outcome::Retry { after: None, .. }));
+        assert_eq!(
+            classify(404, &h, now),
+            Outcome::Permanent("HTTP 404".into())
+        );
+        assert!(matches!(
+            classify(503, &h, now),
+            Outcome::Retry { after: None, .. }
+        ));
         let mut h = reqwest::header::HeaderMap::new();
-        h.insert("retry-after", "Wed, 21 Oct 2015 07:28:30 GMT".parse().unwrap());
+        h.insert(
+            "retry-after",
+            "Wed, 21 Oct 2015 07:28:30 GMT".parse().unwrap(),
+        );
         assert_eq!(
             classify(429, &h, now),
             Outcome::Retry {
@@ -215,7 +228,10 @@ mod tests {
                 after: Some(Duration::from_secs(30))
             }
         );
-        assert_eq!(parse_retry_after(" 120 ", now), Some(Duration::from_secs(120)));
+        assert_eq!(
+            parse_retry_after(" 120 ", now),
+            Some(Duration::from_secs(120))
+        );
         assert_eq!(parse_retry_after("soon", now), None);
     }
 
