@@ -135,6 +135,24 @@ pub struct Config {
     pub state: StateConfig,
     /// The control socket (`callguard status`, `escalate`).
     pub control: ControlConfig,
+    /// Agent marks and the harassment rules.
+    pub marks: MarksConfig,
+}
+
+/// `[marks]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MarksConfig {
+    /// The rule table (`[[marks.rule]]`); giving any rule replaces the whole default table.
+    pub rule: Vec<crate::harassment::Rule>,
+}
+
+impl Default for MarksConfig {
+    fn default() -> Self {
+        MarksConfig {
+            rule: crate::harassment::default_rules(),
+        }
+    }
 }
 
 /// `[pbx]`.
@@ -303,6 +321,7 @@ impl Default for Config {
             log: LogConfig::default(),
             state: StateConfig::default(),
             control: ControlConfig::default(),
+            marks: MarksConfig::default(),
         }
     }
 }
@@ -539,6 +558,14 @@ impl Config {
                 "escalation.retry_initial",
                 "must be more than 0 and not more than escalation.retry_max".into(),
             ));
+        }
+        for (i, r) in self.marks.rule.iter().enumerate() {
+            if r.count == 0 {
+                return Err(invalid(
+                    &format!("marks.rule[{i}].count"),
+                    "must be 1 or more (1 = the first mark)".into(),
+                ));
+            }
         }
         if self.pbx.kind == PbxKind::Asterisk && self.agent.endpoint.contains('-') {
             return Err(invalid(

@@ -21,7 +21,7 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::bus::Bus;
-use crate::calls::{CallStatus, Command, EscalateError, TrackerStatus};
+use crate::calls::{CallError, CallStatus, Command, TrackerStatus};
 use crate::config::Config;
 use crate::escalation::outbox::{Outbox, OutboxStatus};
 use crate::events::Report;
@@ -460,9 +460,10 @@ async fn answer(line: &str, shared: &Shared) -> Response {
                     call,
                     receivers: shared.ctx.webhooks.len(),
                 }),
-                Ok(Ok(Err(e @ EscalateError::NoCurrentCall))) => {
-                    Response::err("no_current_call", e.to_string())
-                }
+                Ok(Ok(Err(CallError::NoCall))) => Response::err(
+                    "no_current_call",
+                    "no current call: there is no call in progress to escalate",
+                ),
                 Ok(Ok(Err(e))) => Response::err("not_in_progress", e.to_string()),
                 _ => Response::err("unavailable", "the call tracker did not answer"),
             }
@@ -724,11 +725,13 @@ pub fn render_status(s: &DaemonStatus) -> String {
                 };
                 let _ = writeln!(
                     o,
-                    "  {}  agent {}  caller {}  elapsed {}  {next}",
+                    "  {}  agent {}  caller {}  elapsed {}  {next}  level {} ({} marks)",
                     c.call_id,
                     c.agent,
                     c.caller,
-                    secs(c.elapsed_secs)
+                    secs(c.elapsed_secs),
+                    c.level,
+                    c.marks
                 );
             }
         }

@@ -14,6 +14,7 @@ pub mod demo;
 pub mod escalation;
 pub mod events;
 pub mod fsutil;
+pub mod harassment;
 pub mod logging;
 pub mod pbx;
 pub mod protocol;

@@ -787,3 +787,41 @@ async fn a_sink_problem_pings_the_lead_with_the_call() {
     assert!(b["text"].as_str().unwrap().contains("disk full"));
     d.stop().await;
 }
+
+#[tokio::test]
+async fn a_mark_that_fires_a_rule_pings_the_lead() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut rx = Receiver::start(vec![]).await;
+    let mut pbx = FakePbx::start().await;
+    let mut cfg = test_config(dir.path(), &pbx.url);
+    cfg.escalation.webhook = vec![hook(rx.url("/h"), WebhookFormat::Json, "")];
+    let mut d = start_daemon(cfg, quiet());
+    let mut conn = pbx.accept().await;
+    conn.send(json!({"type":"call.start","call_id":"c-mark","agent":"1001","caller":"0312345678"}))
+        .await;
+    d.next(|r| matches!(r, Report::CallStarted(_)).then_some(()))
+        .await;
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    d.commands
+        .send(callguard::calls::Command::Mark {
+            kind: callguard::harassment::MarkKind::Abuse,
+            quote: Some("ふざけるな".into()),
+            call_id: None,
+            reply,
+        })
+        .await
+        .unwrap();
+    let receipt = answer.await.unwrap().unwrap();
+    assert!(
+        !receipt.fired.is_empty(),
+        "the first abuse mark fires a rule"
+    );
+    let b = rx.next().await.json();
+    assert_eq!(b["kind"], "mark");
+    assert_eq!(b["mark"], "abuse");
+    assert_eq!(b["quote"], "ふざけるな");
+    assert_eq!(b["call_id"], "c-mark");
+    assert_eq!(b["rules"].as_array().unwrap().len(), receipt.fired.len());
+    assert_eq!(b["level"], receipt.level);
+    d.stop().await;
+}

@@ -91,7 +91,8 @@ impl Desktop {
         }
     }
 
-    /// Shows (or updates) the call's notification. `Ok(id)` or the reason it is not shown.
+    /// Shows (or updates) the notification under `key` (the call id for warnings, so each call
+    /// has one). `Ok(id)` or the reason it is not shown.
     pub async fn show(&mut self, call_id: &str, n: &Shown) -> Result<u32, String> {
         let mut note = Notification::new();
         note.appname(APP_NAME)
@@ -160,22 +161,25 @@ impl Desktop {
     /// Forgets the call's notification; a critical one stays until the agent closes it, so the
     /// agent still sees what happened after hanging up.
     pub fn call_ended(&mut self, call_id: &str) {
-        self.ids.remove(call_id);
-        // The call is over: its button no longer calls anyone.
-        if let Some((_, task)) = self.listeners.remove(call_id) {
-            task.abort();
+        // The call is over: its buttons no longer call anyone.
+        for key in [call_id.to_string(), rules_key(call_id)] {
+            self.ids.remove(&key);
+            if let Some((_, task)) = self.listeners.remove(&key) {
+                task.abort();
+            }
         }
     }
 
-    fn listen(&mut self, call_id: &str, handle: NotificationHandle, button: EscalateButton) {
+    fn listen(&mut self, key: &str, handle: NotificationHandle, button: EscalateButton) {
         let id = handle.id();
-        if let Some((listening, task)) = self.listeners.get(call_id)
+        if let Some((listening, task)) = self.listeners.get(key)
             && *listening == id
             && !task.is_finished()
         {
             return;
         }
-        let call = call_id.to_string();
+        // A rule notice's key is the call id plus a suffix: the button is about the call.
+        let call = key.split('\u{1f}').next().unwrap_or(key).to_string();
         let task = tokio::spawn(async move {
             let mut clicked = false;
             handle
@@ -205,6 +209,12 @@ impl Desktop {
                 Err(_) => {}
             }
         });
-        self.listeners.insert(call_id.to_string(), (id, task));
+        self.listeners.insert(key.to_string(), (id, task));
     }
+}
+
+/// The key of a call's harassment-rule notification (separate from its time warning, which a
+/// rule notice must not replace).
+pub fn rules_key(call_id: &str) -> String {
+    format!("{call_id}\u{1f}rules")
 }

@@ -1,5 +1,5 @@
 //! Team-lead pings: the sink that turns warnings with `notify_lead`, the agent's own call for
-//! help and sink problems into webhook pings, stores each in the durable outbox before the first
+//! help, marks that fire harassment rules and sink problems into webhook pings, stores each in the durable outbox before the first
 //! send, and retries it until delivered, refused for good, or 24 h old.
 
 pub mod outbox;
@@ -156,6 +156,10 @@ pub async fn run(
                     Action::Escalation { call, elapsed, note, source } => Some(payload::for_escalation(
                         new_ping_id(), &call, elapsed, note.as_deref(), &source, &opts.origin, now(),
                     )),
+                    // Each rule fires once per call, so a mark that fired one is news for the lead.
+                    Action::Marked(ev) if !ev.fired.is_empty() => {
+                        Some(payload::for_mark(new_ping_id(), &ev, &opts.origin, now()))
+                    }
                     Action::Problem(p) => {
                         let call = p.call_id.as_ref().and_then(|id| calls.get(id)).cloned();
                         Some(payload::for_problem(new_ping_id(), &p, call.as_deref(), &opts.origin, now()))

@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use crate::alerts::text::format_elapsed;
 use crate::config::{Language, WebhookFormat};
-use crate::events::{CallInfo, Problem, WarningFired};
+use crate::events::{CallInfo, MarkEvent, Problem, WarningFired};
 
 /// Value of the `event` field of the `json` body.
 pub const EVENT: &str = "callguard.escalation";
@@ -51,6 +51,21 @@ pub struct Ping {
     /// The problem's kind (`problem`), e.g. `evidence.truncated`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub problem: Option<String>,
+    /// What the agent marked (`mark`): `abuse`, `threat`, …
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mark: Option<String>,
+    /// The caller's words with the mark, verbatim.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quote: Option<String>,
+    /// The harassment rules the mark fired (`mark`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rules: Option<Vec<String>>,
+    /// The call's harassment level after the mark (1–4).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub level: Option<u8>,
+    /// Grounds to end the call are met (`mark`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub grounds_to_end: Option<bool>,
 }
 
 /// Facts every ping of this workstation shares.
@@ -82,6 +97,11 @@ fn base(id: String, kind: &str, o: &Origin, now: DateTime<FixedOffset>) -> Ping 
         note: None,
         source: String::new(),
         problem: None,
+        mark: None,
+        quote: None,
+        rules: None,
+        level: None,
+        grounds_to_end: None,
     }
 }
 
@@ -215,6 +235,54 @@ pub fn for_problem(
     p
 }
 
+/// The ping for an agent's mark that fired harassment rules (escalate, or grounds to end).
+pub fn for_mark(id: String, ev: &MarkEvent, o: &Origin, now: DateTime<FixedOffset>) -> Ping {
+    let elapsed = Duration::from_secs(ev.mark.offset_secs);
+    let mut p = with_call(base(id, "mark", o, now), &ev.call, elapsed);
+    p.source = "mark".into();
+    p.mark = Some(ev.mark.kind.as_str().to_string());
+    p.quote = ev.mark.quote.clone().filter(|q| !q.trim().is_empty());
+    p.rules = Some(ev.fired.iter().map(|f| f.name.clone()).collect());
+    p.level = Some(ev.level.0);
+    p.grounds_to_end = Some(ev.grounds_to_end);
+    let lang = o.language;
+    let mut text = match lang {
+        Language::Ja => format!(
+            "{} の通話（発信者 {}）で「{}」が記録されました（レベル {}）。",
+            who(&p, lang),
+            caller(&p, lang),
+            ev.mark.kind.label_ja(),
+            ev.level.0
+        ),
+        Language::En => format!(
+            "{} marked \"{}\" on the call with {} (level {}).",
+            who(&p, lang),
+            ev.mark.kind.label_en(),
+            caller(&p, lang),
+            ev.level.0
+        ),
+    };
+    if ev.grounds_to_end {
+        text.push_str(match lang {
+            Language::Ja => " 通話を終了できる基準に達しています。",
+            Language::En => " Grounds to end the call are met.",
+        });
+    } else {
+        text.push_str(match lang {
+            Language::Ja => " 上長の対応をお願いします。",
+            Language::En => " Please step in.",
+        });
+    }
+    if let Some(q) = &p.quote {
+        text.push_str(&match lang {
+            Language::Ja => format!(" 発言:「{q}」"),
+            Language::En => format!(" Said: \"{q}\""),
+        });
+    }
+    p.text = text;
+    p
+}
+
 /// The HTTP body of `p` in `format`.
 pub fn render(p: &Ping, format: WebhookFormat, lang: Language) -> String {
     match format {
@@ -230,10 +298,12 @@ fn title(p: &Ping, lang: Language) -> &'static str {
         ("escalate", Language::Ja) => "callguard: 長時間通話 — 上長対応の依頼",
         ("terminate", Language::Ja) => "callguard: 通話が終了基準に達しました",
         ("manual", Language::Ja) => "callguard: エージェントが上長を呼んでいます",
+        ("mark", Language::Ja) => "callguard: カスハラの記録 — 上長対応の依頼",
         (_, Language::Ja) => "callguard: 端末の問題",
         ("escalate", Language::En) => "callguard: long call — team lead needed",
         ("terminate", Language::En) => "callguard: call reached the end criterion",
         ("manual", Language::En) => "callguard: an agent is calling for the team lead",
+        ("mark", Language::En) => "callguard: harassment marked — team lead needed",
         (_, Language::En) => "callguard: workstation problem",
     }
 }
