@@ -188,9 +188,16 @@ impl Outbox {
             dir: self.dir.display().to_string(),
             ..OutboxStatus::default()
         };
+        let failed_ids: std::collections::HashSet<String> = read_all(&self.failed_dir())
+            .into_iter()
+            .filter_map(Result::ok)
+            .map(|d| d.file_name())
+            .collect();
         for (dir, failed) in [(self.pending_dir(), false), (self.failed_dir(), true)] {
             for r in read_all(&dir) {
                 match r {
+                    // Caught between the two steps of `fail`: it is failed.
+                    Ok(d) if !failed && failed_ids.contains(&d.file_name()) => {}
                     Ok(d) => {
                         let e = EntryStatus {
                             ping_id: d.ping_id.clone(),
