@@ -194,6 +194,9 @@ pub struct ErrorEntry {
     pub at: String,
     /// What.
     pub what: String,
+    /// How many times more it happened in a row (`at` is the latest).
+    #[serde(default)]
+    pub repeats: u32,
 }
 
 /// What the daemon saw happen, collected from the sinks' reports.
@@ -205,12 +208,22 @@ struct Observed {
 
 impl Observed {
     fn error(&mut self, what: String) {
+        let at = chrono::Local::now().fixed_offset().to_rfc3339();
+        // A PBX that stays down reports each failed reconnect: one line, counted.
+        if let Some(last) = self.errors.back_mut()
+            && last.what == what
+        {
+            last.at = at;
+            last.repeats += 1;
+            return;
+        }
         if self.errors.len() == RECENT_ERRORS {
             self.errors.pop_front();
         }
         self.errors.push_back(ErrorEntry {
-            at: chrono::Local::now().fixed_offset().to_rfc3339(),
+            at,
             what,
+            repeats: 0,
         });
     }
 
@@ -240,7 +253,8 @@ impl Observed {
 pub struct ControlContext {
     socket: PathBuf,
     commands: mpsc::Sender<Command>,
-    reports: broadcast::Receiver<Report>,
+    /// Taken by the observer; subscribed at wiring time so nothing before `serve` is missed.
+    reports: Option<broadcast::Receiver<Report>>,
     outbox: Outbox,
     webhooks: Vec<String>,
     evidence_dir: PathBuf,
@@ -255,7 +269,7 @@ impl ControlContext {
         ControlContext {
             socket: cfg.control_socket(),
             commands,
-            reports: bus.reports(),
+            reports: Some(bus.reports()),
             outbox: Outbox::new(crate::escalation::outbox_dir(cfg)),
             webhooks: cfg
                 .escalation
@@ -324,7 +338,7 @@ pub fn bind(path: &Path) -> Result<UnixListener, BindError> {
 
 /// Serves the control socket until `shutdown`. Without a socket the daemon goes on (logged):
 /// status and escalate are then unavailable, the warnings are not.
-pub async fn serve(ctx: ControlContext, shutdown: CancellationToken) {
+pub async fn serve(mut ctx: ControlContext, shutdown: CancellationToken) {
     let listener = match bind(&ctx.socket) {
         Ok(l) => l,
         Err(e) => {
@@ -333,7 +347,7 @@ pub async fn serve(ctx: ControlContext, shutdown: CancellationToken) {
         }
     };
     tracing::info!(socket = %ctx.socket.display(), "control socket ready");
-    let mut reports = ctx.reports.resubscribe();
+    let reports = ctx.reports.take();
     let shared = Arc::new(Shared {
         ctx,
         observed: Mutex::new(Observed::default()),
@@ -342,6 +356,7 @@ pub async fn serve(ctx: ControlContext, shutdown: CancellationToken) {
         let shared = shared.clone();
         let stop = shutdown.clone();
         tokio::spawn(async move {
+            let Some(mut reports) = reports else { return };
             loop {
                 tokio::select! {
                     _ = stop.cancelled() => break,
@@ -833,7 +848,12 @@ pub fn render_status(s: &DaemonStatus) -> String {
     } else {
         let _ = writeln!(o, "Recent errors:");
         for e in &s.recent_errors {
-            let _ = writeln!(o, "  {} {}", e.at, e.what);
+            let again = if e.repeats > 0 {
+                format!(" (×{})", e.repeats + 1)
+            } else {
+                String::new()
+            };
+            let _ = writeln!(o, "  {} {}{again}", e.at, e.what);
         }
     }
     o

@@ -515,7 +515,8 @@ impl Setup {
                 );
             }
             assert!(Instant::now() < deadline, "status never became ready");
-            tokio::task::yield_now().await;
+            // Poll interval only: each round is a real exchange with the daemon.
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 }
