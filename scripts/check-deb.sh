@@ -54,7 +54,7 @@ touch "$root/var/lib/dpkg/status" "$root/var/lib/dpkg/available"
 dpkg_root() {
   # The scratch database knows no libc6: dependencies are checked above instead.
   dpkg --root="$root" --force-script-chrootless --force-depends --force-not-root \
-    --log=/dev/null "$@" >/dev/null
+    --log=/dev/null "$@" >"$root/dpkg.out" 2>&1 || { cat "$root/dpkg.out" >&2; fail "dpkg $*"; }
 }
 dpkg_root -i "$deb"
 [[ $(dpkg-query --admindir="$root/var/lib/dpkg" -W -f='${Status}' callguard) == "install ok installed" ]] ||
