@@ -81,8 +81,11 @@ pub fn init(cfg: &LogConfig) -> Target {
             }
         }
     }
+    // Colours only for a person at a terminal, never into files or collectors.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr);
     let _ = match target {
         Target::StderrJson => builder.json().flatten_event(true).try_init(),
