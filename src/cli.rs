@@ -156,8 +156,10 @@ pub fn main() -> ExitCode {
                 };
                 tracing::info!(version = env!("CARGO_PKG_VERSION"), pbx = %crate::pbx::display_url(&cfg.pbx.url), "callguard starting");
                 let daemon = crate::daemon::Daemon::new(cfg, opts);
-                tokio::spawn(crate::sdnotify::run(shutdown.clone()));
-                daemon.run(shutdown).await
+                // Joined, not spawned: STOPPING=1 must go out before the runtime is dropped.
+                let (result, ()) =
+                    tokio::join!(daemon.run(shutdown.clone()), crate::sdnotify::run(shutdown));
+                result
             })
         }
         Command::Demo {

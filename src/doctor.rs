@@ -569,13 +569,11 @@ fn check_evidence(cfg: &Config) -> Vec<Check> {
         )];
     }
     let probe = dir.join(format!(".callguard-doctor-{}", std::process::id()));
-    let writable = crate::fsutil::create_new_private_file(&probe)
-        .and_then(|mut f| {
-            use std::io::Write;
-            f.write_all(b"probe")?;
-            f.sync_all()
-        })
-        .map(|()| ());
+    let writable = crate::fsutil::create_new_private_file(&probe).and_then(|mut f| {
+        use std::io::Write;
+        f.write_all(b"probe")?;
+        f.sync_all()
+    });
     let _ = std::fs::remove_file(&probe);
     let mut checks = vec![match writable {
         Ok(()) => Check::pass("evidence", format!("{shown}: writable, mode 0700")),

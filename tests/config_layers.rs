@@ -81,23 +81,39 @@ fn each_key_names_the_layer_that_set_it() {
         &[("CALLGUARD__LOG__LEVEL", "debug")],
     );
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let etc = root.join("etc");
     let main = etc.join("callguard.toml").display().to_string();
     let site = etc.join("conf.d/10-site.toml").display().to_string();
     let ladder = etc.join("conf.d/20-ladder.toml").display().to_string();
-    let user = root.join("config/callguard/callguard.toml").display().to_string();
+    let user = root
+        .join("config/callguard/callguard.toml")
+        .display()
+        .to_string();
 
     assert_eq!(entry(&text, "language"), ("\"en\"".into(), main.clone()));
-    assert_eq!(entry(&text, "pbx.url"), ("\"ws://pbx-site:8765/\"".into(), site.clone()));
-    assert_eq!(entry(&text, "agent.extension"), ("\"1001\"".into(), user.clone()));
+    assert_eq!(
+        entry(&text, "pbx.url"),
+        ("\"ws://pbx-site:8765/\"".into(), site.clone())
+    );
+    assert_eq!(
+        entry(&text, "agent.extension"),
+        ("\"1001\"".into(), user.clone())
+    );
     assert_eq!(
         entry(&text, "log.level"),
         ("\"debug\"".into(), "env CALLGUARD__LOG__LEVEL".into())
     );
     assert_eq!(entry(&text, "pbx.kind").1, "default");
     // The later layer's ladder replaced the three-step one as a whole.
-    assert_eq!(entry(&text, "warning[0].after"), ("\"15m\"".into(), ladder.clone()));
+    assert_eq!(
+        entry(&text, "warning[0].after"),
+        ("\"15m\"".into(), ladder.clone())
+    );
     assert_eq!(entry(&text, "warning[0].notify_lead").1, ladder);
     assert!(!text.contains("warning[1]"), "{text}");
     // The webhook URL carries a path: masked, still credited.
@@ -143,7 +159,13 @@ fn explicit_config_skips_the_fleet_layers() {
     write(&own, "[pbx]\nurl = \"ws://own:1/\"\n");
     let out = callguard(
         dir.path(),
-        &["config", "check", "--origin", "--config", own.to_str().unwrap()],
+        &[
+            "config",
+            "check",
+            "--origin",
+            "--config",
+            own.to_str().unwrap(),
+        ],
         &[],
     );
     let text = String::from_utf8_lossy(&out.stdout);

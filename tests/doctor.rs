@@ -7,95 +7,17 @@ use std::process::Output;
 use std::time::Duration;
 
 use base64::Engine;
+use common::dbus::{SessionBus, serve_notifications};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tokio_tungstenite::tungstenite::http::{HeaderValue, StatusCode};
 
+mod common;
+
 const BIN: &str = env!("CARGO_BIN_EXE_callguard");
 const WAIT: Duration = Duration::from_secs(60);
-
-/// A private `dbus-daemon --session`, stopped when dropped.
-struct SessionBus {
-    child: tokio::process::Child,
-    address: String,
-}
-
-impl SessionBus {
-    async fn start() -> SessionBus {
-        let mut child = tokio::process::Command::new("dbus-daemon")
-            .args(["--session", "--print-address=1", "--nofork"])
-            .stdout(std::process::Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("dbus-daemon (package dbus-daemon) must be installed");
-        let stdout = child.stdout.take().unwrap();
-        let mut line = String::new();
-        tokio::time::timeout(WAIT, BufReader::new(stdout).read_line(&mut line))
-            .await
-            .expect("dbus-daemon printed no address")
-            .unwrap();
-        SessionBus {
-            child,
-            address: line.trim().to_string(),
-        }
-    }
-}
-
-impl Drop for SessionBus {
-    fn drop(&mut self) {
-        let _ = self.child.start_kill();
-    }
-}
-
-/// The org.freedesktop.Notifications server of the test.
-struct Notifier;
-
-#[zbus::interface(name = "org.freedesktop.Notifications")]
-impl Notifier {
-    fn get_capabilities(&self) -> Vec<String> {
-        vec!["body".into(), "persistence".into(), "actions".into()]
-    }
-
-    fn get_server_information(&self) -> (String, String, String, String) {
-        (
-            "test-notifier".into(),
-            "callguard-tests".into(),
-            "9.9".into(),
-            "1.2".into(),
-        )
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn notify(
-        &self,
-        _app_name: String,
-        _replaces_id: u32,
-        _app_icon: String,
-        _summary: String,
-        _body: String,
-        _actions: Vec<String>,
-        _hints: std::collections::HashMap<String, zbus::zvariant::OwnedValue>,
-        _expire_timeout: i32,
-    ) -> u32 {
-        1
-    }
-
-    fn close_notification(&self, _id: u32) {}
-}
-
-async fn serve_notifications(bus: &SessionBus) -> zbus::Connection {
-    zbus::connection::Builder::address(bus.address.as_str())
-        .unwrap()
-        .name("org.freedesktop.Notifications")
-        .unwrap()
-        .serve_at("/org/freedesktop/Notifications", Notifier)
-        .unwrap()
-        .build()
-        .await
-        .unwrap()
-}
 
 /// How the loopback PBX answers the websocket upgrade.
 #[derive(Clone)]
@@ -107,6 +29,8 @@ struct PbxBehaviour {
 }
 
 /// A PBX accepting websocket upgrades on 127.0.0.1; returns its URL.
+// The handshake callback's error type is tungstenite's, large by design.
+#[allow(clippy::result_large_err)]
 async fn start_pbx(behaviour: PbxBehaviour) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("ws://{}/", listener.local_addr().unwrap());
@@ -269,8 +193,8 @@ fn line<'a>(table: &'a str, check: &str) -> &'a str {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_working_workstation_passes() {
-    let bus = SessionBus::start().await;
-    let _server = serve_notifications(&bus).await;
+    let bus = SessionBus::start();
+    let _server = serve_notifications(&bus, &["body", "persistence", "actions"]).await;
     let token = base64::engine::general_purpose::STANDARD.encode("agent1001:s3cret");
     let pbx = start_pbx(PbxBehaviour {
         auth: Some(format!("Basic {token}")),
@@ -299,16 +223,30 @@ async fn a_working_workstation_passes() {
     assert!(out.status.success(), "doctor failed:\n{table}");
     assert!(line(&table, "config").starts_with("pass"), "{table}");
     let pbx_line = line(&table, "pbx");
-    assert!(pbx_line.starts_with("pass") && pbx_line.contains("credentials of `agent1001` accepted"), "{table}");
+    assert!(
+        pbx_line.starts_with("pass") && pbx_line.contains("credentials of `agent1001` accepted"),
+        "{table}"
+    );
     assert!(line(&table, "clock").starts_with("pass"), "{table}");
     let notes = line(&table, "notifications");
-    assert!(notes.starts_with("pass") && notes.contains("test-notifier") && notes.contains("persistence"), "{table}");
+    assert!(
+        notes.starts_with("pass")
+            && notes.contains("callguard-test")
+            && notes.contains("persistence"),
+        "{table}"
+    );
     assert!(line(&table, "evidence").starts_with("pass"), "{table}");
     assert!(line(&table, "signing-key").starts_with("pass"), "{table}");
-    assert!(line(&table, "webhook[0]").contains("test ping delivered"), "{table}");
+    assert!(
+        line(&table, "webhook[0]").contains("test ping delivered"),
+        "{table}"
+    );
 
     // The ping really arrived, as a signed JSON test event.
-    let request = tokio::time::timeout(WAIT, pings.recv()).await.unwrap().unwrap();
+    let request = tokio::time::timeout(WAIT, pings.recv())
+        .await
+        .unwrap()
+        .unwrap();
     assert!(request.starts_with("POST /hooks/leads"), "{request}");
     let (head, body) = request.split_once("\r\n\r\n").unwrap();
     let v: serde_json::Value = serde_json::from_str(body).unwrap();
@@ -350,10 +288,16 @@ async fn an_unreachable_pbx_fails_and_json_has_the_fleet_shape() {
     assert_eq!(v["version"], env!("CARGO_PKG_VERSION"));
     let checks = v["checks"].as_array().unwrap();
     for c in checks {
-        assert!(["pass", "warn", "fail"].contains(&c["status"].as_str().unwrap()), "{c}");
+        assert!(
+            ["pass", "warn", "fail"].contains(&c["status"].as_str().unwrap()),
+            "{c}"
+        );
         assert!(c["check"].is_string() && c["detail"].is_string() && c["fix"].is_string());
         if c["status"] != "pass" {
-            assert!(!c["fix"].as_str().unwrap().is_empty(), "a line without a fix: {c}");
+            assert!(
+                !c["fix"].as_str().unwrap().is_empty(),
+                "a line without a fix: {c}"
+            );
         }
     }
     let by_name = |name: &str| {
@@ -365,7 +309,12 @@ async fn an_unreachable_pbx_fails_and_json_has_the_fleet_shape() {
     assert_eq!(by_name("pbx")["status"], "fail");
     assert_eq!(by_name("notifications")["status"], "fail");
     assert_eq!(by_name("signing-key")["status"], "warn");
-    assert!(by_name("signing-key")["detail"].as_str().unwrap().contains("created on first run"));
+    assert!(
+        by_name("signing-key")["detail"]
+            .as_str()
+            .unwrap()
+            .contains("created on first run")
+    );
     assert_eq!(by_name("webhooks")["status"], "warn");
 }
 
@@ -383,10 +332,16 @@ async fn refused_credentials_and_a_skewed_clock_are_reported() {
     let table = stdout(&out);
     assert_eq!(out.status.code(), Some(1), "{table}");
     let pbx_line = line(&table, "pbx");
-    assert!(pbx_line.starts_with("FAIL") && pbx_line.contains("credentials refused (HTTP 401"), "{table}");
+    assert!(
+        pbx_line.starts_with("FAIL") && pbx_line.contains("credentials refused (HTTP 401"),
+        "{table}"
+    );
     // The refusal still carries the PBX's Date: this clock is about two minutes ahead.
     let clock = line(&table, "clock");
-    assert!(clock.starts_with("WARN") && clock.contains("+12"), "{table}");
+    assert!(
+        clock.starts_with("WARN") && clock.contains("+12"),
+        "{table}"
+    );
     assert!(line(&table, "signing-key").starts_with("FAIL"), "{table}");
     assert!(table.contains("chmod 600"), "{table}");
 }
