@@ -18,6 +18,7 @@ has() { grep -qE "^$1 .* \./$2\$" <<<"$contents" || fail "$2 missing or not mode
 has '-rwxr-xr-x' 'usr/bin/callguard'
 has '-rw-r--r--' 'usr/lib/systemd/user/callguard.service'
 has '-rw-r--r--' 'etc/callguard/callguard.toml'
+has '-rw-r--r--' 'usr/share/doc/callguard/examples/systemd/hardening.conf'
 for s in recording-notice-ja.wav recording-notice-en.wav chime.wav; do
   has '-rw-r--r--' "usr/share/callguard/sounds/$s"
 done
@@ -86,7 +87,13 @@ if command -v systemd-analyze >/dev/null; then
   out=$(XDG_RUNTIME_DIR="$rundir" systemd-analyze verify --user "$rundir/unit/callguard.service" 2>&1) ||
     fail "systemd-analyze verify: $out"
   [[ -z "$out" ]] || fail "systemd-analyze verify warns: $out"
-  ok "systemd-analyze verify --user"
+  # The opt-in sandbox drop-in, applied the way systemd would merge it.
+  mkdir -p "$rundir/unit/callguard.service.d"
+  cp "$root/usr/share/doc/callguard/examples/systemd/hardening.conf" "$rundir/unit/callguard.service.d/"
+  out=$(XDG_RUNTIME_DIR="$rundir" SYSTEMD_UNIT_PATH="$rundir/unit:" \
+    systemd-analyze verify --user callguard.service 2>&1) || fail "systemd-analyze verify (hardening.conf): $out"
+  [[ -z "$out" ]] || fail "systemd-analyze verify warns with hardening.conf: $out"
+  ok "systemd-analyze verify --user (unit, and with hardening.conf)"
 fi
 
 # --- 3. reinstall, remove, purge --------------------------------------------------------
