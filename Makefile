@@ -30,6 +30,7 @@ sounds:
 # install, reinstall, remove and purge in a scratch root). DEB_PROFILE=deb-ci builds faster.
 DEB_PROFILE ?= release
 deb: deps
+	@scripts/ensure-deps.sh dpkg-dev
 	@command -v cargo-deb >/dev/null || $(CARGO) install cargo-deb --locked
 	@rm -f target/debian/callguard_*.deb
 	$(CARGO) deb --profile $(DEB_PROFILE) --output target/debian/
