@@ -13,6 +13,7 @@ pub mod demo;
 pub mod doctor;
 pub mod events;
 pub mod fsutil;
+pub mod harassment;
 pub mod logging;
 pub mod pbx;
 pub mod protocol;
