@@ -510,6 +510,12 @@ impl Config {
                 "give the endpoint without the channel suffix, e.g. PJSIP/1001".into(),
             ));
         }
+        if self.evidence.source == EvidenceSource::Asterisk && self.pbx.kind != PbxKind::Asterisk {
+            return Err(invalid(
+                "evidence.source",
+                "\"asterisk\" needs pbx.kind = \"asterisk\" (use \"stream\" with the generic protocol)".into(),
+            ));
+        }
         for (i, e) in self.agent.endpoints.iter().enumerate() {
             let star = e.find('*');
             if e.trim().is_empty() || star.is_some_and(|at| at + 1 != e.len()) {

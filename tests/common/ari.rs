@@ -242,6 +242,8 @@ async fn serve(
     };
     if head.to_ascii_lowercase().contains("upgrade: websocket") {
         let (st, ch) = (state.clone(), changed.clone());
+        // The callback's type is tungstenite's; its large error is not ours to shrink.
+        #[allow(clippy::result_large_err)]
         let callback = move |req: &Request, resp: Response| -> Result<Response, ErrorResponse> {
             let target = req.uri().to_string();
             let ok = req
