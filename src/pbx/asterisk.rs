@@ -459,17 +459,7 @@ impl Connector {
                     ended: None,
                 },
             );
-            let rest = self.rest.clone();
-            let app = self.opts.app.clone();
-            let id = call_id.to_string();
-            let tx = self.internal_tx.clone();
-            tokio::spawn(async move {
-                let result = start_recording(&rest, &app, &id).await;
-                let _ = tx.send(Internal::RecordingSetup {
-                    call_id: id,
-                    result,
-                });
-            });
+            self.spawn_recording_setup(call_id);
         }
         // An adopted call is already under way: its notice was (or should have been) played.
         if let (Some(sound), false) = (self.opts.notice_sound.clone(), adopted) {
@@ -482,6 +472,20 @@ impl Connector {
                 }
             });
         }
+    }
+
+    fn spawn_recording_setup(&self, call_id: &str) {
+        let rest = self.rest.clone();
+        let app = self.opts.app.clone();
+        let id = call_id.to_string();
+        let tx = self.internal_tx.clone();
+        tokio::spawn(async move {
+            let result = start_recording(&rest, &app, &id).await;
+            let _ = tx.send(Internal::RecordingSetup {
+                call_id: id,
+                result,
+            });
+        });
     }
 
     async fn on_internal(&mut self, msg: Internal) -> Result<(), Gone> {
@@ -585,6 +589,14 @@ impl Connector {
             if !self.live.contains(&ch.id) {
                 tracing::info!(call_id = %ch.id, channel = %ch.name, "agent call adopted from the resync");
                 self.track(&ch.id, true);
+            } else if let Some(rec) = self.recs.get_mut(&ch.id)
+                && matches!(rec.setup, Some(Err(_)))
+                && rec.finished.is_none()
+            {
+                // Asterisk was unreachable when the call started: try the recording again.
+                tracing::info!(call_id = %ch.id, "retrying the recording set-up after the reconnect");
+                rec.setup = None;
+                self.spawn_recording_setup(&ch.id);
             }
             // The connect time is not in the list; the creation time is the closest known.
             snapshot.push(call_start(ch, agent, event::parse_time(&ch.creationtime)));

@@ -22,13 +22,22 @@ pub const SILENCE_LIMIT: Duration = Duration::from_secs(75);
 /// An open PBX websocket.
 pub type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
-/// Who we are towards the PBX.
-#[derive(Debug, Clone, Default)]
+/// Who we are towards the PBX. `Debug` shows the user only.
+#[derive(Clone, Default)]
 pub struct Credentials {
     /// HTTP Basic user; empty = no `Authorization` header.
     pub username: String,
     /// HTTP Basic password.
     pub password: Option<String>,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "********"))
+            .finish()
+    }
 }
 
 impl Credentials {
