@@ -640,3 +640,39 @@ async fn the_notice_is_whispered_into_the_call() {
     assert_eq!(seen.len(), 3, "GET channels, snoop, play: {seen:?}");
     c.stop().await;
 }
+
+#[tokio::test]
+async fn a_call_that_ends_while_asterisk_is_unreachable_still_gets_its_recording() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut ari = FakeAri::start(USER, PASSWORD).await;
+    let cfg = ari_config(dir.path(), &ari.url);
+    let mut c = Connector::start(&cfg);
+    let mut conn = ari.accept().await;
+    c.connected().await;
+    let bridged = fixture_lines(BRIDGED);
+    let up = bridged.iter().position(|l| is_up_of(l, AGENT_ID)).unwrap();
+    replay(&ari, &mut conn, &bridged[..=up], AGENT_ID, true).await;
+    assert!(matches!(c.next().await, PbxEvent::CallStart(s) if s.call_id == AGENT_ID));
+
+    // The connection dies; the call ends meanwhile (no ChannelDestroyed, no RecordingFinished
+    // reach callguard), and the first download attempt after the reconnect fails too.
+    conn.drop_hard();
+    assert!(matches!(c.next().await, PbxEvent::Disconnected { .. }));
+    ari.set_channels("[]");
+    ari.store("callguard/1795354434.7", fixture_bytes(WAV));
+    ari.fail_downloads(&[Failure::Status(500)]);
+    let _conn = ari.accept().await;
+    assert!(matches!(c.next().await, PbxEvent::Connected { .. }));
+    // The snapshot without the call (the tracker ends it as lost), then its recording.
+    assert_eq!(c.next().await, PbxEvent::Snapshot(vec![]));
+    let PbxEvent::Recording {
+        call_id,
+        outcome: RecordingOutcome::Downloaded { path, .. },
+    } = c.next().await
+    else {
+        panic!("expected the recording");
+    };
+    assert_eq!(call_id, AGENT_ID);
+    assert_eq!(std::fs::read(path).unwrap(), fixture_bytes(WAV));
+    c.stop().await;
+}
