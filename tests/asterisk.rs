@@ -676,3 +676,37 @@ async fn a_call_that_ends_while_asterisk_is_unreachable_still_gets_its_recording
     assert_eq!(std::fs::read(path).unwrap(), fixture_bytes(WAV));
     c.stop().await;
 }
+
+#[tokio::test]
+async fn a_recording_that_cannot_be_set_up_is_reported_failed_after_the_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut ari = FakeAri::start(USER, PASSWORD).await;
+    ari.refuse_snoops();
+    let cfg = ari_config(dir.path(), &ari.url);
+    let mut c = Connector::start(&cfg);
+    let mut conn = ari.accept().await;
+    c.connected().await;
+    // Without the snoop, none of its events (nor the recording's) happen.
+    let lines: Vec<String> = fixture_lines(BRIDGED)
+        .into_iter()
+        .filter(|l| !l.contains("cg-snoop-"))
+        .collect();
+    replay(&ari, &mut conn, &lines, AGENT_ID, false).await;
+    let events = c.until(|e| matches!(e, PbxEvent::Recording { .. })).await;
+    let [
+        PbxEvent::CallStart(_),
+        PbxEvent::CallEnd { .. },
+        PbxEvent::Recording {
+            outcome: RecordingOutcome::Failed { reason },
+            ..
+        },
+    ] = events.as_slice()
+    else {
+        panic!("{events:#?}");
+    };
+    assert_eq!(
+        reason,
+        "snoop on channel 1795354434.7: HTTP 404 from Asterisk: Channel not found"
+    );
+    c.stop().await;
+}

@@ -78,6 +78,8 @@ struct State {
     /// Stored recordings by (decoded) name.
     stored: HashMap<String, Vec<u8>>,
     failures: VecDeque<Failure>,
+    /// Answer snoop requests with 404, as for a channel that is already gone.
+    refuse_snoops: bool,
     requests: Vec<Seen>,
     /// Websocket upgrade targets, and whether they were let in.
     upgrades: Vec<(String, bool)>,
@@ -186,6 +188,11 @@ impl FakeAri {
     /// Makes the next downloads fail, in order.
     pub fn fail_downloads(&self, failures: &[Failure]) {
         self.state.lock().unwrap().failures.extend(failures);
+    }
+
+    /// Refuses every snoop from now on (404 Channel not found).
+    pub fn refuse_snoops(&self) {
+        self.state.lock().unwrap().refuse_snoops = true;
     }
 
     /// Every REST request so far.
@@ -311,6 +318,12 @@ async fn rest(
                 200,
                 "application/json",
                 st.channels.clone().into_bytes(),
+                None,
+            ),
+            ("POST", ["ari", "channels", _, "snoop"]) if st.refuse_snoops => (
+                404,
+                "application/json",
+                br#"{"message":"Channel not found"}"#.to_vec(),
                 None,
             ),
             ("POST", ["ari", "channels", id, "snoop"]) => {
