@@ -59,7 +59,7 @@ impl Credentials {
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {
     /// The server answered the upgrade with 401.
-    #[error("HTTP 401 from the PBX")]
+    #[error("HTTP 401 Unauthorized from the PBX")]
     Unauthorized,
     /// Anything else (unreachable, TLS, other HTTP status…).
     #[error("{0}")]
