@@ -54,15 +54,15 @@ pub async fn run(
     let mut desktop = Desktop::new();
     while let Some(action) = actions.recv().await {
         match action {
-            Action::CallStarted(call) => {
-                // An adopted call is already under way: the notice was played (or not) then.
-                if !call.adopted && !player.play(&call.call_id, Sound::Notice) {
-                    let _ = reports.send(Report::Sound {
-                        call_id: call.call_id.clone(),
-                        what: "notice",
-                        outcome: Err("local playback is off (prompt.local = false)".into()),
-                    });
-                }
+            // An adopted call is already under way: the notice was played (or not) then.
+            Action::CallStarted(call)
+                if !call.adopted && !player.play(&call.call_id, Sound::Notice) =>
+            {
+                let _ = reports.send(Report::Sound {
+                    call_id: call.call_id.clone(),
+                    what: "notice",
+                    outcome: Err("local playback is off (prompt.local = false)".into()),
+                });
             }
             Action::Warning(call, w) => {
                 player.play(&call.call_id, Sound::Chime);

@@ -14,6 +14,8 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 /// Hard limit of one websocket message; larger ones drop the connection. Frames between 1 MiB
 /// and this are read and refused one by one, so a single oversized frame costs no reconnect.
 pub const WS_MAX_MESSAGE: usize = 16 * 1024 * 1024;
+/// A PBX that does not complete the handshake in this time counts as unreachable.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Keepalive ping period.
 pub const PING_EVERY: Duration = Duration::from_secs(30);
 /// No frame at all (pongs included) for this long: the connection is dead.
@@ -86,8 +88,11 @@ pub async fn open(url: &str, creds: &Credentials, ca_file: &str) -> Result<Socke
     let mut config = WebSocketConfig::default();
     config.max_message_size = Some(WS_MAX_MESSAGE);
     config.max_frame_size = Some(WS_MAX_MESSAGE);
-    match tokio_tungstenite::connect_async_tls_with_config(request, Some(config), true, connector)
+    let connect =
+        tokio_tungstenite::connect_async_tls_with_config(request, Some(config), true, connector);
+    match tokio::time::timeout(CONNECT_TIMEOUT, connect)
         .await
+        .map_err(|_| OpenError::Other(format!("no answer within {CONNECT_TIMEOUT:?}")))?
     {
         Ok((ws, _)) => Ok(ws),
         Err(WsError::Http(resp)) if resp.status() == StatusCode::UNAUTHORIZED => {
