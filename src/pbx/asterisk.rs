@@ -361,7 +361,7 @@ impl Connector {
             }
         };
         match ev {
-            Event::Ignored(kind) => tracing::trace!(kind, "ARI event ignored"),
+            Event::Ignored(kind) => tracing::trace!(kind = %kind, "ARI event ignored"),
             Event::ChannelState { channel, at } => {
                 if channel.is_up()
                     && !self.live.contains(&channel.id)

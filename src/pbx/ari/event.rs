@@ -121,7 +121,7 @@ pub struct Playback {
 
 /// The events the connector acts on.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Event {
+pub enum Event<'a> {
     /// A channel was created or changed state (`ChannelCreated`, `ChannelStateChange`).
     ChannelState {
         /// The channel after the change.
@@ -156,8 +156,8 @@ pub enum Event {
         /// The application name.
         application: String,
     },
-    /// Any other type: nothing to do.
-    Ignored(String),
+    /// Any other type: nothing to do (borrowed from the frame: no allocation).
+    Ignored(Cow<'a, str>),
 }
 
 /// Why a frame could not be read.
@@ -213,9 +213,12 @@ struct ApplicationEvent {
 }
 
 /// Reads one text frame.
-pub fn parse(text: &str) -> Result<Event, EventError> {
+pub fn parse(text: &str) -> Result<Event<'_>, EventError> {
     let head: Head = serde_json::from_str(text).map_err(|e| EventError::Json(e.to_string()))?;
     let kind = head.kind.ok_or(EventError::NoType)?;
+    if !acted_on(&kind) {
+        return Ok(Event::Ignored(kind));
+    }
     let bad = |e: serde_json::Error| EventError::Bad {
         kind: kind.to_string(),
         msg: e.to_string(),
@@ -258,8 +261,24 @@ pub fn parse(text: &str) -> Result<Event, EventError> {
                 application: ev.application,
             }
         }
-        other => Event::Ignored(other.to_string()),
+        other => Event::Ignored(Cow::Owned(other.to_string())),
     })
+}
+
+/// The types [`parse`] reads beyond `type`.
+fn acted_on(kind: &str) -> bool {
+    matches!(
+        kind,
+        "ChannelCreated"
+            | "ChannelStateChange"
+            | "ChannelDestroyed"
+            | "RecordingStarted"
+            | "RecordingFinished"
+            | "RecordingFailed"
+            | "PlaybackStarted"
+            | "PlaybackFinished"
+            | "ApplicationReplaced"
+    )
 }
 
 #[cfg(test)]
