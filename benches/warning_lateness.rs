@@ -55,6 +55,7 @@ async fn round() -> Vec<Duration> {
         agent: None,
         time_scale: 1.0,
         memory: Memory::volatile(),
+        rules: Vec::new(),
     };
     let tracker = tokio::spawn(calls::run(
         opts,

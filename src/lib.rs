@@ -12,6 +12,7 @@ pub mod daemon;
 pub mod demo;
 pub mod events;
 pub mod fsutil;
+pub mod harassment;
 pub mod logging;
 pub mod pbx;
 pub mod protocol;

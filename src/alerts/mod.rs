@@ -94,6 +94,41 @@ pub async fn run(
                 });
             }
             Action::CallEnded { call, .. } => desktop.call_ended(&call.call_id),
+            Action::Marked(ev) => {
+                for fired in &ev.fired {
+                    let (summary, body) = text::rule_texts(
+                        fired.rule.action,
+                        fired.rule.mark,
+                        ev.level,
+                        opts.language,
+                    );
+                    let kind = match fired.rule.action {
+                        crate::harassment::RuleAction::Escalate => {
+                            crate::config::WarningKind::Escalate
+                        }
+                        crate::harassment::RuleAction::End => crate::config::WarningKind::Terminate,
+                    };
+                    let outcome = if opts.desktop {
+                        let shown = Shown {
+                            summary: summary.clone(),
+                            body: body.clone(),
+                            kind,
+                        };
+                        desktop
+                            .show(&desktop::rules_key(&ev.call.call_id), &shown)
+                            .await
+                            .map(|id| format!("desktop notification #{id}"))
+                    } else {
+                        Err("desktop notifications are off".to_string())
+                    };
+                    let _ = reports.send(Report::Notification {
+                        call_id: ev.call.call_id.clone(),
+                        summary,
+                        body,
+                        outcome,
+                    });
+                }
+            }
             Action::Problem(p) => {
                 let outcome = if opts.desktop {
                     desktop
