@@ -176,9 +176,15 @@ pub fn main() -> ExitCode {
             }
             Err(code) => code,
         },
-        Command::Verify { .. } => not_yet("verify"),
+        Command::Verify {
+            paths,
+            pubkey,
+            json,
+        } => crate::evidence::verify::cli(cli.config.as_deref(), paths, pubkey, json),
         Command::Status { .. } => not_yet("status"),
-        Command::Key { .. } => not_yet("key show"),
+        Command::Key {
+            command: KeyCommand::Show,
+        } => crate::evidence::verify::key_show(cli.config.as_deref()),
         Command::Doctor { .. } => not_yet("doctor"),
         Command::Escalate { .. } => not_yet("escalate"),
         Command::Mark { .. } => not_yet("mark"),

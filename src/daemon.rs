@@ -39,6 +39,7 @@ pub struct Daemon {
     opts: RunOptions,
     bus: Bus,
     alerts_rx: mpsc::UnboundedReceiver<Action>,
+    evidence_rx: mpsc::UnboundedReceiver<Action>,
     commands_tx: mpsc::Sender<Command>,
     commands_rx: mpsc::Receiver<Command>,
 }
@@ -48,12 +49,14 @@ impl Daemon {
     pub fn new(cfg: Config, opts: RunOptions) -> Daemon {
         let mut bus = Bus::new();
         let alerts_rx = bus.subscribe(false);
+        let evidence_rx = bus.subscribe(true);
         let (commands_tx, commands_rx) = mpsc::channel(64);
         Daemon {
             cfg,
             opts,
             bus,
             alerts_rx,
+            evidence_rx,
             commands_tx,
             commands_rx,
         }
@@ -76,10 +79,10 @@ impl Daemon {
             opts,
             bus,
             alerts_rx,
+            evidence_rx,
             commands_tx,
             commands_rx,
         } = self;
-        drop(commands_tx);
         let memory = if opts.volatile {
             Memory::volatile()
         } else {
@@ -92,7 +95,14 @@ impl Daemon {
 
         let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE);
         let connector = tokio::spawn(crate::pbx::run(cfg.clone(), events_tx, shutdown.clone()));
-        let alerts = tokio::spawn(alerts::run(alert_opts, alerts_rx, reports));
+        let alerts = tokio::spawn(alerts::run(alert_opts, alerts_rx, reports.clone()));
+        // The evidence sink reports problems (disk full) back through the tracker.
+        let evidence = tokio::spawn(crate::evidence::run(
+            crate::evidence::EvidenceOptions::from_config(&cfg),
+            evidence_rx,
+            reports,
+            commands_tx,
+        ));
         // The tracker owns the bus; when it returns, every sink's queue closes.
         let tracker = tokio::spawn(calls::run(
             tracker_opts,
@@ -104,6 +114,7 @@ impl Daemon {
         let _ = tracker.await;
         shutdown.cancel();
         let _ = alerts.await;
+        let _ = evidence.await;
         let _ = connector.await;
         tracing::info!("callguard stopped");
         Ok(())

@@ -11,6 +11,7 @@ pub mod config;
 pub mod daemon;
 pub mod demo;
 pub mod events;
+pub mod evidence;
 pub mod fsutil;
 pub mod logging;
 pub mod pbx;
