@@ -2,6 +2,8 @@
 //! started in-process against it.
 #![allow(dead_code)]
 
+pub mod dbus;
+
 use std::time::Duration;
 
 use callguard::config::Config;
@@ -32,7 +34,9 @@ impl FakePbx {
         let (tx, conns) = mpsc::channel(8);
         tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
-                let Ok(ws) = tokio_tungstenite::accept_async(stream).await else { continue };
+                let Ok(ws) = tokio_tungstenite::accept_async(stream).await else {
+                    continue;
+                };
                 if tx.send(PbxConn { ws }).await.is_err() {
                     return;
                 }
@@ -52,7 +56,10 @@ impl FakePbx {
 
 impl PbxConn {
     pub async fn send(&mut self, v: serde_json::Value) {
-        self.ws.send(Message::Text(v.to_string().into())).await.unwrap();
+        self.ws
+            .send(Message::Text(v.to_string().into()))
+            .await
+            .unwrap();
     }
 
     pub async fn send_text(&mut self, text: String) {

@@ -1,0 +1,140 @@
+//! A private session bus (a real `dbus-daemon`) with a notification server registered by the test.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use tokio::sync::mpsc;
+use zbus::OwnedVariant as OwnedValue;
+
+/// A `dbus-daemon --session` of the test's own; killed on drop.
+pub struct SessionBus {
+    pub address: String,
+    child: Child,
+}
+
+impl SessionBus {
+    /// Starts the daemon, or returns why it cannot (the test then fails with that reason).
+    pub fn start() -> SessionBus {
+        let mut child = Command::new("dbus-daemon")
+            .args(["--session", "--nofork", "--nopidfile", "--print-address=1"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("dbus-daemon is needed for this test (apt-get install dbus-daemon; `make test` installs it)");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("dbus-daemon printed no address");
+        SessionBus {
+            address: line.trim().to_string(),
+            child,
+        }
+    }
+}
+
+impl Drop for SessionBus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One `Notify` call as the server received it.
+#[derive(Debug, Clone)]
+pub struct Notified {
+    pub id: u32,
+    pub app_name: String,
+    pub replaces_id: u32,
+    pub summary: String,
+    pub body: String,
+    pub actions: Vec<String>,
+    pub urgency: Option<u8>,
+    pub category: Option<String>,
+    pub expire_timeout: i32,
+}
+
+/// The test's org.freedesktop.Notifications.
+pub struct NotificationServer {
+    next_id: AtomicU32,
+    tx: mpsc::UnboundedSender<Notified>,
+    capabilities: Vec<String>,
+}
+
+#[zbus::interface(name = "org.freedesktop.Notifications")]
+impl NotificationServer {
+    #[allow(clippy::too_many_arguments)]
+    async fn notify(
+        &self,
+        app_name: String,
+        replaces_id: u32,
+        _app_icon: String,
+        summary: String,
+        body: String,
+        actions: Vec<String>,
+        hints: HashMap<String, OwnedValue>,
+        expire_timeout: i32,
+    ) -> u32 {
+        let id = if replaces_id != 0 {
+            replaces_id
+        } else {
+            self.next_id.fetch_add(1, Ordering::SeqCst)
+        };
+        let urgency = hints
+            .get("urgency")
+            .and_then(|v| u8::try_from(v.try_clone().ok()?).ok());
+        let category = hints
+            .get("category")
+            .and_then(|v| String::try_from(v.try_clone().ok()?).ok());
+        let _ = self.tx.send(Notified {
+            id,
+            app_name,
+            replaces_id,
+            summary,
+            body,
+            actions,
+            urgency,
+            category,
+            expire_timeout,
+        });
+        id
+    }
+
+    fn get_capabilities(&self) -> Vec<String> {
+        self.capabilities.clone()
+    }
+
+    fn get_server_information(&self) -> (String, String, String, String) {
+        (
+            "callguard-test".into(),
+            "test".into(),
+            "1".into(),
+            "1.2".into(),
+        )
+    }
+
+    fn close_notification(&self, _id: u32) {}
+}
+
+/// Registers a notification server on `bus`; returns the connection (keep it alive) and the
+/// stream of notifications.
+pub async fn serve_notifications(
+    bus: &SessionBus,
+    capabilities: &[&str],
+) -> (zbus::Connection, mpsc::UnboundedReceiver<Notified>) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let server = NotificationServer {
+        next_id: AtomicU32::new(7),
+        tx,
+        capabilities: capabilities.iter().map(|s| s.to_string()).collect(),
+    };
+    let conn = zbus::connection::Builder::address(bus.address.as_str())
+        .serve_at("/org/freedesktop/Notifications", server)
+        .name("org.freedesktop.Notifications")
+        .build()
+        .await
+        .expect("cannot register the notification server");
+    (conn, rx)
+}
