@@ -330,3 +330,42 @@ fn a_signature_by_another_key_is_named() {
         "{out}"
     );
 }
+
+#[test]
+fn key_show_prints_the_public_key_and_its_id() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = tmp.path().join("callguard.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[state]\ndir = \"{}\"\n",
+            tmp.path().join("state").display()
+        ),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_callguard"))
+        .args(["key", "show", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    let key = callguard::evidence::keys::read_public(&tmp.path().join("state/keys/evidence.pub"))
+        .unwrap();
+    let id = callguard::evidence::keys::key_id(&key);
+    assert!(text.contains(&format!("key_id: {id}")), "{text}");
+    assert!(text.contains("-----BEGIN PUBLIC KEY-----"), "{text}");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(tmp.path().join("state/keys/evidence.key"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    // Same key the second time.
+    let again = Command::new(env!("CARGO_BIN_EXE_callguard"))
+        .args(["key", "show", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert_eq!(again.stdout, out.stdout);
+}

@@ -1,0 +1,135 @@
+//! `evidence.source = "asterisk"`: the call's metadata is kept at its end and sealed when the
+//! PBX recording arrives (the real Asterisk fixture, moved in byte for byte), or sealed without
+//! audio saying why when the recording failed. Drives the evidence sink with the actions the
+//! tracker sends.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use callguard::config::EvidenceSource;
+use callguard::events::{Action, CallInfo, RecordingOutcome, Report};
+use callguard::evidence::{EvidenceOptions, run};
+use sha2::Digest;
+use tokio::sync::{broadcast, mpsc};
+
+const FIXTURE: &str =
+    "/work/shared/fixtures/asterisk-22.10.1/stored-recording-snoop-1795354434.7.wav";
+
+fn fixture() -> PathBuf {
+    let local = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/asterisk-recording.wav");
+    if local.exists() {
+        local
+    } else {
+        PathBuf::from(FIXTURE)
+    }
+}
+
+fn call(id: &str) -> Arc<CallInfo> {
+    Arc::new(CallInfo {
+        call_id: id.into(),
+        agent: "PJSIP/1001".into(),
+        caller: "0312345678".into(),
+        direction: "inbound".into(),
+        channel: "PJSIP/1001-0000002a".into(),
+        started_at: chrono::Local::now().fixed_offset(),
+        adopted: false,
+    })
+}
+
+async fn next_sealed(
+    reports: &mut broadcast::Receiver<Report>,
+) -> (String, PathBuf, Option<String>) {
+    tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            if let Ok(Report::Sealed {
+                call_id,
+                dir,
+                sha256,
+                ..
+            }) = reports.recv().await
+            {
+                return (call_id, dir, sha256);
+            }
+        }
+    })
+    .await
+    .expect("no seal")
+}
+
+#[tokio::test]
+async fn the_pbx_recording_is_sealed_after_the_call_end_with_its_metadata() {
+    let tmp = tempfile::tempdir().unwrap();
+    let opts = EvidenceOptions {
+        root: tmp.path().join("evidence"),
+        data_dir: tmp.path().join("state"),
+        source: EvidenceSource::Asterisk,
+        min_free_mb: 0,
+    };
+    let (tx, rx) = mpsc::unbounded_channel();
+    let (reports_tx, mut reports) = broadcast::channel(64);
+    let (problems_tx, _problems_rx) = mpsc::channel(8);
+    let sink = tokio::spawn(run(opts, rx, reports_tx, problems_tx));
+
+    let download = tmp.path().join("download.wav");
+    std::fs::copy(fixture(), &download).unwrap();
+    for id in ["1795354434.7", "1795354500.9"] {
+        tx.send(Action::CallStarted(call(id))).unwrap();
+        tx.send(Action::CallEnded {
+            call: call(id),
+            ended_at: chrono::Local::now().fixed_offset(),
+            duration: Duration::from_secs(4),
+            cause: "Normal Clearing".into(),
+        })
+        .unwrap();
+    }
+    tx.send(Action::Recording {
+        call_id: "1795354434.7".into(),
+        outcome: RecordingOutcome::Downloaded {
+            path: download.clone(),
+            source: "callguard/1795354434.7".into(),
+        },
+    })
+    .unwrap();
+    let (id, dir, sha) = next_sealed(&mut reports).await;
+    assert_eq!(id, "1795354434.7");
+    let want = hex::encode(sha2::Sha256::digest(std::fs::read(fixture()).unwrap()));
+    assert_eq!(sha.as_deref(), Some(want.as_str()));
+    let m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(m["audio"]["source"], "asterisk");
+    assert_eq!(m["audio"]["source_name"], "callguard/1795354434.7");
+    assert_eq!(m["caller"], "0312345678");
+    assert_eq!(m["end_cause"], "Normal Clearing");
+    assert_eq!(m["duration_secs"], 4);
+    assert!(!download.exists());
+
+    tx.send(Action::Recording {
+        call_id: "1795354500.9".into(),
+        outcome: RecordingOutcome::Failed {
+            reason: "RecordingFailed: cause 21".into(),
+        },
+    })
+    .unwrap();
+    let (id, dir, sha) = next_sealed(&mut reports).await;
+    assert_eq!((id.as_str(), sha), ("1795354500.9", None));
+    let m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap();
+    assert!(m["audio"].is_null());
+    assert!(
+        m["problems"][0]
+            .as_str()
+            .unwrap()
+            .contains("RecordingFailed: cause 21"),
+        "{m}"
+    );
+
+    drop(tx);
+    sink.await.unwrap();
+    let key = callguard::evidence::keys::read_public(&tmp.path().join("state/keys/evidence.pub"))
+        .unwrap();
+    let out =
+        callguard::evidence::verify::verify_paths(&[tmp.path().join("evidence")], &key).unwrap();
+    assert!(out.ok(), "{out:?}");
+    assert_eq!(out.calls.len(), 2);
+}
