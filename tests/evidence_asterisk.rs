@@ -124,6 +124,32 @@ async fn the_pbx_recording_is_sealed_after_the_call_end_with_its_metadata() {
         "{m}"
     );
 
+    // A recording reported before the call's end is sealed at the end, with the end's data.
+    tx.send(Action::CallStarted(call("early"))).unwrap();
+    tx.send(Action::Recording {
+        call_id: "early".into(),
+        outcome: RecordingOutcome::Failed {
+            reason: "canceled".into(),
+        },
+    })
+    .unwrap();
+    tx.send(Action::CallEnded {
+        call: call("early"),
+        ended_at: chrono::Local::now().fixed_offset(),
+        duration: Duration::from_secs(61),
+        cause: "Normal Clearing".into(),
+    })
+    .unwrap();
+    let (id, dir, _) = next_sealed(&mut reports).await;
+    assert_eq!(id, "early");
+    let m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(
+        (m["end_cause"].as_str(), m["duration_secs"].as_u64()),
+        (Some("Normal Clearing"), Some(61))
+    );
+    assert_eq!(m["problems"].as_array().unwrap().len(), 1, "{m}");
+
     drop(tx);
     sink.await.unwrap();
     let key = callguard::evidence::keys::read_public(&tmp.path().join("state/keys/evidence.pub"))
@@ -131,5 +157,5 @@ async fn the_pbx_recording_is_sealed_after_the_call_end_with_its_metadata() {
     let out =
         callguard::evidence::verify::verify_paths(&[tmp.path().join("evidence")], &key).unwrap();
     assert!(out.ok(), "{out:?}");
-    assert_eq!(out.calls.len(), 2);
+    assert_eq!(out.calls.len(), 3);
 }

@@ -118,6 +118,10 @@ struct CallHandle {
     tx: std_mpsc::Sender<Msg>,
     backlog: Arc<AtomicUsize>,
     backlog_reported: bool,
+    /// `evidence.source = asterisk`: the call has ended / its recording has arrived; the
+    /// thread seals once both are true.
+    ended: bool,
+    recording: bool,
     thread: std::thread::JoinHandle<()>,
 }
 
@@ -242,15 +246,20 @@ pub async fn run(
                 cause,
             } => {
                 let asterisk = ctx.opts.source == EvidenceSource::Asterisk;
-                if let Some(h) = calls.get(&call.call_id) {
-                    let _ = h.tx.send(Msg::End {
-                        ended_at,
-                        duration,
-                        cause,
-                    });
-                }
-                // With the PBX recording, the call waits for Action::Recording.
-                if !asterisk && let Some(h) = calls.remove(&call.call_id) {
+                let done = match calls.get_mut(&call.call_id) {
+                    Some(h) => {
+                        let _ = h.tx.send(Msg::End {
+                            ended_at,
+                            duration,
+                            cause,
+                        });
+                        h.ended = true;
+                        // With the PBX recording, the call waits for Action::Recording.
+                        !asterisk || h.recording
+                    }
+                    None => false,
+                };
+                if done && let Some(h) = calls.remove(&call.call_id) {
                     finishing.push(h.thread);
                 }
             }
@@ -260,6 +269,13 @@ pub async fn run(
                     continue;
                 }
                 let handle = match calls.remove(&call_id) {
+                    Some(mut h) if !h.ended => {
+                        // Before the call's end: the thread seals when the end comes.
+                        let _ = h.tx.send(Msg::Recording(outcome));
+                        h.recording = true;
+                        calls.insert(call_id, h);
+                        continue;
+                    }
                     Some(h) => Some(h),
                     None => {
                         // A recording of a call this daemon did not see (e.g. started before a restart).
@@ -329,6 +345,8 @@ fn spawn_call(ctx: Arc<Ctx>, call: Arc<CallInfo>) -> std::io::Result<CallHandle>
         tx,
         backlog,
         backlog_reported: false,
+        ended: false,
+        recording: false,
         thread,
     })
 }
