@@ -13,7 +13,7 @@ demo: deps
 	$(CARGO) run --quiet --release -- demo
 
 test: deps
-	$(CARGO) test --all-targets --no-fail-fast
+	$(CARGO) test --no-fail-fast
 
 # Format and lint gate (CI runs it after the tests).
 lint:

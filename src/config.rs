@@ -133,6 +133,24 @@ pub struct Config {
     pub log: LogConfig,
     /// Where the daemon keeps its own state (keys, outbox, fired warnings).
     pub state: StateConfig,
+    /// Agent marks and the harassment rules.
+    pub marks: MarksConfig,
+}
+
+/// `[marks]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MarksConfig {
+    /// The rule table (`[[marks.rule]]`); giving any rule replaces the whole default table.
+    pub rule: Vec<crate::harassment::Rule>,
+}
+
+impl Default for MarksConfig {
+    fn default() -> Self {
+        MarksConfig {
+            rule: crate::harassment::default_rules(),
+        }
+    }
 }
 
 /// `[pbx]`.
@@ -271,6 +289,7 @@ impl Default for Config {
             evidence: EvidenceConfig::default(),
             log: LogConfig::default(),
             state: StateConfig::default(),
+            marks: MarksConfig::default(),
         }
     }
 }
@@ -499,6 +518,14 @@ impl Config {
                         format!("`{}` is not an http(s) URL", h.url),
                     ));
                 }
+            }
+        }
+        for (i, r) in self.marks.rule.iter().enumerate() {
+            if r.count == 0 {
+                return Err(invalid(
+                    &format!("marks.rule[{i}].count"),
+                    "must be 1 or more (1 = the first mark)".into(),
+                ));
             }
         }
         if self.pbx.kind == PbxKind::Asterisk && self.agent.endpoint.contains('-') {

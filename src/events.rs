@@ -8,6 +8,7 @@ use std::time::Duration;
 use chrono::{DateTime, FixedOffset};
 
 use crate::config::WarningKind;
+use crate::harassment::{FiredRule, Level, Mark};
 
 /// A call as the PBX announced it.
 #[derive(Debug, Clone, PartialEq)]
@@ -189,6 +190,52 @@ pub struct WarningFired {
     pub notify_lead: bool,
 }
 
+/// One mark and what it set off.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MarkEvent {
+    /// The call.
+    pub call: Arc<CallInfo>,
+    /// The mark.
+    pub mark: Mark,
+    /// Rules this mark fired (each fires once per call).
+    pub fired: Vec<FiredRule>,
+    /// The call's level after the mark.
+    pub level: Level,
+    /// Every mark of the call so far, this one included.
+    pub marks: Vec<Mark>,
+    /// Whether grounds to end the call have been met (now or before).
+    pub grounds_to_end: bool,
+}
+
+/// What `callguard note` adds.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NoteField {
+    /// A witness of the call.
+    Witness,
+    /// The agent's response.
+    Response,
+    /// A statement of the caller, verbatim.
+    Quote,
+    /// Next steps.
+    Next,
+}
+
+/// A note for a call's record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CallNote {
+    /// The call.
+    pub call_id: String,
+    /// Whether the call is still in progress (else it is, or will be, sealed: an addendum).
+    pub in_progress: bool,
+    /// Which item.
+    pub field: NoteField,
+    /// The text, verbatim.
+    pub text: String,
+    /// When it was added.
+    pub at: DateTime<FixedOffset>,
+}
+
 /// What the tracker tells the sinks.
 #[derive(Debug, Clone)]
 pub enum Action {
@@ -218,6 +265,21 @@ pub enum Action {
     },
     /// A sink reported a problem (sent back through the tracker so every sink hears of it).
     Problem(Problem),
+    /// The agent marked what the caller did; carries the rules it fired and the marks so far.
+    Marked(Arc<MarkEvent>),
+    /// The call's harassment level rose.
+    LevelChanged {
+        /// The call.
+        call: Arc<CallInfo>,
+        /// Level before.
+        from: Level,
+        /// Level now.
+        to: Level,
+        /// What raised it (a mark kind, `escalate`/`terminate` warning, `manual`).
+        reason: String,
+    },
+    /// A note added to a call's record (current call, or a sealed one by id).
+    Noted(Arc<CallNote>),
     /// Audio announced for a tracked call.
     MediaStart {
         /// Call id.

@@ -13,6 +13,7 @@ pub mod demo;
 pub mod events;
 pub mod evidence;
 pub mod fsutil;
+pub mod harassment;
 pub mod logging;
 pub mod pbx;
 pub mod protocol;

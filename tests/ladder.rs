@@ -47,6 +47,7 @@ fn start(agent: Option<&str>, time_scale: f64, memory: Memory) -> Harness {
         agent: agent.map(str::to_string),
         time_scale,
         memory,
+        rules: callguard::harassment::default_rules(),
     };
     let task = tokio::spawn(calls::run(
         opts,
@@ -96,7 +97,7 @@ impl Harness {
     async fn next(&mut self) -> Action {
         loop {
             match self.actions.recv().await.expect("tracker stopped") {
-                Action::Connection(_) => continue,
+                Action::Connection(_) | Action::LevelChanged { .. } => continue,
                 a => return a,
             }
         }
@@ -120,7 +121,7 @@ impl Harness {
     fn drain(&mut self) -> Vec<Action> {
         let mut out = Vec::new();
         while let Ok(a) = self.actions.try_recv() {
-            if !matches!(a, Action::Connection(_)) {
+            if !matches!(a, Action::Connection(_) | Action::LevelChanged { .. }) {
                 out.push(a);
             }
         }

@@ -267,3 +267,38 @@ async fn shutdown_is_clean_while_the_pbx_is_unreachable() {
         .await
         .expect("shutdown hung");
 }
+
+/// Many failed attempts, one state change: the connector reports "down" once, not per attempt.
+#[tokio::test(start_paused = true)]
+async fn an_unreachable_pbx_is_reported_once_not_per_attempt() {
+    use callguard::events::PbxEvent;
+    use callguard::pbx::generic::{self, Options};
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let (tx, mut rx) = tokio::sync::mpsc::channel(64);
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let opts = Options {
+        url: format!("ws://127.0.0.1:{port}/"),
+        username: String::new(),
+        password: None,
+        ca_file: String::new(),
+    };
+    let task = tokio::spawn(generic::run(opts, tx, shutdown.clone()));
+    // Ten minutes of backoff: 0.5 + 1 + 2 + … capped at 30 s is about two dozen attempts.
+    tokio::time::sleep(Duration::from_secs(600)).await;
+    shutdown.cancel();
+    task.await.unwrap();
+    let mut downs = Vec::new();
+    while let Ok(ev) = rx.try_recv() {
+        if let PbxEvent::Disconnected { retry_in, .. } = ev {
+            downs.push(retry_in);
+        }
+    }
+    assert_eq!(
+        downs,
+        [Duration::from_millis(500)],
+        "one report, at the first failure"
+    );
+}

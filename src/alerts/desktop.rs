@@ -34,7 +34,8 @@ impl Desktop {
         Desktop::default()
     }
 
-    /// Shows (or updates) the call's notification. `Ok(id)` or the reason it is not shown.
+    /// Shows (or updates) the notification under `key` (the call id for warnings, so each call
+    /// has one). `Ok(id)` or the reason it is not shown.
     pub async fn show(&mut self, call_id: &str, n: &Shown) -> Result<u32, String> {
         let mut note = Notification::new();
         note.appname(APP_NAME)
@@ -94,5 +95,12 @@ impl Desktop {
     /// agent still sees what happened after hanging up.
     pub fn call_ended(&mut self, call_id: &str) {
         self.handles.remove(call_id);
+        self.handles.remove(&rules_key(call_id));
     }
+}
+
+/// The key of a call's harassment-rule notification (separate from its time warning, which a
+/// rule notice must not replace).
+pub fn rules_key(call_id: &str) -> String {
+    format!("{call_id}\u{1f}rules")
 }

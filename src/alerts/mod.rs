@@ -54,15 +54,15 @@ pub async fn run(
     let mut desktop = Desktop::new();
     while let Some(action) = actions.recv().await {
         match action {
-            Action::CallStarted(call) => {
-                // An adopted call is already under way: the notice was played (or not) then.
-                if !call.adopted && !player.play(&call.call_id, Sound::Notice) {
-                    let _ = reports.send(Report::Sound {
-                        call_id: call.call_id.clone(),
-                        what: "notice",
-                        outcome: Err("local playback is off (prompt.local = false)".into()),
-                    });
-                }
+            // An adopted call is already under way: the notice was played (or not) then.
+            Action::CallStarted(call)
+                if !call.adopted && !player.play(&call.call_id, Sound::Notice) =>
+            {
+                let _ = reports.send(Report::Sound {
+                    call_id: call.call_id.clone(),
+                    what: "notice",
+                    outcome: Err("local playback is off (prompt.local = false)".into()),
+                });
             }
             Action::Warning(call, w) => {
                 player.play(&call.call_id, Sound::Chime);
@@ -94,6 +94,41 @@ pub async fn run(
                 });
             }
             Action::CallEnded { call, .. } => desktop.call_ended(&call.call_id),
+            Action::Marked(ev) => {
+                for fired in &ev.fired {
+                    let (summary, body) = text::rule_texts(
+                        fired.rule.action,
+                        fired.rule.mark,
+                        ev.level,
+                        opts.language,
+                    );
+                    let kind = match fired.rule.action {
+                        crate::harassment::RuleAction::Escalate => {
+                            crate::config::WarningKind::Escalate
+                        }
+                        crate::harassment::RuleAction::End => crate::config::WarningKind::Terminate,
+                    };
+                    let outcome = if opts.desktop {
+                        let shown = Shown {
+                            summary: summary.clone(),
+                            body: body.clone(),
+                            kind,
+                        };
+                        desktop
+                            .show(&desktop::rules_key(&ev.call.call_id), &shown)
+                            .await
+                            .map(|id| format!("desktop notification #{id}"))
+                    } else {
+                        Err("desktop notifications are off".to_string())
+                    };
+                    let _ = reports.send(Report::Notification {
+                        call_id: ev.call.call_id.clone(),
+                        summary,
+                        body,
+                        outcome,
+                    });
+                }
+            }
             Action::Problem(p) => {
                 let outcome = if opts.desktop {
                     desktop

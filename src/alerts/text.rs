@@ -12,6 +12,48 @@ pub const TERMINATE_PHRASE_JA: &str =
 /// The recording notice (standard wording of the guidance).
 pub const NOTICE_PHRASE_JA: &str = "対応品質向上のため、通話を録音させていただいております";
 
+/// The closing phrase when grounds to end a call are met by the caller's conduct.
+pub const END_PHRASE_JA: &str =
+    "恐れ入りますが、これ以上のご対応は致しかねます。今後のご連絡は書面にてお願いいたします。";
+
+/// Title and body telling the agent what a fired harassment rule means.
+pub fn rule_texts(
+    action: crate::harassment::RuleAction,
+    mark: crate::harassment::MarkKind,
+    level: crate::harassment::Level,
+    lang: Language,
+) -> (String, String) {
+    use crate::harassment::RuleAction;
+    match (action, lang) {
+        (RuleAction::Escalate, Language::Ja) => (
+            format!("上長を呼びました（{}）", mark.label_ja()),
+            format!(
+                "「{}」の記録により上長に連絡しました。レベル {}（{}）。",
+                mark.label_ja(),
+                level.0,
+                level.label_ja()
+            ),
+        ),
+        (RuleAction::End, Language::Ja) => (
+            format!("通話を終了できます（{}）", mark.label_ja()),
+            format!("次の言葉で通話を終了できます：「{END_PHRASE_JA}」"),
+        ),
+        (RuleAction::Escalate, Language::En) => (
+            format!("Team lead called ({})", mark.label_en()),
+            format!(
+                "Your mark \"{}\" called your team lead. Level {} ({}).",
+                mark.label_en(),
+                level.0,
+                level.label_en()
+            ),
+        ),
+        (RuleAction::End, Language::En) => (
+            format!("You may end this call ({})", mark.label_en()),
+            "You may close the call with: \"I am sorry, we cannot assist further. Please contact us in writing from now on.\"".to_string(),
+        ),
+    }
+}
+
 /// Default title of a warning.
 pub fn default_title(kind: WarningKind, lang: Language) -> &'static str {
     match (kind, lang) {

@@ -15,7 +15,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::bus::Bus;
 use crate::config::{Config, WarningKind};
-use crate::events::{Action, CallInfo, CallStart, PbxEvent, Report, WarningFired};
+use crate::events::{
+    Action, CallInfo, CallNote, CallStart, MarkEvent, NoteField, PbxEvent, Report, WarningFired,
+};
+use crate::harassment::{self, CallRules, Level, Mark, MarkKind, Rule};
 use clock::{Origin, Refused};
 use memory::Memory;
 
@@ -40,6 +43,8 @@ pub struct TrackerOptions {
     pub time_scale: f64,
     /// Fired-warning memory across restarts.
     pub memory: Memory,
+    /// The harassment rule table.
+    pub rules: Vec<Rule>,
 }
 
 impl TrackerOptions {
@@ -64,6 +69,7 @@ impl TrackerOptions {
                 .then(|| agent.to_string()),
             time_scale: if time_scale > 0.0 { time_scale } else { 1.0 },
             memory,
+            rules: cfg.marks.rule.clone(),
         }
     }
 }
@@ -75,6 +81,56 @@ pub enum Command {
     Status(oneshot::Sender<TrackerStatus>),
     /// A sink's problem, to be published to every sink (desktop, lead).
     Problem(crate::events::Problem),
+    /// The agent marks what the caller does on the current call (or `call_id`).
+    Mark {
+        /// What.
+        kind: MarkKind,
+        /// The caller's words.
+        quote: Option<String>,
+        /// A specific call; `None` = the agent's current call.
+        call_id: Option<String>,
+        /// The answer for the agent.
+        reply: oneshot::Sender<Result<MarkReceipt, CallError>>,
+    },
+    /// A note for the current call's record, or a past call's (by id).
+    Note {
+        /// A specific call; `None` = the agent's current call.
+        call_id: Option<String>,
+        /// Which item.
+        field: NoteField,
+        /// Text.
+        text: String,
+        /// The answer for the agent.
+        reply: oneshot::Sender<Result<String, CallError>>,
+    },
+}
+
+/// Why a request about "the current call" cannot be served.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize)]
+pub enum CallError {
+    /// No call is in progress.
+    #[error("no call in progress")]
+    NoCall,
+    /// The named call is not in progress.
+    #[error("call `{0}` is not in progress")]
+    NotTracked(String),
+}
+
+/// What the agent is told after a mark.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MarkReceipt {
+    /// The call marked.
+    pub call_id: String,
+    /// Offset into the call, `mm:ss`.
+    pub offset: String,
+    /// How many marks of this kind the call has now.
+    pub count: u32,
+    /// The call's level now.
+    pub level: u8,
+    /// Names of the rules the mark fired.
+    pub fired: Vec<String>,
+    /// Whether grounds to end the call are met.
+    pub grounds_to_end: bool,
 }
 
 /// The tracker's view for `callguard status`.
@@ -109,6 +165,10 @@ pub struct CallStatus {
     pub next_warning: Option<String>,
     /// Call time at which it fires.
     pub next_warning_after_secs: Option<u64>,
+    /// Harassment level 1–4.
+    pub level: u8,
+    /// Marks so far.
+    pub marks: usize,
 }
 
 struct Call {
@@ -116,6 +176,10 @@ struct Call {
     origin: Origin,
     /// Index of the next ladder step to fire.
     next: usize,
+    /// Start order, to find the agent's current (latest) call.
+    order: u64,
+    /// Marks, rules fired and level.
+    rules: CallRules,
 }
 
 /// Timer key: due instant, then a sequence number so equal instants stay distinct and ordered.
@@ -127,6 +191,7 @@ pub struct Tracker {
     calls: HashMap<String, Call>,
     timers: BTreeMap<TimerKey, (String, usize)>,
     timer_seq: u64,
+    start_seq: u64,
     bus: Bus,
     pbx: String,
     pbx_detail: String,
@@ -179,6 +244,7 @@ impl Tracker {
             calls: HashMap::new(),
             timers: BTreeMap::new(),
             timer_seq: 0,
+            start_seq: 0,
             bus,
             pbx: "connecting".into(),
             pbx_detail: String::new(),
@@ -284,10 +350,13 @@ impl Tracker {
         });
         tracing::info!(call_id = %info.call_id, agent = %info.agent, caller = %info.caller,
             adopted, started_at = %info.started_at.to_rfc3339(), "call started");
+        self.start_seq += 1;
         let mut call = Call {
             info: info.clone(),
             origin,
             next: 0,
+            order: self.start_seq,
+            rules: CallRules::new(&self.opts.rules),
         };
         // Steps that fired before a restart are not repeated.
         while let Some(step) = self.opts.ladder.get(call.next) {
@@ -356,6 +425,7 @@ impl Tracker {
             notify_lead: step.notify_lead,
         };
         let info = call.info.clone();
+        let raised = call.rules.warning(step.kind);
         if late {
             tracing::warn!(call_id = %call_id, kind = step.kind.as_str(),
                 after_secs = step.after.as_secs(), elapsed_secs = elapsed.as_secs(),
@@ -369,7 +439,10 @@ impl Tracker {
             call_id: call_id.to_string(),
             warning: warning.clone(),
         });
-        self.bus.publish(Action::Warning(info, warning));
+        self.bus.publish(Action::Warning(info.clone(), warning));
+        if let Some((from, to)) = raised {
+            self.level_changed(info, from, to, step.kind.as_str());
+        }
         self.schedule(call_id);
     }
 
@@ -435,7 +508,119 @@ impl Tracker {
                 tracing::warn!(call_id = ?p.call_id, kind = %p.kind, text = %p.text, "problem reported");
                 self.bus.publish(Action::Problem(p));
             }
+            Command::Mark {
+                kind,
+                quote,
+                call_id,
+                reply,
+            } => {
+                let _ = reply.send(self.mark(kind, quote, call_id.as_deref(), Instant::now()));
+            }
+            Command::Note {
+                call_id,
+                field,
+                text,
+                reply,
+            } => {
+                let _ = reply.send(self.note(call_id, field, text));
+            }
         }
+    }
+
+    /// The call a request without an id means: the latest call still in progress.
+    fn current(&self, call_id: Option<&str>) -> Result<String, CallError> {
+        match call_id {
+            Some(id) if self.calls.contains_key(id) => Ok(id.to_string()),
+            Some(id) => Err(CallError::NotTracked(id.to_string())),
+            None => self
+                .calls
+                .iter()
+                .max_by_key(|(_, c)| c.order)
+                .map(|(id, _)| id.clone())
+                .ok_or(CallError::NoCall),
+        }
+    }
+
+    /// Records a mark, fires the rules it completes, raises the level.
+    pub fn mark(
+        &mut self,
+        kind: MarkKind,
+        quote: Option<String>,
+        call_id: Option<&str>,
+        now: Instant,
+    ) -> Result<MarkReceipt, CallError> {
+        let id = self.current(call_id)?;
+        let scale = self.opts.time_scale;
+        let Some(call) = self.calls.get_mut(&id) else {
+            return Err(CallError::NotTracked(id));
+        };
+        let elapsed = call.origin.elapsed(now).mul_f64(scale);
+        let mark = Mark {
+            kind,
+            quote: quote.filter(|q| !q.is_empty()),
+            at: clock::wall_now(),
+            offset_secs: harassment::offset_secs(elapsed),
+        };
+        let change = call.rules.mark(&self.opts.rules, mark.clone());
+        let info = call.info.clone();
+        let event = MarkEvent {
+            call: info.clone(),
+            mark: mark.clone(),
+            fired: change.fired.clone(),
+            level: call.rules.level(),
+            marks: call.rules.marks.clone(),
+            grounds_to_end: call.rules.grounds_to_end(),
+        };
+        let receipt = MarkReceipt {
+            call_id: id.clone(),
+            offset: mark.offset(),
+            count: call.rules.count(kind),
+            level: call.rules.level().0,
+            fired: change.fired.iter().map(|f| f.name.clone()).collect(),
+            grounds_to_end: call.rules.grounds_to_end(),
+        };
+        tracing::info!(call_id = %id, mark = %kind, offset = %mark.offset(), level = receipt.level,
+            fired = ?receipt.fired, "mark");
+        self.bus.publish(Action::Marked(Arc::new(event)));
+        if let Some((from, to)) = change.level_raised {
+            self.level_changed(info, from, to, kind.as_str());
+        }
+        Ok(receipt)
+    }
+
+    fn level_changed(&self, call: Arc<CallInfo>, from: Level, to: Level, reason: &str) {
+        tracing::info!(call_id = %call.call_id, from = from.0, to = to.0, reason, "level raised");
+        self.bus.publish(Action::LevelChanged {
+            call,
+            from,
+            to,
+            reason: reason.to_string(),
+        });
+    }
+
+    /// A note for the record: of the current call, or of any call named by id (an addendum
+    /// when the call is already over).
+    fn note(
+        &mut self,
+        call_id: Option<String>,
+        field: NoteField,
+        text: String,
+    ) -> Result<String, CallError> {
+        let (id, in_progress) = match call_id {
+            Some(id) => {
+                let live = self.calls.contains_key(&id);
+                (id, live)
+            }
+            None => (self.current(None)?, true),
+        };
+        self.bus.publish(Action::Noted(Arc::new(CallNote {
+            call_id: id.clone(),
+            in_progress,
+            field,
+            text,
+            at: clock::wall_now(),
+        })));
+        Ok(id)
     }
 
     /// The current state.
@@ -457,6 +642,8 @@ impl Tracker {
                         .as_secs(),
                     next_warning: step.map(|s| s.kind.as_str().to_string()),
                     next_warning_after_secs: step.map(|s| s.after.as_secs()),
+                    level: c.rules.level().0,
+                    marks: c.rules.marks.len(),
                 }
             })
             .collect();

@@ -21,6 +21,8 @@ use crate::protocol::{self, Parsed};
 /// Hard limit of one websocket message; larger ones drop the connection. Frames between 1 MiB
 /// and this are read and refused one by one, so a single oversized frame costs no reconnect.
 const WS_MAX_MESSAGE: usize = 16 * 1024 * 1024;
+/// A PBX that does not complete the handshake in this time counts as unreachable.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Keepalive ping period.
 const PING_EVERY: Duration = Duration::from_secs(30);
 /// No frame at all (pongs included) for this long: the connection is dead.
@@ -154,9 +156,10 @@ async fn connect_and_read(
         tokio_tungstenite::connect_async_tls_with_config(request, Some(config), true, connector);
     let ws = tokio::select! {
         _ = shutdown.cancelled() => return Ended::Shutdown,
-        r = connect => match r {
-            Ok((ws, _)) => ws,
-            Err(e) => return Ended::Connect(describe(&e)),
+        r = tokio::time::timeout(CONNECT_TIMEOUT, connect) => match r {
+            Ok(Ok((ws, _))) => ws,
+            Ok(Err(e)) => return Ended::Connect(describe(&e)),
+            Err(_) => return Ended::Connect(format!("no answer within {CONNECT_TIMEOUT:?}")),
         }
     };
     *connected = true;
