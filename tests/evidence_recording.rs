@@ -278,3 +278,37 @@ async fn hostile_call_ids_stay_inside_the_evidence_dir() {
     assert_ne!(a, b);
     d.stop().await;
 }
+
+#[tokio::test]
+async fn stopping_the_daemon_mid_call_seals_the_open_recording() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut pbx = FakePbx::start().await;
+    let mut cfg = test_config(tmp.path(), &pbx.url);
+    cfg.evidence.min_free_mb = 0;
+    let root = PathBuf::from(&cfg.evidence.dir);
+    let mut d = start_daemon(cfg, opts());
+    let mut conn = pbx.accept().await;
+    start_call(&mut conn, "c-open").await;
+    for seq in 1..=10u64 {
+        conn.send(json!({"type":"media","call_id":"c-open","track":"mixed","seq":seq,"payload":b64(&[0x55; 160])}))
+            .await;
+    }
+    // Events are handled in order: once a later call is tracked, the frames are in the sink's queue.
+    start_call(&mut conn, "c-marker").await;
+    d.next(|r| matches!(r, Report::CallStarted(c) if c.call_id == "c-marker").then_some(()))
+        .await;
+    let mut reports = d.reports.resubscribe();
+    d.stop().await;
+    let dir = loop {
+        match reports.recv().await {
+            Ok(Report::Sealed { call_id, dir, .. }) if call_id == "c-open" => break dir,
+            Ok(_) => continue,
+            Err(e) => panic!("no seal before the daemon stopped: {e}"),
+        }
+    };
+    let m = manifest(&dir);
+    assert_eq!(m["end_cause"], "shutdown");
+    assert_eq!(m["audio"]["audio_secs"], 0.2);
+    assert!(dir.starts_with(&root));
+    assert!(!dir.join("meta.json").exists());
+}
