@@ -7,7 +7,7 @@ CARGO ?= cargo
 # pkg-config for the -sys crates.
 DEB_PACKAGES := libasound2-dev pkg-config dbus dbus-daemon
 
-.PHONY: demo test deps check lint bench sounds clean
+.PHONY: demo test deps check lint bench sounds clean deb
 
 demo: deps
 	$(CARGO) run --quiet --release -- demo
@@ -25,6 +25,16 @@ bench: deps
 
 sounds:
 	sounds/make-sounds.sh
+
+# The .deb for IT (README "Deploy"), checked by scripts/check-deb.sh (contents, then a dpkg
+# install, reinstall, remove and purge in a scratch root). DEB_PROFILE=deb-ci builds faster.
+DEB_PROFILE ?= release
+deb: deps
+	@scripts/ensure-deps.sh dpkg-dev
+	@command -v cargo-deb >/dev/null || $(CARGO) install cargo-deb --locked
+	@rm -f target/debian/callguard_*.deb
+	$(CARGO) deb --profile $(DEB_PROFILE) --output target/debian/
+	scripts/check-deb.sh target/debian/callguard_*.deb
 
 deps:
 	@scripts/ensure-deps.sh $(DEB_PACKAGES)

@@ -116,7 +116,11 @@ pub enum Command {
 #[derive(Debug, Subcommand)]
 pub enum ConfigCommand {
     /// Print the effective configuration, secrets masked; exit 2 if it is invalid.
-    Check,
+    Check {
+        /// Show which file, environment variable or default set each key.
+        #[arg(long)]
+        origin: bool,
+    },
 }
 
 /// `callguard key …`.
@@ -151,7 +155,11 @@ pub fn main() -> ExitCode {
                     ..Default::default()
                 };
                 tracing::info!(version = env!("CARGO_PKG_VERSION"), pbx = %crate::pbx::display_url(&cfg.pbx.url), "callguard starting");
-                crate::daemon::Daemon::new(cfg, opts).run(shutdown).await
+                let daemon = crate::daemon::Daemon::new(cfg, opts);
+                // Joined, not spawned: STOPPING=1 must go out before the runtime is dropped.
+                let (result, ()) =
+                    tokio::join!(daemon.run(shutdown.clone()), crate::sdnotify::run(shutdown));
+                result
             })
         }
         Command::Demo {
@@ -168,7 +176,7 @@ pub fn main() -> ExitCode {
             runtime(crate::demo::run(cfg, time_scale, minutes))
         }
         Command::Config {
-            command: ConfigCommand::Check,
+            command: ConfigCommand::Check { origin: false },
         } => match load(cli.config.as_deref()) {
             Ok(cfg) => {
                 print!("{}", cfg.to_masked_toml());
@@ -176,6 +184,9 @@ pub fn main() -> ExitCode {
             }
             Err(code) => code,
         },
+        Command::Config {
+            command: ConfigCommand::Check { origin: true },
+        } => check_with_origin(cli.config.as_deref()),
         Command::Verify {
             paths,
             pubkey,
@@ -185,7 +196,10 @@ pub fn main() -> ExitCode {
         Command::Key {
             command: KeyCommand::Show,
         } => crate::evidence::verify::key_show(cli.config.as_deref()),
-        Command::Doctor { .. } => not_yet("doctor"),
+        Command::Doctor {
+            json,
+            send_test_ping,
+        } => crate::doctor::main(cli.config.as_deref(), json, send_test_ping),
         Command::Escalate { .. } => not_yet("escalate"),
         Command::Mark { .. } => not_yet("mark"),
         Command::Note { .. } => not_yet("note"),
@@ -204,6 +218,26 @@ pub fn load(explicit: Option<&std::path::Path>) -> Result<Config, ExitCode> {
         eprintln!("callguard: configuration error: {e}");
         ExitCode::from(EXIT_USAGE)
     })
+}
+
+/// `config check --origin`: the effective keys, each with the layer that set it.
+fn check_with_origin(explicit: Option<&std::path::Path>) -> ExitCode {
+    use crate::config::origin;
+    let result = Sources::discover(explicit).and_then(|sources| {
+        let cfg = Config::load(&sources)?;
+        let entries = origin::explain(&cfg, &sources)?;
+        Ok(origin::render(&entries, &sources))
+    });
+    match result {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("callguard: configuration error: {e}");
+            ExitCode::from(EXIT_USAGE)
+        }
+    }
 }
 
 fn runtime<F>(fut: F) -> ExitCode

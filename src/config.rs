@@ -6,12 +6,25 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+pub mod origin;
+
 /// Environment prefix for overrides (`CALLGUARD__PBX__URL=…`).
 pub const ENV_PREFIX: &str = "CALLGUARD";
 /// System-wide configuration file, overlaid by the user's.
 pub const SYSTEM_CONFIG: &str = "/etc/callguard/callguard.toml";
 /// Folder of fleet drop-ins read after [`SYSTEM_CONFIG`], in name order.
 pub const SYSTEM_CONFIG_DIR: &str = "/etc/callguard/conf.d";
+/// Moves the system folder (`/etc/callguard`) elsewhere: tests, and images staged before install.
+pub const SYSTEM_DIR_ENV: &str = "CALLGUARD_SYSTEM_DIR";
+
+/// The system folder holding `callguard.toml` and `conf.d/`: `$CALLGUARD_SYSTEM_DIR`, else
+/// `/etc/callguard`.
+pub fn system_dir() -> PathBuf {
+    std::env::var_os(SYSTEM_DIR_ENV)
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/etc/callguard"))
+}
 
 /// Why a configuration could not be used. The message always names the key or file.
 #[derive(Debug, thiserror::Error)]
@@ -384,25 +397,38 @@ impl Sources {
                 env: true,
             });
         }
-        let mut files = Vec::new();
-        let system = PathBuf::from(SYSTEM_CONFIG);
-        if system.is_file() {
-            files.push(system);
-        }
-        if let Ok(dir) = std::fs::read_dir(SYSTEM_CONFIG_DIR) {
-            let mut dropins: Vec<PathBuf> = dir
-                .filter_map(Result::ok)
-                .map(|e| e.path())
-                .filter(|p| p.extension().is_some_and(|e| e == "toml") && p.is_file())
-                .collect();
-            dropins.sort();
-            files.extend(dropins);
-        }
+        let mut files = layered_system_files(&system_dir());
         if let Some(user) = user_config_path().filter(|p| p.is_file()) {
             files.push(user);
         }
         Ok(Sources { files, env: true })
     }
+}
+
+/// The fleet layers under `root`: `callguard.toml`, then `conf.d/*.toml` in name order.
+/// Missing files are skipped; hidden files and other extensions (`.dpkg-old`, `.bak`) are not read.
+pub fn layered_system_files(root: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    let main = root.join("callguard.toml");
+    if main.is_file() {
+        files.push(main);
+    }
+    if let Ok(dir) = std::fs::read_dir(root.join("conf.d")) {
+        let mut dropins: Vec<PathBuf> = dir
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| {
+                p.extension().is_some_and(|e| e == "toml")
+                    && !p
+                        .file_name()
+                        .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+                    && p.is_file()
+            })
+            .collect();
+        dropins.sort();
+        files.extend(dropins);
+    }
+    files
 }
 
 /// `$XDG_CONFIG_HOME/callguard/callguard.toml` (or the platform's equivalent).
@@ -564,6 +590,11 @@ impl Config {
 
     /// The configuration as TOML with secrets masked, for `config check`.
     pub fn to_masked_toml(&self) -> String {
+        toml::to_string_pretty(&self.masked()).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
+    }
+
+    /// A copy safe to show: the password and secret-bearing webhook URLs masked.
+    pub fn masked(&self) -> Config {
         let mut shown = self.clone();
         if !shown.pbx.password.is_empty() {
             shown.pbx.password = "********".into();
@@ -571,7 +602,7 @@ impl Config {
         for hook in &mut shown.escalation.webhook {
             hook.url = mask_url(&hook.url);
         }
-        toml::to_string_pretty(&shown).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
+        shown
     }
 
     /// The data directory (keys, outbox, call memory).

@@ -1,24 +1,126 @@
-//! Log output through `tracing`: human-readable text by default, JSON lines for collectors.
+//! Log output through `tracing`: the systemd journal (with priorities and structured fields)
+//! when the daemon runs as a systemd unit, else human-readable text on stderr; JSON lines for
+//! collectors when `log.format = "json"`.
 
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
 use crate::config::{LogConfig, LogFormat};
 
-/// Installs the global subscriber. `RUST_LOG`, when set, wins over `log.level`.
-pub fn init(cfg: &LogConfig) {
+/// Where log lines go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// Native journal entries through `/run/systemd/journal/socket`.
+    Journald,
+    /// Text lines on stderr.
+    StderrText,
+    /// JSON objects on stderr (under systemd they land in the journal as the message).
+    StderrJson,
+}
+
+/// The journal when stderr is the journal stream systemd gave this process (`$JOURNAL_STREAM`
+/// names stderr's device and inode), else stderr. JSON stays on stderr: collectors parse the
+/// lines as they are, journal or not.
+pub fn choose(
+    format: LogFormat,
+    journal_stream: Option<&str>,
+    stderr: Option<(u64, u64)>,
+) -> Target {
+    match format {
+        LogFormat::Json => Target::StderrJson,
+        LogFormat::Text => {
+            let is_journal = journal_stream
+                .and_then(|v| v.split_once(':'))
+                .and_then(|(d, i)| Some((d.parse::<u64>().ok()?, i.parse::<u64>().ok()?)))
+                .is_some_and(|stream| Some(stream) == stderr);
+            if is_journal {
+                Target::Journald
+            } else {
+                Target::StderrText
+            }
+        }
+    }
+}
+
+/// Device and inode of stderr, to compare with `$JOURNAL_STREAM`.
+fn stderr_identity() -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    use std::os::unix::io::AsFd;
+    // A duplicate of fd 2, so the stat cannot close stderr itself.
+    let dup = std::io::stderr().as_fd().try_clone_to_owned().ok()?;
+    let meta = std::fs::File::from(dup).metadata().ok()?;
+    Some((meta.dev(), meta.ino()))
+}
+
+/// Installs the global subscriber. `RUST_LOG`, when set, wins over `log.level`. Returns where
+/// the lines go.
+pub fn init(cfg: &LogConfig) -> Target {
     let filter = std::env::var("RUST_LOG")
         .ok()
         .and_then(|v| EnvFilter::try_new(v).ok())
         .or_else(|| EnvFilter::try_new(&cfg.level).ok())
         .unwrap_or_else(|| EnvFilter::new("info"));
+    let stream = std::env::var("JOURNAL_STREAM").ok();
+    let mut target = choose(cfg.format, stream.as_deref(), stderr_identity());
+    let mut journal_error = None;
+    if target == Target::Journald {
+        match tracing_journald::layer() {
+            Ok(layer) => {
+                let layer = layer.with_syslog_identifier("callguard".into());
+                let _ = tracing_subscriber::registry()
+                    .with(filter)
+                    .with(layer)
+                    .try_init();
+                return target;
+            }
+            Err(e) => {
+                // The stream is there but the native socket is not (containers): text it is.
+                journal_error = Some(e);
+                target = Target::StderrText;
+            }
+        }
+    }
     // Colours only for a person at a terminal, never into files or collectors.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(ansi)
         .with_writer(std::io::stderr);
-    let _ = match cfg.format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    let _ = match target {
+        Target::StderrJson => builder.json().flatten_event(true).try_init(),
+        _ => builder.try_init(),
     };
+    if let Some(e) = journal_error {
+        tracing::warn!(error = %e, "journal socket unavailable; logging to stderr");
+    }
+    target
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn journal_only_when_stderr_is_the_journal_stream() {
+        let id = Some((64769, 123456));
+        assert_eq!(
+            choose(LogFormat::Text, Some("64769:123456"), id),
+            Target::Journald
+        );
+        // Inherited variable, but stderr was redirected elsewhere.
+        assert_eq!(
+            choose(LogFormat::Text, Some("64769:999"), id),
+            Target::StderrText
+        );
+        assert_eq!(choose(LogFormat::Text, None, id), Target::StderrText);
+        assert_eq!(
+            choose(LogFormat::Text, Some("junk"), id),
+            Target::StderrText
+        );
+        assert_eq!(
+            choose(LogFormat::Json, Some("64769:123456"), id),
+            Target::StderrJson
+        );
+    }
 }

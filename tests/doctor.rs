@@ -1,0 +1,358 @@
+//! `callguard doctor` as IT runs it: the real binary against a PBX played by a loopback
+//! websocket server, a notification server registered on a private session bus, and a loopback
+//! webhook receiver.
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::time::Duration;
+
+use base64::Engine;
+use common::dbus::{SessionBus, serve_notifications};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
+use tokio_tungstenite::tungstenite::http::{HeaderValue, StatusCode};
+
+mod common;
+
+const BIN: &str = env!("CARGO_BIN_EXE_callguard");
+const WAIT: Duration = Duration::from_secs(60);
+
+/// How the loopback PBX answers the websocket upgrade.
+#[derive(Clone)]
+struct PbxBehaviour {
+    /// Expected `Authorization` header; anything else gets 401.
+    auth: Option<String>,
+    /// Offset of the PBX's Date header against real time.
+    clock_offset: chrono::TimeDelta,
+}
+
+/// A PBX accepting websocket upgrades on 127.0.0.1; returns its URL.
+// The handshake callback's error type is tungstenite's, large by design.
+#[allow(clippy::result_large_err)]
+async fn start_pbx(behaviour: PbxBehaviour) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("ws://{}/", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let b = behaviour.clone();
+            tokio::spawn(async move {
+                let callback = move |req: &Request, mut resp: Response| {
+                    let date = (chrono::Utc::now() + b.clock_offset)
+                        .format("%a, %d %b %Y %H:%M:%S GMT")
+                        .to_string();
+                    let date = HeaderValue::from_str(&date).unwrap();
+                    let given = req
+                        .headers()
+                        .get("authorization")
+                        .and_then(|v| v.to_str().ok());
+                    if let Some(want) = &b.auth
+                        && given != Some(want.as_str())
+                    {
+                        let mut err = ErrorResponse::new(Some("unauthorized".into()));
+                        *err.status_mut() = StatusCode::UNAUTHORIZED;
+                        err.headers_mut().insert("date", date);
+                        return Err(err);
+                    }
+                    resp.headers_mut().insert("date", date);
+                    Ok(resp)
+                };
+                if let Ok(mut ws) = tokio_tungstenite::accept_hdr_async(stream, callback).await {
+                    use futures_util::StreamExt;
+                    while let Some(Ok(_)) = ws.next().await {}
+                }
+            });
+        }
+    });
+    url
+}
+
+/// A webhook receiver answering 200 to everything; hands each request (head and body) over.
+async fn start_webhook() -> (String, mpsc::UnboundedReceiver<String>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hooks/leads", listener.local_addr().unwrap());
+    let (tx, rx) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let mut reader = BufReader::new(stream);
+                let mut head = String::new();
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).await.unwrap_or(0) == 0 {
+                        return;
+                    }
+                    head.push_str(&line);
+                    if line == "\r\n" {
+                        break;
+                    }
+                }
+                let len = head
+                    .lines()
+                    .find_map(|l| {
+                        l.to_ascii_lowercase()
+                            .strip_prefix("content-length:")
+                            .map(|v| v.trim().parse::<usize>().unwrap())
+                    })
+                    .unwrap_or(0);
+                let mut body = vec![0u8; len];
+                reader.read_exact(&mut body).await.unwrap();
+                let _ = tx.send(format!("{head}{}", String::from_utf8_lossy(&body)));
+                let _ = reader
+                    .get_mut()
+                    .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                    .await;
+            });
+        }
+    });
+    (url, rx)
+}
+
+/// A scratch workstation: home, XDG folders, an empty system folder, a config file.
+struct Workstation {
+    dir: tempfile::TempDir,
+}
+
+impl Workstation {
+    fn new() -> Workstation {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("etc")).unwrap();
+        Workstation { dir }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn state(&self) -> PathBuf {
+        self.path().join("state")
+    }
+
+    /// Writes the config file with `pbx_url` and the extra TOML.
+    fn config(&self, pbx_url: &str, extra: &str) -> PathBuf {
+        let file = self.path().join("callguard.toml");
+        std::fs::write(
+            &file,
+            format!(
+                "[pbx]\nurl = \"{pbx_url}\"\n{extra}\n[state]\ndir = \"{}\"\n",
+                self.state().display()
+            ),
+        )
+        .unwrap();
+        file
+    }
+
+    /// A signing key with the given mode.
+    fn key(&self, mode: u32) {
+        use std::os::unix::fs::PermissionsExt;
+        let keys = self.state().join("keys");
+        std::fs::create_dir_all(&keys).unwrap();
+        let key = keys.join("evidence.key");
+        std::fs::write(&key, b"not a real key").unwrap();
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+
+    async fn doctor(&self, config: &Path, bus: Option<&SessionBus>, args: &[&str]) -> Output {
+        let mut cmd = tokio::process::Command::new(BIN);
+        cmd.arg("doctor").arg("--config").arg(config).args(args);
+        for (k, _) in std::env::vars_os() {
+            if k.to_string_lossy().starts_with("CALLGUARD") {
+                cmd.env_remove(k);
+            }
+        }
+        cmd.env("HOME", self.path())
+            .env("XDG_CONFIG_HOME", self.path().join("config"))
+            .env("XDG_DATA_HOME", self.path().join("data"))
+            .env("CALLGUARD_SYSTEM_DIR", self.path().join("etc"))
+            .env(
+                "DBUS_SESSION_BUS_ADDRESS",
+                bus.map(|b| b.address.clone())
+                    .unwrap_or_else(|| format!("unix:path={}/no-bus", self.path().display())),
+            )
+            .kill_on_drop(true);
+        tokio::time::timeout(WAIT, cmd.output())
+            .await
+            .expect("doctor did not finish")
+            .unwrap()
+    }
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// The table line of `check`, e.g. `pass  pbx  …`.
+fn line<'a>(table: &'a str, check: &str) -> &'a str {
+    table
+        .lines()
+        .find(|l| l.split_whitespace().nth(1) == Some(check))
+        .unwrap_or_else(|| panic!("no `{check}` line in:\n{table}"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_working_workstation_passes() {
+    let bus = SessionBus::start();
+    let _server = serve_notifications(&bus, &["body", "persistence", "actions"]).await;
+    let token = base64::engine::general_purpose::STANDARD.encode("agent1001:s3cret");
+    let pbx = start_pbx(PbxBehaviour {
+        auth: Some(format!("Basic {token}")),
+        clock_offset: chrono::TimeDelta::zero(),
+    })
+    .await;
+    let (hook, mut pings) = start_webhook().await;
+    let ws = Workstation::new();
+    let pw = ws.path().join("pbx.password");
+    std::fs::write(&pw, "s3cret\n").unwrap();
+    let secret = ws.path().join("hook.secret");
+    std::fs::write(&secret, "hook-key\n").unwrap();
+    ws.key(0o600);
+    let config = ws.config(
+        &pbx,
+        &format!(
+            "username = \"agent1001\"\npassword_file = \"{}\"\n[agent]\nextension = \"1001\"\n\
+             [[escalation.webhook]]\nurl = \"{hook}\"\nsecret_file = \"{}\"\n",
+            pw.display(),
+            secret.display()
+        ),
+    );
+
+    let out = ws.doctor(&config, Some(&bus), &["--send-test-ping"]).await;
+    let table = stdout(&out);
+    assert!(out.status.success(), "doctor failed:\n{table}");
+    assert!(line(&table, "config").starts_with("pass"), "{table}");
+    let pbx_line = line(&table, "pbx");
+    assert!(
+        pbx_line.starts_with("pass") && pbx_line.contains("credentials of `agent1001` accepted"),
+        "{table}"
+    );
+    assert!(line(&table, "clock").starts_with("pass"), "{table}");
+    let notes = line(&table, "notifications");
+    assert!(
+        notes.starts_with("pass")
+            && notes.contains("callguard-test")
+            && notes.contains("persistence"),
+        "{table}"
+    );
+    assert!(line(&table, "evidence").starts_with("pass"), "{table}");
+    assert!(line(&table, "signing-key").starts_with("pass"), "{table}");
+    assert!(
+        line(&table, "webhook[0]").contains("test ping delivered"),
+        "{table}"
+    );
+
+    // The ping really arrived, as a signed JSON test event.
+    let request = tokio::time::timeout(WAIT, pings.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(request.starts_with("POST /hooks/leads"), "{request}");
+    let (head, body) = request.split_once("\r\n\r\n").unwrap();
+    let v: serde_json::Value = serde_json::from_str(body).unwrap();
+    assert_eq!(v["event"], "callguard.test");
+    assert_eq!(v["agent"], "1001");
+    let head = head.to_ascii_lowercase();
+    assert!(head.contains("idempotency-key: test-"), "{head}");
+    use hmac::Mac;
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(b"hook-key").unwrap();
+    mac.update(body.as_bytes());
+    let want = format!(
+        "x-callguard-signature: sha256={}",
+        hex::encode(mac.finalize().into_bytes())
+    );
+    assert!(head.contains(&want), "{head}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unreachable_pbx_fails_and_json_has_the_fleet_shape() {
+    // A port that was just free: nothing listens there.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let ws = Workstation::new();
+    let config = ws.config(&format!("ws://127.0.0.1:{port}/"), "");
+
+    let out = ws.doctor(&config, None, &[]).await;
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let table = stdout(&out);
+    assert!(line(&table, "pbx").starts_with("FAIL"), "{table}");
+
+    let out = ws.doctor(&config, None, &["--json"]).await;
+    assert_eq!(out.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["ok"], false);
+    assert!(v["host"].as_str().is_some_and(|h| !h.is_empty()));
+    assert_eq!(v["version"], env!("CARGO_PKG_VERSION"));
+    let checks = v["checks"].as_array().unwrap();
+    for c in checks {
+        assert!(
+            ["pass", "warn", "fail"].contains(&c["status"].as_str().unwrap()),
+            "{c}"
+        );
+        assert!(c["check"].is_string() && c["detail"].is_string() && c["fix"].is_string());
+        if c["status"] != "pass" {
+            assert!(
+                !c["fix"].as_str().unwrap().is_empty(),
+                "a line without a fix: {c}"
+            );
+        }
+    }
+    let by_name = |name: &str| {
+        checks
+            .iter()
+            .find(|c| c["check"] == name)
+            .unwrap_or_else(|| panic!("no {name} in {v}"))
+    };
+    assert_eq!(by_name("pbx")["status"], "fail");
+    assert_eq!(by_name("notifications")["status"], "fail");
+    assert_eq!(by_name("signing-key")["status"], "warn");
+    assert!(
+        by_name("signing-key")["detail"]
+            .as_str()
+            .unwrap()
+            .contains("created on first run")
+    );
+    assert_eq!(by_name("webhooks")["status"], "warn");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn refused_credentials_and_a_skewed_clock_are_reported() {
+    let pbx = start_pbx(PbxBehaviour {
+        auth: Some("Basic nobody-gets-in".into()),
+        clock_offset: chrono::TimeDelta::seconds(-120),
+    })
+    .await;
+    let ws = Workstation::new();
+    ws.key(0o644);
+    let config = ws.config(&pbx, "username = \"agent1001\"\n");
+    let out = ws.doctor(&config, None, &[]).await;
+    let table = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{table}");
+    let pbx_line = line(&table, "pbx");
+    assert!(
+        pbx_line.starts_with("FAIL") && pbx_line.contains("credentials refused (HTTP 401"),
+        "{table}"
+    );
+    // The refusal still carries the PBX's Date: this clock is about two minutes ahead.
+    let clock = line(&table, "clock");
+    assert!(
+        clock.starts_with("WARN") && clock.contains("+12"),
+        "{table}"
+    );
+    assert!(line(&table, "signing-key").starts_with("FAIL"), "{table}");
+    assert!(table.contains("chmod 600"), "{table}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_invalid_configuration_is_one_failing_line() {
+    let ws = Workstation::new();
+    let config = ws.config("http://not-a-websocket/", "");
+    let out = ws.doctor(&config, None, &[]).await;
+    let table = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{table}");
+    let l = line(&table, "config");
+    assert!(l.starts_with("FAIL") && l.contains("pbx.url"), "{table}");
+}
