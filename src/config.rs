@@ -194,6 +194,9 @@ pub struct AgentConfig {
     pub extension: String,
     /// Asterisk: channel-name prefix of the agent's phone, e.g. `PJSIP/1001`.
     pub endpoint: String,
+    /// Asterisk floor mode: several endpoints (`PJSIP/1001`, or a prefix `PJSIP/10*`); with
+    /// `endpoint` also empty, every channel is a call.
+    pub endpoints: Vec<String>,
     /// Display name used in pings.
     pub name: String,
 }
@@ -559,6 +562,23 @@ impl Config {
                 "agent.endpoint",
                 "give the endpoint without the channel suffix, e.g. PJSIP/1001".into(),
             ));
+        }
+        if self.evidence.source == EvidenceSource::Asterisk && self.pbx.kind != PbxKind::Asterisk {
+            return Err(invalid(
+                "evidence.source",
+                "\"asterisk\" needs pbx.kind = \"asterisk\" (use \"stream\" with the generic protocol)".into(),
+            ));
+        }
+        for (i, e) in self.agent.endpoints.iter().enumerate() {
+            let star = e.find('*');
+            if e.trim().is_empty() || star.is_some_and(|at| at + 1 != e.len()) {
+                return Err(invalid(
+                    &format!("agent.endpoints[{i}]"),
+                    format!(
+                        "`{e}` is not an endpoint (PJSIP/1001) or a prefix ending in * (PJSIP/10*)"
+                    ),
+                ));
+            }
         }
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
             return Err(invalid(

@@ -72,7 +72,8 @@ pub enum PbxEvent {
     Disconnected {
         /// Why.
         reason: String,
-        /// Time until the next attempt.
+        /// Time until the next attempt; `Duration::MAX`: the connector gave up (e.g. another
+        /// instance took over its Asterisk application) and waits for a restart.
         retry_in: Duration,
     },
     /// A call was connected to the agent.

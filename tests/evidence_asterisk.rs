@@ -13,16 +13,10 @@ use callguard::evidence::{EvidenceOptions, run};
 use sha2::Digest;
 use tokio::sync::{broadcast, mpsc};
 
-const FIXTURE: &str =
-    "/work/shared/fixtures/asterisk-22.10.1/stored-recording-snoop-1795354434.7.wav";
-
+/// The body of `GET /ari/recordings/stored/…/file` captured from Asterisk 22.10.1.
 fn fixture() -> PathBuf {
-    let local = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/asterisk-recording.wav");
-    if local.exists() {
-        local
-    } else {
-        PathBuf::from(FIXTURE)
-    }
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/asterisk-22.10.1/stored-recording-snoop-1795354434.7.wav")
 }
 
 fn call(id: &str) -> Arc<CallInfo> {

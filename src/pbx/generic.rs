@@ -3,14 +3,10 @@
 
 use std::time::Duration;
 
-use base64::Engine;
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::http::HeaderValue;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
-use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
 use super::backoff::Backoff;
@@ -18,15 +14,7 @@ use crate::config::Config;
 use crate::events::PbxEvent;
 use crate::protocol::{self, Parsed};
 
-/// Hard limit of one websocket message; larger ones drop the connection. Frames between 1 MiB
-/// and this are read and refused one by one, so a single oversized frame costs no reconnect.
-const WS_MAX_MESSAGE: usize = 16 * 1024 * 1024;
-/// A PBX that does not complete the handshake in this time counts as unreachable.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// Keepalive ping period.
-const PING_EVERY: Duration = Duration::from_secs(30);
-/// No frame at all (pongs included) for this long: the connection is dead.
-const SILENCE_LIMIT: Duration = Duration::from_secs(75);
+use super::ws::{PING_EVERY, SILENCE_LIMIT, describe};
 
 /// What the connector needs.
 #[derive(Debug, Clone)]
@@ -124,42 +112,15 @@ async fn connect_and_read(
     shutdown: &CancellationToken,
     connected: &mut bool,
 ) -> Ended {
-    let mut request = match opts.url.as_str().into_client_request() {
-        Ok(r) => r,
-        Err(e) => return Ended::Connect(e.to_string()),
+    let creds = super::ws::Credentials {
+        username: opts.username.clone(),
+        password: opts.password.clone(),
     };
-    if !opts.username.is_empty() {
-        let token = base64::engine::general_purpose::STANDARD.encode(format!(
-            "{}:{}",
-            opts.username,
-            opts.password.as_deref().unwrap_or("")
-        ));
-        match HeaderValue::from_str(&format!("Basic {token}")) {
-            Ok(v) => {
-                request.headers_mut().insert("Authorization", v);
-            }
-            Err(e) => return Ended::Connect(format!("bad credentials header: {e}")),
-        }
-    }
-    let connector = if opts.url.starts_with("wss:") {
-        match crate::tls::client_config(&opts.ca_file) {
-            Ok(c) => Some(tokio_tungstenite::Connector::Rustls(c)),
-            Err(e) => return Ended::Connect(e.to_string()),
-        }
-    } else {
-        None
-    };
-    let mut config = WebSocketConfig::default();
-    config.max_message_size = Some(WS_MAX_MESSAGE);
-    config.max_frame_size = Some(WS_MAX_MESSAGE);
-    let connect =
-        tokio_tungstenite::connect_async_tls_with_config(request, Some(config), true, connector);
     let ws = tokio::select! {
         _ = shutdown.cancelled() => return Ended::Shutdown,
-        r = tokio::time::timeout(CONNECT_TIMEOUT, connect) => match r {
-            Ok(Ok((ws, _))) => ws,
-            Ok(Err(e)) => return Ended::Connect(describe(&e)),
-            Err(_) => return Ended::Connect(format!("no answer within {CONNECT_TIMEOUT:?}")),
+        r = super::ws::open(&opts.url, &creds, &opts.ca_file) => match r {
+            Ok(ws) => ws,
+            Err(e) => return Ended::Connect(e.to_string()),
         }
     };
     *connected = true;
@@ -224,12 +185,4 @@ fn frame_event(text: &str) -> Option<PbxEvent> {
 fn bad(reason: String) -> Option<PbxEvent> {
     tracing::warn!(%reason, "PBX frame refused");
     Some(PbxEvent::BadFrame { reason })
-}
-
-/// A short reason: HTTP status for a refused upgrade, else the error text.
-fn describe(e: &WsError) -> String {
-    match e {
-        WsError::Http(resp) => format!("HTTP {} from the PBX", resp.status()),
-        other => other.to_string(),
-    }
 }

@@ -1,7 +1,10 @@
 //! PBX connectors: each turns one PBX's wire protocol into [`PbxEvent`]s for the tracker.
 
+pub mod ari;
+pub mod asterisk;
 pub mod backoff;
 pub mod generic;
+pub mod ws;
 
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -16,8 +19,7 @@ pub async fn run(cfg: Config, events: mpsc::Sender<PbxEvent>, shutdown: Cancella
             generic::run(generic::Options::from_config(&cfg), events, shutdown).await
         }
         PbxKind::Asterisk => {
-            tracing::error!("pbx.kind = \"asterisk\" is not available in this build yet");
-            shutdown.cancelled().await;
+            asterisk::run(asterisk::Options::from_config(&cfg), events, shutdown).await
         }
     }
 }

@@ -2,6 +2,7 @@
 //! started in-process against it.
 #![allow(dead_code)]
 
+pub mod ari;
 pub mod dbus;
 
 use std::time::Duration;
