@@ -1,7 +1,10 @@
 //! `evidence.source = "asterisk"`: the call's metadata is kept at its end and sealed when the
 //! PBX recording arrives (the real Asterisk fixture, moved in byte for byte), or sealed without
-//! audio saying why when the recording failed. Drives the evidence sink with the actions the
-//! tracker sends.
+//! audio saying why when the recording failed. First the evidence sink alone, driven with the
+//! actions the tracker sends; then the whole daemon against a fake ARI replaying the real
+//! Asterisk 22.10.1 capture.
+
+mod common;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -152,4 +155,78 @@ async fn the_pbx_recording_is_sealed_after_the_call_end_with_its_metadata() {
         callguard::evidence::verify::verify_paths(&[tmp.path().join("evidence")], &key).unwrap();
     assert!(out.ok(), "{out:?}");
     assert_eq!(out.calls.len(), 3);
+}
+
+#[tokio::test]
+async fn the_daemon_seals_the_recording_asterisk_made_of_a_real_call() {
+    use callguard::config::PbxKind;
+    use common::ari::{FakeAri, fixture_bytes, fixture_lines};
+    const AGENT_ID: &str = "1795354434.7";
+    let tmp = tempfile::tempdir().unwrap();
+    let mut ari = FakeAri::start("callguard", "s3cret-ari").await;
+    ari.store(
+        "callguard/1795354434.7",
+        fixture_bytes("stored-recording-snoop-1795354434.7.wav"),
+    );
+    let mut cfg = common::test_config(tmp.path(), &ari.url);
+    cfg.pbx.kind = PbxKind::Asterisk;
+    cfg.pbx.username = "callguard".into();
+    cfg.pbx.password = "s3cret-ari".into();
+    cfg.pbx.app = "callguard-floor".into();
+    cfg.agent.endpoint = "Local/1001@agentphones".into();
+    cfg.evidence.source = EvidenceSource::Asterisk;
+    cfg.evidence.min_free_mb = 0;
+    let mut d = common::start_daemon(
+        cfg,
+        callguard::daemon::RunOptions {
+            volatile: true,
+            desktop: false,
+            ..Default::default()
+        },
+    );
+    let mut conn = ari.accept().await;
+    d.next(|r| matches!(r, Report::Connected(_)).then_some(()))
+        .await;
+    let record_path = format!("/ari/channels/cg-snoop-{AGENT_ID}/record");
+    for line in fixture_lines("ari-observed-bridged.jsonl") {
+        conn.send_line(&line).await;
+        // The real Asterisk made the snoop's recording only once asked: wait for the request.
+        if line.contains(r#""type":"ChannelStateChange""#)
+            && line.contains(&format!(r#""id":"{AGENT_ID}""#))
+            && line.contains(r#""state":"Up""#)
+        {
+            ari.wait_for("the record request", |r, _| {
+                r.iter().any(|s| s.path == record_path)
+            })
+            .await;
+        }
+    }
+    let (dir, sha) = d
+        .next(|r| match r {
+            Report::Sealed {
+                call_id,
+                dir,
+                sha256,
+                ..
+            } if call_id == AGENT_ID => Some((dir.clone(), sha256.clone())),
+            _ => None,
+        })
+        .await;
+    let want = hex::encode(sha2::Sha256::digest(std::fs::read(fixture()).unwrap()));
+    assert_eq!(sha.as_deref(), Some(want.as_str()));
+    let m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(m["caller"], "0312345678");
+    assert_eq!(m["end_cause"], "Normal Clearing (cause 16)");
+    assert_eq!(m["audio"]["source"], "asterisk");
+    // RFC 3339 with an offset. (Which instants depends on the capture's age: the tracker takes
+    // receipt time for an `at` more than 24 h old.)
+    let t = |k: &str| chrono::DateTime::parse_from_rfc3339(m[k].as_str().unwrap()).unwrap();
+    assert!(t("ended_at") >= t("started_at"));
+    let key = callguard::evidence::keys::read_public(&tmp.path().join("state/keys/evidence.pub"))
+        .unwrap();
+    let out =
+        callguard::evidence::verify::verify_paths(&[tmp.path().join("evidence")], &key).unwrap();
+    assert!(out.ok(), "{out:?}");
+    d.stop().await;
 }
