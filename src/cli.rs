@@ -187,12 +187,18 @@ pub fn main() -> ExitCode {
         Command::Config {
             command: ConfigCommand::Check { origin: true },
         } => check_with_origin(cli.config.as_deref()),
-        Command::Verify { .. } => not_yet("verify"),
+        Command::Verify {
+            paths,
+            pubkey,
+            json,
+        } => crate::evidence::verify::cli(cli.config.as_deref(), paths, pubkey, json),
         Command::Status { json } => match load(cli.config.as_deref()) {
             Ok(cfg) => crate::control::status_command(&cfg, json),
             Err(code) => code,
         },
-        Command::Key { .. } => not_yet("key show"),
+        Command::Key {
+            command: KeyCommand::Show,
+        } => crate::evidence::verify::key_show(cli.config.as_deref()),
         Command::Doctor {
             json,
             send_test_ping,

@@ -40,6 +40,7 @@ pub struct Daemon {
     bus: Bus,
     alerts_rx: mpsc::UnboundedReceiver<Action>,
     escalation_rx: mpsc::UnboundedReceiver<Action>,
+    evidence_rx: mpsc::UnboundedReceiver<Action>,
     commands_tx: mpsc::Sender<Command>,
     commands_rx: mpsc::Receiver<Command>,
 }
@@ -50,6 +51,7 @@ impl Daemon {
         let mut bus = Bus::new();
         let alerts_rx = bus.subscribe(false);
         let escalation_rx = bus.subscribe(false);
+        let evidence_rx = bus.subscribe(true);
         let (commands_tx, commands_rx) = mpsc::channel(64);
         Daemon {
             cfg,
@@ -57,6 +59,7 @@ impl Daemon {
             bus,
             alerts_rx,
             escalation_rx,
+            evidence_rx,
             commands_tx,
             commands_rx,
         }
@@ -80,6 +83,7 @@ impl Daemon {
             bus,
             alerts_rx,
             escalation_rx,
+            evidence_rx,
             commands_tx,
             commands_rx,
         } = self;
@@ -100,12 +104,19 @@ impl Daemon {
         let escalation = tokio::spawn(crate::escalation::run(
             crate::escalation::EscalationOptions::from_config(&cfg),
             escalation_rx,
-            reports,
+            reports.clone(),
             shutdown.clone(),
         ));
         let control = tokio::spawn(crate::control::serve(
-            crate::control::ControlContext::new(&cfg, commands_tx, &bus),
+            crate::control::ControlContext::new(&cfg, commands_tx.clone(), &bus),
             shutdown.clone(),
+        ));
+        // The evidence sink reports problems (disk full) back through the tracker.
+        let evidence = tokio::spawn(crate::evidence::run(
+            crate::evidence::EvidenceOptions::from_config(&cfg),
+            evidence_rx,
+            reports,
+            commands_tx,
         ));
         // The tracker owns the bus; when it returns, every sink's queue closes.
         let tracker = tokio::spawn(calls::run(
@@ -120,6 +131,7 @@ impl Daemon {
         let _ = alerts.await;
         let _ = escalation.await;
         let _ = control.await;
+        let _ = evidence.await;
         let _ = connector.await;
         tracing::info!("callguard stopped");
         Ok(())

@@ -368,4 +368,19 @@ pub enum Report {
     },
     /// Something else a sink wants the operator to know.
     Note(String),
+    /// A call's evidence was sealed (folder, WAV hash, ledger line).
+    Sealed {
+        /// Call id.
+        call_id: String,
+        /// The call folder.
+        dir: std::path::PathBuf,
+        /// SHA-256 of `call.wav`; `None` when the call has no audio.
+        sha256: Option<String>,
+        /// Ledger line number.
+        seq: u64,
+        /// Recording stopped early (disk full, low disk).
+        truncated: bool,
+        /// Sealed at start-up from a recording a crash left behind.
+        recovered: bool,
+    },
 }

@@ -14,6 +14,7 @@ pub mod demo;
 pub mod doctor;
 pub mod escalation;
 pub mod events;
+pub mod evidence;
 pub mod fsutil;
 pub mod harassment;
 pub mod logging;

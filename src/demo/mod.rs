@@ -17,14 +17,16 @@ use simulator::{Script, Simulator};
 
 /// Runs the demo; returns when the call has ended and every sink has finished.
 pub async fn run(mut cfg: Config, time_scale: f64, minutes: u64) -> anyhow::Result<()> {
+    // Kept after the demo so the sealed folder can be looked at and verified again.
     let work = tempfile::Builder::new()
         .prefix("callguard-demo-")
-        .tempdir()?;
+        .tempdir()?
+        .keep();
     if cfg.state.dir.is_empty() {
-        cfg.state.dir = work.path().join("state").display().to_string();
+        cfg.state.dir = work.join("state").display().to_string();
     }
     if cfg.evidence.dir.is_empty() {
-        cfg.evidence.dir = work.path().join("evidence").display().to_string();
+        cfg.evidence.dir = work.join("evidence").display().to_string();
     }
     if cfg.agent.extension.is_empty() {
         cfg.agent.extension = "1001".into();
@@ -68,7 +70,7 @@ pub async fn run(mut cfg: Config, time_scale: f64, minutes: u64) -> anyhow::Resu
     println!("Columns: real time since start │ call time │ what happened.\n");
 
     let daemon = Daemon::new(
-        cfg,
+        cfg.clone(),
         RunOptions {
             time_scale,
             volatile: true,
@@ -80,6 +82,8 @@ pub async fn run(mut cfg: Config, time_scale: f64, minutes: u64) -> anyhow::Resu
     let t0 = Instant::now();
     let mut call_t0: Option<Instant> = None;
     let mut ended = false;
+    let mut sealed: Vec<std::path::PathBuf> = Vec::new();
+    let pubkey = crate::evidence::keys::key_paths(&cfg.data_dir()).1;
     let deadline = t0 + Duration::from_secs(60) + script.length.div_f64(time_scale) * 2;
     loop {
         let report = tokio::select! {
@@ -174,6 +178,24 @@ pub async fn run(mut cfg: Config, time_scale: f64, minutes: u64) -> anyhow::Resu
                 shutdown.cancel();
             }
             Report::Note(text) => println!("{stamp}   {text}"),
+            Report::Sealed {
+                call_id,
+                dir,
+                sha256,
+                seq,
+                truncated,
+                ..
+            } => {
+                println!(
+                    "{stamp} evidence of call {call_id} sealed (ledger line {seq}{})",
+                    if truncated { ", truncated" } else { "" }
+                );
+                println!("{:>19}   │ folder  {}", "", dir.display());
+                if let Some(sha) = &sha256 {
+                    println!("{:>19}   │ SHA-256 {sha}  call.wav", "");
+                }
+                sealed.push(dir);
+            }
         }
     }
     shutdown.cancel();
@@ -181,9 +203,34 @@ pub async fn run(mut cfg: Config, time_scale: f64, minutes: u64) -> anyhow::Resu
     if !ended {
         anyhow::bail!("the demo call did not complete");
     }
+    verify_sealed(&sealed, &pubkey)?;
     println!(
         "\ndemo finished: every warning fired once, on time. Run `callguard run --config …` against your PBX."
     );
+    Ok(())
+}
+
+/// Runs `callguard verify` on what the demo sealed and prints its verdict.
+fn verify_sealed(sealed: &[std::path::PathBuf], pubkey: &std::path::Path) -> anyhow::Result<()> {
+    if sealed.is_empty() {
+        anyhow::bail!("the demo call was not sealed");
+    }
+    let key = crate::evidence::keys::read_public(pubkey)?;
+    let out = crate::evidence::verify::verify_paths(sealed, &key)?;
+    println!(
+        "\n$ callguard verify --pubkey {} {}",
+        pubkey.display(),
+        sealed
+            .iter()
+            .map(|d| d.display().to_string())
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    crate::evidence::verify::print(&out, false);
+    if !out.ok() {
+        anyhow::bail!("the sealed evidence did not verify");
+    }
+    println!("(the WAV hash, the manifest signature and the ledger chain are intact)");
     Ok(())
 }
 

@@ -1,0 +1,167 @@
+//! Crash recovery with the real binary: `kill -9` mid-call, restart, and the recording left
+//! behind is repaired, sealed with `"recovered": true`, and verifies — with every sample that
+//! was on disk at the last header flush.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use common::FakePbx;
+use serde_json::json;
+
+fn config(tmp: &Path, url: &str) -> PathBuf {
+    let path = tmp.join("callguard.toml");
+    let text = format!(
+        r#"
+[pbx]
+url = "{url}"
+
+[prompt]
+local = false
+
+[state]
+dir = "{state}"
+
+[evidence]
+dir = "{evidence}"
+min_free_mb = 0
+"#,
+        state = tmp.join("state").display(),
+        evidence = tmp.join("evidence").display(),
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn spawn(cfg: &Path, log: &Path) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_callguard"))
+        .arg("run")
+        .arg("--config")
+        .arg(cfg)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .unwrap()
+}
+
+fn find(root: &Path, name: &str) -> Option<PathBuf> {
+    fn walk(d: &Path, name: &str) -> Option<PathBuf> {
+        for e in std::fs::read_dir(d).ok()?.flatten() {
+            let p = e.path();
+            if p.file_name().is_some_and(|n| n == name) {
+                return Some(p);
+            }
+            if p.is_dir()
+                && let Some(f) = walk(&p, name)
+            {
+                return Some(f);
+            }
+        }
+        None
+    }
+    walk(root, name)
+}
+
+/// Waits (bounded) for a condition on the file system that the daemon brings about.
+async fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(t) = f() {
+            return t;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn header_data_len(path: &Path) -> Option<u32> {
+    let b = std::fs::read(path).ok()?;
+    (b.len() >= 44).then(|| u32::from_le_bytes([b[40], b[41], b[42], b[43]]))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_mid_call_then_restart_recovers_and_seals_the_recording() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut pbx = FakePbx::start().await;
+    let cfg = config(tmp.path(), &pbx.url);
+    let evidence = tmp.path().join("evidence");
+    let mut child = spawn(&cfg, &tmp.path().join("run1.log"));
+    let mut conn = pbx.accept().await;
+    conn.send(json!({"type":"call.start","call_id":"c-crash",
+        "at":chrono::Local::now().fixed_offset().to_rfc3339(),
+        "agent":"1001","caller":"0312345678","direction":"inbound"}))
+        .await;
+    conn.send(json!({"type":"media.start","call_id":"c-crash","encoding":"audio/x-mulaw","sample_rate":8000}))
+        .await;
+    // 3 s of audio on both tracks.
+    const FRAMES: u64 = 150;
+    let b64 = |v: &[u8]| base64::engine::general_purpose::STANDARD.encode(v);
+    let mut left = Vec::new();
+    for seq in 1..=FRAMES {
+        let a: Vec<u8> = (0..160u64).map(|i| (i + seq) as u8).collect();
+        let b: Vec<u8> = (0..160u64).map(|i| (i * 3 + seq) as u8).collect();
+        left.extend(
+            a.iter()
+                .map(|&x| callguard::evidence::g711::mulaw_to_linear(x)),
+        );
+        conn.send(json!({"type":"media","call_id":"c-crash","track":"inbound","seq":seq,"payload":b64(&a)}))
+            .await;
+        conn.send(json!({"type":"media","call_id":"c-crash","track":"outbound","seq":seq,"payload":b64(&b)}))
+            .await;
+    }
+    let want_bytes = (FRAMES * 160 * 4) as u32;
+    // The header is made valid within a second or two of the last frame.
+    let part = wait_for("the flushed header", || {
+        let p = find(&evidence, "call.wav.part")?;
+        (header_data_len(&p)? == want_bytes).then_some(p)
+    })
+    .await;
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    drop(conn);
+    let dir = part.parent().unwrap().to_path_buf();
+    assert!(!dir.join("manifest.json").exists());
+    assert!(dir.join("meta.json").exists());
+
+    // Restart: recovery runs before anything else.
+    let mut child = spawn(&cfg, &tmp.path().join("run2.log"));
+    wait_for("the recovered seal", || {
+        let ledger = std::fs::read_to_string(evidence.join("ledger.jsonl")).ok()?;
+        (ledger.lines().count() == 1 && !dir.join("meta.json").exists()).then_some(())
+    })
+    .await;
+    let m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(m["recovered"], true, "{m}");
+    assert_eq!(m["call_id"], "c-crash");
+    assert_eq!(m["caller"], "0312345678");
+    assert_eq!(m["audio"]["channels"], 2);
+    assert!(!dir.join("call.wav.part").exists());
+    let mut r = hound::WavReader::open(dir.join("call.wav")).unwrap();
+    let samples: Vec<i16> = r.samples::<i16>().map(|s| s.unwrap()).collect();
+    assert_eq!(
+        samples.len(),
+        (FRAMES * 160 * 2) as usize,
+        "every flushed sample is kept"
+    );
+    let got_left: Vec<i16> = samples.iter().step_by(2).copied().collect();
+    assert_eq!(got_left, left);
+
+    let out = Command::new(env!("CARGO_BIN_EXE_callguard"))
+        .args(["verify", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.contains(&format!("OK {}", dir.display())), "{text}");
+
+    // Stop the second daemon cleanly.
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    child.wait().unwrap();
+}
