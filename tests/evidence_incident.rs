@@ -312,7 +312,7 @@ async fn an_incident_is_sealed_verified_and_added_to_after_the_seal() {
     d.stop().await;
 
     // Tampering, each on its own copy: verify fails and names the file.
-    let cases: [(&str, &dyn Fn(&Path)); 4] = [
+    let cases: [(&str, &Tamper); 4] = [
         ("incident.json", &|d: &Path| {
             flip(&d.join("incident.json"), 40)
         }),
@@ -345,6 +345,9 @@ async fn an_incident_is_sealed_verified_and_added_to_after_the_seal() {
         );
     }
 }
+
+/// Changes a copied call folder.
+type Tamper = dyn Fn(&Path);
 
 fn flip(path: &Path, at: usize) {
     let mut b = std::fs::read(path).unwrap();
