@@ -410,3 +410,58 @@ async fn a_call_without_marks_or_warnings_has_no_record() {
     assert!(!dir.join("incident.json").exists());
     assert!(json_of(&dir.join("manifest.json")).get("records").is_none());
 }
+
+#[test]
+fn a_call_left_open_by_a_crash_gets_its_record_at_recovery() {
+    use callguard::evidence::{incident, layout, recovery, seal};
+    use callguard::harassment::Mark;
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("evidence");
+    let now = chrono::Local::now();
+    std::fs::create_dir_all(&root).unwrap();
+    let (dir, _) = layout::create_call_dir(&root, "c-crash", now).unwrap();
+    let info = callguard::events::CallInfo {
+        call_id: "c-crash".into(),
+        agent: "1001".into(),
+        caller: "0312345678".into(),
+        direction: "inbound".into(),
+        channel: String::new(),
+        started_at: now.fixed_offset(),
+        adopted: false,
+    };
+    // What meta.json held when the daemon was killed: a demand mark, nothing sealed.
+    let mut rec = seal::CallRecord::from_call(&info, "stream");
+    rec.incident.language = "ja".into();
+    rec.incident
+        .apply(incident::Update::Note(incident::NoteRecord {
+            field: NoteField::Next,
+            text: "上長に報告".into(),
+            at: incident::rfc3339(now.fixed_offset()),
+        }));
+    rec.incident.marks.push(Mark {
+        kind: MarkKind::Demand,
+        quote: Some("土下座しろ".into()),
+        at: now.fixed_offset(),
+        offset_secs: 75,
+    });
+    rec.save(&dir).unwrap();
+    let sealer = seal::Sealer::open(&root, &tmp.path().join("state")).unwrap();
+    let out = recovery::recover(&sealer);
+    assert_eq!(out.len(), 1);
+    assert!(out[0].as_ref().unwrap().recovered);
+    let inc = json_of(&dir.join("incident.json"));
+    assert_eq!(inc["demands"][0]["quote"], "土下座しろ");
+    assert_eq!(inc["demands"][0]["offset"], "01:15");
+    assert_eq!(inc["next_steps"], json!(["上長に報告"]));
+    assert_eq!(
+        inc["legal_information"]["provisions"][0]["provisions"],
+        json!(["強要罪（刑法223条）", "不退去罪（刑法130条）"])
+    );
+    let m = json_of(&dir.join("manifest.json"));
+    assert_eq!(
+        m["records"][0]["sha256"].as_str().unwrap(),
+        sha(&dir.join("incident.json"))
+    );
+    let (code, out) = verify(&root, &tmp.path().join("state/keys/evidence.pub"));
+    assert_eq!(code, 0, "{out}");
+}

@@ -431,7 +431,12 @@ pub fn render_md(r: &IncidentRecord, english: bool) -> String {
                 } else {
                     format!("[{}] ", x.offset)
                 };
-                format!("{off}{}{q} ({})", x.kind, x.at)
+                let kind = match x.kind.parse::<MarkKind>() {
+                    Ok(k) if english => k.label_en(),
+                    Ok(k) => k.label_ja(),
+                    Err(_) => t("発言（追記）", "statement (note)"),
+                };
+                format!("{off}{kind}{q} ({})", x.at)
             })
             .collect()
     };
@@ -525,7 +530,11 @@ pub fn render_md(r: &IncidentRecord, english: bool) -> String {
                 },
                 e.at,
                 t("送達", "delivery"),
-                e.delivery
+                match (english, e.delivery.as_str()) {
+                    (false, "requested") => "依頼済み（送達は未確認）",
+                    (true, "requested") => "requested (delivery not confirmed)",
+                    (_, other) => other,
+                }
             )
         })
         .collect();
