@@ -276,9 +276,9 @@ pub async fn run(
                 }
             }
             Action::Noted(note) => {
-                if note.in_progress
-                    && let Some(h) = calls.get(&note.call_id)
-                {
+                // Not sealed yet (in progress, or waiting for the PBX recording): it goes into
+                // the record itself.
+                if let Some(h) = calls.get(&note.call_id) {
                     let _ = h.tx.send(Msg::Incident(incident::Update::Note(
                         incident::NoteRecord {
                             field: note.field.clone(),
