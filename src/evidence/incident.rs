@@ -118,11 +118,30 @@ impl Escalation {
     }
 }
 
-/// The delivery state of a call's escalations as the team-lead outbox knows it.
-/// Not wired yet: always `None`, and the record says `requested`.
-pub fn escalation_delivery(data_dir: &Path, call_id: &str) -> Option<Vec<String>> {
+/// What the team-lead outbox knows of one escalation of a call.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Delivery {
+    /// The escalation's `reason` as recorded here (the rule name, e.g. `abuse#1:escalate`).
+    pub reason: String,
+    /// What became of it, for the record (e.g. `delivered 2026-11-22T15:01:02+09:00`,
+    /// `failed: HTTP 503`, `queued`).
+    pub state: String,
+}
+
+/// The delivery state of a call's escalations as the team-lead outbox (under `data_dir`)
+/// knows it at the seal. Not wired yet: always `None`, and the record keeps `requested`.
+pub fn escalation_delivery(data_dir: &Path, call_id: &str) -> Option<Vec<Delivery>> {
     let _ = (data_dir, call_id);
     None
+}
+
+/// Sets `delivery` of each escalation the outbox knows of (matched by `reason`).
+pub fn apply_delivery(escalations: &mut [Escalation], known: &[Delivery]) {
+    for e in escalations {
+        if let Some(d) = known.iter().find(|d| d.reason == e.reason) {
+            e.delivery = d.state.clone();
+        }
+    }
 }
 
 /// RFC 3339 in local time with milliseconds.
@@ -713,5 +732,29 @@ impl IncidentData {
             }
             Update::Note(n) => self.notes.push(n),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delivery_from_the_outbox_replaces_requested_by_reason() {
+        let at = chrono::Local::now().fixed_offset();
+        let mut e = vec![
+            Escalation::requested("rule", "abuse#1:escalate".into(), at),
+            Escalation::requested("warning", "warning:escalate after 900 s".into(), at),
+        ];
+        apply_delivery(
+            &mut e,
+            &[Delivery {
+                reason: "abuse#1:escalate".into(),
+                state: "failed: HTTP 503".into(),
+            }],
+        );
+        assert_eq!(e[0].delivery, "failed: HTTP 503");
+        assert_eq!(e[1].delivery, "requested");
+        assert_eq!(escalation_delivery(Path::new("/nonexistent"), "c-1"), None);
     }
 }

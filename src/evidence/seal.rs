@@ -169,6 +169,7 @@ pub struct Sealer {
     key: SigningKey,
     key_id: String,
     host: String,
+    data_dir: PathBuf,
     ledger: Mutex<Ledger>,
 }
 
@@ -223,6 +224,7 @@ impl Sealer {
             key_id: keys::key_id(&key.verifying_key()),
             key,
             host: manifest::host_name(),
+            data_dir: data_dir.to_path_buf(),
             ledger: Mutex::new(ledger),
         })
     }
@@ -266,7 +268,11 @@ impl Sealer {
             .unwrap_or_else(|| (ended - rec.started_at).num_seconds().max(0) as u64);
         // The incident record goes in before the manifest that lists it.
         let records = if super::incident::applies(rec) {
-            let r = super::incident::build(rec, ended, duration, audio.as_ref(), dir);
+            let mut r = super::incident::build(rec, ended, duration, audio.as_ref(), dir);
+            if let Some(known) = super::incident::escalation_delivery(&self.data_dir, &rec.call_id)
+            {
+                super::incident::apply_delivery(&mut r.escalations, &known);
+            }
             super::incident::write(dir, &r, rec.incident.language == "en")
                 .map_err(io_err("write the incident record in", dir))?
         } else {
