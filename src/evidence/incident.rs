@@ -755,6 +755,5 @@ mod tests {
         );
         assert_eq!(e[0].delivery, "failed: HTTP 503");
         assert_eq!(e[1].delivery, "requested");
-        assert_eq!(escalation_delivery(Path::new("/nonexistent"), "c-1"), None);
     }
 }
