@@ -53,6 +53,7 @@ fn record() -> CallRecord {
         problems: Vec::new(),
         gaps: 0,
         late_frames: 0,
+        incident: Default::default(),
     }
 }
 

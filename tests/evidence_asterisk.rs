@@ -62,6 +62,8 @@ async fn the_pbx_recording_is_sealed_after_the_call_end_with_its_metadata() {
         data_dir: tmp.path().join("state"),
         source: EvidenceSource::Asterisk,
         min_free_mb: 0,
+        language: Default::default(),
+        agent_name: String::new(),
     };
     let (tx, rx) = mpsc::unbounded_channel();
     let (reports_tx, mut reports) = broadcast::channel(64);

@@ -35,6 +35,7 @@ fn record(id: &str) -> CallRecord {
         problems: Vec::new(),
         gaps: 0,
         late_frames: 0,
+        incident: Default::default(),
     }
 }
 

@@ -32,6 +32,27 @@ pub struct Entry {
     pub manifest_sha256: String,
     /// SHA-256 of the previous line's bytes (without its newline); 64 zeros for the first.
     pub prev: String,
+    /// `addendum` for a note added after the seal; absent on a sealed call's line.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    /// The addendum file in the call folder (`addendum-<n>.json`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+    /// SHA-256 of the addendum file's bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file_sha256: Option<String>,
+}
+
+/// `kind` of an addendum line.
+pub const ADDENDUM: &str = "addendum";
+
+/// What an addendum line adds to a ledger line.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AddendumRef {
+    /// File name in the call folder.
+    pub file: String,
+    /// SHA-256 of its bytes.
+    pub sha256: String,
 }
 
 #[derive(Deserialize)]
@@ -42,6 +63,11 @@ struct SignedEntry {
 }
 
 impl Entry {
+    /// Whether this line chains an addendum rather than a sealed call.
+    pub fn is_addendum(&self) -> bool {
+        self.kind.as_deref() == Some(ADDENDUM)
+    }
+
     fn unsigned_json(&self) -> String {
         // A struct of strings and an integer always serializes.
         serde_json::to_string(self).unwrap_or_default()
@@ -98,13 +124,29 @@ impl Ledger {
         std::fs::read_to_string(&self.path)
             .map(|t| {
                 t.lines().any(|l| {
-                    serde_json::from_str::<SignedEntry>(l).is_ok_and(|e| e.entry.dir == dir)
+                    serde_json::from_str::<SignedEntry>(l)
+                        .is_ok_and(|e| e.entry.dir == dir && !e.entry.is_addendum())
                 })
             })
             .unwrap_or(false)
     }
 
-    /// Appends and fsyncs one line; returns its `seq`.
+    /// The latest sealed-call line (not an addendum) of `call_id`.
+    pub fn find_call(&self, call_id: &str) -> io::Result<Option<Entry>> {
+        let text = match std::fs::read_to_string(&self.path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        Ok(text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<SignedEntry>(l).ok())
+            .map(|e| e.entry)
+            .rfind(|e| e.call_id == call_id && !e.is_addendum()))
+    }
+
+    /// Appends and fsyncs one line; returns its `seq`. With `addendum`, the line chains an
+    /// addendum file of the sealed call whose manifest hash is `manifest_sha256`.
     pub fn append(
         &mut self,
         key: &SigningKey,
@@ -112,6 +154,7 @@ impl Ledger {
         call_id: &str,
         dir: &str,
         manifest_sha256: &str,
+        addendum: Option<&AddendumRef>,
     ) -> io::Result<u64> {
         let entry = Entry {
             seq: self.next_seq,
@@ -120,6 +163,9 @@ impl Ledger {
             dir: dir.to_string(),
             manifest_sha256: manifest_sha256.to_string(),
             prev: self.prev.clone(),
+            kind: addendum.map(|_| ADDENDUM.to_string()),
+            file: addendum.map(|a| a.file.clone()),
+            file_sha256: addendum.map(|a| a.sha256.clone()),
         };
         let line = entry.signed_line(key);
         let mut f = OpenOptions::new()

@@ -51,6 +51,20 @@ pub struct Manifest {
     pub sealed_at: String,
     /// First 16 hex of the SHA-256 of the signing public key.
     pub key_id: String,
+    /// Other files sealed with the call (`incident.json`, `incident.md`); absent when none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub records: Vec<RecordFile>,
+}
+
+/// One entry of `records`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RecordFile {
+    /// File name in the call folder.
+    pub file: String,
+    /// SHA-256 of its bytes, hex.
+    pub sha256: String,
+    /// Its length.
+    pub bytes: u64,
 }
 
 /// `audio`.

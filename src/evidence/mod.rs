@@ -4,8 +4,10 @@
 //! The sink task only routes actions: every call gets its own writer thread, so disk I/O never
 //! blocks the async runtime and a slow disk on one call never holds back another.
 
+pub mod addendum;
 pub mod disk;
 pub mod g711;
+pub mod incident;
 pub mod keys;
 pub mod layout;
 pub mod ledger;
@@ -28,7 +30,7 @@ use chrono::{FixedOffset, Local};
 use tokio::sync::{broadcast, mpsc};
 
 use crate::calls::Command;
-use crate::config::{Config, EvidenceSource};
+use crate::config::{Config, EvidenceSource, Language};
 use crate::events::{Action, CallInfo, Encoding, Problem, RecordingOutcome, Report, Track};
 use manifest::WarningRecord;
 use recorder::Recorder;
@@ -51,6 +53,10 @@ pub struct EvidenceOptions {
     pub source: EvidenceSource,
     /// Free space needed at call start.
     pub min_free_mb: u64,
+    /// Language of the incident record (`incident.md`).
+    pub language: Language,
+    /// The agent's display name for the incident record (`agent.name`).
+    pub agent_name: String,
 }
 
 impl EvidenceOptions {
@@ -61,6 +67,8 @@ impl EvidenceOptions {
             data_dir: cfg.data_dir(),
             source: cfg.evidence.source,
             min_free_mb: cfg.evidence.min_free_mb,
+            language: cfg.language,
+            agent_name: cfg.agent.name.clone(),
         }
     }
 }
@@ -106,6 +114,7 @@ enum Msg {
     MediaStart(Encoding, u32),
     Media(Track, u64, Vec<u8>),
     Warning(WarningRecord),
+    Incident(incident::Update),
     End {
         ended_at: chrono::DateTime<FixedOffset>,
         duration: Duration,
@@ -169,10 +178,10 @@ pub async fn run(
     .await;
 
     let mut calls: HashMap<String, CallHandle> = HashMap::new();
-    let mut finishing: Vec<std::thread::JoinHandle<()>> = Vec::new();
+    let mut finishing: Vec<(String, std::thread::JoinHandle<()>)> = Vec::new();
     let recording = ctx.opts.source != EvidenceSource::Off;
     while let Some(action) = actions.recv().await {
-        finishing.retain(|t| !t.is_finished());
+        finishing.retain(|(_, t)| !t.is_finished());
         match action {
             Action::CallStarted(call) if recording => {
                 if calls.contains_key(&call.call_id) {
@@ -237,7 +246,61 @@ pub async fn run(
                             .with_timezone(&Local)
                             .to_rfc3339_opts(chrono::SecondsFormat::Millis, false),
                     }));
+                    if w.notify_lead {
+                        let _ = h.tx.send(Msg::Incident(incident::Update::Warning {
+                            kind: w.kind.as_str().to_string(),
+                            after_secs: w.after.as_secs(),
+                            at: w.fired_at,
+                        }));
+                    }
                 }
+            }
+            Action::Marked(ev) => {
+                if let Some(h) = calls.get(&ev.call.call_id) {
+                    let _ = h.tx.send(Msg::Incident(incident::Update::Marked(ev)));
+                }
+            }
+            Action::LevelChanged {
+                call,
+                from,
+                to,
+                reason,
+            } => {
+                if let Some(h) = calls.get(&call.call_id) {
+                    let _ = h.tx.send(Msg::Incident(incident::Update::Level {
+                        from,
+                        to,
+                        reason,
+                        at: Local::now().fixed_offset(),
+                    }));
+                }
+            }
+            Action::Noted(note) => {
+                // Not sealed yet (in progress, or waiting for the PBX recording): it goes into
+                // the record itself.
+                if let Some(h) = calls.get(&note.call_id) {
+                    let _ = h.tx.send(Msg::Incident(incident::Update::Note(
+                        incident::NoteRecord {
+                            field: note.field.clone(),
+                            text: note.text.clone(),
+                            at: incident::rfc3339(note.at),
+                        },
+                    )));
+                    continue;
+                }
+                // The call is sealed, or being sealed: wait for its seal, then add to it.
+                let sealing = finishing
+                    .iter()
+                    .position(|(id, _)| *id == note.call_id)
+                    .map(|i| finishing.swap_remove(i).1);
+                let actx = ctx.clone();
+                let _ = tokio::task::spawn_blocking(move || {
+                    if let Some(t) = sealing {
+                        let _ = t.join();
+                    }
+                    add_after_seal(&actx, &note);
+                })
+                .await;
             }
             Action::CallEnded {
                 call,
@@ -260,7 +323,7 @@ pub async fn run(
                     None => false,
                 };
                 if done && let Some(h) = calls.remove(&call.call_id) {
-                    finishing.push(h.thread);
+                    finishing.push((call.call_id.clone(), h.thread));
                 }
             }
             Action::Recording { call_id, outcome } => {
@@ -301,7 +364,7 @@ pub async fn run(
                 };
                 if let Some(h) = handle {
                     let _ = h.tx.send(Msg::Recording(outcome));
-                    finishing.push(h.thread);
+                    finishing.push((call_id, h.thread));
                 }
             }
             _ => {}
@@ -311,7 +374,7 @@ pub async fn run(
     let threads: Vec<_> = calls
         .into_values()
         .map(|h| h.thread)
-        .chain(finishing)
+        .chain(finishing.into_iter().map(|(_, t)| t))
         .collect();
     let _ = tokio::task::spawn_blocking(move || {
         for t in threads {
@@ -320,6 +383,40 @@ pub async fn run(
     })
     .await;
     tracing::debug!("evidence sink stopped");
+}
+
+/// A note for a sealed call: a signed addendum; for a call that cannot be found, kept in
+/// `orphan-notes.jsonl` and reported.
+fn add_after_seal(ctx: &Ctx, note: &crate::events::CallNote) {
+    let id = note.call_id.as_str();
+    let result = match &ctx.sealer {
+        Some(s) => addendum::add(s, note).map_err(|e| e.to_string()),
+        None => Err("no signing key: the addendum cannot be signed".to_string()),
+    };
+    match result {
+        Ok(path) => {
+            tracing::info!(call_id = id, file = %path.display(), "evidence addendum written");
+            let _ = ctx.reports.send(Report::Note(format!(
+                "evidence addendum written: {}",
+                path.display()
+            )));
+        }
+        Err(why) => {
+            tracing::error!(call_id = id, error = %why, "note not added to a sealed call");
+            let kept = match addendum::keep_orphan(&ctx.opts.root, note, &why) {
+                Ok(p) => format!("the text is kept in {}", p.display()),
+                Err(e) => {
+                    tracing::error!(call_id = id, text = %note.text, error = %e, "orphan note not written");
+                    format!("the text could not be kept either ({e}); it is in the log")
+                }
+            };
+            ctx.problem(
+                id,
+                "evidence.note_orphan",
+                format!("a note for call {id} was not added to its record: {why}; {kept}"),
+            );
+        }
+    }
 }
 
 fn ctx_problem_async(ctx: &Arc<Ctx>, call_id: &str, kind: &str, text: String) {
@@ -358,6 +455,12 @@ fn call_thread(ctx: &Ctx, call: &CallInfo, rx: std_mpsc::Receiver<Msg>, backlog:
         _ => "stream",
     };
     let mut rec = CallRecord::from_call(call, source);
+    rec.incident.language = match ctx.opts.language {
+        Language::En => "en",
+        Language::Ja => "ja",
+    }
+    .into();
+    rec.incident.agent_name = ctx.opts.agent_name.clone();
     let id = call.call_id.as_str();
     let started = call.started_at.with_timezone(&Local);
     let dir = match layout::create_call_dir(&ctx.opts.root, id, started) {
@@ -454,6 +557,10 @@ fn call_thread(ctx: &Ctx, call: &CallInfo, rx: std_mpsc::Receiver<Msg>, backlog:
             }
             Some(Msg::Warning(w)) => {
                 rec.warnings.push(w);
+                save(&rec);
+            }
+            Some(Msg::Incident(u)) => {
+                rec.incident.apply(u);
                 save(&rec);
             }
             Some(Msg::End {

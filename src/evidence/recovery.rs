@@ -127,5 +127,6 @@ fn fallback_record(dir: &Path, why: &str) -> CallRecord {
         )],
         gaps: 0,
         late_frames: 0,
+        incident: Default::default(),
     }
 }

@@ -94,6 +94,9 @@ pub struct CallRecord {
     /// Stream counters.
     #[serde(default)]
     pub late_frames: u64,
+    /// Marks, rules, levels, notes and escalations, for the incident record.
+    #[serde(default)]
+    pub incident: super::incident::IncidentData,
 }
 
 impl CallRecord {
@@ -118,6 +121,7 @@ impl CallRecord {
             problems: Vec::new(),
             gaps: 0,
             late_frames: 0,
+            incident: Default::default(),
         }
     }
 
@@ -165,6 +169,7 @@ pub struct Sealer {
     key: SigningKey,
     key_id: String,
     host: String,
+    data_dir: PathBuf,
     ledger: Mutex<Ledger>,
 }
 
@@ -219,6 +224,7 @@ impl Sealer {
             key_id: keys::key_id(&key.verifying_key()),
             key,
             host: manifest::host_name(),
+            data_dir: data_dir.to_path_buf(),
             ledger: Mutex::new(ledger),
         })
     }
@@ -260,6 +266,18 @@ impl Sealer {
         let duration = rec
             .duration_secs
             .unwrap_or_else(|| (ended - rec.started_at).num_seconds().max(0) as u64);
+        // The incident record goes in before the manifest that lists it.
+        let records = if super::incident::applies(rec) {
+            let mut r = super::incident::build(rec, ended, duration, audio.as_ref(), dir);
+            if let Some(known) = super::incident::escalation_delivery(&self.data_dir, &rec.call_id)
+            {
+                super::incident::apply_delivery(&mut r.escalations, &known);
+            }
+            super::incident::write(dir, &r, rec.incident.language == "en")
+                .map_err(io_err("write the incident record in", dir))?
+        } else {
+            Vec::new()
+        };
         let m = Manifest {
             schema: manifest::SCHEMA.into(),
             call_id: rec.call_id.clone(),
@@ -280,6 +298,7 @@ impl Sealer {
             software: manifest::software(),
             sealed_at: local_rfc3339(sealed_at),
             key_id: self.key_id.clone(),
+            records,
         };
         let mut bytes = serde_json::to_vec_pretty(&m).map_err(|e| SealError::Io {
             what: "serialize",
@@ -403,8 +422,34 @@ impl Sealer {
             source: io::Error::other("ledger lock poisoned"),
         })?;
         ledger
-            .append(&self.key, local_rfc3339(at), call_id, rel, manifest_sha256)
+            .append(
+                &self.key,
+                local_rfc3339(at),
+                call_id,
+                rel,
+                manifest_sha256,
+                None,
+            )
             .map_err(io_err("append to", &path))
+    }
+
+    /// The ledger, locked (addenda are numbered and chained under this lock).
+    pub(crate) fn ledger(&self) -> Result<std::sync::MutexGuard<'_, Ledger>, SealError> {
+        self.ledger.lock().map_err(|_| SealError::Io {
+            what: "lock",
+            path: self.root.join(layout::LEDGER_FILE),
+            source: io::Error::other("ledger lock poisoned"),
+        })
+    }
+
+    /// The signing key.
+    pub(crate) fn key(&self) -> &SigningKey {
+        &self.key
+    }
+
+    /// First 16 hex of the public key's SHA-256.
+    pub fn key_id(&self) -> &str {
+        &self.key_id
     }
 
     fn describe_audio(

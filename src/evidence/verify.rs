@@ -70,6 +70,7 @@ struct Root {
     path: PathBuf,
     lines: Vec<CheckedLine>,
     by_dir: HashMap<String, usize>,
+    addenda: HashMap<String, Vec<usize>>,
 }
 
 fn is_call_dir(p: &Path) -> bool {
@@ -204,15 +205,21 @@ fn load_root(root: &Path, key: &VerifyingKey) -> Root {
     let text = std::fs::read_to_string(root.join(LEDGER_FILE)).unwrap_or_default();
     let lines = ledger::check(&text, key);
     let mut by_dir = HashMap::new();
+    let mut addenda: HashMap<String, Vec<usize>> = HashMap::new();
     for (i, l) in lines.iter().enumerate() {
         if let Some(e) = &l.entry {
-            by_dir.insert(e.dir.clone(), i);
+            if e.is_addendum() {
+                addenda.entry(e.dir.clone()).or_default().push(i);
+            } else {
+                by_dir.insert(e.dir.clone(), i);
+            }
         }
     }
     Root {
         path: root.to_path_buf(),
         lines,
         by_dir,
+        addenda,
     }
 }
 
@@ -319,6 +326,47 @@ fn verify_call(dir: &Path, root: Option<&Root>, key: &VerifyingKey) -> CallVerdi
         v.failures
             .push("call.wav present but the manifest records no audio".into());
     }
+    // Records sealed with the call (incident.json, incident.md).
+    for r in manifest.iter().flat_map(|m| m.records.iter()) {
+        if r.file.contains('/') || r.file.contains("..") {
+            v.failures.push(format!(
+                "manifest names a record outside the folder: {}",
+                r.file
+            ));
+            continue;
+        }
+        match std::fs::read(dir.join(&r.file)) {
+            Err(e) => v
+                .failures
+                .push(format!("{} missing or unreadable: {e}", r.file)),
+            Ok(b) => {
+                if hex::encode(Sha256::digest(&b)) != r.sha256 {
+                    v.failures.push(format!(
+                        "{}: SHA-256 mismatch ({} bytes, manifest says {}; the sealed record was changed)",
+                        r.file,
+                        b.len(),
+                        r.bytes
+                    ));
+                }
+            }
+        }
+    }
+    let manifest_sha = hex::encode(Sha256::digest(&bytes));
+    let addendum_lines: Vec<(usize, &super::ledger::Entry)> = root
+        .and_then(|r| {
+            r.addenda.get(&rel_of(dir, &r.path)).map(|ix| {
+                ix.iter()
+                    .filter_map(|&i| r.lines[i].entry.as_ref().map(|e| (r.lines[i].line_no, e)))
+                    .collect()
+            })
+        })
+        .unwrap_or_default();
+    v.failures.extend(super::addendum::check(
+        dir,
+        &manifest_sha,
+        key,
+        &addendum_lines,
+    ));
     // Ledger.
     match root {
         None => v.failures.push(
