@@ -832,3 +832,42 @@ async fn a_mark_that_fires_a_rule_pings_the_lead() {
     assert_eq!(b["level"], receipt.level);
     d.stop().await;
 }
+
+#[tokio::test]
+async fn the_sealed_incident_record_tells_whether_the_lead_was_reached() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut rx = Receiver::start(vec![]).await;
+    let mut pbx = FakePbx::start().await;
+    let mut cfg = test_config(dir.path(), &pbx.url);
+    cfg.escalation.webhook = vec![hook(rx.url("/h"), WebhookFormat::Json, "")];
+    let mut d = start_daemon(cfg, quiet());
+    let mut conn = pbx.accept().await;
+    conn.send(old_call("c-rec")).await;
+    assert_eq!(rx.next().await.json()["kind"], "escalate");
+    d.next(|r| match r {
+        Report::Note(t) if t.contains("delivered to") => Some(()),
+        _ => None,
+    })
+    .await;
+    conn.send(json!({"type":"call.end","call_id":"c-rec","cause":"normal"}))
+        .await;
+    let sealed = d
+        .next(|r| match r {
+            Report::Sealed { call_id, dir, .. } if call_id == "c-rec" => Some(dir.clone()),
+            _ => None,
+        })
+        .await;
+    let inc: Value =
+        serde_json::from_slice(&std::fs::read(sealed.join("incident.json")).unwrap()).unwrap();
+    let esc = inc["escalations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["reason"] == "warning:escalate after 900 s")
+        .unwrap_or_else(|| panic!("{inc}"));
+    assert!(
+        esc["delivery"].as_str().unwrap().starts_with("delivered "),
+        "{esc}"
+    );
+    d.stop().await;
+}

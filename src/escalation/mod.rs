@@ -113,6 +113,10 @@ pub async fn run(
         tracing::error!(error = %e,
             "cannot create the ping outbox: pings are sent but do not survive a restart");
     }
+    let pruned = outbox.prune_delivered(outbox::DELIVERED_KEEP, now());
+    if pruned > 0 {
+        tracing::debug!(pruned, "old delivery receipts removed");
+    }
     let ctx = Arc::new(Ctx {
         client,
         outbox,
@@ -202,8 +206,24 @@ fn deliveries(ping: &Ping, hooks: &[WebhookConfig], lang: Language) -> Vec<Deliv
             last_error: None,
             next_attempt_at: None,
             failed: None,
+            reasons: reasons(ping),
+            delivered_at: None,
         })
         .collect()
+}
+
+/// The incident-record reasons a ping answers (see `evidence::incident`).
+fn reasons(ping: &Ping) -> Vec<String> {
+    match ping.kind.as_str() {
+        "escalate" | "terminate" => vec![format!(
+            "warning:{} after {} s",
+            ping.kind,
+            ping.after_secs.unwrap_or_default()
+        )],
+        "manual" => vec!["manual".into()],
+        "mark" => ping.rules.clone().unwrap_or_default(),
+        _ => Vec::new(),
+    }
 }
 
 /// Tries `d` until it is delivered, refused, expired, or `stop` (then it stays pending on disk).
@@ -228,10 +248,12 @@ async fn deliver(mut d: Delivery, ctx: Arc<Ctx>, stop: CancellationToken) {
         d.attempts += 1;
         match outcome {
             Outcome::Delivered(status) => {
+                d.delivered_at = Some(now());
+                d.next_attempt_at = None;
                 tracing::info!(ping_id = %d.ping_id, kind = %d.kind, call_id = %d.call_id,
                     receiver = %receiver, status, attempts = d.attempts, "team-lead ping delivered");
                 if let Err(e) = ctx.outbox.delivered(&d) {
-                    tracing::warn!(error = %e, "delivered ping could not be removed from the outbox; it may be sent again after a restart (same Idempotency-Key)");
+                    tracing::warn!(error = %e, "delivered ping could not be moved out of the pending outbox; it may be sent again after a restart (same Idempotency-Key)");
                 }
                 let _ = ctx.reports.send(Report::Note(format!(
                     "team-lead ping ({}) delivered to {receiver} (HTTP {status})",

@@ -5,6 +5,7 @@
 //! ```text
 //! <data dir>/outbox/pending/<ping id>-<receiver>.json
 //! <data dir>/outbox/failed/<ping id>-<receiver>.json
+//! <data dir>/outbox/delivered/<ping id>-<receiver>.json   (receipts, kept DELIVERED_KEEP)
 //! ```
 
 use std::io::{self, Write};
@@ -19,6 +20,8 @@ use crate::fsutil;
 
 /// Schema tag of an outbox file.
 pub const SCHEMA: &str = "callguard.outbox/1";
+/// How long delivery receipts are kept (for the incident record sealed at the call's end).
+pub const DELIVERED_KEEP: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
 
 /// One ping on its way to one receiver.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -49,6 +52,13 @@ pub struct Delivery {
     pub next_attempt_at: Option<DateTime<FixedOffset>>,
     /// Set when given up: why.
     pub failed: Option<String>,
+    /// What the ping answers in the call's incident record: `warning:<kind> after <n> s`,
+    /// `manual`, or the names of the harassment rules a mark fired.
+    #[serde(default)]
+    pub reasons: Vec<String>,
+    /// When a receiver took it.
+    #[serde(default)]
+    pub delivered_at: Option<DateTime<FixedOffset>>,
 }
 
 impl Delivery {
@@ -144,9 +154,14 @@ impl Outbox {
         self.dir.join("failed")
     }
 
+    /// Folder of delivery receipts.
+    pub fn delivered_dir(&self) -> PathBuf {
+        self.dir.join("delivered")
+    }
+
     /// Creates the folders (0700).
     pub fn create(&self) -> Result<(), OutboxError> {
-        for d in [self.pending_dir(), self.failed_dir()] {
+        for d in [self.pending_dir(), self.failed_dir(), self.delivered_dir()] {
             fsutil::create_private_dir(&d).map_err(io_err(&d))?;
         }
         Ok(())
@@ -157,8 +172,13 @@ impl Outbox {
         write_durably(&self.pending_dir(), &d.file_name(), d)
     }
 
-    /// Removes a delivered entry.
+    /// Turns a pending entry into a delivery receipt (`delivered/`).
     pub fn delivered(&self, d: &Delivery) -> Result<(), OutboxError> {
+        write_durably(&self.delivered_dir(), &d.file_name(), d)?;
+        self.remove_pending(d)
+    }
+
+    fn remove_pending(&self, d: &Delivery) -> Result<(), OutboxError> {
         let dir = self.pending_dir();
         let path = dir.join(d.file_name());
         match std::fs::remove_file(&path) {
@@ -168,10 +188,63 @@ impl Outbox {
         }
     }
 
+    /// Deletes receipts older than `keep`; returns how many.
+    pub fn prune_delivered(&self, keep: std::time::Duration, now: DateTime<FixedOffset>) -> usize {
+        let keep = chrono::Duration::from_std(keep).unwrap_or(chrono::Duration::days(7));
+        let mut n = 0;
+        for r in read_all(&self.delivered_dir()) {
+            if let Ok(d) = r
+                && d.delivered_at.unwrap_or(d.created_at) + keep < now
+                && std::fs::remove_file(self.delivered_dir().join(d.file_name())).is_ok()
+            {
+                n += 1;
+            }
+        }
+        n
+    }
+
+    /// What the outbox knows of the pings of `call_id`: for each incident-record reason, its
+    /// state at every receiver (`delivered <time>`, `failed: <why>`, `queued (<n> attempts)`).
+    pub fn call_deliveries(&self, call_id: &str) -> Vec<(String, String)> {
+        let mut by_reason: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+        let dirs = [
+            (self.delivered_dir(), "delivered"),
+            (self.failed_dir(), "failed"),
+            (self.pending_dir(), "queued"),
+        ];
+        let mut seen = std::collections::HashSet::new();
+        for (dir, what) in dirs {
+            for d in read_all(&dir).into_iter().filter_map(Result::ok) {
+                // One file per (ping, receiver); a file caught mid-move counts once, done first.
+                if d.call_id != call_id || !seen.insert(d.file_name()) {
+                    continue;
+                }
+                let state = match what {
+                    "delivered" => format!(
+                        "delivered {}",
+                        d.delivered_at.unwrap_or(d.created_at).to_rfc3339()
+                    ),
+                    "failed" => format!("failed: {}", d.failed.as_deref().unwrap_or("unknown")),
+                    _ => match &d.last_error {
+                        Some(e) => format!("queued ({} attempts; last: {e})", d.attempts),
+                        None => "queued".to_string(),
+                    },
+                };
+                for r in &d.reasons {
+                    by_reason.entry(r.clone()).or_default().push(state.clone());
+                }
+            }
+        }
+        by_reason
+            .into_iter()
+            .map(|(reason, states)| (reason, states.join("; ")))
+            .collect()
+    }
+
     /// Moves an entry to `failed/` (written there first, so it is never in neither place).
     pub fn fail(&self, d: &Delivery) -> Result<(), OutboxError> {
         write_durably(&self.failed_dir(), &d.file_name(), d)?;
-        self.delivered(d)
+        self.remove_pending(d)
     }
 
     /// Every pending delivery, oldest first; unreadable files are returned as errors (and left
@@ -314,6 +387,8 @@ mod tests {
             last_error: None,
             next_attempt_at: None,
             failed: None,
+            reasons: vec!["manual".into()],
+            delivered_at: None,
         }
     }
 
@@ -341,5 +416,12 @@ mod tests {
         assert_eq!(st.unreadable.len(), 1, "{st:?}");
         // The unreadable file is kept, not deleted.
         assert!(ob.pending_dir().join("junk.json").exists());
+        let known = ob.call_deliveries("c-1");
+        assert_eq!(known.len(), 1);
+        assert_eq!(known[0].0, "manual");
+        assert!(known[0].1.contains("delivered") && known[0].1.contains("failed: HTTP 404"));
+        let later = DateTime::parse_from_rfc3339("2026-12-22T10:00:00+09:00").unwrap();
+        assert_eq!(ob.prune_delivered(DELIVERED_KEEP, later), 1);
+        assert!(ob.call_deliveries("c-1")[0].1.starts_with("failed"));
     }
 }

@@ -101,7 +101,7 @@ pub struct Escalation {
     pub at: String,
     /// To whom.
     pub target: String,
-    /// `requested`; what the outbox knows is added by [`escalation_delivery`] when it is wired.
+    /// `requested`, or what the outbox knows at the seal (see [`escalation_delivery`]).
     pub delivery: String,
 }
 
@@ -129,10 +129,16 @@ pub struct Delivery {
 }
 
 /// The delivery state of a call's escalations as the team-lead outbox (under `data_dir`)
-/// knows it at the seal. Not wired yet: always `None`, and the record keeps `requested`.
+/// knows it at the seal; `None` when it knows none (the record keeps `requested`).
 pub fn escalation_delivery(data_dir: &Path, call_id: &str) -> Option<Vec<Delivery>> {
-    let _ = (data_dir, call_id);
-    None
+    let known =
+        crate::escalation::outbox::Outbox::new(data_dir.join("outbox")).call_deliveries(call_id);
+    (!known.is_empty()).then(|| {
+        known
+            .into_iter()
+            .map(|(reason, state)| Delivery { reason, state })
+            .collect()
+    })
 }
 
 /// Sets `delivery` of each escalation the outbox knows of (matched by `reason`).
