@@ -207,14 +207,33 @@ pub fn main() -> ExitCode {
             Ok(cfg) => crate::control::escalate_command(&cfg, note),
             Err(code) => code,
         },
-        Command::Mark { .. } => not_yet("mark"),
-        Command::Note { .. } => not_yet("note"),
+        Command::Mark { kind, quote } => match load(cli.config.as_deref()) {
+            Ok(cfg) => crate::control::mark_command(&cfg, &kind, quote),
+            Err(code) => code,
+        },
+        Command::Note {
+            call,
+            witness,
+            response,
+            quote,
+            next,
+        } => match load(cli.config.as_deref()) {
+            Ok(cfg) => {
+                use crate::events::NoteField;
+                let items: Vec<(NoteField, String)> = [
+                    (NoteField::Witness, witness),
+                    (NoteField::Response, response),
+                    (NoteField::Quote, quote),
+                    (NoteField::Next, next),
+                ]
+                .into_iter()
+                .filter_map(|(f, t)| t.map(|t| (f, t)))
+                .collect();
+                crate::control::note_command(&cfg, call, items)
+            }
+            Err(code) => code,
+        },
     }
-}
-
-fn not_yet(what: &str) -> ExitCode {
-    eprintln!("callguard: `{what}` is not available in this build yet");
-    ExitCode::from(EXIT_USAGE)
 }
 
 /// Loads the configuration, or prints why not and returns the usage exit code.

@@ -45,6 +45,27 @@ pub enum Request {
         #[serde(default)]
         note: Option<String>,
     },
+    /// Mark what the caller does on the current call (or `call`).
+    Mark {
+        /// `abuse`, `threat`, … (see [`crate::harassment::MarkKind`]).
+        kind: String,
+        /// The caller's words, verbatim.
+        #[serde(default)]
+        quote: Option<String>,
+        /// A specific call; absent = the agent's current call.
+        #[serde(default)]
+        call: Option<String>,
+    },
+    /// Add to the record of the current call, or of a past one by id.
+    Note {
+        /// A specific call; absent = the agent's current call.
+        #[serde(default)]
+        call: Option<String>,
+        /// Which item of the record.
+        field: crate::events::NoteField,
+        /// The text, verbatim.
+        text: String,
+    },
 }
 
 /// An answer on the control socket.
@@ -447,7 +468,7 @@ async fn answer(line: &str, shared: &Shared) -> Response {
         .to_string();
     let req: Request = match serde_json::from_value(value) {
         Ok(r) => r,
-        Err(e) if matches!(cmd.as_str(), "status" | "escalate") => {
+        Err(e) if matches!(cmd.as_str(), "status" | "escalate" | "mark" | "note") => {
             return Response::err("bad_request", format!("bad `{cmd}` request: {e}"));
         }
         Err(_) => {
@@ -459,6 +480,33 @@ async fn answer(line: &str, shared: &Shared) -> Response {
     };
     match req {
         Request::Status => Response::ok(status(shared).await),
+        Request::Mark { kind, quote, call } => {
+            let kind = match kind.parse::<crate::harassment::MarkKind>() {
+                Ok(k) => k,
+                Err(e) => return Response::err("bad_request", e.to_string()),
+            };
+            let (reply, rx) = oneshot::channel();
+            let cmd = Command::Mark {
+                kind,
+                quote,
+                call_id: call,
+                reply,
+            };
+            tracker_answer(shared, cmd, rx).await
+        }
+        Request::Note { call, field, text } => {
+            if text.trim().is_empty() {
+                return Response::err("bad_request", "the note is empty");
+            }
+            let (reply, rx) = oneshot::channel();
+            let cmd = Command::Note {
+                call_id: call,
+                field,
+                text,
+                reply,
+            };
+            tracker_answer(shared, cmd, rx).await
+        }
         Request::Escalate { note } => {
             let (reply, rx) = oneshot::channel();
             let cmd = Command::Escalate {
@@ -483,6 +531,23 @@ async fn answer(line: &str, shared: &Shared) -> Response {
                 _ => Response::err("unavailable", "the call tracker did not answer"),
             }
         }
+    }
+}
+
+/// Sends a request about a call to the tracker and turns its answer into a response.
+async fn tracker_answer<T: Serialize>(
+    shared: &Shared,
+    cmd: Command,
+    rx: oneshot::Receiver<Result<T, CallError>>,
+) -> Response {
+    if shared.ctx.commands.send(cmd).await.is_err() {
+        return Response::err("unavailable", "the daemon is shutting down");
+    }
+    match tokio::time::timeout(IO_TIMEOUT, rx).await {
+        Ok(Ok(Ok(answer))) => Response::ok(answer),
+        Ok(Ok(Err(CallError::NoCall))) => Response::err("no_current_call", "no call in progress"),
+        Ok(Ok(Err(e))) => Response::err("not_in_progress", e.to_string()),
+        _ => Response::err("unavailable", "the call tracker did not answer"),
     }
 }
 
@@ -859,6 +924,111 @@ pub fn render_status(s: &DaemonStatus) -> String {
     o
 }
 
+/// Sends one request and maps a refusal to an exit code: 2 for "no such call" and bad
+/// requests (the agent can fix them), 1 for everything else (no daemon, shutting down).
+fn call_request(cfg: &Config, req: &Request) -> Result<serde_json::Value, ExitCode> {
+    let rt = client_runtime().ok_or(ExitCode::FAILURE)?;
+    let path = cfg.control_socket();
+    let response = rt.block_on(request(&path, req)).map_err(|e| {
+        eprintln!("callguard: {e}");
+        ExitCode::FAILURE
+    })?;
+    if !response.ok {
+        eprintln!(
+            "callguard: {}",
+            response.error.as_deref().unwrap_or("request refused")
+        );
+        return Err(match response.code.as_deref() {
+            Some("no_current_call") | Some("not_in_progress") | Some("bad_request") => {
+                ExitCode::from(crate::cli::EXIT_USAGE)
+            }
+            _ => ExitCode::FAILURE,
+        });
+    }
+    Ok(response.result.unwrap_or_default())
+}
+
+/// `callguard mark KIND [--quote TEXT]`: 0 when marked, 2 for an unknown kind or no current
+/// call, 1 when the daemon is not running.
+pub fn mark_command(cfg: &Config, kind: &str, quote: Option<String>) -> ExitCode {
+    let kind = match kind.parse::<crate::harassment::MarkKind>() {
+        Ok(k) => k,
+        Err(e) => {
+            eprintln!("callguard: {e}");
+            return ExitCode::from(crate::cli::EXIT_USAGE);
+        }
+    };
+    let req = Request::Mark {
+        kind: kind.as_str().to_string(),
+        quote,
+        call: None,
+    };
+    let value = match call_request(cfg, &req) {
+        Ok(v) => v,
+        Err(code) => return code,
+    };
+    match serde_json::from_value::<crate::calls::MarkReceipt>(value) {
+        Ok(r) => {
+            let level = crate::harassment::Level(r.level);
+            let label = match cfg.language {
+                crate::config::Language::Ja => level.label_ja(),
+                crate::config::Language::En => level.label_en(),
+            };
+            println!(
+                "marked {kind} ({}) on call {} at {} — {} so far; level {} ({label})",
+                kind.label_ja(),
+                r.call_id,
+                r.offset,
+                r.count,
+                r.level
+            );
+            if !r.fired.is_empty() {
+                println!("rules fired: {}", r.fired.join(", "));
+            }
+            if r.grounds_to_end {
+                println!(
+                    "grounds to end the call are met: 「{}」",
+                    crate::alerts::text::END_PHRASE_JA
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("callguard: unexpected answer from the daemon: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `callguard note [--call ID] --witness/--response/--quote/--next TEXT`: each given item is
+/// added to the call's record (a signed addendum once the call is sealed).
+pub fn note_command(
+    cfg: &Config,
+    call: Option<String>,
+    items: Vec<(crate::events::NoteField, String)>,
+) -> ExitCode {
+    if items.is_empty() {
+        eprintln!("callguard: nothing to add: give --witness, --response, --quote or --next");
+        return ExitCode::from(crate::cli::EXIT_USAGE);
+    }
+    for (field, text) in items {
+        let req = Request::Note {
+            call: call.clone(),
+            field: field.clone(),
+            text,
+        };
+        match call_request(cfg, &req) {
+            Ok(v) => println!(
+                "added {:?} to the record of call {}",
+                field,
+                v.as_str().unwrap_or("?")
+            ),
+            Err(code) => return code,
+        }
+    }
+    ExitCode::SUCCESS
+}
+
 /// `callguard escalate [--note TEXT]`: 0 when the lead is being pinged, 2 when there is no
 /// current call, 1 when the daemon is not running or no receiver is configured.
 pub fn escalate_command(cfg: &Config, note: Option<String>) -> ExitCode {
@@ -946,9 +1116,7 @@ mod tests {
         let resp = loop {
             match UnixStream::connect(&path).await {
                 Ok(mut s) => {
-                    s.write_all(b"{\"cmd\":\"mark\",\"kind\":\"abuse\"}\n")
-                        .await
-                        .unwrap();
+                    s.write_all(b"{\"cmd\":\"frobnicate\"}\n").await.unwrap();
                     let mut line = String::new();
                     BufReader::new(s).read_line(&mut line).await.unwrap();
                     break serde_json::from_str::<Response>(&line).unwrap();

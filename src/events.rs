@@ -206,6 +206,23 @@ pub struct MarkEvent {
     pub marks: Vec<Mark>,
     /// Whether grounds to end the call have been met (now or before).
     pub grounds_to_end: bool,
+    /// The level rise this mark caused, if any.
+    pub level_raised: Option<(Level, Level)>,
+}
+
+impl MarkEvent {
+    /// Whether the lead must hear of this mark: it fired a rule, or took the call to level 3
+    /// or more ("signs of harassment" pings the lead at once).
+    pub fn pings_lead(&self) -> bool {
+        !self.fired.is_empty() || self.crossed_signs().is_some()
+    }
+
+    /// The level reached when this mark took the call from below 3 to 3 or more.
+    pub fn crossed_signs(&self) -> Option<Level> {
+        self.level_raised
+            .filter(|(from, to)| *from < Level::SIGNS && *to >= Level::SIGNS)
+            .map(|(_, to)| to)
+    }
 }
 
 /// What `callguard note` adds.

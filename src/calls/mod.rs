@@ -129,7 +129,7 @@ pub enum CallError {
 }
 
 /// What the agent is told after a mark.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct MarkReceipt {
     /// The call marked.
     pub call_id: String,
@@ -451,10 +451,11 @@ impl Tracker {
             call_id: call_id.to_string(),
             warning: warning.clone(),
         });
-        self.bus.publish(Action::Warning(info.clone(), warning));
+        // The level first, so every sink knows it when the warning comes.
         if let Some((from, to)) = raised {
-            self.level_changed(info, from, to, step.kind.as_str());
+            self.level_changed(info.clone(), from, to, step.kind.as_str());
         }
+        self.bus.publish(Action::Warning(info, warning));
         self.schedule(call_id);
     }
 
@@ -642,6 +643,7 @@ impl Tracker {
             level: call.rules.level(),
             marks: call.rules.marks.clone(),
             grounds_to_end: call.rules.grounds_to_end(),
+            level_raised: change.level_raised,
         };
         let receipt = MarkReceipt {
             call_id: id.clone(),

@@ -141,6 +141,8 @@ pub async fn run(
         tracing::info!("no [[escalation.webhook]] configured: team leads are not pinged");
     }
     let mut calls: HashMap<String, Arc<CallInfo>> = HashMap::new();
+    // Each call's harassment level, so every ping about it carries the level.
+    let mut levels: HashMap<String, u8> = HashMap::new();
     loop {
         tokio::select! {
             action = actions.recv() => {
@@ -152,6 +154,7 @@ pub async fn run(
                     }
                     Action::CallEnded { call, .. } => {
                         calls.remove(&call.call_id);
+                        levels.remove(&call.call_id);
                         None
                     }
                     Action::Warning(call, w) if w.notify_lead => {
@@ -160,9 +163,16 @@ pub async fn run(
                     Action::Escalation { call, elapsed, note, source } => Some(payload::for_escalation(
                         new_ping_id(), &call, elapsed, note.as_deref(), &source, &opts.origin, now(),
                     )),
-                    // Each rule fires once per call, so a mark that fired one is news for the lead.
-                    Action::Marked(ev) if !ev.fired.is_empty() => {
-                        Some(payload::for_mark(new_ping_id(), &ev, &opts.origin, now()))
+                    // Each rule fires once per call, and the level crosses 3 once: either is news
+                    // for the lead.
+                    Action::Marked(ev) => {
+                        levels.insert(ev.call.call_id.clone(), ev.level.0);
+                        ev.pings_lead()
+                            .then(|| payload::for_mark(new_ping_id(), &ev, &opts.origin, now()))
+                    }
+                    Action::LevelChanged { call, to, .. } => {
+                        levels.insert(call.call_id.clone(), to.0);
+                        None
                     }
                     Action::Problem(p) => {
                         let call = p.call_id.as_ref().and_then(|id| calls.get(id)).cloned();
@@ -170,7 +180,10 @@ pub async fn run(
                     }
                     _ => None,
                 };
-                if let Some(ping) = ping {
+                if let Some(mut ping) = ping {
+                    if ping.level.is_none() {
+                        ping.level = levels.get(&ping.call_id).copied();
+                    }
                     for d in deliveries(&ping, &opts.webhooks, opts.origin.language) {
                         // On disk before the first attempt, so a crash mid-send loses nothing.
                         if let Err(e) = ctx.outbox.save(&d) {
@@ -221,7 +234,13 @@ fn reasons(ping: &Ping) -> Vec<String> {
             ping.after_secs.unwrap_or_default()
         )],
         "manual" => vec!["manual".into()],
-        "mark" => ping.rules.clone().unwrap_or_default(),
+        "mark" => {
+            let mut r = ping.rules.clone().unwrap_or_default();
+            if let (Some(to), Some(mark)) = (ping.level_raised_to, &ping.mark) {
+                r.push(format!("level {to} ({mark})"));
+            }
+            r
+        }
         _ => Vec::new(),
     }
 }

@@ -66,6 +66,12 @@ pub struct Ping {
     /// Grounds to end the call are met (`mark`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub grounds_to_end: Option<bool>,
+    /// Every mark of the call so far (mark pings).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub marks: Option<Vec<crate::harassment::Mark>>,
+    /// The level this mark took the call to, when it crossed into "signs of harassment".
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub level_raised_to: Option<u8>,
 }
 
 /// Facts every ping of this workstation shares.
@@ -102,6 +108,8 @@ fn base(id: String, kind: &str, o: &Origin, now: DateTime<FixedOffset>) -> Ping 
         rules: None,
         level: None,
         grounds_to_end: None,
+        marks: None,
+        level_raised_to: None,
     }
 }
 
@@ -245,6 +253,8 @@ pub fn for_mark(id: String, ev: &MarkEvent, o: &Origin, now: DateTime<FixedOffse
     p.rules = Some(ev.fired.iter().map(|f| f.name.clone()).collect());
     p.level = Some(ev.level.0);
     p.grounds_to_end = Some(ev.grounds_to_end);
+    p.marks = Some(ev.marks.clone());
+    p.level_raised_to = ev.crossed_signs().map(|l| l.0);
     let lang = o.language;
     let mut text = match lang {
         Language::Ja => format!(

@@ -679,6 +679,11 @@ pub enum Update {
     },
     /// A note while the call is in progress.
     Note(NoteRecord),
+    /// The agent called the lead by hand.
+    Manual {
+        /// When.
+        at: DateTime<FixedOffset>,
+    },
 }
 
 impl IncidentData {
@@ -704,16 +709,17 @@ impl IncidentData {
                 reason,
                 at,
             } => {
-                if to >= Level::SIGNS && from < Level::SIGNS {
+                // Marks that take the call to 3 ping the lead at once; warnings and manual
+                // escalations have pings of their own.
+                if to >= Level::SIGNS
+                    && from < Level::SIGNS
+                    && reason.parse::<crate::harassment::MarkKind>().is_ok()
+                {
                     self.escalations.push(Escalation::requested(
                         "level",
                         format!("level {} ({reason})", to.0),
                         at,
                     ));
-                }
-                if reason == "manual" {
-                    self.escalations
-                        .push(Escalation::requested("manual", "manual".into(), at));
                 }
                 self.level_changes.push(LevelChange {
                     from: from.0,
@@ -737,6 +743,10 @@ impl IncidentData {
                 ));
             }
             Update::Note(n) => self.notes.push(n),
+            Update::Manual { at } => {
+                self.escalations
+                    .push(Escalation::requested("manual", "manual".into(), at));
+            }
         }
     }
 }

@@ -255,6 +255,13 @@ pub async fn run(
                     }
                 }
             }
+            Action::Escalation { call, .. } => {
+                if let Some(h) = calls.get(&call.call_id) {
+                    let _ = h.tx.send(Msg::Incident(incident::Update::Manual {
+                        at: Local::now().fixed_offset(),
+                    }));
+                }
+            }
             Action::Marked(ev) => {
                 if let Some(h) = calls.get(&ev.call.call_id) {
                     let _ = h.tx.send(Msg::Incident(incident::Update::Marked(ev)));

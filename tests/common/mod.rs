@@ -4,6 +4,7 @@
 
 pub mod ari;
 pub mod dbus;
+pub mod http;
 
 use std::time::Duration;
 
