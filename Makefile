@@ -10,7 +10,7 @@ DEB_PACKAGES := libasound2-dev pkg-config dbus dbus-daemon
 .PHONY: demo test deps check lint bench sounds clean deb
 
 demo: deps
-	$(CARGO) run --quiet --release -- demo
+	$(CARGO) run --quiet -- demo
 
 test: deps
 	$(CARGO) test --no-fail-fast

@@ -95,6 +95,7 @@ impl Daemon {
         let tracker_opts = TrackerOptions::from_config(&cfg, opts.time_scale, memory);
         let mut alert_opts = AlertOptions::from_config(&cfg);
         alert_opts.desktop = opts.desktop;
+        alert_opts.sounds.quiet_probe = opts.volatile;
         alert_opts.escalate = Some(commands_tx.clone());
         let reports = bus.report_sender();
 

@@ -52,6 +52,9 @@ pub struct Player {
 pub struct Sounds {
     notice: Vec<u8>,
     chime: Vec<u8>,
+    /// Keep the audio library's own complaints off stderr while probing the device (the demo's
+    /// timeline already says what is missing).
+    pub quiet_probe: bool,
 }
 
 impl Sounds {
@@ -65,6 +68,7 @@ impl Sounds {
         Sounds {
             notice: load(&cfg.prompt.notice, "prompt.notice", builtin_notice),
             chime: load(&cfg.prompt.chime, "prompt.chime", CHIME),
+            quiet_probe: false,
         }
     }
 }
@@ -137,7 +141,12 @@ fn audio_thread(sounds: Sounds, rx: mpsc::Receiver<Request>, reports: broadcast:
                 });
                 continue;
             }
-            match rodio::DeviceSinkBuilder::open_default_sink() {
+            let opened = if sounds.quiet_probe {
+                without_stderr(rodio::DeviceSinkBuilder::open_default_sink)
+            } else {
+                rodio::DeviceSinkBuilder::open_default_sink()
+            };
+            match opened {
                 Ok(mut d) => {
                     d.log_on_drop(false);
                     if warned {
@@ -185,4 +194,20 @@ fn audio_thread(sounds: Sounds, rx: mpsc::Receiver<Request>, reports: broadcast:
         });
     }
     drop(players);
+}
+
+/// Runs `f` with the process's stderr pointed at /dev/null, then restores it. The audio library
+/// writes straight to file descriptor 2 when no card exists; only the demo asks for this.
+fn without_stderr<T>(f: impl FnOnce() -> T) -> T {
+    let saved = rustix::io::dup(rustix::stdio::stderr());
+    let null = std::fs::OpenOptions::new().write(true).open("/dev/null");
+    match (saved, null) {
+        (Ok(saved), Ok(null)) => {
+            let _ = rustix::stdio::dup2_stderr(&null);
+            let out = f();
+            let _ = rustix::stdio::dup2_stderr(&saved);
+            out
+        }
+        _ => f(),
+    }
 }

@@ -1,6 +1,7 @@
 //! `callguard demo`: runs the real daemon against the built-in simulator with compressed time and
 //! prints a timeline anyone can follow without a PBX.
 
+pub mod lead;
 pub mod simulator;
 
 use std::time::Duration;
@@ -49,6 +50,31 @@ pub async fn run(mut cfg: Config, time_scale: f64, minutes: u64) -> anyhow::Resu
     };
     let sim = Simulator::start(script.clone(), shutdown.clone()).await?;
     cfg.pbx.url = sim.url.clone();
+    // The team lead's chat, played by a receiver on 127.0.0.1 unless the config names real ones.
+    let mut inbox = lead::LeadInbox::start().await?;
+    if cfg.escalation.webhook.is_empty() {
+        cfg.escalation.webhook.push(crate::config::WebhookConfig {
+            url: inbox.url.clone(),
+            format: crate::config::WebhookFormat::Json,
+            secret_file: String::new(),
+        });
+    }
+    // What the agent presses during the call: 「責任者を出せ」 twice (call time, kind, quote).
+    let mut presses: std::collections::VecDeque<(Duration, crate::harassment::MarkKind, &str)> = [
+        (
+            Duration::from_secs(8 * 60),
+            crate::harassment::MarkKind::Manager,
+            "責任者を出せ",
+        ),
+        (
+            Duration::from_secs(10 * 60),
+            crate::harassment::MarkKind::Manager,
+            "だから責任者を出せと言っている",
+        ),
+    ]
+    .into_iter()
+    .filter(|(at, _, _)| at.as_secs() < minutes * 60)
+    .collect();
 
     let lang = cfg.language;
     println!(
@@ -78,6 +104,7 @@ pub async fn run(mut cfg: Config, time_scale: f64, minutes: u64) -> anyhow::Resu
         },
     );
     let mut reports = daemon.reports();
+    let commands = daemon.commands();
     let run = tokio::spawn(daemon.run(shutdown.clone()));
     let t0 = Instant::now();
     let mut call_t0: Option<Instant> = None;
@@ -86,8 +113,23 @@ pub async fn run(mut cfg: Config, time_scale: f64, minutes: u64) -> anyhow::Resu
     let pubkey = crate::evidence::keys::key_paths(&cfg.data_dir()).1;
     let deadline = t0 + Duration::from_secs(60) + script.length.div_f64(time_scale) * 2;
     loop {
+        let next_press = call_t0
+            .zip(presses.front())
+            .map(|(c, (at, _, _))| c + at.div_f64(time_scale));
         let report = tokio::select! {
             r = reports.recv() => r,
+            Some((ping, key)) = inbox.pings.recv() => {
+                let now = Instant::now();
+                let call_time = call_t0.map(|c| clock((now - c).mul_f64(time_scale))).unwrap_or_default();
+                print_ping(&format!("{:>6.1}s │ {call_time:>8} │", (now - t0).as_secs_f64()), &ping, &key);
+                continue;
+            }
+            _ = sleep_until_opt(next_press), if next_press.is_some() => {
+                if let Some((_, kind, quote)) = presses.pop_front() {
+                    press(&commands, kind, quote, t0, call_t0, time_scale).await;
+                }
+                continue;
+            }
             _ = tokio::time::sleep_until(deadline) => {
                 println!("demo: timed out waiting for the call to end");
                 break;
@@ -100,9 +142,13 @@ pub async fn run(mut cfg: Config, time_scale: f64, minutes: u64) -> anyhow::Resu
             Err(RecvError::Closed) => break,
         };
         let now = Instant::now();
-        let call_time = call_t0
-            .map(|c| (now - c).mul_f64(time_scale))
-            .unwrap_or_default();
+        let call_time = match &report {
+            Report::WarningDue { warning, .. } => warning.elapsed,
+            Report::CallEnded { duration, .. } => *duration,
+            _ => call_t0
+                .map(|c| (now - c).mul_f64(time_scale))
+                .unwrap_or_default(),
+        };
         let stamp = format!(
             "{:>6.1}s │ {:>8} │",
             (now - t0).as_secs_f64(),
@@ -194,6 +240,12 @@ pub async fn run(mut cfg: Config, time_scale: f64, minutes: u64) -> anyhow::Resu
                 if let Some(sha) = &sha256 {
                     println!("{:>19}   │ SHA-256 {sha}  call.wav", "");
                 }
+                if dir.join("incident.md").exists() {
+                    println!(
+                        "{:>19}   │ incident record: incident.json + incident.md, listed in the signed manifest",
+                        ""
+                    );
+                }
                 sealed.push(dir);
             }
         }
@@ -232,6 +284,77 @@ fn verify_sealed(sealed: &[std::path::PathBuf], pubkey: &std::path::Path) -> any
     }
     println!("(the WAV hash, the manifest signature and the ledger chain are intact)");
     Ok(())
+}
+
+async fn sleep_until_opt(at: Option<Instant>) {
+    if let Some(at) = at {
+        tokio::time::sleep_until(at).await;
+    }
+}
+
+/// The agent's keystroke: the same request `callguard mark` sends over the control socket.
+async fn press(
+    commands: &tokio::sync::mpsc::Sender<crate::calls::Command>,
+    kind: crate::harassment::MarkKind,
+    quote: &str,
+    t0: Instant,
+    call_t0: Option<Instant>,
+    time_scale: f64,
+) {
+    let (reply, rx) = tokio::sync::oneshot::channel();
+    let cmd = crate::calls::Command::Mark {
+        kind,
+        quote: Some(quote.to_string()),
+        call_id: None,
+        reply,
+    };
+    let now = Instant::now();
+    let stamp = format!(
+        "{:>6.1}s │ {:>8} │",
+        (now - t0).as_secs_f64(),
+        call_t0
+            .map(|c| clock((now - c).mul_f64(time_scale)))
+            .unwrap_or_default()
+    );
+    if commands.send(cmd).await.is_err() {
+        return;
+    }
+    match rx.await {
+        Ok(Ok(r)) => {
+            println!("{stamp} agent: callguard mark {kind} --quote 「{quote}」");
+            println!(
+                "{:>19}   │ {} mark no. {} at {} → level {} ({}){}",
+                "",
+                kind.label_ja(),
+                r.count,
+                r.offset,
+                r.level,
+                crate::harassment::Level(r.level).label_en(),
+                if r.fired.is_empty() {
+                    String::new()
+                } else {
+                    format!(", rule {}", r.fired.join(", "))
+                }
+            );
+        }
+        Ok(Err(e)) => println!("{stamp} agent: callguard mark {kind}: {e}"),
+        Err(_) => {}
+    }
+}
+
+/// One team-lead ping as the lead's chat received it.
+fn print_ping(stamp: &str, ping: &serde_json::Value, key: &str) {
+    let s = |k: &str| ping[k].as_str().unwrap_or("").to_string();
+    println!(
+        "{stamp}   team lead's webhook received a `{}` ping (level {}, Idempotency-Key {}…):",
+        s("kind"),
+        ping["level"]
+            .as_u64()
+            .map(|l| l.to_string())
+            .unwrap_or_else(|| "-".into()),
+        key.chars().take(8).collect::<String>()
+    );
+    println!("{:>19}   │ {}", "", s("text"));
 }
 
 fn clock(d: Duration) -> String {
