@@ -340,42 +340,11 @@ impl Setup {
 
     /// Runs a `callguard` subcommand; (exit code, stdout, stderr).
     async fn cli(&self, args: &[&str]) -> (i32, String, String) {
-        let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_callguard"))
-            .args(args)
-            .arg("--config")
-            .arg(&self.config)
-            .env_remove("CALLGUARD_CONFIG")
-            .env("DBUS_SESSION_BUS_ADDRESS", "unix:path=/nonexistent")
-            .output()
-            .await
-            .unwrap();
-        (
-            out.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&out.stdout).to_string(),
-            String::from_utf8_lossy(&out.stderr).to_string(),
-        )
+        common::cli(&self.config, args).await
     }
 
-    /// `status --json` once the daemon answers and `ready` holds (bounded).
     async fn status_until(&self, ready: impl Fn(&Value) -> bool) -> Value {
-        let deadline = Instant::now() + PATIENCE;
-        loop {
-            let (code, out, err) = self.cli(&["status", "--json"]).await;
-            if code == 0 {
-                let v: Value = serde_json::from_str(&out).unwrap();
-                if ready(&v) {
-                    return v;
-                }
-            } else {
-                assert!(
-                    err.contains("not running"),
-                    "unexpected status failure: {err}"
-                );
-            }
-            assert!(Instant::now() < deadline, "status never became ready");
-            // Poll interval only: each round is a real exchange with the daemon.
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        common::status_until(&self.config, ready).await
     }
 }
 

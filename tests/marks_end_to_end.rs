@@ -44,35 +44,11 @@ impl Setup {
     }
 
     async fn cli(&self, args: &[&str]) -> (i32, String, String) {
-        let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_callguard"))
-            .args(args)
-            .arg("--config")
-            .arg(&self.config)
-            .env_remove("CALLGUARD_CONFIG")
-            .output()
-            .await
-            .unwrap();
-        (
-            out.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&out.stdout).to_string(),
-            String::from_utf8_lossy(&out.stderr).to_string(),
-        )
+        common::cli(&self.config, args).await
     }
 
-    /// Polls `status --json` (each round a real exchange with the daemon) until `ready`.
     async fn status_until(&self, ready: impl Fn(&Value) -> bool) -> Value {
-        let deadline = Instant::now() + PATIENCE;
-        loop {
-            let (code, out, _) = self.cli(&["status", "--json"]).await;
-            if code == 0 {
-                let v: Value = serde_json::from_str(&out).unwrap();
-                if ready(&v) {
-                    return v;
-                }
-            }
-            assert!(Instant::now() < deadline, "status never became ready");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        common::status_until(&self.config, ready).await
     }
 }
 

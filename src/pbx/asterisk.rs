@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use super::ari::channels::AgentChannels;
 use super::ari::event::{self, Channel, Event};
 use super::ari::rest::{AriUrls, Rest, RestError};
-use super::backoff::Backoff;
+use super::backoff::{Backoff, Reconnect};
 use super::ws::{self, Credentials, OpenError, PING_EVERY, SILENCE_LIMIT};
 use crate::config::{Config, EvidenceSource};
 use crate::events::{CallStart, PbxEvent, RecordingOutcome};
@@ -197,8 +197,7 @@ pub async fn run(opts: Options, events: mpsc::Sender<PbxEvent>, shutdown: Cancel
         internal_tx,
         internal_rx,
     };
-    let mut backoff = Backoff::default();
-    let mut last_failure: Option<String> = None;
+    let mut reconnect = Reconnect::new(&shown, c.events.clone(), c.shutdown.clone());
     loop {
         let started = Instant::now();
         let mut connected = false;
@@ -220,35 +219,10 @@ pub async fn run(opts: Options, events: mpsc::Sender<PbxEvent>, shutdown: Cancel
             c.shutdown.cancelled().await;
             return;
         }
-        if connected {
-            backoff.connection_ended(started.elapsed());
-        }
-        let delay = backoff.next_delay();
-        let reason = ended.to_string();
-        // One log line and one event per change of state, not one per attempt.
-        if connected || last_failure.as_deref() != Some(reason.as_str()) {
-            if matches!(ended, Ended::Unauthorized(_)) {
-                tracing::error!(url = %shown, %reason, retry_in = ?delay, "Asterisk refused the credentials; retrying with backoff");
-            } else {
-                tracing::warn!(url = %shown, %reason, retry_in = ?delay, "Asterisk connection down; retrying with backoff");
-            }
-            if c.events
-                .send(PbxEvent::Disconnected {
-                    reason: reason.clone(),
-                    retry_in: delay,
-                })
-                .await
-                .is_err()
-            {
-                return;
-            }
-        } else {
-            tracing::debug!(url = %shown, %reason, retry_in = ?delay, "Asterisk still unreachable");
-        }
-        last_failure = if connected { None } else { Some(reason) };
-        tokio::select! {
-            _ = c.shutdown.cancelled() => return,
-            _ = tokio::time::sleep(delay) => {}
+        let severe = matches!(ended, Ended::Unauthorized(_));
+        let (held, reason) = (started.elapsed(), ended.to_string());
+        if !reconnect.ended(connected, held, reason, severe).await {
+            return;
         }
     }
 }

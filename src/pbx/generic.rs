@@ -9,7 +9,7 @@ use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
-use super::backoff::Backoff;
+use super::backoff::Reconnect;
 use crate::config::Config;
 use crate::events::PbxEvent;
 use crate::protocol::{self, Parsed};
@@ -63,9 +63,7 @@ enum Ended {
 /// Runs until `shutdown`: connect, read, reconnect.
 pub async fn run(opts: Options, events: mpsc::Sender<PbxEvent>, shutdown: CancellationToken) {
     let shown = super::display_url(&opts.url);
-    let mut backoff = Backoff::default();
-    let mut last_failure: Option<String> = None;
-    let mut attempts_failed: u64 = 0;
+    let mut reconnect = Reconnect::new(&shown, events.clone(), shutdown.clone());
     loop {
         let started = Instant::now();
         let mut connected = false;
@@ -73,34 +71,9 @@ pub async fn run(opts: Options, events: mpsc::Sender<PbxEvent>, shutdown: Cancel
         if matches!(ended, Ended::Shutdown) || shutdown.is_cancelled() {
             return;
         }
-        if connected {
-            backoff.connection_ended(started.elapsed());
-            attempts_failed = 0;
-        } else {
-            attempts_failed += 1;
-        }
-        let delay = backoff.next_delay();
-        let reason = ended.to_string();
-        // One log line and one event per change of state, not one per attempt.
-        if connected || last_failure.as_deref() != Some(reason.as_str()) {
-            tracing::warn!(url = %shown, %reason, retry_in = ?delay, "PBX connection down; retrying with backoff");
-            if events
-                .send(PbxEvent::Disconnected {
-                    reason: reason.clone(),
-                    retry_in: delay,
-                })
-                .await
-                .is_err()
-            {
-                return;
-            }
-        } else {
-            tracing::debug!(url = %shown, %reason, attempts_failed, retry_in = ?delay, "PBX still unreachable");
-        }
-        last_failure = if connected { None } else { Some(reason) };
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(delay) => {}
+        let (held, reason) = (started.elapsed(), ended.to_string());
+        if !reconnect.ended(connected, held, reason, false).await {
+            return;
         }
     }
 }

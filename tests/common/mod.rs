@@ -142,3 +142,49 @@ impl RunningDaemon {
         self.handle.await.unwrap().unwrap();
     }
 }
+
+/// Runs the real `callguard ARGS --config CONFIG`; (exit code, stdout, stderr).
+pub async fn cli(config: &std::path::Path, args: &[&str]) -> (i32, String, String) {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_callguard"))
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .env_remove("CALLGUARD_CONFIG")
+        .env("DBUS_SESSION_BUS_ADDRESS", "unix:path=/nonexistent")
+        .output()
+        .await
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
+/// `callguard status --json` once the daemon answers and `ready` holds (bounded: a minute).
+pub async fn status_until(
+    config: &std::path::Path,
+    ready: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let (code, out, err) = cli(config, &["status", "--json"]).await;
+        if code == 0 {
+            let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+            if ready(&v) {
+                return v;
+            }
+        } else {
+            assert!(
+                err.contains("not running"),
+                "unexpected status failure: {err}"
+            );
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "status never became ready"
+        );
+        // Poll interval only: each round is a real exchange with the daemon.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
