@@ -85,6 +85,14 @@ pub fn default_body(kind: WarningKind, lang: Language) -> &'static str {
 }
 
 /// Call time as people read it: `15分03秒` / `15 min 03 s`; hours when needed.
+///
+/// ```
+/// use std::time::Duration;
+/// use callguard::alerts::text::format_elapsed;
+/// use callguard::config::Language;
+/// assert_eq!(format_elapsed(Duration::from_secs(903), Language::Ja), "15分03秒");
+/// assert_eq!(format_elapsed(Duration::from_secs(1800), Language::En), "30 min 00 s");
+/// ```
 pub fn format_elapsed(d: Duration, lang: Language) -> String {
     let s = d.as_secs();
     let (h, m, s) = (s / 3600, (s / 60) % 60, s % 60);

@@ -106,6 +106,13 @@ impl fmt::Display for MarkKind {
 }
 
 /// An unknown mark kind; the message lists the valid ones.
+///
+/// ```
+/// use callguard::harassment::MarkKind;
+/// assert_eq!("threat".parse::<MarkKind>(), Ok(MarkKind::Threat));
+/// let err = "yelling".parse::<MarkKind>().unwrap_err();
+/// assert!(err.to_string().contains("abuse, threat, demand"));
+/// ```
 #[derive(Debug, thiserror::Error, PartialEq)]
 #[error(
     "unknown mark `{0}`; use one of: abuse, threat, demand, manager, repeat, sexual, violence, symptom"
