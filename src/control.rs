@@ -430,10 +430,12 @@ async fn handle(stream: UnixStream, shared: Arc<Shared>, me: u32) -> io::Result<
         write_line(&mut write, &r).await?;
         return Ok(());
     }
-    let mut lines = BufReader::new(read.take(MAX_LINE));
+    let mut lines = BufReader::new(read);
     loop {
         let mut line = String::new();
-        let n = match tokio::time::timeout(IO_TIMEOUT, lines.read_line(&mut line)).await {
+        // The limit is per request, so a client may keep its connection for many requests.
+        let mut one = (&mut lines).take(MAX_LINE);
+        let n = match tokio::time::timeout(IO_TIMEOUT, one.read_line(&mut line)).await {
             Ok(r) => r?,
             Err(_) => return Ok(()),
         };

@@ -87,6 +87,9 @@ impl Daemon {
             commands_tx,
             commands_rx,
         } = self;
+        // One daemon per data and evidence folder: two would fork the ledger's chain and
+        // recover each other's live recordings.
+        let _locks = lock_folders(&cfg)?;
         let memory = if opts.volatile {
             Memory::volatile()
         } else {
@@ -137,6 +140,26 @@ impl Daemon {
         tracing::info!("callguard stopped");
         Ok(())
     }
+}
+
+/// Locks the data and evidence folders for this process, or says who holds them.
+fn lock_folders(cfg: &Config) -> anyhow::Result<Vec<crate::fsutil::ExclusiveLock>> {
+    let mut locks = Vec::new();
+    for (dir, name) in [(cfg.data_dir(), "callguard.lock"), (cfg.evidence_dir(), ".lock")] {
+        crate::fsutil::create_private_dir(&dir)
+            .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", dir.display()))?;
+        let path = dir.join(name);
+        match crate::fsutil::lock_exclusive(&path) {
+            Ok(l) => locks.push(l),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => anyhow::bail!(
+                "another callguard is already running with {} (lock {}); stop it first",
+                dir.display(),
+                path.display()
+            ),
+            Err(e) => anyhow::bail!("cannot lock {}: {e}", path.display()),
+        }
+    }
+    Ok(locks)
 }
 
 /// Cancels `token` on SIGINT or SIGTERM.

@@ -34,3 +34,23 @@ pub fn create_new_private_file(path: &Path) -> io::Result<File> {
         .mode(0o600)
         .open(path)
 }
+
+/// An exclusive lock on a file, held until dropped (or the process dies, `kill -9` included).
+#[derive(Debug)]
+pub struct ExclusiveLock {
+    _file: File,
+}
+
+/// Takes an exclusive, non-blocking lock on `path` (created 0600 if missing). `WouldBlock` when
+/// another process holds it.
+pub fn lock_exclusive(path: &Path) -> io::Result<ExclusiveLock> {
+    let file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)?;
+    rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive)
+        .map_err(io::Error::from)?;
+    Ok(ExclusiveLock { _file: file })
+}

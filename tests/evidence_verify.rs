@@ -364,3 +364,67 @@ fn key_show_prints_the_public_key_and_its_id() {
         .unwrap();
     assert_eq!(again.stdout, out.stdout);
 }
+
+/// Removing the signature and planting a `meta.json` must not turn a sealed call into an "open"
+/// one that verify skips — and a restart must not re-seal it over the original.
+#[test]
+fn a_sealed_folder_stripped_of_its_signature_fails_and_is_never_resealed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (root, pubkey, dirs) = sealed_tree(tmp.path());
+    let pk = pubkey.to_str().unwrap();
+    flip(&dirs[1].join("call.wav"), 5000);
+    std::fs::remove_file(dirs[1].join("manifest.sig")).unwrap();
+    std::fs::write(dirs[1].join("meta.json"), b"{}").unwrap();
+    let (code, out) = verify(&["--pubkey", pk, root.to_str().unwrap()]);
+    assert_eq!(code, 1, "{out}");
+    assert!(!out.contains("OPEN"), "{out}");
+
+    // Recovery at start-up leaves a folder the ledger knows exactly as it is.
+    let manifest_before = std::fs::read(dirs[1].join("manifest.json")).unwrap();
+    let sealer = Sealer::open(&root, &tmp.path().join("state")).unwrap();
+    let results = callguard::evidence::recovery::recover(&sealer);
+    assert!(results.iter().all(|r| r.is_err()), "{results:?}");
+    assert_eq!(std::fs::read(dirs[1].join("manifest.json")).unwrap(), manifest_before);
+    let ledger = std::fs::read_to_string(root.join("ledger.jsonl")).unwrap();
+    assert_eq!(ledger.lines().count(), 3, "nothing appended:\n{ledger}");
+    let (code, _) = verify(&["--pubkey", pk, root.to_str().unwrap()]);
+    assert_eq!(code, 1);
+}
+
+/// A manifest and signature taken from another sealed call do not pass for this folder.
+#[test]
+fn a_manifest_swapped_in_from_another_call_fails() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (root, pubkey, dirs) = sealed_tree(tmp.path());
+    for f in ["manifest.json", "manifest.sig", "call.wav"] {
+        std::fs::copy(dirs[0].join(f), dirs[1].join(f)).unwrap();
+    }
+    let (code, out) = verify(&["--pubkey", pubkey.to_str().unwrap(), root.to_str().unwrap()]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("FAIL"), "{out}");
+}
+
+/// A ledger line torn by a crash is reported, and the next sealed call still gets a line of
+/// its own that verifies.
+#[test]
+fn a_torn_last_ledger_line_does_not_swallow_the_next_call() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (root, pubkey, _) = sealed_tree(tmp.path());
+    let ledger = root.join("ledger.jsonl");
+    let mut text = std::fs::read_to_string(&ledger).unwrap();
+    text.push_str(r#"{"seq":4,"at":"2026-11-22T15:5"#);
+    std::fs::write(&ledger, &text).unwrap();
+    let sealer = Sealer::open(&root, &tmp.path().join("state")).unwrap();
+    let src = tmp.path().join("c-5.wav");
+    std::fs::copy(fixture(), &src).unwrap();
+    let s = sealer.seal_wav_as_new_call(&src, &record("c-5")).unwrap();
+    let after = std::fs::read_to_string(&ledger).unwrap();
+    let last = after.lines().last().unwrap();
+    assert!(last.starts_with("{\"seq\":"), "{after}");
+    assert!(last.contains("\"call_id\":\"c-5\""), "{after}");
+    let (code, out) = verify(&["--pubkey", pubkey.to_str().unwrap(), root.to_str().unwrap()]);
+    assert_eq!(code, 1, "the torn line is a failure: {out}");
+    assert!(out.contains(&format!("OK {}", s.dir.display())), "the new call verifies: {out}");
+    assert!(out.contains("line 4"), "the torn line is reported: {out}");
+    assert!(!out.contains("missing from the ledger"), "{out}");
+}

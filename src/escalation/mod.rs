@@ -288,7 +288,12 @@ async fn deliver(mut d: Delivery, ctx: Arc<Ctx>, stop: CancellationToken) {
                 let backoff = ctx.retry.delay(d.attempts);
                 // The receiver's Retry-After wins over our own spacing, but never shorter than
                 // the first delay (a `Retry-After: 0` loop would hammer it).
-                let delay = after.map_or(backoff, |a| a.max(ctx.retry.initial));
+                // Never past the retry window either: a `Retry-After` of a year still gets its
+                // last attempt (and its failure report) when the 24 h are up.
+                let left = (expires - now()).to_std().unwrap_or_default();
+                let delay = after
+                    .map_or(backoff, |a| a.max(ctx.retry.initial))
+                    .min(left.max(ctx.retry.initial));
                 let next = now() + chrono::Duration::from_std(delay).unwrap_or_default();
                 d.last_error = Some(reason.clone());
                 d.next_attempt_at = Some(next);

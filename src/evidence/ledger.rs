@@ -98,6 +98,16 @@ impl Ledger {
     /// cut short by a crash is kept (verify reports it); the chain continues from its bytes.
     pub fn open(root: &Path) -> io::Result<Ledger> {
         let path = root.join(super::layout::LEDGER_FILE);
+        // A last line torn by a crash or a full disk is ended with a newline, so the next line
+        // starts on a line of its own; the torn bytes stay for verify to report.
+        if let Ok(text) = std::fs::read(&path)
+            && !text.is_empty()
+            && !text.ends_with(b"\n")
+        {
+            let mut f = std::fs::OpenOptions::new().append(true).open(&path)?;
+            f.write_all(b"\n")?;
+            f.sync_all()?;
+        }
         let (next_seq, prev) = match std::fs::read_to_string(&path) {
             Ok(text) => match text.lines().rfind(|l| !l.is_empty()) {
                 Some(last) => {

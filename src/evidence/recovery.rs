@@ -59,6 +59,17 @@ fn recover_one(sealer: &Sealer, dir: &Path) -> Result<Option<Sealed>, String> {
         let _ = std::fs::remove_file(dir.join(RESERVE_FILE));
         return Ok(None);
     }
+    // A folder the ledger already holds was sealed: a missing signature there is damage (or
+    // tampering), never a crash to repair. It is left exactly as found, for verify to report.
+    let sealed = sealer
+        .ledger()
+        .map(|l| l.contains_dir(&sealer.rel(dir)))
+        .map_err(|e| format!("{show}: {e}"))?;
+    if sealed {
+        return Err(format!(
+            "{show}: sealed in the ledger but its manifest.sig is missing; left untouched (run callguard verify)"
+        ));
+    }
     // An unsigned manifest was never sealed: it is made again below.
     let _ = std::fs::remove_file(dir.join(MANIFEST_FILE));
     let part = dir.join(PART_FILE);

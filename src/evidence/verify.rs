@@ -182,13 +182,22 @@ pub fn verify_paths(paths: &[PathBuf], key: &VerifyingKey) -> Result<Outcome, Us
             .collect();
         if whole_roots.contains(&i) {
             for l in &r.lines {
-                if let Some(e) = &l.entry
-                    && !r.path.join(&e.dir).join(MANIFEST_FILE).is_file()
-                {
-                    failures.push(format!(
+                let Some(e) = &l.entry else { continue };
+                if e.is_addendum() {
+                    continue;
+                }
+                match std::fs::read(r.path.join(&e.dir).join(MANIFEST_FILE)) {
+                    Err(_) => failures.push(format!(
                         "line {}: call {} — folder {} or its manifest.json is missing",
                         l.line_no, e.call_id, e.dir
-                    ));
+                    )),
+                    Ok(bytes) if hex::encode(Sha256::digest(&bytes)) != e.manifest_sha256 => {
+                        failures.push(format!(
+                            "line {}: call {} — manifest.json in {} is not the one sealed",
+                            l.line_no, e.call_id, e.dir
+                        ))
+                    }
+                    Ok(_) => {}
                 }
             }
         }
@@ -206,12 +215,18 @@ fn load_root(root: &Path, key: &VerifyingKey) -> Root {
     let lines = ledger::check(&text, key);
     let mut by_dir = HashMap::new();
     let mut addenda: HashMap<String, Vec<usize>> = HashMap::new();
-    for (i, l) in lines.iter().enumerate() {
-        if let Some(e) = &l.entry {
-            if e.is_addendum() {
-                addenda.entry(e.dir.clone()).or_default().push(i);
-            } else {
-                by_dir.insert(e.dir.clone(), i);
+    let mut lines = lines;
+    for i in 0..lines.len() {
+        let Some(e) = lines[i].entry.clone() else { continue };
+        if e.is_addendum() {
+            addenda.entry(e.dir.clone()).or_default().push(i);
+        } else if let Some(first) = by_dir.insert(e.dir.clone(), i) {
+            // A folder is sealed once; a second seal means its first manifest was replaced.
+            if lines[i].error.is_none() {
+                lines[i].error = Some(format!(
+                    "folder {} sealed a second time (first at line {}): the sealed call was replaced",
+                    e.dir, lines[first].line_no
+                ));
             }
         }
     }
@@ -243,7 +258,12 @@ fn verify_call(dir: &Path, root: Option<&Root>, key: &VerifyingKey) -> CallVerdi
     };
     let manifest_path = dir.join(MANIFEST_FILE);
     let sig_path = dir.join(SIG_FILE);
-    if !sig_path.is_file() && (dir.join(META_FILE).is_file() || dir.join(PART_FILE).is_file()) {
+    // A folder the ledger knows is sealed, whatever else lies in it: never "open".
+    let in_ledger = root.is_some_and(|r| r.by_dir.contains_key(&rel_of(dir, &r.path)));
+    if !in_ledger
+        && !sig_path.is_file()
+        && (dir.join(META_FILE).is_file() || dir.join(PART_FILE).is_file())
+    {
         v.open = true;
         return v;
     }
