@@ -132,8 +132,8 @@ pub enum KeyCommand {
 
 fn parse_scale(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
-        Ok(v) if v.is_finite() && v >= 1.0 => Ok(v),
-        _ => Err(format!("`{s}` is not a number of at least 1")),
+        Ok(v) if v.is_finite() && (1.0..=10_000.0).contains(&v) => Ok(v),
+        _ => Err(format!("`{s}` is not a number from 1 to 10000")),
     }
 }
 
@@ -279,11 +279,14 @@ where
             return ExitCode::FAILURE;
         }
     };
-    match rt.block_on(fut) {
+    let code = match rt.block_on(fut) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("callguard: {e:#}");
             ExitCode::FAILURE
         }
-    }
+    };
+    // Blocking calls stuck on a hung peer (a frozen desktop) must not keep the process alive.
+    rt.shutdown_timeout(std::time::Duration::from_secs(2));
+    code
 }

@@ -486,8 +486,7 @@ impl Config {
             builder = builder.add_source(
                 config::Environment::with_prefix(ENV_PREFIX)
                     .prefix_separator("__")
-                    .separator("__")
-                    .try_parsing(true),
+                    .separator("__"),
             );
         }
         let raw = builder

@@ -145,7 +145,10 @@ impl Daemon {
 /// Locks the data and evidence folders for this process, or says who holds them.
 fn lock_folders(cfg: &Config) -> anyhow::Result<Vec<crate::fsutil::ExclusiveLock>> {
     let mut locks = Vec::new();
-    for (dir, name) in [(cfg.data_dir(), "callguard.lock"), (cfg.evidence_dir(), ".lock")] {
+    for (dir, name) in [
+        (cfg.data_dir(), "callguard.lock"),
+        (cfg.evidence_dir(), ".lock"),
+    ] {
         crate::fsutil::create_private_dir(&dir)
             .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", dir.display()))?;
         let path = dir.join(name);

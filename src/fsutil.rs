@@ -16,14 +16,18 @@ pub fn create_private_dir(dir: &Path) -> io::Result<()> {
     Ok(())
 }
 
-/// Creates or truncates `path` with mode 0600.
+/// Creates or truncates `path` with mode 0600, never through a symbolic link, and tightens an
+/// existing file to 0600.
 pub fn create_private_file(path: &Path) -> io::Result<File> {
-    OpenOptions::new()
+    let file = OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
         .mode(0o600)
-        .open(path)
+        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+        .open(path)?;
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    Ok(file)
 }
 
 /// Creates `path` with mode 0600, failing if it exists (never overwrites).

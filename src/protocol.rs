@@ -52,45 +52,88 @@ pub enum Parsed {
     Ignored(String),
 }
 
+/// The fields of the known frame types. Text fields also take numbers (`"agent": 1001`), and
+/// `at` is read as any JSON value: a PBX's odd timestamp must not cost the call.
 #[derive(Deserialize)]
 struct RawFrame {
     #[serde(rename = "type")]
     kind: Option<String>,
+    #[serde(default, deserialize_with = "text")]
     call_id: Option<String>,
-    at: Option<String>,
+    #[serde(default)]
+    at: Option<serde_json::Value>,
+    #[serde(default, deserialize_with = "text")]
     agent: Option<String>,
+    #[serde(default, deserialize_with = "text")]
     caller: Option<String>,
+    #[serde(default, deserialize_with = "text")]
     direction: Option<String>,
+    #[serde(default, deserialize_with = "text")]
     cause: Option<String>,
     encoding: Option<String>,
     sample_rate: Option<u32>,
     track: Option<String>,
     seq: Option<u64>,
     payload: Option<String>,
-    calls: Option<Vec<RawCall>>,
+    calls: Option<Vec<serde_json::Value>>,
 }
 
 #[derive(Deserialize)]
 struct RawCall {
+    #[serde(default, deserialize_with = "text")]
     call_id: Option<String>,
-    at: Option<String>,
+    #[serde(default)]
+    at: Option<serde_json::Value>,
+    #[serde(default, deserialize_with = "text")]
     agent: Option<String>,
+    #[serde(default, deserialize_with = "text")]
     caller: Option<String>,
+    #[serde(default, deserialize_with = "text")]
     direction: Option<String>,
 }
+
+/// A string, or a number taken as its decimal text (PBXs send extensions both ways).
+fn text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    Ok(match Option::<serde_json::Value>::deserialize(d)? {
+        Some(serde_json::Value::String(s)) => Some(s),
+        Some(serde_json::Value::Number(n)) => Some(n.to_string()),
+        _ => None,
+    })
+}
+
+const KNOWN: [&str; 5] = [
+    "call.start",
+    "call.end",
+    "calls.snapshot",
+    "media.start",
+    "media",
+];
 
 /// Parses one text frame.
 pub fn parse_frame(text: &str) -> Result<Parsed, FrameError> {
     if text.len() > MAX_FRAME_BYTES {
         return Err(FrameError::TooLarge(text.len()));
     }
-    let raw: RawFrame = serde_json::from_str(text).map_err(|e| FrameError::Json(e.to_string()))?;
-    let Some(kind) = raw.kind.as_deref() else {
+    let value: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| FrameError::Json(e.to_string()))?;
+    let Some(kind) = value
+        .get("type")
+        .and_then(|t| t.as_str())
+        .map(str::to_string)
+    else {
         return Err(FrameError::Missing {
             frame: "?",
             field: "type",
         });
     };
+    // Unknown types are ignored whatever their fields look like.
+    if !KNOWN.contains(&kind.as_str()) {
+        return Ok(Parsed::Ignored(kind));
+    }
+    let raw: RawFrame =
+        serde_json::from_value(value).map_err(|e| FrameError::Json(e.to_string()))?;
+    let kind = raw.kind.clone().unwrap_or_default();
+    let kind = kind.as_str();
     let event = match kind {
         "call.start" => {
             let call = call_start(
@@ -105,7 +148,7 @@ pub fn parse_frame(text: &str) -> Result<Parsed, FrameError> {
         }
         "call.end" => PbxEvent::CallEnd {
             call_id: call_id("call.end", raw.call_id)?,
-            at: parse_at("call.end", raw.at.as_deref())?,
+            at: parse_at("call.end", raw.at.as_ref()),
             cause: raw.cause.unwrap_or_else(|| "normal".into()),
         },
         "calls.snapshot" => {
@@ -113,19 +156,28 @@ pub fn parse_frame(text: &str) -> Result<Parsed, FrameError> {
                 frame: "calls.snapshot",
                 field: "calls",
             })?;
+            // One bad entry costs that entry, not the snapshot (whose other calls must still
+            // be adopted or ended).
             let calls = calls
                 .into_iter()
-                .map(|c| {
-                    call_start(
-                        "calls.snapshot",
-                        c.call_id,
-                        c.at,
-                        c.agent,
-                        c.caller,
-                        c.direction,
-                    )
+                .filter_map(|c| {
+                    let parsed = serde_json::from_value::<RawCall>(c)
+                        .map_err(|e| FrameError::Json(e.to_string()))
+                        .and_then(|c| {
+                            call_start(
+                                "calls.snapshot",
+                                c.call_id,
+                                c.at,
+                                c.agent,
+                                c.caller,
+                                c.direction,
+                            )
+                        });
+                    parsed
+                        .map_err(|e| tracing::warn!(error = %e, "snapshot entry skipped"))
+                        .ok()
                 })
-                .collect::<Result<Vec<_>, _>>()?;
+                .collect();
             PbxEvent::Snapshot(calls)
         }
         "media.start" => {
@@ -229,14 +281,14 @@ fn call_id(frame: &'static str, id: Option<String>) -> Result<String, FrameError
 fn call_start(
     frame: &'static str,
     id: Option<String>,
-    at: Option<String>,
+    at: Option<serde_json::Value>,
     agent: Option<String>,
     caller: Option<String>,
     direction: Option<String>,
 ) -> Result<CallStart, FrameError> {
     Ok(CallStart {
         call_id: call_id(frame, id)?,
-        at: parse_at(frame, at.as_deref())?,
+        at: parse_at(frame, at.as_ref()),
         agent: agent.unwrap_or_default(),
         caller: caller.unwrap_or_default(),
         direction: direction.unwrap_or_else(|| "inbound".into()),
@@ -244,20 +296,24 @@ fn call_start(
     })
 }
 
-/// RFC 3339 timestamps as the generic protocol sends them.
-fn parse_at(
-    frame: &'static str,
-    at: Option<&str>,
-) -> Result<Option<DateTime<FixedOffset>>, FrameError> {
+/// RFC 3339 timestamps as the generic protocol sends them. `at` is optional: one that cannot be
+/// read is logged and the receipt time counts instead, so the event itself is never lost.
+fn parse_at(frame: &'static str, at: Option<&serde_json::Value>) -> Option<DateTime<FixedOffset>> {
     match at {
-        None | Some("") => Ok(None),
-        Some(s) => DateTime::parse_from_rfc3339(s)
-            .map(Some)
-            .map_err(|e| FrameError::Bad {
-                frame,
-                field: "at",
-                msg: format!("`{s}` is not RFC 3339: {e}"),
-            }),
+        None | Some(serde_json::Value::Null) => None,
+        Some(serde_json::Value::String(s)) if s.is_empty() => None,
+        Some(serde_json::Value::String(s)) => match DateTime::parse_from_rfc3339(s) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                tracing::warn!(frame, at = %s, error = %e,
+                    "`at` is not RFC 3339 with an offset; counting from receipt time");
+                None
+            }
+        },
+        Some(other) => {
+            tracing::warn!(frame, at = %other, "`at` is not a string; counting from receipt time");
+            None
+        }
     }
 }
 
@@ -327,9 +383,27 @@ mod tests {
             parse_frame(&huge),
             Err(FrameError::TooLarge(MAX_FRAME_BYTES + 1))
         );
+        // An unreadable optional `at` costs the timestamp, not the call.
         assert!(matches!(
-            parse_frame(r#"{"type":"call.start","call_id":"a","at":"yesterday"}"#),
-            Err(FrameError::Bad { field: "at", .. })
+            parse_frame(r#"{"type":"call.end","call_id":"a","at":"2026-11-22T10:31:05"}"#),
+            Ok(Parsed::Event(PbxEvent::CallEnd { at: None, .. }))
         ));
+        // Numbers where text is expected, and odd fields on unknown types.
+        assert!(matches!(
+            parse_frame(r#"{"type":"call.start","call_id":42,"agent":1001}"#),
+            Ok(Parsed::Event(PbxEvent::CallStart(c))) if c.agent == "1001" && c.call_id == "42"
+        ));
+        assert_eq!(
+            parse_frame(r#"{"type":"dtmf","track":5,"at":1732240000}"#),
+            Ok(Parsed::Ignored("dtmf".into()))
+        );
+        // One bad snapshot entry does not cost the others.
+        let snap = format!(
+            r#"{{"type":"calls.snapshot","calls":[{{"call_id":"{}"}},{{"call_id":"ok"}}]}}"#,
+            "x".repeat(300)
+        );
+        assert!(
+            matches!(parse_frame(&snap), Ok(Parsed::Event(PbxEvent::Snapshot(v))) if v.len() == 1)
+        );
     }
 }

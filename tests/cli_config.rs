@@ -48,7 +48,7 @@ fn env_overrides_any_key_and_secrets_are_masked() {
     let out = callguard()
         .args(["config", "check", "--config"])
         .arg(example())
-        .env("CALLGUARD__AGENT__EXTENSION", "1001")
+        .env("CALLGUARD__AGENT__EXTENSION", "0101")
         .env("CALLGUARD__PBX__PASSWORD", "s3cret-pw")
         .env("CALLGUARD__LANGUAGE", "en")
         .output()
@@ -59,7 +59,10 @@ fn env_overrides_any_key_and_secrets_are_masked() {
         String::from_utf8_lossy(&out.stderr)
     );
     let text = String::from_utf8(out.stdout).unwrap();
-    assert!(text.contains("extension = \"1001\""), "{text}");
+    assert!(
+        text.contains("extension = \"0101\""),
+        "leading zeros kept: {text}"
+    );
     assert!(text.contains("language = \"en\""), "{text}");
     assert!(!text.contains("s3cret-pw"), "password shown:\n{text}");
     assert!(text.contains("password = \"********\""), "{text}");

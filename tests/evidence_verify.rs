@@ -384,7 +384,10 @@ fn a_sealed_folder_stripped_of_its_signature_fails_and_is_never_resealed() {
     let sealer = Sealer::open(&root, &tmp.path().join("state")).unwrap();
     let results = callguard::evidence::recovery::recover(&sealer);
     assert!(results.iter().all(|r| r.is_err()), "{results:?}");
-    assert_eq!(std::fs::read(dirs[1].join("manifest.json")).unwrap(), manifest_before);
+    assert_eq!(
+        std::fs::read(dirs[1].join("manifest.json")).unwrap(),
+        manifest_before
+    );
     let ledger = std::fs::read_to_string(root.join("ledger.jsonl")).unwrap();
     assert_eq!(ledger.lines().count(), 3, "nothing appended:\n{ledger}");
     let (code, _) = verify(&["--pubkey", pk, root.to_str().unwrap()]);
@@ -424,7 +427,10 @@ fn a_torn_last_ledger_line_does_not_swallow_the_next_call() {
     assert!(last.contains("\"call_id\":\"c-5\""), "{after}");
     let (code, out) = verify(&["--pubkey", pubkey.to_str().unwrap(), root.to_str().unwrap()]);
     assert_eq!(code, 1, "the torn line is a failure: {out}");
-    assert!(out.contains(&format!("OK {}", s.dir.display())), "the new call verifies: {out}");
+    assert!(
+        out.contains(&format!("OK {}", s.dir.display())),
+        "the new call verifies: {out}"
+    );
     assert!(out.contains("line 4"), "the torn line is reported: {out}");
     assert!(!out.contains("missing from the ledger"), "{out}");
 }

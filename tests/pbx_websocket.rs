@@ -310,9 +310,14 @@ async fn a_second_daemon_on_the_same_folders_refuses_to_start() {
     let mut pbx = FakePbx::start().await;
     let mut first = start_daemon(test_config(dir.path(), &pbx.url), opts());
     let _conn = pbx.accept().await;
-    first.next(|r| matches!(r, Report::Connected(_)).then_some(())).await;
+    first
+        .next(|r| matches!(r, Report::Connected(_)).then_some(()))
+        .await;
     let second = start_daemon(test_config(dir.path(), &pbx.url), opts());
     let err = second.handle.await.unwrap().unwrap_err().to_string();
-    assert!(err.contains("another callguard is already running"), "{err}");
+    assert!(
+        err.contains("another callguard is already running"),
+        "{err}"
+    );
     first.stop().await;
 }

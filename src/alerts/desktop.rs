@@ -10,6 +10,10 @@ use tokio::task::JoinHandle;
 use crate::calls::Command;
 use crate::config::{Language, WarningKind};
 
+/// A notification server that has not answered in this time counts as absent for that
+/// notification: a frozen desktop must not hold back the next warning or the shutdown.
+pub const DBUS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Application name shown by the notification server.
 pub const APP_NAME: &str = "callguard";
 /// Action key of the 「上長を呼ぶ」 / "Call team lead" button.
@@ -75,8 +79,16 @@ impl Desktop {
             return a;
         }
         // The capability query is blocking D-Bus I/O: keep it off the runtime's workers.
-        match tokio::task::spawn_blocking(notify_rust::get_capabilities).await {
-            Ok(Ok(caps)) => {
+        // A detached thread, not the runtime's blocking pool: a hung server must not hold up
+        // the shutdown of the runtime.
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let _ = std::thread::Builder::new()
+            .name("callguard-notify-caps".into())
+            .spawn(move || {
+                let _ = tx.send(notify_rust::get_capabilities());
+            });
+        match tokio::time::timeout(DBUS_TIMEOUT, rx).await {
+            Ok(Ok(Ok(caps))) => {
                 let a = caps.iter().any(|c| c == "actions");
                 if !a {
                     tracing::info!(
@@ -118,7 +130,13 @@ impl Desktop {
             }
             _ => None,
         };
-        match note.show_async().await {
+        let shown = match tokio::time::timeout(DBUS_TIMEOUT, note.show_async()).await {
+            Ok(r) => r.map_err(|e| e.to_string()),
+            Err(_) => Err(format!(
+                "the notification server did not answer within {DBUS_TIMEOUT:?}"
+            )),
+        };
+        match shown {
             Ok(handle) => {
                 if self.warned {
                     tracing::info!("notification server is available again");
@@ -152,17 +170,21 @@ impl Desktop {
             .icon("dialog-error")
             .urgency(Urgency::Critical)
             .timeout(Timeout::Never);
-        note.show_async()
-            .await
-            .map(|h| h.id())
-            .map_err(|e| format!("no notification server on the session bus ({e})"))
+        match tokio::time::timeout(DBUS_TIMEOUT, note.show_async()).await {
+            Ok(r) => r
+                .map(|h| h.id())
+                .map_err(|e| format!("no notification server on the session bus ({e})")),
+            Err(_) => Err(format!(
+                "the notification server did not answer within {DBUS_TIMEOUT:?}"
+            )),
+        }
     }
 
     /// Forgets the call's notification; a critical one stays until the agent closes it, so the
     /// agent still sees what happened after hanging up.
     pub fn call_ended(&mut self, call_id: &str) {
         // The call is over: its buttons no longer call anyone.
-        for key in [call_id.to_string(), rules_key(call_id)] {
+        for key in [call_id.to_string(), rules_key(call_id), end_key(call_id)] {
             self.ids.remove(&key);
             if let Some((_, task)) = self.listeners.remove(&key) {
                 task.abort();
@@ -179,7 +201,11 @@ impl Desktop {
             return;
         }
         // A rule notice's key is the call id plus a suffix: the button is about the call.
-        let call = key.split('\u{1f}').next().unwrap_or(key).to_string();
+        let call = key
+            .strip_suffix("\u{1f}rules")
+            .or_else(|| key.strip_suffix("\u{1f}end"))
+            .unwrap_or(key)
+            .to_string();
         let task = tokio::spawn(async move {
             let mut clicked = false;
             handle
@@ -217,4 +243,9 @@ impl Desktop {
 /// rule notice must not replace).
 pub fn rules_key(call_id: &str) -> String {
     format!("{call_id}\u{1f}rules")
+}
+
+/// The key of a call's "grounds to end" notice.
+pub fn end_key(call_id: &str) -> String {
+    format!("{call_id}\u{1f}end")
 }

@@ -104,7 +104,13 @@ pub async fn run(
             }
             Action::CallEnded { call, .. } => desktop.call_ended(&call.call_id),
             Action::Marked(ev) => {
-                for fired in &ev.fired {
+                // One notice per mark: grounds to end outrank "lead called" (a threat fires both).
+                let shown_rule = ev
+                    .fired
+                    .iter()
+                    .find(|f| f.rule.action == crate::harassment::RuleAction::End)
+                    .or_else(|| ev.fired.first());
+                if let Some(fired) = shown_rule {
                     let (summary, body) = text::rule_texts(
                         fired.rule.action,
                         fired.rule.mark,
@@ -123,8 +129,18 @@ pub async fn run(
                             body: body.clone(),
                             kind,
                         };
+                        // The closing-phrase notice has a key of its own, so a later "lead
+                        // called" notice never replaces it.
+                        let key = match fired.rule.action {
+                            crate::harassment::RuleAction::End => {
+                                desktop::end_key(&ev.call.call_id)
+                            }
+                            crate::harassment::RuleAction::Escalate => {
+                                desktop::rules_key(&ev.call.call_id)
+                            }
+                        };
                         desktop
-                            .show(&desktop::rules_key(&ev.call.call_id), &shown)
+                            .show(&key, &shown)
                             .await
                             .map(|id| format!("desktop notification #{id}"))
                     } else {

@@ -374,6 +374,8 @@ impl Tracker {
         while let Some(step) = self.opts.ladder.get(call.next) {
             if self.opts.memory.has_fired(&info.call_id, step_key(step)) {
                 call.next += 1;
+                // The level and grounds to end that step gave still hold.
+                call.rules.warning(step.kind);
             } else {
                 break;
             }
@@ -424,6 +426,12 @@ impl Tracker {
             return;
         };
         call.next += 1;
+        // Fired before a restart (the ladder may have gained a step since): not again.
+        if self.opts.memory.has_fired(call_id, step_key(&step)) {
+            call.rules.warning(step.kind);
+            self.schedule(call_id);
+            return;
+        }
         let elapsed = call.origin.elapsed(now).mul_f64(scale);
         // Late: the call was already past the threshold when it became known to us.
         let late = step.after.div_f64(scale) <= call.origin.age;
@@ -467,7 +475,7 @@ impl Tracker {
         now: Instant,
     ) {
         let Some(call) = self.calls.remove(call_id) else {
-            tracing::debug!(call_id = %call_id, "end for a call not tracked: ignored");
+            tracing::info!(call_id = %call_id, "end for a call not tracked: ignored");
             return;
         };
         // Timers of this call become stale; drop them so the timer map stays small.

@@ -217,7 +217,9 @@ fn load_root(root: &Path, key: &VerifyingKey) -> Root {
     let mut addenda: HashMap<String, Vec<usize>> = HashMap::new();
     let mut lines = lines;
     for i in 0..lines.len() {
-        let Some(e) = lines[i].entry.clone() else { continue };
+        let Some(e) = lines[i].entry.clone() else {
+            continue;
+        };
         if e.is_addendum() {
             addenda.entry(e.dir.clone()).or_default().push(i);
         } else if let Some(first) = by_dir.insert(e.dir.clone(), i) {
