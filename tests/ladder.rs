@@ -395,3 +395,50 @@ async fn status_lists_calls_with_their_next_warning_and_counts_bad_frames() {
     assert_eq!(st.calls[0].elapsed_secs, 16 * 60);
     h.stop().await;
 }
+
+/// A start the PBX dates ten minutes back (replayed after our restart) is a call under way: it is
+/// tracked from its real start, without a second recording notice (adopted).
+#[tokio::test(start_paused = true)]
+async fn a_start_long_past_is_taken_as_a_call_under_way() {
+    let mut h = start(None, 1.0, Memory::volatile());
+    let at = chrono::Local::now().fixed_offset() - chrono::Duration::minutes(10);
+    h.send(start_event("replayed", "1001", Some(at))).await;
+    match h.next().await {
+        Action::CallStarted(c) => assert!(c.adopted, "a replayed start must not replay the notice"),
+        other => panic!("{other:?}"),
+    }
+    let t0 = Instant::now();
+    let (_, w) = h.next_warning().await;
+    assert_eq!(w.kind, WarningKind::Escalate);
+    let waited = Instant::now() - t0;
+    assert!(waited > 4 * MIN && waited <= 5 * MIN, "{waited:?}");
+    h.stop().await;
+}
+
+/// A call that ended while the daemon was away (absent from the snapshot) is forgotten by the
+/// journal, so a new call reusing its id gets its warnings.
+#[tokio::test(start_paused = true)]
+async fn a_reused_call_id_is_not_silenced_by_an_old_journal_entry() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = dir.path().join("fired.jsonl");
+    {
+        let mut h = start(None, 1.0, Memory::open(&journal));
+        h.send(start_event("line-1", "1001", None)).await;
+        assert!(matches!(h.next().await, Action::CallStarted(_)));
+        let (_, w) = h.next_warning().await;
+        assert_eq!(w.kind, WarningKind::Escalate);
+        h.stop().await; // the daemon goes away mid-call; the call ends meanwhile
+    }
+    let mut h = start(None, 1.0, Memory::open(&journal));
+    h.send(PbxEvent::Snapshot(vec![])).await;
+    h.settle().await;
+    h.send(start_event("line-1", "1001", None)).await;
+    assert!(matches!(h.next().await, Action::CallStarted(_)));
+    let (_, w) = h.next_warning().await;
+    assert_eq!(
+        w.kind,
+        WarningKind::Escalate,
+        "the new call's 15-minute warning was silenced"
+    );
+    h.stop().await;
+}

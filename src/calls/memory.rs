@@ -149,6 +149,14 @@ impl Memory {
         });
     }
 
+    /// Forgets every call for which `keep` is false (calls gone from the PBX).
+    pub fn forget_unless(&mut self, keep: impl Fn(&str) -> bool) {
+        let gone: Vec<String> = self.fired.keys().filter(|id| !keep(id)).cloned().collect();
+        for id in gone {
+            self.ended(&id);
+        }
+    }
+
     /// Forgets a call that ended.
     pub fn ended(&mut self, call_id: &str) {
         if self.fired.remove(call_id).is_some() {

@@ -290,7 +290,12 @@ impl Tracker {
             }
             PbxEvent::CallStart(start) => {
                 if self.wanted(&start) && !self.calls.contains_key(&start.call_id) {
-                    self.start_call(start, false, now);
+                    // A start that is long past (a PBX replaying its starts after our restart)
+                    // is a call already under way: no second recording notice.
+                    let under_way = start.at.is_some_and(|at| {
+                        clock::wall_now().signed_duration_since(at) > chrono::Duration::seconds(30)
+                    });
+                    self.start_call(start, under_way, now);
                 } else if self.calls.contains_key(&start.call_id) {
                     tracing::debug!(call_id = %start.call_id, "start for a call already tracked: ignored");
                 }
@@ -518,6 +523,10 @@ impl Tracker {
                 self.start_call(c, true, now);
             }
         }
+        // Calls that ended while we were away are not in the snapshot: their journal entries
+        // go, so a PBX that reuses an id does not silence the new call's warnings.
+        let calls = &self.calls;
+        self.opts.memory.forget_unless(|id| calls.contains_key(id));
     }
 
     fn on_command(&mut self, cmd: Command) {

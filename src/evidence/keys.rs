@@ -106,10 +106,22 @@ pub fn load_or_create(data_dir: &Path) -> Result<SigningKey, KeyError> {
                 source: std::io::Error::other(format!("no system randomness: {e}")),
             })?;
             let key = SigningKey::from_bytes(&seed);
-            let mut f = fsutil::create_new_private_file(&key_path).map_err(io(&key_path))?;
+            // Written whole under a temporary name, then linked into place: a crash never
+            // leaves a half-written key, and a key made meanwhile by another process wins.
+            let tmp = dir.join(format!(".evidence.key.{}.tmp", std::process::id()));
+            let mut f = fsutil::create_private_file(&tmp).map_err(io(&tmp))?;
             f.write_all(private_pem(&key).as_bytes())
                 .and_then(|()| f.sync_all())
-                .map_err(io(&key_path))?;
+                .map_err(io(&tmp))?;
+            let linked = std::fs::hard_link(&tmp, &key_path);
+            let _ = std::fs::remove_file(&tmp);
+            match linked {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    return load_or_create(data_dir);
+                }
+                Err(e) => return Err(io(&key_path)(e)),
+            }
             tracing::info!(path = %key_path.display(), key_id = %key_id(&key.verifying_key()),
                 "evidence signing key created");
             key
