@@ -434,3 +434,41 @@ fn a_torn_last_ledger_line_does_not_swallow_the_next_call() {
     assert!(out.contains("line 4"), "the torn line is reported: {out}");
     assert!(!out.contains("missing from the ledger"), "{out}");
 }
+
+/// An addendum whose ledger line was lost to a crash is chained by the next note, and the
+/// whole tree verifies again.
+#[test]
+fn an_addendum_left_unchained_by_a_crash_is_chained_by_the_next_note() {
+    use callguard::events::{CallNote, NoteField};
+    let tmp = tempfile::tempdir().unwrap();
+    let (root, pubkey, dirs) = sealed_tree(tmp.path());
+    let note = |text: &str| CallNote {
+        call_id: "c-2".into(),
+        in_progress: false,
+        field: NoteField::Witness,
+        text: text.into(),
+        at: chrono::Local::now().fixed_offset(),
+    };
+    {
+        let sealer = Sealer::open(&root, &tmp.path().join("state")).unwrap();
+        callguard::evidence::addendum::add(&sealer, &note("田中")).unwrap();
+    }
+    // The crash: the addendum's files are there, its ledger line is not.
+    let ledger = root.join("ledger.jsonl");
+    let text = std::fs::read_to_string(&ledger).unwrap();
+    let kept: Vec<&str> = text.lines().collect();
+    std::fs::write(&ledger, kept[..kept.len() - 1].join("\n") + "\n").unwrap();
+    let (code, out) = verify(&["--pubkey", pubkey.to_str().unwrap(), root.to_str().unwrap()]);
+    assert_eq!(code, 1, "the unchained addendum is reported: {out}");
+
+    let sealer = Sealer::open(&root, &tmp.path().join("state")).unwrap();
+    callguard::evidence::addendum::add(&sealer, &note("鈴木")).unwrap();
+    assert!(dirs[1].join("addendum-2.json").is_file());
+    let after = std::fs::read_to_string(&ledger).unwrap();
+    assert!(
+        after.contains("addendum-1.json") && after.contains("addendum-2.json"),
+        "{after}"
+    );
+    let (code, out) = verify(&["--pubkey", pubkey.to_str().unwrap(), root.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}");
+}

@@ -104,7 +104,46 @@ pub fn add(sealer: &Sealer, note: &CallNote) -> Result<PathBuf, AddendumError> {
     let manifest =
         std::fs::read(dir.join(MANIFEST_FILE)).map_err(io_err("read", &dir.join(MANIFEST_FILE)))?;
     let manifest_sha256 = hex::encode(Sha256::digest(&manifest));
-    let n = numbers(&dir).last().copied().unwrap_or(0) + 1;
+    let last = numbers(&dir).last().copied().unwrap_or(0);
+    // A crash between an addendum's signature and its ledger line left it unchained: chain it
+    // now, if its signature is ours and intact; anything else stays as found, for verify.
+    if last > 0 && !ledger.contains_addendum(&entry.dir, &json_name(last)) {
+        let jp = dir.join(json_name(last));
+        let signed = std::fs::read(&jp).ok().zip(
+            std::fs::read_to_string(dir.join(sig_name(last)))
+                .ok()
+                .and_then(|t| B64.decode(t.trim()).ok())
+                .and_then(|b| ed25519_dalek::Signature::from_slice(&b).ok()),
+        );
+        match signed {
+            Some((bytes, sig))
+                if sealer
+                    .key()
+                    .verifying_key()
+                    .verify_strict(&bytes, &sig)
+                    .is_ok() =>
+            {
+                let r = AddendumRef {
+                    file: json_name(last),
+                    sha256: hex::encode(Sha256::digest(&bytes)),
+                };
+                ledger
+                    .append(
+                        sealer.key(),
+                        super::incident::rfc3339(Local::now().fixed_offset()),
+                        &note.call_id,
+                        &entry.dir,
+                        &manifest_sha256,
+                        Some(&r),
+                    )
+                    .map_err(io_err("append to", &ledger_path))?;
+                tracing::warn!(file = %jp.display(), "an addendum left unchained by a crash was chained in the ledger");
+            }
+            _ => tracing::error!(file = %jp.display(),
+                "an addendum is not in the ledger and its signature does not verify: left as found"),
+        }
+    }
+    let n = last + 1;
     let prev_addendum_sha256 = if n > 1 {
         let p = dir.join(json_name(n - 1));
         let b = std::fs::read(&p).map_err(io_err("read", &p))?;

@@ -141,6 +141,21 @@ impl Ledger {
             .unwrap_or(false)
     }
 
+    /// Whether an addendum line for `file` in `dir` is already there.
+    pub fn contains_addendum(&self, dir: &str, file: &str) -> bool {
+        std::fs::read_to_string(&self.path)
+            .map(|t| {
+                t.lines().any(|l| {
+                    serde_json::from_str::<SignedEntry>(l).is_ok_and(|e| {
+                        e.entry.is_addendum()
+                            && e.entry.dir == dir
+                            && e.entry.file.as_deref() == Some(file)
+                    })
+                })
+            })
+            .unwrap_or(false)
+    }
+
     /// The latest sealed-call line (not an addendum) of `call_id`.
     pub fn find_call(&self, call_id: &str) -> io::Result<Option<Entry>> {
         let text = match std::fs::read_to_string(&self.path) {
