@@ -1034,32 +1034,11 @@ pub fn note_command(
 /// `callguard escalate [--note TEXT]`: 0 when the lead is being pinged, 2 when there is no
 /// current call, 1 when the daemon is not running or no receiver is configured.
 pub fn escalate_command(cfg: &Config, note: Option<String>) -> ExitCode {
-    let Some(rt) = client_runtime() else {
-        return ExitCode::FAILURE;
+    let value = match call_request(cfg, &Request::Escalate { note }) {
+        Ok(v) => v,
+        Err(code) => return code,
     };
-    let path = cfg.control_socket();
-    let response = match rt.block_on(request(&path, &Request::Escalate { note })) {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("callguard: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    if !response.ok {
-        eprintln!(
-            "callguard: {}",
-            response.error.as_deref().unwrap_or("escalation refused")
-        );
-        return match response.code.as_deref() {
-            Some("no_current_call") | Some("not_in_progress") => {
-                ExitCode::from(crate::cli::EXIT_USAGE)
-            }
-            _ => ExitCode::FAILURE,
-        };
-    }
-    let result = response
-        .result
-        .and_then(|v| serde_json::from_value::<EscalateResult>(v).ok());
+    let result = serde_json::from_value::<EscalateResult>(value).ok();
     match result {
         Some(r) if r.receivers == 0 => {
             eprintln!(

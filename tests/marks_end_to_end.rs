@@ -220,7 +220,15 @@ async fn marks_over_the_control_socket_ping_the_lead_and_seal_a_signed_incident_
         .await;
     assert_eq!(code, 0, "{err}");
     wait_for_file(&folder, "addendum-1.sig").await;
-    let ledger = std::fs::read_to_string(s.evidence().join("ledger.jsonl")).unwrap();
+    // The signature is written before the ledger line: wait (bounded) for the line too.
+    let deadline = Instant::now() + PATIENCE;
+    let ledger = loop {
+        let text = std::fs::read_to_string(s.evidence().join("ledger.jsonl")).unwrap();
+        if text.lines().count() >= 2 || Instant::now() > deadline {
+            break text;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
     assert_eq!(ledger.lines().count(), 2, "{ledger}");
     let (code, out, err) = s.cli(&["verify", s.evidence().to_str().unwrap()]).await;
     assert_eq!(code, 0, "{out}{err}");

@@ -123,20 +123,15 @@ pub fn add(sealer: &Sealer, note: &CallNote) -> Result<PathBuf, AddendumError> {
                     .verify_strict(&bytes, &sig)
                     .is_ok() =>
             {
-                let r = AddendumRef {
-                    file: json_name(last),
-                    sha256: hex::encode(Sha256::digest(&bytes)),
-                };
-                ledger
-                    .append(
-                        sealer.key(),
-                        super::incident::rfc3339(Local::now().fixed_offset()),
-                        &note.call_id,
-                        &entry.dir,
-                        &manifest_sha256,
-                        Some(&r),
-                    )
-                    .map_err(io_err("append to", &ledger_path))?;
+                chain(
+                    &mut ledger,
+                    sealer,
+                    note,
+                    &entry.dir,
+                    &manifest_sha256,
+                    last,
+                    &bytes,
+                )?;
                 tracing::warn!(file = %jp.display(), "an addendum left unchained by a crash was chained in the ledger");
             }
             _ => tracing::error!(file = %jp.display(),
@@ -175,21 +170,44 @@ pub fn add(sealer: &Sealer, note: &CallNote) -> Result<PathBuf, AddendumError> {
     std::fs::File::open(&dir)
         .and_then(|f| f.sync_all())
         .map_err(io_err("sync", &dir))?;
+    chain(
+        &mut ledger,
+        sealer,
+        note,
+        &entry.dir,
+        &manifest_sha256,
+        n,
+        &bytes,
+    )?;
+    Ok(json_path)
+}
+
+/// Appends the ledger line of addendum `n` (whose exact bytes are `bytes`) of the call in `dir`.
+fn chain(
+    ledger: &mut super::ledger::Ledger,
+    sealer: &Sealer,
+    note: &CallNote,
+    dir: &str,
+    manifest_sha256: &str,
+    n: u32,
+    bytes: &[u8],
+) -> Result<(), AddendumError> {
     let r = AddendumRef {
         file: json_name(n),
-        sha256: hex::encode(Sha256::digest(&bytes)),
+        sha256: hex::encode(Sha256::digest(bytes)),
     };
+    let ledger_path = sealer.root().join(super::layout::LEDGER_FILE);
     ledger
         .append(
             sealer.key(),
             super::incident::rfc3339(Local::now().fixed_offset()),
             &note.call_id,
-            &entry.dir,
-            &manifest_sha256,
+            dir,
+            manifest_sha256,
             Some(&r),
         )
         .map_err(io_err("append to", &ledger_path))?;
-    Ok(json_path)
+    Ok(())
 }
 
 fn write_new(path: &Path, bytes: &[u8]) -> Result<(), SealError> {
