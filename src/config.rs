@@ -695,12 +695,8 @@ impl Config {
     }
 }
 
-/// Webhook URLs of Slack and Teams carry their secret in the path: show only scheme and host.
+/// Webhook URLs of Slack and Teams carry their secret in the path: see
+/// [`crate::redact::mask_url`] for what is kept.
 pub fn mask_url(raw: &str) -> String {
-    match url::Url::parse(raw) {
-        Ok(u) if u.path().len() > 1 || u.query().is_some() => {
-            format!("{}://{}/…(masked)", u.scheme(), u.host_str().unwrap_or(""))
-        }
-        _ => raw.to_string(),
-    }
+    crate::redact::mask_url(raw)
 }

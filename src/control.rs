@@ -154,7 +154,7 @@ impl From<TrackerStatus> for TrackerStatusView {
     fn from(t: TrackerStatus) -> Self {
         TrackerStatusView {
             pbx: t.pbx,
-            pbx_detail: t.pbx_detail,
+            pbx_detail: crate::redact::redact(&t.pbx_detail),
             calls: t.calls,
             bad_frames: t.bad_frames,
             last_bad_frame: t.last_bad_frame,
@@ -229,6 +229,8 @@ struct Observed {
 
 impl Observed {
     fn error(&mut self, what: String) {
+        // Errors of HTTP clients and the PBX connection may carry a URL with its token.
+        let what = crate::redact::redact(&what);
         let at = chrono::Local::now().fixed_offset().to_rfc3339();
         // A PBX that stays down reports each failed reconnect: one line, counted.
         if let Some(last) = self.errors.back_mut()

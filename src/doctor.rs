@@ -71,7 +71,8 @@ impl Check {
         Check {
             check: check.to_string(),
             status,
-            detail: detail.into(),
+            // HTTP client errors repeat the full URL, token included.
+            detail: crate::redact::redact(&detail.into()),
             fix: fix.into(),
         }
     }

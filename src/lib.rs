@@ -20,5 +20,6 @@ pub mod harassment;
 pub mod logging;
 pub mod pbx;
 pub mod protocol;
+pub mod redact;
 pub mod sdnotify;
 pub mod tls;

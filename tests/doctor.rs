@@ -356,3 +356,45 @@ async fn an_invalid_configuration_is_one_failing_line() {
     let l = line(&table, "config");
     assert!(l.starts_with("FAIL") && l.contains("pbx.url"), "{table}");
 }
+
+/// Issue 11: with the receiver down, reqwest's error repeats the full URL; neither the table
+/// nor `--json` may show the token, and the port stays so receivers can be told apart.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_down_receiver_shows_no_token_and_keeps_the_port() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let ws = Workstation::new();
+    let config = ws.config(
+        "ws://127.0.0.1:9/",
+        &format!(
+            "[[escalation.webhook]]\nurl = \"http://127.0.0.1:{port}/hooks/T0KEN5ecret/post\"\nformat = \"json\"\n"
+        ),
+    );
+    let masked = format!("http://127.0.0.1:{port}/hooks/…(masked)");
+    for args in [&[][..], &["--send-test-ping"][..]] {
+        let out = ws.doctor(&config, None, args).await;
+        let all = stdout(&out) + &String::from_utf8_lossy(&out.stderr);
+        assert!(!all.contains("T0KEN5ecret"), "{all}");
+        let l = line(&all, "webhook[0]");
+        assert!(l.starts_with("FAIL") && l.contains(&masked), "{all}");
+        assert!(
+            l.contains("unreachable") || l.contains("not delivered") || l.contains("cannot"),
+            "{l}"
+        );
+    }
+    let out = ws.doctor(&config, None, &["--json"]).await;
+    let text = stdout(&out);
+    assert!(!text.contains("T0KEN5ecret"), "{text}");
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let hook = v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["check"] == "webhook[0]")
+        .unwrap_or_else(|| panic!("no webhook[0] in {v}"));
+    assert_eq!(hook["status"], "fail", "{hook}");
+    assert!(hook["detail"].as_str().unwrap().contains(&masked), "{hook}");
+}

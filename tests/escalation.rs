@@ -698,3 +698,63 @@ async fn the_sealed_incident_record_tells_whether_the_lead_was_reached() {
     );
     d.stop().await;
 }
+
+/// Issue 11: a ping that cannot reach its receiver shows in `status` (text and JSON) without
+/// the token of the receiver's URL, and with its port, so several receivers can be told apart.
+#[tokio::test]
+async fn a_ping_failure_in_status_shows_no_token() {
+    let port = free_port().await;
+    let mut pbx = FakePbx::start().await;
+    let setup = Setup::new(
+        &pbx.url,
+        &[(
+            format!("http://127.0.0.1:{port}/hooks/T0KEN5ecret/post"),
+            "json",
+        )],
+        "1h",
+    );
+    let child = setup.daemon(None);
+    let mut conn = pbx.accept().await;
+    conn.send(old_call("c-token")).await;
+    let v = setup
+        .status_until(|v| {
+            v["outbox"]["pending"]
+                .as_array()
+                .and_then(|p| p.first())
+                .is_some_and(|e| e["attempts"].as_u64() >= Some(1))
+        })
+        .await;
+    let masked = format!("http://127.0.0.1:{port}/hooks/…(masked)");
+    let json = v.to_string();
+    assert!(!json.contains("T0KEN5ecret"), "{json}");
+    assert_eq!(v["webhooks"][0], masked.as_str(), "{v}");
+    assert_eq!(
+        v["outbox"]["pending"][0]["receiver"],
+        masked.as_str(),
+        "{v}"
+    );
+    assert!(
+        v["outbox"]["pending"][0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("cannot connect"),
+        "{v}"
+    );
+    let (code, text, _) = setup.cli(&["status"]).await;
+    assert_eq!(code, 0);
+    assert!(!text.contains("T0KEN5ecret"), "{text}");
+    assert!(text.contains(&masked), "{text}");
+    // Nor in the outbox on disk, which `status` and people read.
+    for f in pending_files(&setup.state()) {
+        let body = std::fs::read_to_string(&f).unwrap();
+        let d: Value = serde_json::from_str(&body).unwrap();
+        assert!(
+            !d["last_error"]
+                .as_str()
+                .unwrap_or("")
+                .contains("T0KEN5ecret"),
+            "{body}"
+        );
+    }
+    stop(child);
+}

@@ -166,7 +166,7 @@ impl Desktop {
         let mut note = Notification::new();
         note.appname(APP_NAME)
             .summary(&format!("callguard: {}", p.kind))
-            .body(&p.text)
+            .body(&crate::redact::redact(&p.text))
             .icon("dialog-error")
             .urgency(Urgency::Critical)
             .timeout(Timeout::Never);

@@ -255,7 +255,7 @@ async fn deliver(mut d: Delivery, ctx: Arc<Ctx>, stop: CancellationToken) {
             let reason = format!(
                 "gave up after {} of retries; last error: {}",
                 humantime::format_duration(ctx.retry.retry_for),
-                d.last_error.as_deref().unwrap_or("none")
+                crate::redact::redact(d.last_error.as_deref().unwrap_or("none"))
             );
             give_up(&mut d, reason, &receiver, &ctx);
             return;
@@ -281,10 +281,11 @@ async fn deliver(mut d: Delivery, ctx: Arc<Ctx>, stop: CancellationToken) {
                 return;
             }
             Outcome::Permanent(reason) => {
-                give_up(&mut d, reason, &receiver, &ctx);
+                give_up(&mut d, crate::redact::redact(&reason), &receiver, &ctx);
                 return;
             }
             Outcome::Retry { reason, after } => {
+                let reason = crate::redact::redact(&reason);
                 let backoff = ctx.retry.delay(d.attempts);
                 // The receiver's Retry-After wins over our own spacing, but never shorter than
                 // the first delay (a `Retry-After: 0` loop would hammer it).

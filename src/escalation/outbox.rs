@@ -224,9 +224,16 @@ impl Outbox {
                         "delivered {}",
                         d.delivered_at.unwrap_or(d.created_at).to_rfc3339()
                     ),
-                    "failed" => format!("failed: {}", d.failed.as_deref().unwrap_or("unknown")),
+                    "failed" => format!(
+                        "failed: {}",
+                        crate::redact::redact(d.failed.as_deref().unwrap_or("unknown"))
+                    ),
                     _ => match &d.last_error {
-                        Some(e) => format!("queued ({} attempts; last: {e})", d.attempts),
+                        Some(e) => format!(
+                            "queued ({} attempts; last: {})",
+                            d.attempts,
+                            crate::redact::redact(e)
+                        ),
                         None => "queued".to_string(),
                     },
                 };
@@ -279,11 +286,13 @@ impl Outbox {
                             receiver: crate::config::mask_url(&d.url),
                             created_at: d.created_at.to_rfc3339(),
                             attempts: d.attempts,
+                            // Entries written by older versions may still hold a full URL.
                             error: if failed {
                                 d.failed.clone().or(d.last_error.clone())
                             } else {
                                 d.last_error.clone()
-                            },
+                            }
+                            .map(|e| crate::redact::redact(&e)),
                             next_attempt_at: d.next_attempt_at.map(|t| t.to_rfc3339()),
                         };
                         if failed {

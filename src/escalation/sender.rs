@@ -150,7 +150,8 @@ fn describe(e: &reqwest::Error) -> String {
         msg.push_str(&s.to_string());
         src = s.source();
     }
-    msg
+    // The chain may repeat the URL, and a webhook URL holds its token.
+    crate::redact::redact(&msg)
 }
 
 /// The outcome of an answer with `status`.
