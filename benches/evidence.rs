@@ -54,6 +54,7 @@ fn record() -> CallRecord {
         gaps: 0,
         late_frames: 0,
         incident: Default::default(),
+        continues: None,
     }
 }
 

@@ -50,6 +50,13 @@ pub enum Command {
         /// One JSON object per call.
         #[arg(long)]
         json: bool,
+        /// A copy of the workstation's ledger-head.json, to check a copied evidence folder for
+        /// removed newest calls (on the workstation its data dir is used).
+        #[arg(long, value_name = "FILE")]
+        head: Option<PathBuf>,
+        /// Exit 1 also for folders holding files that are not sealed evidence.
+        #[arg(long)]
+        strict: bool,
     },
     /// Show the running daemon's state (through the control socket).
     Status {
@@ -191,7 +198,9 @@ pub fn main() -> ExitCode {
             paths,
             pubkey,
             json,
-        } => crate::evidence::verify::cli(cli.config.as_deref(), paths, pubkey, json),
+            head,
+            strict,
+        } => crate::evidence::verify::cli(cli.config.as_deref(), paths, pubkey, head, json, strict),
         Command::Status { json } => match load(cli.config.as_deref()) {
             Ok(cfg) => crate::control::status_command(&cfg, json),
             Err(code) => code,

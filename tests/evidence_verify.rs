@@ -36,6 +36,7 @@ fn record(id: &str) -> CallRecord {
         gaps: 0,
         late_frames: 0,
         incident: Default::default(),
+        continues: None,
     }
 }
 
@@ -470,5 +471,56 @@ fn an_addendum_left_unchained_by_a_crash_is_chained_by_the_next_note() {
         "{after}"
     );
     let (code, out) = verify(&["--pubkey", pubkey.to_str().unwrap(), root.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}");
+}
+
+/// Issue 11: a folder with only a `call.wav` (no manifest, no `meta.json`) is not evidence
+/// callguard sealed: a warning by default, a failure with `--strict`.
+#[test]
+fn a_stray_wav_folder_is_a_warning_and_fails_with_strict() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (root, pubkey, dirs) = sealed_tree(tmp.path());
+    let pk = pubkey.to_str().unwrap();
+    let stray = dirs[0].parent().unwrap().join("120000_planted");
+    std::fs::create_dir(&stray).unwrap();
+    std::fs::copy(fixture(), stray.join("call.wav")).unwrap();
+
+    let (code, out) = verify(&["--pubkey", pk, root.to_str().unwrap()]);
+    assert_eq!(code, 0, "a warning by default: {out}");
+    assert!(
+        out.lines().any(|l| l
+            == format!(
+                "WARN {}: not sealed evidence: call.wav with no manifest.json and no meta.json",
+                stray.display()
+            )),
+        "{out}"
+    );
+    assert_eq!(
+        out.lines().filter(|l| l.starts_with("OK ")).count(),
+        3,
+        "{out}"
+    );
+
+    let (code, out) = verify(&["--strict", "--pubkey", pk, root.to_str().unwrap()]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains(&format!("FAIL {}: not sealed evidence", stray.display())),
+        "{out}"
+    );
+    // The folder named by itself.
+    let (code, out) = verify(&["--strict", "--pubkey", pk, stray.to_str().unwrap()]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("call.wav with no manifest.json"), "{out}");
+    let (code, out) = verify(&["--json", "--pubkey", pk, root.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}");
+    let v: serde_json::Value = out
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|v| v.get("stray").is_some())
+        .unwrap_or_else(|| panic!("no stray line: {out}"));
+    assert_eq!(v["files"], serde_json::json!(["call.wav"]));
+    // Without the stray folder, --strict passes.
+    std::fs::remove_dir_all(&stray).unwrap();
+    let (code, out) = verify(&["--strict", "--pubkey", pk, root.to_str().unwrap()]);
     assert_eq!(code, 0, "{out}");
 }

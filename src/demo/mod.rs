@@ -292,7 +292,7 @@ fn verify_sealed(sealed: &[std::path::PathBuf], pubkey: &std::path::Path) -> any
             .collect::<Vec<_>>()
             .join(" ")
     );
-    crate::evidence::verify::print(&out, false);
+    crate::evidence::verify::print(&out, false, false);
     if !out.ok() {
         anyhow::bail!("the sealed evidence did not verify");
     }

@@ -328,6 +328,16 @@ pub fn build(
             .map(|w| format!("warning:terminate after {} s", w.after_secs)),
     );
     let started = rec.started_at.with_timezone(&Local);
+    let mut evidence = serde_json::json!({
+        "recording": audio.map(|a| a.file.clone()),
+        "sha256": audio.map(|a| a.sha256.clone()),
+        "bytes": audio.map(|a| a.bytes),
+        "kept_in": dir.display().to_string(),
+    });
+    // A later part of a call split by a restart names the part before it.
+    if let Some(c) = &rec.continues {
+        evidence["continues"] = serde_json::json!(c);
+    }
     IncidentRecord {
         schema: SCHEMA.into(),
         call_id: rec.call_id.clone(),
@@ -350,12 +360,7 @@ pub fn build(
         agent_response: notes(rec, NoteField::Response),
         agent_condition: of(&[MarkKind::Symptom]),
         marks: inc.marks.clone(),
-        evidence: serde_json::json!({
-            "recording": audio.map(|a| a.file.clone()),
-            "sha256": audio.map(|a| a.sha256.clone()),
-            "bytes": audio.map(|a| a.bytes),
-            "kept_in": dir.display().to_string(),
-        }),
+        evidence,
         level: level.0,
         level_label: if en(rec) {
             level.label_en()
@@ -519,6 +524,30 @@ pub fn render_md(r: &IncidentRecord, english: bool) -> String {
             .to_string(),
     );
     row(&mut o, t("保管場所", "Kept in"), s(&r.evidence, "kept_in"));
+    if let Some(c) = r.evidence.get("continues").filter(|c| c.is_object()) {
+        let part = c["part"].as_u64().unwrap_or(2);
+        let from = c["audio_offset_secs"]
+            .as_f64()
+            .map(|o| format!("{o:.1} s"))
+            .unwrap_or_else(|| none(english).to_string());
+        row(
+            &mut o,
+            t("前の部分", "Earlier part"),
+            if english {
+                format!(
+                    "this is part {part} of the call (callguard restarted during it); the part before is {} (manifest SHA-256 {}); this part's audio starts at {from}",
+                    s(c, "dir"),
+                    s(c, "manifest_sha256")
+                )
+            } else {
+                format!(
+                    "この記録は通話の第{part}部です（通話中に callguard が再起動）。前の部分: {}（manifest SHA-256 {}）。この部分の録音は通話開始から {from} 以降",
+                    s(c, "dir"),
+                    s(c, "manifest_sha256")
+                )
+            },
+        );
+    }
     o.push_str(&format!("\n## {}\n", t("発動したルール", "Rules fired")));
     let mut rules: Vec<String> = r
         .rules_fired

@@ -13,6 +13,8 @@ use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use super::ledger_head::{self, HeadRef};
+
 /// `prev` of the first line.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
@@ -86,11 +88,28 @@ pub fn line_hash(line: &str) -> String {
     hex::encode(Sha256::digest(line.as_bytes()))
 }
 
+/// `seq` of a ledger line, if it parses.
+pub fn line_seq(line: &str) -> Option<u64> {
+    serde_json::from_str::<SignedEntry>(line)
+        .ok()
+        .map(|e| e.entry.seq)
+}
+
 /// The appending side.
 pub struct Ledger {
     path: PathBuf,
     next_seq: u64,
     prev: String,
+    anchor: Option<Anchor>,
+}
+
+/// Where the ledger's signed head is kept (see [`super::ledger_head`]).
+struct Anchor {
+    root: PathBuf,
+    data_dir: PathBuf,
+    /// The ledger on disk did not hold the head found at start: the head is left as found
+    /// (for verify to report) rather than moved to a shortened or rewritten ledger.
+    frozen: bool,
 }
 
 impl Ledger {
@@ -125,6 +144,64 @@ impl Ledger {
             path,
             next_seq,
             prev,
+            anchor: None,
+        })
+    }
+
+    /// Where the ledger stands now: its last line's `seq` and hash (a manifest records it).
+    pub fn head_ref(&self) -> HeadRef {
+        HeadRef {
+            seq: self.next_seq - 1,
+            line_sha256: self.prev.clone(),
+        }
+    }
+
+    /// Keeps the signed head of this ledger in `data_dir` from now on, after checking the one
+    /// there: a ledger that no longer holds its head (newest lines removed, or rewritten) is
+    /// reported in `Err`, and that head is then left untouched so verify keeps reporting it.
+    pub fn anchor(&mut self, root: &Path, data_dir: &Path, key: &SigningKey) -> Result<(), String> {
+        let mut anchor = Anchor {
+            root: root.to_path_buf(),
+            data_dir: data_dir.to_path_buf(),
+            frozen: false,
+        };
+        let text = match std::fs::read_to_string(&self.path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => String::new(),
+            Err(e) => return Err(format!("{}: {e}", self.path.display())),
+        };
+        let verdict = match ledger_head::read(data_dir, &key.verifying_key()) {
+            Ok(Some(head)) if head.is_for(root) => {
+                let standing = ledger_head::standing(&text, &head);
+                ledger_head::describe(&standing, &head)
+            }
+            // None yet (first start, or an upgrade), or the head of another evidence folder:
+            // anchored to this ledger as it is now.
+            Ok(_) => None,
+            Err(e) => Some(format!(
+                "the signed ledger head cannot be trusted ({e}); it is left as found"
+            )),
+        };
+        if let Some(why) = verdict {
+            anchor.frozen = true;
+            self.anchor = Some(anchor);
+            return Err(why);
+        }
+        let last = text
+            .lines()
+            .rfind(|l| !l.is_empty())
+            .and_then(|l| serde_json::from_str::<SignedEntry>(l).ok())
+            .map(|e| (e.entry.call_id, e.entry.dir))
+            .unwrap_or_default();
+        let head =
+            ledger_head::LedgerHead::new(root, self.next_seq - 1, &self.prev, &last.0, &last.1);
+        let written = ledger_head::write(data_dir, key, &head);
+        self.anchor = Some(anchor);
+        written.map_err(|e| {
+            format!(
+                "cannot write the ledger head {}: {e}",
+                ledger_head::path(data_dir).display()
+            )
         })
     }
 
@@ -202,6 +279,14 @@ impl Ledger {
         f.sync_data()?;
         self.prev = line_hash(&line);
         self.next_seq += 1;
+        if let Some(a) = self.anchor.as_ref().filter(|a| !a.frozen) {
+            let head = ledger_head::LedgerHead::new(&a.root, entry.seq, &self.prev, call_id, dir);
+            // The line is sealed; a head left one line behind is caught up at the next append
+            // or start (the ledger holds it), so this is not a failure of the seal.
+            if let Err(e) = ledger_head::write(&a.data_dir, key, &head) {
+                tracing::warn!(error = %e, seq = entry.seq, "cannot update the ledger head");
+            }
+        }
         Ok(entry.seq)
     }
 }

@@ -54,6 +54,28 @@ pub struct Manifest {
     /// Other files sealed with the call (`incident.json`, `incident.md`); absent when none.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub records: Vec<RecordFile>,
+    /// Where the ledger stood just before this call was sealed (its last line's `seq` and
+    /// SHA-256): a copy of this folder kept elsewhere shows how long the ledger was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ledger_head: Option<super::ledger_head::HeadRef>,
+    /// Set on the second (third, …) part of a call whose recording was split by a restart of
+    /// callguard during the call: the part it continues.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub continues: Option<Continuation>,
+}
+
+/// `continues`: the earlier part of the same call, and where this part's audio starts.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Continuation {
+    /// The earlier part's folder, relative to the evidence root (as in the ledger).
+    pub dir: String,
+    /// SHA-256 of the earlier part's `manifest.json`.
+    pub manifest_sha256: String,
+    /// This part's number: 2 for the part after the first, and so on.
+    pub part: u32,
+    /// Where this part's audio starts, in seconds from the call's start (`null`: no audio).
+    #[serde(default)]
+    pub audio_offset_secs: Option<f64>,
 }
 
 /// One entry of `records`.

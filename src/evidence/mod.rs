@@ -11,6 +11,7 @@ pub mod incident;
 pub mod keys;
 pub mod layout;
 pub mod ledger;
+pub mod ledger_head;
 pub mod manifest;
 pub mod recorder;
 pub mod recovery;
@@ -146,7 +147,21 @@ pub async fn run(
         tokio::task::spawn_blocking(move || Sealer::open(&open_opts.root, &open_opts.data_dir))
             .await;
     let sealer = match sealer {
-        Ok(Ok(s)) => Some(s),
+        Ok(Ok(s)) => {
+            if let Some(why) = s.head_problem() {
+                let text = format!("evidence ledger: {why} (run callguard verify)");
+                tracing::error!("{text}");
+                let p = Problem {
+                    call_id: None,
+                    kind: "evidence.ledger_head".into(),
+                    text,
+                };
+                if problems.send(Command::Problem(p)).await.is_err() {
+                    tracing::debug!("problem not delivered: the tracker has stopped");
+                }
+            }
+            Some(s)
+        }
         Ok(Err(e)) => {
             tracing::error!(error = %format!("{e:#}"), "evidence cannot be sealed; recordings are kept unsealed for the next start");
             let _ = reports.send(Report::Note(format!("evidence cannot be sealed: {e:#}")));
@@ -487,6 +502,20 @@ fn call_thread(ctx: &Ctx, call: &CallInfo, rx: std_mpsc::Receiver<Msg>, backlog:
             tracing::warn!(call_id = id, error = %e, "cannot write meta.json");
         }
     };
+    // A call already sealed in part (callguard restarted during it) goes on in a new folder
+    // that names the part before it.
+    if let Some(c) = ctx
+        .sealer
+        .as_ref()
+        .and_then(|s| recovery::earlier_part(s, id, call.started_at))
+    {
+        tracing::info!(call_id = id, earlier = %c.dir, part = c.part, "call continues an earlier part");
+        rec.problems.push(format!(
+            "part {} of call {id}: callguard restarted during the call; the part before is sealed in {}",
+            c.part, c.dir
+        ));
+        rec.continues = Some(c);
+    }
     save(&rec);
     // May we record at all?
     let mut allowed = source == "stream";
@@ -556,6 +585,12 @@ fn call_thread(ctx: &Ctx, call: &CallInfo, rx: std_mpsc::Receiver<Msg>, backlog:
                             (Encoding::Mulaw, 8000)
                         });
                         rec.stream_encoding = enc.as_str().to_string();
+                        if let Some(c) = rec.continues.as_mut() {
+                            let ms = (Local::now().fixed_offset() - call.started_at)
+                                .num_milliseconds()
+                                .max(0);
+                            c.audio_offset_secs = Some(ms as f64 / 1000.0);
+                        }
                         save(&rec);
                         Recorder::new(part.clone(), enc, rate)
                     });

@@ -139,5 +139,34 @@ fn fallback_record(dir: &Path, why: &str) -> CallRecord {
         gaps: 0,
         late_frames: 0,
         incident: Default::default(),
+        continues: None,
     }
+}
+
+/// How far apart two start times of the same call may be and still be the same call (the
+/// tracker derives the start from the PBX's time; a re-announced call may round it
+/// differently).
+const SAME_START_SECS: i64 = 2;
+
+/// The earlier part of a call whose recording a restart of callguard split: the latest sealed
+/// folder of `call_id` that started at the same time. `None` for a call seen for the first
+/// time, or a call id the PBX reused for another call.
+pub fn earlier_part(
+    sealer: &Sealer,
+    call_id: &str,
+    started_at: DateTime<chrono::FixedOffset>,
+) -> Option<super::manifest::Continuation> {
+    let entry = sealer.ledger().ok()?.find_call(call_id).ok()??;
+    let bytes = std::fs::read(sealer.root().join(&entry.dir).join(MANIFEST_FILE)).ok()?;
+    let m: super::manifest::Manifest = serde_json::from_slice(&bytes).ok()?;
+    let theirs = DateTime::parse_from_rfc3339(&m.started_at).ok()?;
+    if (theirs - started_at).num_seconds().abs() > SAME_START_SECS {
+        return None;
+    }
+    Some(super::manifest::Continuation {
+        dir: entry.dir,
+        manifest_sha256: entry.manifest_sha256,
+        part: m.continues.map_or(2, |c| c.part + 1),
+        audio_offset_secs: None,
+    })
 }

@@ -97,6 +97,9 @@ pub struct CallRecord {
     /// Marks, rules, levels, notes and escalations, for the incident record.
     #[serde(default)]
     pub incident: super::incident::IncidentData,
+    /// The earlier part of this call, when a restart of callguard split its recording.
+    #[serde(default)]
+    pub continues: Option<manifest::Continuation>,
 }
 
 impl CallRecord {
@@ -122,6 +125,7 @@ impl CallRecord {
             gaps: 0,
             late_frames: 0,
             incident: Default::default(),
+            continues: None,
         }
     }
 
@@ -171,6 +175,7 @@ pub struct Sealer {
     host: String,
     data_dir: PathBuf,
     ledger: Mutex<Ledger>,
+    head_problem: Option<String>,
 }
 
 /// SHA-256 of a file, and of its first `head` bytes.
@@ -217,8 +222,10 @@ impl Sealer {
         fsutil::create_private_dir(root)
             .map_err(|e| anyhow::anyhow!("evidence dir {}: {e}", root.display()))?;
         let key = keys::load_or_create(data_dir)?;
-        let ledger = Ledger::open(root)
+        let mut ledger = Ledger::open(root)
             .map_err(|e| anyhow::anyhow!("{}: {e}", root.join(layout::LEDGER_FILE).display()))?;
+        // A ledger cut short is reported, never a reason to stop sealing new calls.
+        let head_problem = ledger.anchor(root, data_dir, &key).err();
         Ok(Sealer {
             root: root.to_path_buf(),
             key_id: keys::key_id(&key.verifying_key()),
@@ -226,7 +233,14 @@ impl Sealer {
             host: manifest::host_name(),
             data_dir: data_dir.to_path_buf(),
             ledger: Mutex::new(ledger),
+            head_problem,
         })
+    }
+
+    /// Why the ledger does not hold its signed head (newest lines removed, ledger rewritten),
+    /// as found at open.
+    pub fn head_problem(&self) -> Option<&str> {
+        self.head_problem.as_deref()
     }
 
     /// The evidence root.
@@ -278,6 +292,7 @@ impl Sealer {
         } else {
             Vec::new()
         };
+        let ledger_head = Some(self.ledger()?.head_ref());
         let m = Manifest {
             schema: manifest::SCHEMA.into(),
             call_id: rec.call_id.clone(),
@@ -299,6 +314,8 @@ impl Sealer {
             sealed_at: local_rfc3339(sealed_at),
             key_id: self.key_id.clone(),
             records,
+            ledger_head,
+            continues: rec.continues.clone(),
         };
         let mut bytes = serde_json::to_vec_pretty(&m).map_err(|e| SealError::Io {
             what: "serialize",

@@ -13,6 +13,7 @@ use sha2::{Digest, Sha256};
 use super::keys;
 use super::layout::{LEDGER_FILE, MANIFEST_FILE, META_FILE, PART_FILE, SIG_FILE};
 use super::ledger::{self, CheckedLine};
+use super::ledger_head;
 use super::manifest::Manifest;
 
 /// Why verify could not even start (exit 2).
@@ -36,6 +37,51 @@ pub struct CallVerdict {
     pub failures: Vec<String>,
     /// Not sealed yet (a call in progress or waiting for recovery): not counted as a failure.
     pub open: bool,
+    /// For a later part of a split call: the part it continues (absolute folder).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub continues: Option<PathBuf>,
+    /// This part's number (2, 3, …) and where its audio starts in the call, from the manifest.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub part: Option<(u32, Option<f64>)>,
+}
+
+/// How a ledger stands against its signed head (kept in the data dir, outside the evidence
+/// folder).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(rename_all = "snake_case")]
+pub enum HeadCheck {
+    /// Only single call folders were checked: the tail of the ledger is not in question.
+    NotChecked,
+    /// No head to compare with (a copy checked with `--pubkey` and no `--head`): removing
+    /// the newest calls together with their ledger lines cannot be seen.
+    Unknown,
+    /// The head found belongs to another evidence folder.
+    OtherRoot,
+    /// The ledger holds its head.
+    Holds,
+    /// No head where one must be (the workstation's data dir), or a head that fails its
+    /// signature, or a ledger that does not hold it: see the ledger's failures.
+    Failed,
+}
+
+/// A folder under an evidence root holding files but no call (no `manifest.json`, no
+/// `meta.json`, no `call.wav.part`): e.g. a `call.wav` put there by hand or left behind.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct StrayFolder {
+    /// The folder.
+    pub dir: PathBuf,
+    /// The files in it (names).
+    pub files: Vec<String>,
+}
+
+/// One call recorded in several folders (callguard restarted during the call).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct SplitCall {
+    /// PBX call id.
+    pub call_id: String,
+    /// The parts in order: folder and where its audio starts (seconds from the call's start;
+    /// `None` for the first part, or a part without audio).
+    pub parts: Vec<(PathBuf, Option<f64>)>,
 }
 
 /// The verdict on a ledger as a whole.
@@ -47,6 +93,8 @@ pub struct LedgerVerdict {
     pub lines: usize,
     /// Broken lines, and ledger entries whose folder is gone.
     pub failures: Vec<String>,
+    /// The ledger against its signed head.
+    pub head: HeadCheck,
 }
 
 /// Everything verify found.
@@ -56,21 +104,47 @@ pub struct Outcome {
     pub calls: Vec<CallVerdict>,
     /// Per evidence root.
     pub ledgers: Vec<LedgerVerdict>,
+    /// Folders with files that are not evidence callguard sealed.
+    pub stray: Vec<StrayFolder>,
+    /// Calls whose evidence is in several parts.
+    pub split_calls: Vec<SplitCall>,
 }
 
 impl Outcome {
-    /// True when nothing failed.
+    /// True when nothing failed (stray folders are warnings).
     pub fn ok(&self) -> bool {
         self.calls.iter().all(|c| c.failures.is_empty())
             && self.ledgers.iter().all(|l| l.failures.is_empty())
     }
+
+    /// [`Outcome::ok`], and with `strict` no stray folder either.
+    pub fn ok_strict(&self, strict: bool) -> bool {
+        self.ok() && !(strict && !self.stray.is_empty())
+    }
+}
+
+/// Where verify finds the ledger head.
+#[derive(Debug, Clone, Default)]
+pub enum HeadSource {
+    /// None known (a copy checked with the public key alone).
+    #[default]
+    None,
+    /// The workstation's data dir: a head must be there for a ledger with lines.
+    DataDir(PathBuf),
+    /// A head file copied with the evidence.
+    File(PathBuf),
 }
 
 struct Root {
     path: PathBuf,
+    text: String,
     lines: Vec<CheckedLine>,
     by_dir: HashMap<String, usize>,
     addenda: HashMap<String, Vec<usize>>,
+    /// SHA-256 of each line by its `seq`.
+    hashes: HashMap<u64, String>,
+    /// SHA-256 of every line.
+    line_hashes: std::collections::HashSet<String>,
 }
 
 fn is_call_dir(p: &Path) -> bool {
@@ -91,7 +165,27 @@ fn root_of(call_dir: &Path) -> Option<PathBuf> {
 }
 
 fn call_dirs_under(root: &Path) -> Vec<PathBuf> {
-    fn walk(d: &Path, depth: usize, out: &mut Vec<PathBuf>) {
+    walk_root(root).0
+}
+
+/// Regular files directly in `d` (names, sorted).
+fn files_in(d: &Path) -> Vec<String> {
+    let mut files: Vec<String> = std::fs::read_dir(d)
+        .map(|rd| {
+            rd.flatten()
+                .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    files.sort();
+    files
+}
+
+/// The call folders under an evidence root, and the folders below it that hold files but no
+/// call (the root itself holds the ledger and is not one).
+fn walk_root(root: &Path) -> (Vec<PathBuf>, Vec<StrayFolder>) {
+    fn walk(d: &Path, depth: usize, out: &mut Vec<PathBuf>, stray: &mut Vec<StrayFolder>) {
         if depth > 4 {
             return;
         }
@@ -99,21 +193,138 @@ fn call_dirs_under(root: &Path) -> Vec<PathBuf> {
             out.push(d.to_path_buf());
             return;
         }
+        if depth > 0 {
+            let files = files_in(d);
+            if !files.is_empty() {
+                stray.push(StrayFolder {
+                    dir: d.to_path_buf(),
+                    files,
+                });
+            }
+        }
         let Ok(rd) = std::fs::read_dir(d) else { return };
         for e in rd.flatten() {
             if e.file_type().is_ok_and(|t| t.is_dir()) {
-                walk(&e.path(), depth + 1, out);
+                walk(&e.path(), depth + 1, out, stray);
             }
         }
     }
     let mut out = Vec::new();
-    walk(root, 0, &mut out);
+    let mut stray = Vec::new();
+    walk(root, 0, &mut out, &mut stray);
     out.sort();
+    stray.sort_by(|a, b| a.dir.cmp(&b.dir));
+    (out, stray)
+}
+
+/// Whether the workstation's ledger head names `root` (so `root` held a ledger).
+fn anchored_here(source: &HeadSource, key: &VerifyingKey, root: &Path) -> bool {
+    match source {
+        HeadSource::DataDir(d) => {
+            matches!(ledger_head::read(d, key), Ok(Some(h)) if h.is_for(root) && h.seq > 0)
+        }
+        _ => false,
+    }
+}
+
+/// The ledger against its head; failures are added to `failures`.
+fn check_head(
+    root: &Root,
+    source: &HeadSource,
+    key: &VerifyingKey,
+    failures: &mut Vec<String>,
+) -> HeadCheck {
+    let (read, required) = match source {
+        HeadSource::None => return HeadCheck::Unknown,
+        HeadSource::DataDir(d) => (ledger_head::read(d, key), Some(ledger_head::path(d))),
+        HeadSource::File(f) => (ledger_head::read_file(f, key), None),
+    };
+    match read {
+        Ok(Some(head)) if head.is_for(&root.path) || required.is_none() => {
+            match ledger_head::describe(&ledger_head::standing(&root.text, &head), &head) {
+                None => HeadCheck::Holds,
+                Some(why) => {
+                    failures.push(why);
+                    HeadCheck::Failed
+                }
+            }
+        }
+        Ok(Some(_)) => HeadCheck::OtherRoot,
+        Ok(None) => match required {
+            Some(p) if root.lines.iter().any(|l| l.entry.is_some()) => {
+                failures.push(format!(
+                    "no signed ledger head at {} (it is rewritten at every seal and made at the daemon's start; without it, removed newest calls cannot be seen)",
+                    p.display()
+                ));
+                HeadCheck::Failed
+            }
+            Some(_) => HeadCheck::Holds,
+            None => {
+                failures.push("the ledger head file given does not exist".into());
+                HeadCheck::Failed
+            }
+        },
+        Err(e) => {
+            failures.push(format!("ledger head: {e}"));
+            HeadCheck::Failed
+        }
+    }
+}
+
+/// Groups the verified parts of split calls, each call's parts in order.
+fn split_calls(calls: &[CallVerdict]) -> Vec<SplitCall> {
+    let canon = |p: &Path| p.canonicalize().unwrap_or_else(|_| p.to_path_buf());
+    let by_dir: HashMap<PathBuf, usize> = calls
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (canon(&c.dir), i))
+        .collect();
+    // Each chain is named by its last part: a part no other verified part continues.
+    let continued: std::collections::HashSet<PathBuf> = calls
+        .iter()
+        .filter_map(|c| c.continues.as_deref().map(canon))
+        .collect();
+    let mut out = Vec::new();
+    for c in calls.iter().filter(|c| c.continues.is_some()) {
+        if continued.contains(&canon(&c.dir)) {
+            continue;
+        }
+        let mut parts = vec![(c.dir.clone(), c.part.and_then(|p| p.1))];
+        let mut prev = c.continues.clone();
+        // Bounded: a chain of folders naming each other in a loop ends here.
+        while let Some(p) = prev.take() {
+            if parts.len() > calls.len() {
+                break;
+            }
+            match by_dir.get(&canon(&p)).map(|&i| &calls[i]) {
+                Some(v) => {
+                    parts.push((v.dir.clone(), v.part.and_then(|x| x.1)));
+                    prev = v.continues.clone();
+                }
+                None => parts.push((p, None)),
+            }
+        }
+        parts.reverse();
+        out.push(SplitCall {
+            call_id: c.call_id.clone().unwrap_or_default(),
+            parts,
+        });
+    }
     out
 }
 
-/// Verifies `paths` (call folders or evidence roots) against `key`.
+/// Verifies `paths` (call folders or evidence roots) against `key`, without a ledger head.
 pub fn verify_paths(paths: &[PathBuf], key: &VerifyingKey) -> Result<Outcome, UsageError> {
+    verify_paths_with(paths, key, &HeadSource::None)
+}
+
+/// Verifies `paths` (call folders or evidence roots) against `key`; each evidence root checked
+/// as a whole is also checked against the ledger head from `head`.
+pub fn verify_paths_with(
+    paths: &[PathBuf],
+    key: &VerifyingKey,
+    head: &HeadSource,
+) -> Result<Outcome, UsageError> {
     let mut roots: Vec<Root> = Vec::new();
     let mut calls: Vec<(PathBuf, Option<usize>)> = Vec::new();
     let mut whole_roots: Vec<usize> = Vec::new();
@@ -132,8 +343,20 @@ pub fn verify_paths(paths: &[PathBuf], key: &VerifyingKey) -> Result<Outcome, Us
         }
         let (root, is_whole) = if is_call_dir(&p) {
             (root_of(&p), false)
-        } else if p.join(LEDGER_FILE).is_file() || !call_dirs_under(&p).is_empty() {
+        } else if p.join(LEDGER_FILE).is_file()
+            || !call_dirs_under(&p).is_empty()
+            || anchored_here(head, key, &p)
+        {
+            // (An evidence root emptied of its ledger and calls is still checked against
+            // the head that names it.)
             (Some(p.clone()), true)
+        } else if !files_in(&p).is_empty() && root_of(&p).is_some() {
+            // A folder given by name that holds files but no sealed call.
+            out.stray.push(StrayFolder {
+                files: files_in(&p),
+                dir: p.clone(),
+            });
+            continue;
         } else {
             return Err(UsageError::Path(format!(
                 "{}: holds no sealed calls and no {LEDGER_FILE}",
@@ -158,9 +381,11 @@ pub fn verify_paths(paths: &[PathBuf], key: &VerifyingKey) -> Result<Outcome, Us
                     whole_roots.push(i);
                 }
             }
-            for d in call_dirs_under(&p) {
+            let (dirs, stray) = walk_root(&p);
+            for d in dirs {
                 calls.push((d, root_idx));
             }
+            out.stray.extend(stray);
         } else {
             calls.push((p, root_idx));
         }
@@ -168,7 +393,10 @@ pub fn verify_paths(paths: &[PathBuf], key: &VerifyingKey) -> Result<Outcome, Us
     let mut seen_dirs: HashMap<usize, Vec<String>> = HashMap::new();
     for (dir, root_idx) in calls {
         let root = root_idx.map(|i| &roots[i]);
-        let v = verify_call(&dir, root, key);
+        let mut v = verify_call(&dir, root, key);
+        if let Some(r) = root {
+            check_continuation(&mut v, &dir, r);
+        }
         if let (Some(i), Some(r)) = (root_idx, root) {
             seen_dirs.entry(i).or_default().push(rel_of(&dir, &r.path));
         }
@@ -201,18 +429,86 @@ pub fn verify_paths(paths: &[PathBuf], key: &VerifyingKey) -> Result<Outcome, Us
                 }
             }
         }
+        let head_check = if whole_roots.contains(&i) {
+            check_head(r, head, key, &mut failures)
+        } else {
+            HeadCheck::NotChecked
+        };
         out.ledgers.push(LedgerVerdict {
             ledger: r.path.join(LEDGER_FILE),
             lines: r.lines.len(),
             failures,
+            head: head_check,
         });
     }
+    out.split_calls = split_calls(&out.calls);
     Ok(out)
+}
+
+/// A later part of a split call: the part it names must be there, sealed as named; and a
+/// manifest's view of the ledger (`ledger_head`) must still hold.
+fn check_continuation(v: &mut CallVerdict, dir: &Path, root: &Root) {
+    let Some(m) = std::fs::read(dir.join(MANIFEST_FILE))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<Manifest>(&b).ok())
+    else {
+        return;
+    };
+    if let Some(h) = m
+        .ledger_head
+        .as_ref()
+        .filter(|h| h.seq > 0 && !root.line_hashes.contains(&h.line_sha256))
+    {
+        // (A line torn by a crash does not parse but keeps its bytes: found by its hash.)
+        match root.hashes.get(&h.seq) {
+            None => v.failures.push(format!(
+                "the ledger had line {} when this call was sealed; that line is gone (the ledger was cut)",
+                h.seq
+            )),
+            Some(sha) if *sha != h.line_sha256 => v.failures.push(format!(
+                "ledger line {} is not the one there when this call was sealed (the ledger was rewritten)",
+                h.seq
+            )),
+            Some(_) => {}
+        }
+    }
+    let Some(c) = m.continues else { return };
+    v.part = Some((c.part, c.audio_offset_secs));
+    if c.dir.contains("..") || c.dir.starts_with('/') {
+        v.failures.push(format!(
+            "continues a part outside the evidence folder: {}",
+            c.dir
+        ));
+        return;
+    }
+    let earlier = root.path.join(&c.dir);
+    match std::fs::read(earlier.join(MANIFEST_FILE)) {
+        Err(_) => v.failures.push(format!(
+            "part {} of call {}: the part it continues ({}) is missing",
+            c.part, m.call_id, c.dir
+        )),
+        Ok(b) if hex::encode(Sha256::digest(&b)) != c.manifest_sha256 => v.failures.push(format!(
+            "part {} of call {}: the manifest of the part it continues ({}) is not the one sealed",
+            c.part, m.call_id, c.dir
+        )),
+        Ok(_) => {}
+    }
+    v.continues = Some(earlier);
 }
 
 fn load_root(root: &Path, key: &VerifyingKey) -> Root {
     let text = std::fs::read_to_string(root.join(LEDGER_FILE)).unwrap_or_default();
     let lines = ledger::check(&text, key);
+    let hashes = text
+        .split('\n')
+        .filter(|l| !l.is_empty())
+        .filter_map(|l| ledger::line_seq(l).map(|s| (s, ledger::line_hash(l))))
+        .collect();
+    let line_hashes = text
+        .split('\n')
+        .filter(|l| !l.is_empty())
+        .map(ledger::line_hash)
+        .collect();
     let mut by_dir = HashMap::new();
     let mut addenda: HashMap<String, Vec<usize>> = HashMap::new();
     let mut lines = lines;
@@ -234,9 +530,12 @@ fn load_root(root: &Path, key: &VerifyingKey) -> Root {
     }
     Root {
         path: root.to_path_buf(),
+        text,
         lines,
         by_dir,
         addenda,
+        hashes,
+        line_hashes,
     }
 }
 
@@ -257,6 +556,8 @@ fn verify_call(dir: &Path, root: Option<&Root>, key: &VerifyingKey) -> CallVerdi
         sha256: None,
         failures: Vec::new(),
         open: false,
+        continues: None,
+        part: None,
     };
     let manifest_path = dir.join(MANIFEST_FILE);
     let sig_path = dir.join(SIG_FILE);
@@ -421,14 +722,18 @@ fn verify_call(dir: &Path, root: Option<&Root>, key: &VerifyingKey) -> CallVerdi
 }
 
 /// Prints the outcome: one line per call (`OK <dir>` / `FAIL <dir>: <reasons>`), one per
-/// broken ledger; or JSON lines.
-pub fn print(out: &Outcome, json: bool) {
+/// broken ledger, one per split call (`CALL …`) and per stray folder (`WARN …`, `FAIL …` with
+/// `strict`); or JSON lines.
+pub fn print(out: &Outcome, json: bool, strict: bool) {
     for c in &out.calls {
         if json {
-            let line = serde_json::json!({
+            let mut line = serde_json::json!({
                 "dir": c.dir, "call_id": c.call_id, "sha256": c.sha256,
                 "ok": c.failures.is_empty(), "open": c.open, "failures": c.failures,
             });
+            if let Some(p) = &c.continues {
+                line["continues"] = serde_json::json!(p);
+            }
             println!("{line}");
         } else if c.open {
             println!(
@@ -441,26 +746,79 @@ pub fn print(out: &Outcome, json: bool) {
             println!("FAIL {}: {}", c.dir.display(), c.failures.join("; "));
         }
     }
+    for s in &out.split_calls {
+        if json {
+            let parts: Vec<_> = s
+                .parts
+                .iter()
+                .map(|(d, off)| serde_json::json!({"dir": d, "audio_offset_secs": off}))
+                .collect();
+            println!(
+                "{}",
+                serde_json::json!({"split_call": s.call_id, "parts": parts})
+            );
+        } else {
+            let parts: Vec<String> = s
+                .parts
+                .iter()
+                .enumerate()
+                .map(|(i, (d, off))| match off {
+                    Some(o) if i > 0 => format!("{} (audio from {o:.1} s)", d.display()),
+                    _ => d.display().to_string(),
+                })
+                .collect();
+            println!(
+                "CALL {}: one call in {} parts (callguard restarted during it): {}",
+                s.call_id,
+                s.parts.len(),
+                parts.join(" + ")
+            );
+        }
+    }
+    for s in &out.stray {
+        if json {
+            println!(
+                "{}",
+                serde_json::json!({"stray": s.dir, "files": s.files, "ok": !strict})
+            );
+        } else {
+            println!(
+                "{} {}: not sealed evidence: {} with no manifest.json and no meta.json",
+                if strict { "FAIL" } else { "WARN" },
+                s.dir.display(),
+                s.files.join(", ")
+            );
+        }
+    }
     for l in &out.ledgers {
         if json {
             let line = serde_json::json!({
-                "ledger": l.ledger, "lines": l.lines, "ok": l.failures.is_empty(), "failures": l.failures,
+                "ledger": l.ledger, "lines": l.lines, "ok": l.failures.is_empty(),
+                "failures": l.failures, "head": l.head,
             });
             println!("{line}");
         } else if !l.failures.is_empty() {
             for f in &l.failures {
                 println!("FAIL {}: {f}", l.ledger.display());
             }
+        } else if l.head == HeadCheck::Unknown {
+            println!(
+                "NOTE {}: removal of the newest calls not checked: no ledger head here (verify on the workstation, or give --head with its ledger-head.json)",
+                l.ledger.display()
+            );
         }
     }
 }
 
-/// `callguard verify`: exit 0 all good, 1 any failure, 2 usage error.
+/// `callguard verify`: exit 0 all good, 1 any failure (with `strict`, a stray folder too),
+/// 2 usage error.
 pub fn cli(
     config: Option<&Path>,
     paths: Vec<PathBuf>,
     pubkey: Option<PathBuf>,
+    head: Option<PathBuf>,
     json: bool,
+    strict: bool,
 ) -> std::process::ExitCode {
     use std::process::ExitCode;
     let need_config = paths.is_empty() || pubkey.is_none() || config.is_some();
@@ -495,10 +853,17 @@ pub fn cli(
     } else {
         paths
     };
-    match verify_paths(&paths, &key) {
+    // On the workstation (its own key, from its configuration), its data dir holds the
+    // ledger head; a key given by hand is another machine's, whose head is not here.
+    let head = match (head, &cfg) {
+        (Some(f), _) => HeadSource::File(f),
+        (None, Some(c)) if pubkey.is_none() => HeadSource::DataDir(c.data_dir()),
+        _ => HeadSource::None,
+    };
+    match verify_paths_with(&paths, &key, &head) {
         Ok(out) => {
-            print(&out, json);
-            if out.ok() {
+            print(&out, json, strict);
+            if out.ok_strict(strict) {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::from(1)
