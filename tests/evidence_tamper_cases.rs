@@ -64,7 +64,7 @@ impl Tree {
         let sealer = Sealer::open(&root, &state).unwrap();
         let now = chrono::Local::now().fixed_offset();
         let mut dirs = Vec::new();
-        let mut seal = |rec: &CallRecord| {
+        let seal = |rec: &CallRecord| {
             let src = tmp.path().join("in.wav");
             std::fs::copy(fixture(), &src).unwrap();
             sealer.seal_wav_as_new_call(&src, rec).unwrap().dir

@@ -119,7 +119,7 @@ impl Outcome {
 
     /// [`Outcome::ok`], and with `strict` no stray folder either.
     pub fn ok_strict(&self, strict: bool) -> bool {
-        self.ok() && !(strict && !self.stray.is_empty())
+        self.ok() && (!strict || self.stray.is_empty())
     }
 }
 
