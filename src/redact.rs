@@ -86,6 +86,16 @@ pub fn redact(text: &str) -> String {
             .find(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | ')' | ']' | '>' | '`'))
             .map(|j| i + 3 + j)
             .unwrap_or(rest.len());
+        // Already masked (text built from a masked URL): kept as is, so masking twice
+        // changes nothing.
+        if let Some(k) = rest[scheme_start..].find(MASK)
+            && scheme_start + k <= end
+        {
+            let stop = scheme_start + k + MASK.len();
+            out.push_str(&rest[..stop]);
+            rest = &rest[stop..];
+            continue;
+        }
         out.push_str(&rest[..scheme_start]);
         out.push_str(&mask_url(&rest[scheme_start..end]));
         rest = &rest[end..];
@@ -139,6 +149,17 @@ mod tests {
             "a https://h/x/…(masked) and b http://g:1/y/…(masked) end"
         );
         assert_eq!(redact("no urls here: a://"), "no urls here: a://");
+        // Masking is idempotent: a text holding a masked URL stays as it is.
+        let shown = format!(
+            "{}: unreachable: {e}",
+            mask_url("http://127.0.0.1:41234/hooks/SECRET123/post")
+        );
+        let once = redact(&shown);
+        assert_eq!(redact(&once), once);
+        assert!(
+            once.starts_with("http://127.0.0.1:41234/hooks/…(masked): unreachable: error"),
+            "{once}"
+        );
         assert_eq!(redact("odd ://x"), "odd ://x");
     }
 }
