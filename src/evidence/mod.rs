@@ -511,7 +511,7 @@ fn call_thread(ctx: &Ctx, call: &CallInfo, rx: std_mpsc::Receiver<Msg>, backlog:
     {
         tracing::info!(call_id = id, earlier = %c.dir, part = c.part, "call continues an earlier part");
         rec.problems.push(format!(
-            "part {} of call {id}: callguard restarted during the call; the part before is sealed in {}",
+            "part {} of call {id}: callguard restarted during the call, and the audio between the end of the part before and the start of this one is missing; the part before is sealed in {}",
             c.part, c.dir
         ));
         rec.continues = Some(c);
