@@ -289,6 +289,11 @@ impl Ledger {
         }
         Ok(entry.seq)
     }
+
+    /// SHA-256 of the last line written (what the next line's `prev` will hold).
+    pub fn last_line_sha256(&self) -> &str {
+        &self.prev
+    }
 }
 
 /// One checked ledger line.
