@@ -121,6 +121,8 @@ enum Msg {
         cause: String,
     },
     Recording(RecordingOutcome),
+    /// A PBX-side problem of the call (its recording not started…), for its record at once.
+    Problem(String),
 }
 
 struct CallHandle {
@@ -331,6 +333,11 @@ pub async fn run(
                 };
                 if done && let Some(h) = calls.remove(&call.call_id) {
                     finishing.push((call.call_id.clone(), h.thread));
+                }
+            }
+            Action::Problem(p) if p.kind.starts_with("pbx.") => {
+                if let Some(h) = p.call_id.as_ref().and_then(|id| calls.get(id)) {
+                    let _ = h.tx.send(Msg::Problem(p.text));
                 }
             }
             Action::Recording { call_id, outcome } => {
@@ -583,6 +590,10 @@ fn call_thread(ctx: &Ctx, call: &CallInfo, rx: std_mpsc::Receiver<Msg>, backlog:
                 if source == "stream" || outcome.is_some() {
                     break;
                 }
+            }
+            Some(Msg::Problem(text)) => {
+                rec.problems.push(text);
+                save(&rec);
             }
             Some(Msg::Recording(o)) => {
                 outcome = Some(o);
