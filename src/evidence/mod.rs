@@ -605,10 +605,12 @@ fn call_thread(ctx: &Ctx, call: &CallInfo, rx: std_mpsc::Receiver<Msg>, backlog:
         if let Some(e) = failed {
             allowed = false;
             rec.truncated = true;
+            let mut stream_problems = Vec::new();
             if let Some(r) = recorder.take() {
                 let stats = r.abandon();
                 rec.gaps = stats.gaps;
                 rec.late_frames = stats.late_frames;
+                stream_problems = stats.problems;
             }
             let at = format!(
                 "{:.0} s",
@@ -624,6 +626,7 @@ fn call_thread(ctx: &Ctx, call: &CallInfo, rx: std_mpsc::Receiver<Msg>, backlog:
                 )
             };
             rec.problems.push(text.clone());
+            rec.problems.extend(stream_problems);
             save(&rec);
             ctx.problem(id, "evidence.truncated", text);
         }
@@ -641,6 +644,7 @@ fn call_thread(ctx: &Ctx, call: &CallInfo, rx: std_mpsc::Receiver<Msg>, backlog:
             Ok(stats) => {
                 rec.gaps = stats.gaps;
                 rec.late_frames = stats.late_frames;
+                rec.problems.extend(stats.problems);
                 if stats.ignored_frames > 0 {
                     rec.problems.push(format!(
                         "{} frames of a second track came after the file was made mono and are not in it",
