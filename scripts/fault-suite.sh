@@ -18,7 +18,9 @@ case "$profile" in
   dev | debug) dir=debug; flag=() ;;
   *) dir=$profile; flag=(--profile "$profile") ;;
 esac
-cargo build "${flag[@]}" --bin callguard --example fault_suite
+cargo build "${flag[@]}" --bin callguard
+# The driver's speed does not matter: a debug build spares compiling the dev-dependencies twice.
+cargo build --example fault_suite
 
 args=(--bin "target/$dir/callguard"
   --drop-daemons "${DROP_DAEMONS:-20}" --drops-each "${DROPS_EACH:-5}"
@@ -26,4 +28,4 @@ args=(--bin "target/$dir/callguard"
 [[ -n "${SEED:-}" ]] && args+=(--seed "$SEED")
 [[ -n "${JSON:-}" ]] && args+=(--json "$JSON")
 [[ -n "${KEEP:-}" ]] && args+=(--keep)
-exec timeout --kill-after=10 "${TIMEOUT:-900}" "target/$dir/examples/fault_suite" "${args[@]}"
+exec timeout --kill-after=10 "${TIMEOUT:-900}" target/debug/examples/fault_suite "${args[@]}"
