@@ -209,6 +209,64 @@ pub fn thousands(n: u64) -> String {
 mod tests {
     use super::*;
 
+    /// Log lines written while `f` runs, as text.
+    async fn captured<F: std::future::Future<Output = ()>>(f: F) -> Vec<String> {
+        use std::sync::Arc;
+        #[derive(Clone, Default)]
+        struct Buf(Arc<Mutex<Vec<u8>>>);
+        impl std::io::Write for Buf {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let buf = Buf::default();
+        let out = buf.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || out.clone())
+            .with_ansi(false)
+            .finish();
+        let _guard = tracing::subscriber::set_default(subscriber);
+        f.await;
+        let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+        text.lines().map(str::to_string).collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_flood_is_a_few_lines_a_minute_with_the_count() {
+        let limiter = WarnLimiter::per_minute("frame refused");
+        let lines = captured(async {
+            for i in 0..5_005u32 {
+                limiter.warn(&format!("bad frame {i}"));
+            }
+            // Not a minute yet: nothing more.
+            tokio::time::advance(Duration::from_secs(30)).await;
+            limiter.tick();
+            tokio::time::advance(Duration::from_secs(31)).await;
+            limiter.tick();
+            // A new minute: the first ones are written in full again.
+            limiter.warn("bad frame again");
+            limiter.flush();
+        })
+        .await;
+        assert_eq!(lines.len(), 7, "{lines:#?}");
+        assert!(
+            lines[..5]
+                .iter()
+                .all(|l| l.contains("frame refused reason=bad frame"))
+        );
+        assert!(
+            lines[5].contains("frame refused: 5,000 more in the last minute")
+                && lines[5].contains("last=bad frame 5004"),
+            "{}",
+            lines[5]
+        );
+        assert!(lines[6].contains("reason=bad frame again"), "{}", lines[6]);
+    }
+
     #[test]
     fn thousands_are_grouped() {
         assert_eq!(thousands(0), "0");
