@@ -114,6 +114,9 @@ pub enum PbxEvent {
         /// Why it was refused.
         reason: String,
     },
+    /// Something on the PBX side the agent and the team lead must hear about at once (e.g. a
+    /// call Asterisk is not recording); published to every sink like a sink's problem.
+    Problem(Problem),
     /// A PBX-side recording of a call is available (or definitely is not). Arrives after the
     /// call's end; forwarded to the evidence sink whether or not the call is still tracked.
     Recording {

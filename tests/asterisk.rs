@@ -12,7 +12,10 @@ use callguard::daemon::RunOptions;
 use callguard::events::{PbxEvent, RecordingOutcome, Report};
 use callguard::pbx::ari::event::parse_time;
 use callguard::pbx::asterisk::{self, Options};
-use common::ari::{AriConn, Failure, FakeAri, fixture_bytes, fixture_lines, rest_responses};
+use common::ari::{
+    AriConn, Failure, FakeAri, fixture_bytes, fixture_lines, is_own_snoop_stasis_start,
+    rest_responses,
+};
 use common::{start_daemon, test_config};
 use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, oneshot};
@@ -104,15 +107,20 @@ fn is_up_of(line: &str, id: &str) -> bool {
         && line.contains(r#""state":"Up""#)
 }
 
-/// Replays `lines`; after the agent channel comes up, waits for the recording request the
-/// connector makes (as the real Asterisk only created the snoop after the app asked for it).
+/// Replays `lines`; after the agent channel comes up, waits until the connector's recording
+/// request has been accepted (as the real Asterisk only made the snoop's recording once asked).
+/// The fixtures' StasisStart of callguard's own snoops is left out: the fake sends it when the
+/// snoop is really made, after the snoop's `200`.
 async fn replay(ari: &FakeAri, conn: &mut AriConn, lines: &[String], agent_id: &str, record: bool) {
     for line in lines {
+        if is_own_snoop_stasis_start(line) {
+            continue;
+        }
         conn.send_line(line).await;
         if record && is_up_of(line, agent_id) {
             let path = format!("/ari/channels/cg-snoop-{agent_id}/record");
-            ari.wait_for("the record request", |r, _| {
-                r.iter().any(|s| s.path == path)
+            ari.wait_for("the accepted record request", |r, _| {
+                r.iter().any(|s| s.path == path && s.status == 201)
             })
             .await;
         }
@@ -610,8 +618,10 @@ async fn the_notice_is_whispered_into_the_call() {
     let up = lines.iter().position(|l| is_up_of(l, id)).unwrap();
     replay(&ari, &mut conn, &lines[..=up], id, false).await;
     let play = format!("/ari/channels/cg-notice-{id}/play");
-    ari.wait_for("the play request", |r, _| r.iter().any(|s| s.path == play))
-        .await;
+    ari.wait_for("the accepted play request", |r, _| {
+        r.iter().any(|s| s.path == play && s.status == 201)
+    })
+    .await;
     replay(&ari, &mut conn, &lines[up + 1..], id, false).await;
     let events = c.until(|e| matches!(e, PbxEvent::CallEnd { .. })).await;
     assert_eq!(events.len(), 2, "{events:#?}");
@@ -693,6 +703,11 @@ async fn a_recording_that_cannot_be_set_up_is_reported_failed_after_the_end() {
         .collect();
     replay(&ari, &mut conn, &lines, AGENT_ID, false).await;
     let events = c.until(|e| matches!(e, PbxEvent::Recording { .. })).await;
+    // The failure is a problem at once (whenever the snoop's answer came), and the outcome at
+    // the call's end.
+    let (problems, events): (Vec<_>, Vec<_>) = events
+        .into_iter()
+        .partition(|e| matches!(e, PbxEvent::Problem(_)));
     let [
         PbxEvent::CallStart(_),
         PbxEvent::CallEnd { .. },
@@ -706,7 +721,157 @@ async fn a_recording_that_cannot_be_set_up_is_reported_failed_after_the_end() {
     };
     assert_eq!(
         reason,
-        "snoop on channel 1795354434.7: HTTP 404 from Asterisk: Channel not found"
+        "the recording was never started: snoop on channel 1795354434.7: HTTP 404 from Asterisk: Channel not found"
     );
+    let [PbxEvent::Problem(p)] = problems.as_slice() else {
+        panic!("{problems:#?}");
+    };
+    assert_eq!(
+        (p.kind.as_str(), p.call_id.as_deref()),
+        ("pbx.recording", Some(AGENT_ID))
+    );
+    assert!(p.text.contains("NOT being recorded"), "{p:?}");
+    assert!(p.text.contains("HTTP 404"), "{p:?}");
+    c.stop().await;
+}
+
+/// The bridged call's lines without what only a running recording produces.
+fn bridged_without_recording() -> Vec<String> {
+    fixture_lines(BRIDGED)
+        .into_iter()
+        .filter(|l| !l.contains(r#""type":"Recording"#))
+        .collect()
+}
+
+#[tokio::test]
+async fn the_snoop_is_recorded_only_once_it_has_entered_the_application() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut ari = FakeAri::start(USER, PASSWORD).await;
+    ari.store("callguard/1795354434.7", fixture_bytes(WAV));
+    // Wider than on the real Asterisk (about 2 ms), so a record sent on the snoop's 200 always
+    // loses the race.
+    ari.set_stasis_delay(Duration::from_millis(150));
+    let cfg = ari_config(dir.path(), &ari.url);
+    let mut c = Connector::start(&cfg);
+    let mut conn = ari.accept().await;
+    c.connected().await;
+    replay(&ari, &mut conn, &fixture_lines(BRIDGED), AGENT_ID, true).await;
+    let events = c.until(|e| matches!(e, PbxEvent::Recording { .. })).await;
+    assert!(
+        matches!(
+            events.last(),
+            Some(PbxEvent::Recording {
+                outcome: RecordingOutcome::Downloaded { .. },
+                ..
+            })
+        ),
+        "{events:#?}"
+    );
+    assert!(
+        !events.iter().any(|e| matches!(e, PbxEvent::Problem(_))),
+        "{events:#?}"
+    );
+    let entered = ari
+        .stasis_sent(&format!("cg-snoop-{AGENT_ID}"))
+        .expect("the snoop entered the application");
+    let records: Vec<_> = ari
+        .requests()
+        .into_iter()
+        .filter(|s| s.path.ends_with("/record"))
+        .collect();
+    // One record, after the StasisStart, accepted at once.
+    assert_eq!(records.len(), 1, "{records:?}");
+    assert_eq!(records[0].status, 201);
+    assert!(records[0].at >= entered);
+    c.stop().await;
+}
+
+#[tokio::test]
+async fn a_lost_stasis_start_still_gets_the_call_recorded_after_a_bounded_wait() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut ari = FakeAri::start(USER, PASSWORD).await;
+    ari.store("callguard/1795354434.7", fixture_bytes(WAV));
+    // The event never comes, and the snoop enters only after the connector stopped waiting
+    // for it (2 s): its first tries are refused as not in Stasis and retried.
+    ari.lose_stasis_events();
+    ari.set_stasis_delay(Duration::from_millis(2300));
+    let cfg = ari_config(dir.path(), &ari.url);
+    let mut c = Connector::start(&cfg);
+    let mut conn = ari.accept().await;
+    c.connected().await;
+    replay(&ari, &mut conn, &fixture_lines(BRIDGED), AGENT_ID, true).await;
+    let events = c.until(|e| matches!(e, PbxEvent::Recording { .. })).await;
+    assert!(
+        matches!(
+            events.last(),
+            Some(PbxEvent::Recording {
+                outcome: RecordingOutcome::Downloaded { .. },
+                ..
+            })
+        ),
+        "{events:#?}"
+    );
+    let statuses: Vec<u16> = ari
+        .requests()
+        .iter()
+        .filter(|s| s.path.ends_with("/record"))
+        .map(|s| s.status)
+        .collect();
+    assert_eq!(statuses.last(), Some(&201), "{statuses:?}");
+    assert!(statuses.len() >= 2, "{statuses:?}");
+    assert!(
+        statuses[..statuses.len() - 1].iter().all(|s| *s == 409),
+        "{statuses:?}"
+    );
+    c.stop().await;
+}
+
+#[tokio::test]
+async fn a_record_refused_with_422_is_a_problem_at_once_and_the_outcome_says_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut ari = FakeAri::start(USER, PASSWORD).await;
+    ari.refuse_records(422, "specified format is unknown on this system");
+    let cfg = ari_config(dir.path(), &ari.url);
+    let mut c = Connector::start(&cfg);
+    let mut conn = ari.accept().await;
+    c.connected().await;
+    let lines = bridged_without_recording();
+    let up = lines.iter().position(|l| is_up_of(l, AGENT_ID)).unwrap();
+    replay(&ari, &mut conn, &lines[..=up], AGENT_ID, false).await;
+    // While the call is still going on.
+    let events = c.until(|e| matches!(e, PbxEvent::Problem(_))).await;
+    let [PbxEvent::CallStart(_), PbxEvent::Problem(p)] = events.as_slice() else {
+        panic!("{events:#?}");
+    };
+    assert_eq!(p.kind, "pbx.recording");
+    assert_eq!(p.call_id.as_deref(), Some(AGENT_ID));
+    assert!(p.text.contains("NOT being recorded"), "{p:?}");
+    assert!(p.text.contains("HTTP 422"), "{p:?}");
+    assert!(p.text.contains("format is unknown"), "{p:?}");
+    replay(&ari, &mut conn, &lines[up + 1..], AGENT_ID, false).await;
+    let events = c.until(|e| matches!(e, PbxEvent::Recording { .. })).await;
+    let [
+        PbxEvent::CallEnd { .. },
+        PbxEvent::Recording {
+            outcome: RecordingOutcome::Failed { reason },
+            ..
+        },
+    ] = events.as_slice()
+    else {
+        panic!("{events:#?}");
+    };
+    assert!(
+        reason.starts_with("the recording was never started"),
+        "{reason}"
+    );
+    assert!(reason.contains("HTTP 422"), "{reason}");
+    // One try: a 422 is not retried, and no download is attempted.
+    let seen = ari.requests();
+    assert_eq!(
+        seen.iter().filter(|s| s.path.ends_with("/record")).count(),
+        1,
+        "{seen:?}"
+    );
+    assert!(seen.iter().all(|s| !s.path.starts_with("/ari/recordings")));
     c.stop().await;
 }

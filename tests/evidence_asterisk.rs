@@ -162,7 +162,7 @@ async fn the_pbx_recording_is_sealed_after_the_call_end_with_its_metadata() {
 #[tokio::test]
 async fn the_daemon_seals_the_recording_asterisk_made_of_a_real_call() {
     use callguard::config::PbxKind;
-    use common::ari::{FakeAri, fixture_bytes, fixture_lines};
+    use common::ari::{FakeAri, fixture_bytes, fixture_lines, is_own_snoop_stasis_start};
     const AGENT_ID: &str = "1795354434.7";
     let tmp = tempfile::tempdir().unwrap();
     let mut ari = FakeAri::start("callguard", "s3cret-ari").await;
@@ -191,14 +191,19 @@ async fn the_daemon_seals_the_recording_asterisk_made_of_a_real_call() {
         .await;
     let record_path = format!("/ari/channels/cg-snoop-{AGENT_ID}/record");
     for line in fixture_lines("ari-observed-bridged.jsonl") {
+        // The fake sends the snoop's StasisStart itself, once the snoop is made.
+        if is_own_snoop_stasis_start(&line) {
+            continue;
+        }
         conn.send_line(&line).await;
-        // The real Asterisk made the snoop's recording only once asked: wait for the request.
+        // The real Asterisk made the snoop's recording only once asked: wait for the request
+        // to be accepted.
         if line.contains(r#""type":"ChannelStateChange""#)
             && line.contains(&format!(r#""id":"{AGENT_ID}""#))
             && line.contains(r#""state":"Up""#)
         {
-            ari.wait_for("the record request", |r, _| {
-                r.iter().any(|s| s.path == record_path)
+            ari.wait_for("the accepted record request", |r, _| {
+                r.iter().any(|s| s.path == record_path && s.status == 201)
             })
             .await;
         }
@@ -225,6 +230,120 @@ async fn the_daemon_seals_the_recording_asterisk_made_of_a_real_call() {
     // receipt time for an `at` more than 24 h old.)
     let t = |k: &str| chrono::DateTime::parse_from_rfc3339(m[k].as_str().unwrap()).unwrap();
     assert!(t("ended_at") >= t("started_at"));
+    let key = callguard::evidence::keys::read_public(&tmp.path().join("state/keys/evidence.pub"))
+        .unwrap();
+    let out =
+        callguard::evidence::verify::verify_paths(&[tmp.path().join("evidence")], &key).unwrap();
+    assert!(out.ok(), "{out:?}");
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn a_recording_asterisk_never_started_is_loud_at_once_and_the_sealed_manifest_says_why() {
+    use callguard::config::{PbxKind, WebhookConfig, WebhookFormat};
+    use common::ari::{FakeAri, fixture_lines, is_own_snoop_stasis_start};
+    use common::http::Receiver;
+    const AGENT_ID: &str = "1795354434.7";
+    let tmp = tempfile::tempdir().unwrap();
+    let mut ari = FakeAri::start("callguard", "s3cret-ari").await;
+    ari.refuse_records(422, "specified format is unknown on this system");
+    let mut lead = Receiver::start(Vec::new()).await;
+    let mut cfg = common::test_config(tmp.path(), &ari.url);
+    cfg.pbx.kind = PbxKind::Asterisk;
+    cfg.pbx.username = "callguard".into();
+    cfg.pbx.password = "s3cret-ari".into();
+    cfg.pbx.app = "callguard-floor".into();
+    cfg.agent.endpoint = "Local/1001@agentphones".into();
+    cfg.evidence.source = EvidenceSource::Asterisk;
+    cfg.evidence.min_free_mb = 0;
+    cfg.escalation.webhook = vec![WebhookConfig {
+        url: lead.url("/lead"),
+        format: WebhookFormat::Json,
+        secret_file: String::new(),
+    }];
+    let mut d = common::start_daemon(
+        cfg,
+        callguard::daemon::RunOptions {
+            volatile: true,
+            desktop: false,
+            ..Default::default()
+        },
+    );
+    let mut conn = ari.accept().await;
+    d.next(|r| matches!(r, Report::Connected(_)).then_some(()))
+        .await;
+    // Nothing is recorded, so the capture's recording events never happen.
+    let lines: Vec<String> = fixture_lines("ari-observed-bridged.jsonl")
+        .into_iter()
+        .filter(|l| !is_own_snoop_stasis_start(l) && !l.contains(r#""type":"Recording"#))
+        .collect();
+    let is_up = |l: &str| {
+        l.contains(r#""type":"ChannelStateChange""#)
+            && l.contains(&format!(r#""id":"{AGENT_ID}""#))
+            && l.contains(r#""state":"Up""#)
+    };
+    let up = lines.iter().position(|l| is_up(l)).unwrap();
+    for line in &lines[..=up] {
+        conn.send_line(line).await;
+    }
+    // At once, during the call: the agent's desktop sink and the lead hear of it.
+    let (summary, body) = d
+        .next(|r| match r {
+            Report::Notification {
+                call_id,
+                summary,
+                body,
+                ..
+            } if call_id == AGENT_ID && summary.starts_with("pbx.") => {
+                Some((summary.clone(), body.clone()))
+            }
+            _ => None,
+        })
+        .await;
+    assert_eq!(summary, "pbx.recording");
+    assert!(body.contains("NOT being recorded"), "{body}");
+    assert!(body.contains("422"), "{body}");
+    let ping = lead.next().await.json();
+    assert_eq!(ping["kind"], "problem");
+    assert_eq!(ping["problem"], "pbx.recording");
+    assert_eq!(ping["call_id"], AGENT_ID);
+
+    for line in &lines[up + 1..] {
+        conn.send_line(line).await;
+    }
+    let (dir, sha) = d
+        .next(|r| match r {
+            Report::Sealed {
+                call_id,
+                dir,
+                sha256,
+                ..
+            } if call_id == AGENT_ID => Some((dir.clone(), sha256.clone())),
+            _ => None,
+        })
+        .await;
+    assert_eq!(sha, None);
+    let m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap();
+    assert!(m["audio"].is_null(), "{m}");
+    let problems: Vec<&str> = m["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p.as_str())
+        .collect();
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.contains("NOT being recorded") && p.contains("422")),
+        "{problems:?}"
+    );
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.contains("never started") && p.contains("format is unknown")),
+        "{problems:?}"
+    );
     let key = callguard::evidence::keys::read_public(&tmp.path().join("state/keys/evidence.pub"))
         .unwrap();
     let out =

@@ -312,3 +312,77 @@ async fn stopping_the_daemon_mid_call_seals_the_open_recording() {
     assert!(dir.starts_with(&root));
     assert!(!dir.join("meta.json").exists());
 }
+
+/// The audio length in the manifest, the call's length, and its problems.
+fn lengths(dir: &Path) -> (f64, f64, Vec<String>) {
+    let m = manifest(dir);
+    let started = chrono::DateTime::parse_from_rfc3339(m["started_at"].as_str().unwrap()).unwrap();
+    let ended = chrono::DateTime::parse_from_rfc3339(m["ended_at"].as_str().unwrap()).unwrap();
+    let call = (ended - started).num_milliseconds() as f64 / 1000.0;
+    let problems = m["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap().to_string())
+        .collect();
+    (m["audio"]["audio_secs"].as_f64().unwrap(), call, problems)
+}
+
+#[tokio::test]
+async fn silence_filling_is_bounded_by_the_calls_real_time() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut pbx = FakePbx::start().await;
+    let mut cfg = test_config(tmp.path(), &pbx.url);
+    cfg.evidence.min_free_mb = 0;
+    let mut d = start_daemon(cfg, opts());
+    let mut conn = pbx.accept().await;
+
+    // A PBX that puts an RTP timestamp into seq: +160 per 20 ms frame of μ-law.
+    start_call(&mut conn, "c-rtp").await;
+    conn.send(json!({"type":"media.start","call_id":"c-rtp","encoding":"audio/x-mulaw","sample_rate":8000}))
+        .await;
+    for i in 0..50u64 {
+        conn.send(json!({"type":"media","call_id":"c-rtp","track":"mixed","seq":1 + 160 * i,"payload":b64(&[0x7f; 160])}))
+            .await;
+    }
+    conn.send(json!({"type":"call.end","call_id":"c-rtp","cause":"normal"}))
+        .await;
+    let (dir, _) = sealed(&mut d, "c-rtp").await;
+    let (audio, call, problems) = lengths(&dir);
+    assert!(
+        audio <= call + 2.0,
+        "{audio} s of audio for a {call} s call"
+    );
+    assert!(
+        std::fs::metadata(dir.join("call.wav")).unwrap().len() < 100_000,
+        "call.wav too large"
+    );
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.contains("jumped further forward")),
+        "{problems:?}"
+    );
+
+    // L16 at 192 kHz with seq = 1 + i·1,000,000 and 3-byte payloads.
+    start_call(&mut conn, "c-l16-jumps").await;
+    conn.send(json!({"type":"media.start","call_id":"c-l16-jumps","encoding":"audio/l16","sample_rate":192000}))
+        .await;
+    for i in 0..5u64 {
+        conn.send(json!({"type":"media","call_id":"c-l16-jumps","track":"mixed","seq":1 + i * 1_000_000,"payload":b64(&[1, 2, 3])}))
+            .await;
+    }
+    conn.send(json!({"type":"call.end","call_id":"c-l16-jumps","cause":"normal"}))
+        .await;
+    let (dir, _) = sealed(&mut d, "c-l16-jumps").await;
+    let (audio, call, problems) = lengths(&dir);
+    assert!(
+        audio <= call + 2.0,
+        "{audio} s of audio for a {call} s call"
+    );
+    assert!(
+        problems.iter().any(|p| p.contains("4 times")),
+        "{problems:?}"
+    );
+    d.stop().await;
+}

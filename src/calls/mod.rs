@@ -337,6 +337,10 @@ impl Tracker {
             PbxEvent::Recording { call_id, outcome } => {
                 self.bus.publish(Action::Recording { call_id, outcome });
             }
+            PbxEvent::Problem(p) => {
+                tracing::warn!(call_id = ?p.call_id, kind = %p.kind, text = %p.text, "PBX problem");
+                self.bus.publish(Action::Problem(p));
+            }
         }
     }
 

@@ -123,6 +123,8 @@ enum Msg {
         cause: String,
     },
     Recording(RecordingOutcome),
+    /// A PBX-side problem of the call (its recording not started…), for its record at once.
+    Problem(String),
 }
 
 struct CallHandle {
@@ -405,6 +407,11 @@ pub async fn run_with_handoff(
                     finishing.push((call.call_id.clone(), h.thread));
                 }
             }
+            Action::Problem(p) if p.kind.starts_with("pbx.") => {
+                if let Some(h) = p.call_id.as_ref().and_then(|id| calls.get(id)) {
+                    let _ = h.tx.send(Msg::Problem(p.text));
+                }
+            }
             Action::Recording { call_id, outcome } => {
                 if ctx.opts.source != EvidenceSource::Asterisk {
                     tracing::debug!(call_id = %call_id, "PBX recording ignored (evidence.source is not asterisk)");
@@ -676,6 +683,10 @@ fn call_thread(ctx: &Ctx, call: &CallInfo, rx: std_mpsc::Receiver<Msg>, backlog:
                     break;
                 }
             }
+            Some(Msg::Problem(text)) => {
+                rec.problems.push(text);
+                save(&rec);
+            }
             Some(Msg::Recording(o)) => {
                 outcome = Some(o);
                 if ended {
@@ -686,10 +697,12 @@ fn call_thread(ctx: &Ctx, call: &CallInfo, rx: std_mpsc::Receiver<Msg>, backlog:
         if let Some(e) = failed {
             allowed = false;
             rec.truncated = true;
+            let mut stream_problems = Vec::new();
             if let Some(r) = recorder.take() {
                 let stats = r.abandon();
                 rec.gaps = stats.gaps;
                 rec.late_frames = stats.late_frames;
+                stream_problems = stats.problems;
             }
             let at = format!(
                 "{:.0} s",
@@ -705,6 +718,7 @@ fn call_thread(ctx: &Ctx, call: &CallInfo, rx: std_mpsc::Receiver<Msg>, backlog:
                 )
             };
             rec.problems.push(text.clone());
+            rec.problems.extend(stream_problems);
             save(&rec);
             ctx.problem(id, "evidence.truncated", text);
         }
@@ -722,6 +736,7 @@ fn call_thread(ctx: &Ctx, call: &CallInfo, rx: std_mpsc::Receiver<Msg>, backlog:
             Ok(stats) => {
                 rec.gaps = stats.gaps;
                 rec.late_frames = stats.late_frames;
+                rec.problems.extend(stats.problems);
                 if stats.ignored_frames > 0 {
                     rec.problems.push(format!(
                         "{} frames of a second track came after the file was made mono and are not in it",

@@ -4,6 +4,12 @@
 //! frames → stereo (left customer, right agent); `mixed`, or one track alone for a second →
 //! mono. A `seq` gap is filled with silence and counted. The header is made valid every second
 //! and the file synced every five, so a crash leaves a playable file.
+//!
+//! Silence filling is bounded by real time: a gap is filled only as far as the wall-clock time
+//! since the track's previous frame allows, and never takes a track beyond the time the stream
+//! has really run plus [`JITTER_ALLOWANCE`]. A `seq` that jumps further forward than that (a PBX
+//! putting RTP timestamps in `seq`, garbage) or far backwards (a restarted numbering) is counted
+//! and reported once in the manifest's `problems`, never written as silence.
 
 use std::collections::VecDeque;
 use std::fs::File;
@@ -24,6 +30,15 @@ pub const SYNC_EVERY: Duration = Duration::from_secs(5);
 const MAX_GAP_SECS: u64 = 60;
 /// A track that lags the other by this much is padded with silence so the file keeps up.
 const MAX_SKEW_SECS: usize = 2;
+/// How far a track's audio (with its filled gaps) may run ahead of the wall-clock time the
+/// stream has really run: network jitter and a PBX's send buffer.
+pub const JITTER_ALLOWANCE: Duration = Duration::from_secs(2);
+/// A frame this many frames behind the expected `seq` is a late (reordered or repeated) frame;
+/// further back, the PBX restarted its numbering.
+const REORDER_WINDOW: u64 = 50;
+
+/// Where the recorder takes the time from (the real clock, or a test's).
+pub type Clock = Box<dyn Fn() -> Instant + Send>;
 
 /// Why recording stopped.
 #[derive(Debug, thiserror::Error)]
@@ -60,6 +75,34 @@ struct TrackState {
     last_len: usize,
     carry: Option<u8>,
     seen: bool,
+    /// Samples taken so far (audio and filled silence, written or queued).
+    total: u64,
+    /// When the track's previous frame came.
+    last_at: Option<Instant>,
+}
+
+/// The first of a kind of `seq` jump, and how many there were.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+struct Jumps {
+    count: u64,
+    first: Option<(u64, u64)>,
+}
+
+impl Jumps {
+    fn add(&mut self, from: u64, to: u64) -> bool {
+        self.count += 1;
+        self.first.get_or_insert((from, to));
+        self.count == 1
+    }
+
+    /// `once (from 7 to 9000)`, `3 times (first from 7 to 9000)`.
+    fn describe(&self) -> Option<String> {
+        let (from, to) = self.first?;
+        Some(match self.count {
+            1 => format!("once (from {from} to {to})"),
+            n => format!("{n} times (first from {from} to {to})"),
+        })
+    }
 }
 
 /// What the recorder did, for the manifest.
@@ -77,6 +120,14 @@ pub struct RecordStats {
     pub ignored_frames: u64,
     /// Sample frames written.
     pub frames_written: u64,
+    /// Samples of silence for `seq` gaps that were not written: more than real time allowed.
+    pub unfilled_samples: u64,
+    /// Wall-clock time from the first frame to the last.
+    pub stream_secs: f64,
+    /// What went wrong with the stream, once each, for the manifest's `problems`.
+    pub problems: Vec<String>,
+    forward_jumps: Jumps,
+    backward_jumps: Jumps,
 }
 
 /// Records one call.
@@ -91,6 +142,18 @@ pub struct Recorder {
     stats: RecordStats,
     last_flush: Instant,
     last_sync: Instant,
+    clock: Clock,
+    /// When the first frame came.
+    first_at: Option<Instant>,
+    last_at: Option<Instant>,
+}
+
+fn track_name(track: Track) -> &'static str {
+    match track {
+        Track::Inbound => "inbound",
+        Track::Outbound => "outbound",
+        Track::Mixed => "mixed",
+    }
 }
 
 fn index(track: Track) -> usize {
@@ -114,7 +177,17 @@ fn write_err(path: &Path) -> impl Fn(hound::Error) -> RecordError + '_ {
 impl Recorder {
     /// A recorder that will create `path` (never overwriting) once it knows mono or stereo.
     pub fn new(path: PathBuf, encoding: Encoding, sample_rate: u32) -> Recorder {
-        let now = Instant::now();
+        Recorder::with_clock(path, encoding, sample_rate, Box::new(Instant::now))
+    }
+
+    /// The same, with the time taken from `clock`.
+    pub fn with_clock(
+        path: PathBuf,
+        encoding: Encoding,
+        sample_rate: u32,
+        clock: Clock,
+    ) -> Recorder {
+        let now = clock();
         Recorder {
             path,
             encoding,
@@ -129,6 +202,9 @@ impl Recorder {
             },
             last_flush: now,
             last_sync: now,
+            clock,
+            first_at: None,
+            last_at: None,
         }
     }
 
@@ -155,25 +231,55 @@ impl Recorder {
             self.stats.ignored_frames += 1;
             return Ok(());
         }
-        let max_gap_samples = self.rate as usize * MAX_GAP_SECS as usize;
+        let now = (self.clock)();
+        let first = *self.first_at.get_or_insert(now);
+        self.last_at = Some(now);
+        let rate = u64::from(self.rate);
+        let samples_in = |d: Duration| (d.as_secs_f64() * rate as f64) as u64;
+        // What this track may hold by now: the stream's real time plus the allowance.
+        let budget = samples_in(now.saturating_duration_since(first) + JITTER_ALLOWANCE);
+        let payload_samples = match self.encoding {
+            Encoding::Mulaw | Encoding::Alaw => payload.len() as u64,
+            Encoding::L16 => payload.len() as u64 / 2,
+        };
+        let name = track_name(track);
         let t = &mut self.tracks[i];
         t.seen = true;
+        let since_last = t.last_at.map(|at| now.saturating_duration_since(at));
+        t.last_at = Some(now);
         if seq != 0 {
             if let Some(expected) = t.expected {
-                if seq < expected {
+                if seq < expected && expected - seq <= REORDER_WINDOW {
                     self.stats.late_frames += 1;
                     return Ok(());
                 }
-                if seq > expected {
+                if seq < expected {
+                    if self.stats.backward_jumps.add(expected - 1, seq) {
+                        tracing::warn!(path = %self.path.display(), track = name, from = expected - 1, to = seq,
+                            "media seq jumped backwards: taken as a restart of the numbering");
+                    }
+                } else if seq > expected {
                     let missing = seq - expected;
-                    self.stats.gaps += missing;
-                    let fill = (missing as usize)
-                        .saturating_mul(t.last_len)
-                        .min(max_gap_samples);
-                    t.queue.extend(std::iter::repeat_n(0i16, fill));
+                    let want = missing.saturating_mul(t.last_len as u64);
+                    // Frames cannot have gone missing for longer than the time that passed.
+                    let passed = since_last.unwrap_or_default() + JITTER_ALLOWANCE;
+                    let absurd = want > samples_in(passed).min(rate * MAX_GAP_SECS);
+                    if absurd {
+                        if self.stats.forward_jumps.add(expected - 1, seq) {
+                            tracing::warn!(path = %self.path.display(), track = name, from = expected - 1, to = seq,
+                                "media seq jumped further forward than the time that passed: not filled");
+                        }
+                    } else {
+                        let room = budget.saturating_sub(t.total + payload_samples);
+                        let fill = want.min(room);
+                        self.stats.gaps += missing;
+                        self.stats.unfilled_samples += want - fill;
+                        t.queue.extend(std::iter::repeat_n(0i16, fill as usize));
+                        t.total += fill;
+                    }
                 }
             }
-            t.expected = Some(seq + 1);
+            t.expected = Some(seq.saturating_add(1));
         }
         let before = t.queue.len();
         match self.encoding {
@@ -194,6 +300,7 @@ impl Recorder {
             }
         }
         t.last_len = t.queue.len() - before;
+        t.total += t.last_len as u64;
         if self.channels == Channels::Undecided {
             self.decide(false)?;
         }
@@ -321,7 +428,44 @@ impl Recorder {
                 source,
             })?;
         }
+        self.summarize();
         Ok(self.stats)
+    }
+
+    /// The stream's problems, once each, with their counts.
+    fn summarize(&mut self) {
+        let secs = |samples: u64| samples as f64 / f64::from(self.rate);
+        let stream = match (self.first_at, self.last_at) {
+            (Some(a), Some(b)) => b.saturating_duration_since(a).as_secs_f64(),
+            _ => 0.0,
+        };
+        let st = &mut self.stats;
+        st.stream_secs = stream;
+        if let Some(when) = st.forward_jumps.describe() {
+            st.problems.push(format!(
+                "the PBX's frame numbers (seq) jumped further forward than the time that had passed {when}; those jumps are not filled with silence"
+            ));
+        }
+        if let Some(when) = st.backward_jumps.describe() {
+            st.problems.push(format!(
+                "the PBX's frame numbers (seq) jumped backwards {when}; taken as a restart of the numbering"
+            ));
+        }
+        if st.unfilled_samples > 0 {
+            st.problems.push(format!(
+                "{:.1} s of silence for missing frames is not in the file: the gaps add up to more than the stream's real time ({stream:.1} s, plus {} s allowance)",
+                secs(st.unfilled_samples),
+                JITTER_ALLOWANCE.as_secs()
+            ));
+        }
+        let most = self.tracks.iter().map(|t| t.total).max().unwrap_or(0);
+        let limit = stream + JITTER_ALLOWANCE.as_secs_f64();
+        if secs(most) > limit {
+            st.problems.push(format!(
+                "the PBX sent {:.1} s of audio in {stream:.1} s of real time; it is all kept",
+                secs(most)
+            ));
+        }
     }
 
     /// Gives up after a write error: the writer is dropped and the header repaired from the
@@ -340,6 +484,140 @@ impl Recorder {
                 }
             }
         }
+        self.summarize();
         self.stats
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    /// A clock the test moves by hand.
+    fn manual_clock() -> (Clock, Arc<Mutex<Instant>>) {
+        let now = Arc::new(Mutex::new(Instant::now()));
+        let read = now.clone();
+        (Box::new(move || *read.lock().unwrap()), now)
+    }
+
+    fn advance(now: &Arc<Mutex<Instant>>, d: Duration) {
+        *now.lock().unwrap() += d;
+    }
+
+    fn audio_secs(path: &Path) -> f64 {
+        let r = hound::WavReader::open(path).unwrap();
+        f64::from(r.duration()) / f64::from(r.spec().sample_rate)
+    }
+
+    /// Pushes `frames` frames 20 ms apart (by the clock); returns the stats and the real time.
+    fn stream(
+        enc: Encoding,
+        rate: u32,
+        frames: u64,
+        seq: impl Fn(u64) -> u64,
+        payload: &[u8],
+    ) -> (RecordStats, f64, tempfile::TempDir) {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("call.wav.part");
+        let (clock, now) = manual_clock();
+        let mut r = Recorder::with_clock(path.clone(), enc, rate, clock);
+        for i in 0..frames {
+            if i > 0 {
+                advance(&now, Duration::from_millis(20));
+            }
+            r.push(Track::Mixed, seq(i), payload).unwrap();
+        }
+        let stats = r.finish().unwrap();
+        let secs = audio_secs(&path);
+        (stats, secs, tmp)
+    }
+
+    #[test]
+    fn rtp_timestamps_in_seq_do_not_fill_the_disk_with_silence() {
+        // 50 frames of 20 ms μ-law (1 s) whose seq grows by 160 a frame.
+        let (stats, secs, _tmp) = stream(Encoding::Mulaw, 8000, 50, |i| 1 + 160 * i, &[0xff; 160]);
+        assert!(secs <= stats.stream_secs + 2.0, "{secs} s of audio");
+        assert_eq!(stats.frames_written, 50 * 160);
+        assert_eq!(stats.gaps, 0);
+        assert_eq!(stats.problems.len(), 1, "{:?}", stats.problems);
+        assert!(
+            stats.problems[0].contains("jumped further forward")
+                && stats.problems[0].contains("49 times"),
+            "{:?}",
+            stats.problems
+        );
+    }
+
+    #[test]
+    fn l16_192khz_with_huge_seq_steps_and_odd_payloads_stays_within_real_time() {
+        let (stats, secs, _tmp) =
+            stream(Encoding::L16, 192_000, 4, |i| 1 + i * 1_000_000, &[1, 2, 3]);
+        assert!(secs <= stats.stream_secs + 2.0, "{secs} s of audio");
+        assert!(stats.frames_written < 10, "{stats:?}");
+        assert!(
+            stats.problems.iter().any(|p| p.contains("3 times")),
+            "{:?}",
+            stats.problems
+        );
+    }
+
+    #[test]
+    fn gaps_are_filled_only_as_far_as_real_time_allows() {
+        // Every other frame missing, 20 ms apart: each gap alone is plausible, together they
+        // would make twice the real time.
+        let (stats, secs, _tmp) = stream(Encoding::Mulaw, 8000, 500, |i| 1 + 2 * i, &[0xff; 160]);
+        let real = stats.stream_secs;
+        assert!((9.9..10.0).contains(&real), "{real}");
+        assert!(secs <= real + 2.0 + 0.02, "{secs} s of audio for {real} s");
+        assert!(secs >= real, "{secs} s of audio for {real} s");
+        assert_eq!(stats.gaps, 499);
+        assert!(stats.unfilled_samples > 0);
+        assert!(
+            stats
+                .problems
+                .iter()
+                .any(|p| p.contains("silence for missing frames is not in the file")),
+            "{:?}",
+            stats.problems
+        );
+    }
+
+    #[test]
+    fn a_real_outage_is_filled_with_silence() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("call.wav.part");
+        let (clock, now) = manual_clock();
+        let mut r = Recorder::with_clock(path.clone(), Encoding::Mulaw, 8000, clock);
+        for seq in 1..=50 {
+            r.push(Track::Mixed, seq, &[0x7f; 160]).unwrap();
+            advance(&now, Duration::from_millis(20));
+        }
+        // One second of frames lost on the way; the next frame comes a second later.
+        advance(&now, Duration::from_secs(1));
+        for seq in 101..=150 {
+            r.push(Track::Mixed, seq, &[0x7f; 160]).unwrap();
+            advance(&now, Duration::from_millis(20));
+        }
+        let stats = r.finish().unwrap();
+        assert_eq!(stats.gaps, 50);
+        assert_eq!(stats.unfilled_samples, 0);
+        assert!(stats.problems.is_empty(), "{:?}", stats.problems);
+        assert_eq!(stats.frames_written, 150 * 160);
+    }
+
+    #[test]
+    fn a_restarted_numbering_is_a_problem_once_and_its_audio_is_kept() {
+        let (stats, _secs, _tmp) =
+            stream(Encoding::Mulaw, 8000, 200, |i| 1 + (i % 100), &[0x7f; 160]);
+        assert_eq!(stats.frames_written, 200 * 160);
+        assert_eq!(stats.late_frames, 0);
+        assert_eq!(stats.problems.len(), 1, "{:?}", stats.problems);
+        assert!(
+            stats.problems[0].contains("jumped backwards once (from 100 to 1)"),
+            "{:?}",
+            stats.problems
+        );
     }
 }

@@ -16,6 +16,10 @@ use crate::protocol::{self, Parsed};
 
 use super::ws::{PING_EVERY, SILENCE_LIMIT, describe};
 
+/// Refused frames: a broken or hostile PBX costs a few log lines a minute, not one per frame.
+static REFUSED: crate::logging::WarnLimiter =
+    crate::logging::WarnLimiter::per_minute("PBX frame refused");
+
 /// What the connector needs.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -68,6 +72,7 @@ pub async fn run(opts: Options, events: mpsc::Sender<PbxEvent>, shutdown: Cancel
         let started = Instant::now();
         let mut connected = false;
         let ended = connect_and_read(&opts, &shown, &events, &shutdown, &mut connected).await;
+        REFUSED.flush();
         if matches!(ended, Ended::Shutdown) || shutdown.is_cancelled() {
             return;
         }
@@ -123,6 +128,7 @@ async fn connect_and_read(
                 if let Err(e) = sink.send(Message::Ping(Vec::new().into())).await {
                     return Ended::Lost(describe(&e));
                 }
+                REFUSED.tick();
             }
             msg = stream.next() => {
                 last_rx = Instant::now();
@@ -156,6 +162,6 @@ fn frame_event(text: &str) -> Option<PbxEvent> {
 }
 
 fn bad(reason: String) -> Option<PbxEvent> {
-    tracing::warn!(%reason, "PBX frame refused");
+    REFUSED.warn(&reason);
     Some(PbxEvent::BadFrame { reason })
 }

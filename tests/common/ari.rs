@@ -2,13 +2,22 @@
 //! uses, behind HTTP Basic. It replays the real Asterisk 22.10.1 captures in
 //! `tests/fixtures/asterisk-22.10.1/` unchanged and answers REST calls as `rest-responses.json`
 //! records.
+//!
+//! Snoops behave as on the real Asterisk 22.10.1 (see the fixtures' README, "Snoop-then-record
+//! race"): the snoop request is answered `200` *before* the snoop enters the application; its
+//! `StasisStart` is sent on the events websockets a little later (30 ms here, about 2 ms there),
+//! and a record or play on the snoop before that is refused with `409 Channel not in Stasis
+//! application` and does nothing. The fixtures' own `StasisStart` lines of callguard's snoops are
+//! therefore not replayed (see [`is_own_snoop_stasis_start`]): the fake sends them when the snoop
+//! is really made.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
 
 use base64::Engine;
+use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -22,6 +31,16 @@ use tokio_tungstenite::tungstenite::http::StatusCode;
 pub fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/asterisk-22.10.1")
 }
+
+/// A fixture line that is the `StasisStart` of one of callguard's snoops (`cg-snoop-…`,
+/// `cg-notice-…`): the fake sends those itself when the snoop is made.
+pub fn is_own_snoop_stasis_start(line: &str) -> bool {
+    line.contains(r#""type":"StasisStart""#)
+        && (line.contains(r#""id":"cg-snoop-"#) || line.contains(r#""id":"cg-notice-"#))
+}
+
+/// How long after its `200` a snoop enters the application, unless changed.
+pub const STASIS_DELAY: Duration = Duration::from_millis(30);
 
 /// The lines of a fixture `.jsonl`, exactly as Asterisk sent them.
 pub fn fixture_lines(name: &str) -> Vec<String> {
@@ -60,6 +79,8 @@ pub struct Seen {
     /// Decoded query pairs.
     pub query: Vec<(String, String)>,
     pub status: u16,
+    /// When it was answered.
+    pub at: Instant,
 }
 
 impl Seen {
@@ -83,7 +104,23 @@ struct State {
     requests: Vec<Seen>,
     /// Websocket upgrade targets, and whether they were let in.
     upgrades: Vec<(String, bool)>,
+    /// Snoops made, and whether each has entered the application.
+    snoops: HashMap<String, bool>,
+    /// When the StasisStart of each snoop was sent.
+    stasis_sent: HashMap<String, Instant>,
+    /// How long after its `200` a snoop enters the application.
+    stasis_delay: Duration,
+    /// Snoops enter the application, but their StasisStart never reaches the websockets.
+    lose_stasis_events: bool,
+    /// Refuse every record with this status and message.
+    record_refusal: Option<(u16, String)>,
+    /// Recording names in use (a second record of one is `409 … already exists`).
+    recordings: HashSet<String>,
+    /// The open events websockets.
+    sinks: Vec<Weak<tokio::sync::Mutex<WsSink>>>,
 }
+
+type WsSink = SplitSink<WebSocketStream<TcpStream>, Message>;
 
 /// The fake server.
 pub struct FakeAri {
@@ -96,13 +133,16 @@ pub struct FakeAri {
 
 /// One events websocket.
 pub struct AriConn {
-    ws: WebSocketStream<TcpStream>,
+    sink: Arc<tokio::sync::Mutex<WsSink>>,
+    stream: SplitStream<WebSocketStream<TcpStream>>,
 }
 
 impl AriConn {
     /// Sends one fixture line unchanged.
     pub async fn send_line(&mut self, line: &str) {
-        self.ws
+        self.sink
+            .lock()
+            .await
             .send(Message::Text(line.to_string().into()))
             .await
             .unwrap();
@@ -110,12 +150,13 @@ impl AriConn {
 
     /// Drops the TCP connection without a close handshake.
     pub fn drop_hard(self) {
-        drop(self.ws);
+        drop(self.sink);
+        drop(self.stream);
     }
 
     /// Waits for the client to close or go away.
     pub async fn closed(mut self) {
-        while let Some(Ok(m)) = self.ws.next().await {
+        while let Some(Ok(m)) = self.stream.next().await {
             if m.is_close() {
                 return;
             }
@@ -131,6 +172,7 @@ impl FakeAri {
         let (tx, conns) = mpsc::channel(8);
         let state = Arc::new(Mutex::new(State {
             channels: "[]".into(),
+            stasis_delay: STASIS_DELAY,
             ..State::default()
         }));
         let changed = Arc::new(Notify::new());
@@ -193,6 +235,31 @@ impl FakeAri {
     /// Refuses every snoop from now on (404 Channel not found).
     pub fn refuse_snoops(&self) {
         self.state.lock().unwrap().refuse_snoops = true;
+    }
+
+    /// Snoops enter the application `delay` after their `200`.
+    pub fn set_stasis_delay(&self, delay: Duration) {
+        self.state.lock().unwrap().stasis_delay = delay;
+    }
+
+    /// Snoops still enter the application, but their StasisStart events are lost.
+    pub fn lose_stasis_events(&self) {
+        self.state.lock().unwrap().lose_stasis_events = true;
+    }
+
+    /// Refuses every record from now on with `status` and `{"message": message}`.
+    pub fn refuse_records(&self, status: u16, message: &str) {
+        self.state.lock().unwrap().record_refusal = Some((status, message.to_string()));
+    }
+
+    /// When the StasisStart of `snoop_id` was sent, if it was.
+    pub fn stasis_sent(&self, snoop_id: &str) -> Option<Instant> {
+        self.state
+            .lock()
+            .unwrap()
+            .stasis_sent
+            .get(snoop_id)
+            .copied()
     }
 
     /// Every REST request so far.
@@ -270,7 +337,10 @@ async fn serve(
             }
         };
         if let Ok(ws) = tokio_tungstenite::accept_hdr_async(stream, callback).await {
-            let _ = tx.send(AriConn { ws }).await;
+            let (sink, stream) = ws.split();
+            let sink = Arc::new(tokio::sync::Mutex::new(sink));
+            state.lock().unwrap().sinks.push(Arc::downgrade(&sink));
+            let _ = tx.send(AriConn { sink, stream }).await;
         }
         return;
     }
@@ -304,6 +374,8 @@ async fn rest(
     let responses = rest_responses();
     let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
 
+    // A snoop made by this request: it enters the application after the answer is sent.
+    let mut made_snoop: Option<(String, String)> = None;
     let (status, ctype, body, failure): (u16, &str, Vec<u8>, Option<Failure>) = if !auth_ok {
         (
             401,
@@ -334,12 +406,52 @@ async fn rest(
                     .unwrap_or_default();
                 let status = status_of(&responses, "/snoop?");
                 let body = serde_json::json!({"id": snoop_id, "name": format!("Snoop/{id}-00000001"), "state": "Up"});
+                if !st.snoops.contains_key(&snoop_id) {
+                    st.snoops.insert(snoop_id.clone(), false);
+                    let app = query
+                        .iter()
+                        .find(|(k, _)| k == "app")
+                        .map(|(_, v)| v.clone())
+                        .unwrap_or_default();
+                    made_snoop = Some((snoop_id.clone(), app));
+                }
                 (
                     status,
                     "application/json",
                     body.to_string().into_bytes(),
                     None,
                 )
+            }
+            ("POST", ["ari", "channels", id, "record" | "play"])
+                if st.snoops.get(*id) == Some(&false) =>
+            {
+                (
+                    409,
+                    "application/json",
+                    br#"{"message":"Channel not in Stasis application"}"#.to_vec(),
+                    None,
+                )
+            }
+            ("POST", ["ari", "channels", _, "record"]) if st.record_refusal.is_some() => {
+                let (status, message) = st.record_refusal.clone().unwrap();
+                let body = serde_json::json!({ "message": message });
+                (
+                    status,
+                    "application/json",
+                    body.to_string().into_bytes(),
+                    None,
+                )
+            }
+            ("POST", ["ari", "channels", _, "record"])
+                if query
+                    .iter()
+                    .any(|(k, v)| k == "name" && st.recordings.contains(v)) =>
+            {
+                let name = query.iter().find(|(k, _)| k == "name").unwrap().1.clone();
+                let body = serde_json::json!({
+                    "message": format!("Recording '{name}' already exists and can not be overwritten")
+                });
+                (409, "application/json", body.to_string().into_bytes(), None)
             }
             ("POST", ["ari", "channels", id, "record"]) => {
                 let name = query
@@ -349,6 +461,7 @@ async fn rest(
                     .unwrap_or_default();
                 let entry = entry_of(&responses, "/record?");
                 let mut body = entry["body"].clone();
+                st.recordings.insert(name.clone());
                 body["name"] = name.into();
                 body["target_uri"] = format!("channel:{id}").into();
                 (
@@ -415,6 +528,7 @@ async fn rest(
             path: path.to_string(),
             query,
             status,
+            at: Instant::now(),
         });
     }
     changed.notify_waiters();
@@ -437,6 +551,63 @@ async fn rest(
             let _ = stream.shutdown().await;
         }
     }
+    if let Some((snoop_id, app)) = made_snoop {
+        tokio::spawn(enter_stasis(state, changed, snoop_id, app));
+    }
+}
+
+/// The snoop enters the application: after the delay, its StasisStart goes to every open
+/// events websocket (unless events are being lost), and from then on it can be recorded.
+async fn enter_stasis(
+    state: Arc<Mutex<State>>,
+    changed: Arc<Notify>,
+    snoop_id: String,
+    app: String,
+) {
+    let delay = state.lock().unwrap().stasis_delay;
+    tokio::time::sleep(delay).await;
+    let now = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.3f+0000");
+    let line = serde_json::json!({
+        "type": "StasisStart",
+        "timestamp": now.to_string(),
+        "args": [],
+        "channel": {
+            "id": snoop_id,
+            "name": format!("Snoop/{}-00000001", snoop_id.rsplit('-').next().unwrap_or("")),
+            "state": "Up",
+            "protocol_id": "",
+            "caller": {"name": "", "number": ""},
+            "connected": {"name": "", "number": ""},
+            "accountcode": "",
+            "dialplan": {"context": "default", "exten": "s", "priority": 1, "app_name": "Stasis", "app_data": app},
+            "creationtime": now.to_string(),
+            "language": "en"
+        },
+        "asterisk_id": "02:fc:00:00:00:01",
+        "application": app
+    })
+    .to_string();
+    let (sinks, lose) = {
+        let mut st = state.lock().unwrap();
+        st.snoops.insert(snoop_id.clone(), true);
+        st.sinks.retain(|w| w.strong_count() > 0);
+        (st.sinks.clone(), st.lose_stasis_events)
+    };
+    if !lose {
+        for sink in sinks.iter().filter_map(Weak::upgrade) {
+            let _ = sink
+                .lock()
+                .await
+                .send(Message::Text(line.clone().into()))
+                .await;
+        }
+        state
+            .lock()
+            .unwrap()
+            .stasis_sent
+            .insert(snoop_id, Instant::now());
+    }
+    changed.notify_waiters();
 }
 
 fn entry_of<'a>(responses: &'a serde_json::Value, key_part: &str) -> &'a serde_json::Value {

@@ -151,6 +151,12 @@ pub enum Event<'a> {
         /// The playback.
         playback: Playback,
     },
+    /// `StasisStart`: a channel entered an application (for callguard: one of its snoops is
+    /// ready to be recorded or played into).
+    StasisStart {
+        /// The channel's id.
+        channel_id: String,
+    },
     /// Another websocket took over this application name.
     ApplicationReplaced {
         /// The application name.
@@ -207,6 +213,16 @@ struct PlaybackEvent {
 }
 
 #[derive(Deserialize)]
+struct ChannelRef {
+    id: String,
+}
+
+#[derive(Deserialize)]
+struct StasisEvent {
+    channel: ChannelRef,
+}
+
+#[derive(Deserialize)]
 struct ApplicationEvent {
     #[serde(default)]
     application: String,
@@ -255,6 +271,12 @@ pub fn parse(text: &str) -> Result<Event<'_>, EventError> {
                 playback: ev.playback,
             }
         }
+        "StasisStart" => {
+            let ev: StasisEvent = serde_json::from_str(text).map_err(bad)?;
+            Event::StasisStart {
+                channel_id: ev.channel.id,
+            }
+        }
         "ApplicationReplaced" => {
             let ev: ApplicationEvent = serde_json::from_str(text).map_err(bad)?;
             Event::ApplicationReplaced {
@@ -277,6 +299,7 @@ fn acted_on(kind: &str) -> bool {
             | "RecordingFailed"
             | "PlaybackStarted"
             | "PlaybackFinished"
+            | "StasisStart"
             | "ApplicationReplaced"
     )
 }
@@ -332,6 +355,22 @@ mod tests {
         assert_eq!(channel.direction(), "inbound");
         assert_eq!((cause, cause_txt.as_str()), (16, "Normal Clearing"));
         assert!(at.is_some());
+    }
+
+    #[test]
+    fn a_snoop_entering_the_application_is_read() {
+        let text =
+            std::fs::read_to_string(format!("{FIXTURES}/ari-observed-bridged.jsonl")).unwrap();
+        let line = text
+            .lines()
+            .find(|l| l.contains(r#""type":"StasisStart""#))
+            .unwrap();
+        assert_eq!(
+            parse(line).unwrap(),
+            Event::StasisStart {
+                channel_id: "cg-snoop-1795354434.7".into()
+            }
+        );
     }
 
     #[test]

@@ -70,6 +70,18 @@ impl RestError {
     pub fn is_not_found(&self) -> bool {
         matches!(self, RestError::Status { status: 404, .. })
     }
+
+    /// `409 Channel not in Stasis application`: the channel (a fresh snoop) has not entered
+    /// the application yet; nothing was done.
+    pub fn is_not_in_stasis(&self) -> bool {
+        matches!(self, RestError::Status { status: 409, detail, .. } if detail.contains("not in Stasis"))
+    }
+
+    /// `409 Recording '…' already exists`: a recording of that name is there already (with
+    /// `ifExists=fail`). No other status means this.
+    pub fn is_already_exists(&self) -> bool {
+        matches!(self, RestError::Status { status: 409, detail, .. } if detail.contains("already exists"))
+    }
 }
 
 /// The ARI base URLs derived from `pbx.url` (`ws://HOST:8088` or `wss://…`).
@@ -341,6 +353,24 @@ mod tests {
             u.events.as_str(),
             "wss://proxy.example/asterisk/ari/events?app=a+b&subscribeAll=true"
         );
+    }
+
+    #[test]
+    fn only_the_exact_refusals_are_told_apart() {
+        let status = |status, detail: &str| RestError::Status {
+            what: "record channel cg-snoop-1".into(),
+            status,
+            detail: ari_message(&format!(r#"{{"message":"{detail}"}}"#)),
+        };
+        let race = status(409, "Channel not in Stasis application");
+        assert!(race.is_not_in_stasis() && !race.is_already_exists());
+        let exists = status(
+            409,
+            "Recording 'callguard/1' already exists and can not be overwritten",
+        );
+        assert!(exists.is_already_exists() && !exists.is_not_in_stasis());
+        let format = status(422, "specified format is unknown on this system");
+        assert!(!format.is_already_exists() && !format.is_not_in_stasis());
     }
 
     #[test]
