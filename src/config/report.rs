@@ -14,8 +14,8 @@ use super::{Config, ConfigError, ENV_PREFIX, SYSTEM_DIR_ENV, Sources};
 /// Variables with one underscore that callguard reads; every other `CALLGUARD_X` is a typo.
 const PLAIN_VARS: [&str; 2] = ["CALLGUARD_CONFIG", SYSTEM_DIR_ENV];
 
-/// Checks one TOML layer against the schema. `file` is named in the error (absolute); `label`
-/// stands in for it when the text has no file (`from_toml`).
+/// Checks one TOML layer against the schema. `file` is named in the error (absolute); without
+/// one (`from_toml`) the error says "configuration text".
 pub(super) fn check_toml(text: &str, file: Option<&Path>) -> Result<(), ConfigError> {
     let place = |line: Option<usize>| {
         let mut at = file.map_or_else(
@@ -47,7 +47,8 @@ pub(super) fn check_toml(text: &str, file: Option<&Path>) -> Result<(), ConfigEr
     let (key, msg) = key_and_message(err.path(), inner.message());
     let value = toml::from_str::<toml::Table>(text)
         .ok()
-        .and_then(|t| value_at(&toml::Value::Table(t), &key).map(ToString::to_string));
+        .and_then(|t| value_at(&toml::Value::Table(t), &key).map(ToString::to_string))
+        .map(|v| masked(&key, v));
     Err(ConfigError::At {
         at: place(line),
         key,
@@ -91,7 +92,7 @@ pub(super) fn check_env() -> Result<(), ConfigError> {
         // The config crate's enum message lists no variants; serde's, through TOML, does.
         msg = better;
     }
-    let value = raw.map(|v| toml::Value::String(v).to_string());
+    let value = raw.map(|v| masked(&key, toml::Value::String(v).to_string()));
     if let Some(better) = var.as_deref().and_then(suggest) {
         msg.push_str(&format!(" (did you mean {better}?)"));
     }
@@ -104,6 +105,15 @@ pub(super) fn check_env() -> Result<(), ConfigError> {
         value,
         msg,
     })
+}
+
+/// A secret's value is never echoed, even when it is the wrong type.
+fn masked(key: &str, value: String) -> String {
+    if key.ends_with("password") {
+        "\"********\"".into()
+    } else {
+        value
+    }
 }
 
 /// What the schema says about `key = "raw"` as a one-line TOML layer.
@@ -387,6 +397,11 @@ mod tests {
         assert!(e.starts_with("/etc/callguard/callguard.toml, line 2: pbx.urll = \"ws://x/\": unknown key; expected one of: kind, url,"), "{e}");
         let e = err("[[warning]]\nafter = \"15m\"\n");
         assert!(e.contains("warning[0].kind: missing"), "{e}");
+        let e = err("[pbx]\npassword = 12345\n");
+        assert!(
+            e.contains("pbx.password = \"********\": expected text"),
+            "{e}"
+        );
         let e = err("[evidence]\nmin_free_mb = \"lots\"\n");
         assert!(
             e.contains("evidence.min_free_mb = \"lots\": expected a whole number"),
