@@ -26,14 +26,20 @@ bench: deps
 sounds:
 	sounds/make-sounds.sh
 
-# The .deb for IT (README "Deploy"), checked by scripts/check-deb.sh (contents, then a dpkg
-# install, reinstall, remove and purge in a scratch root). DEB_PROFILE=deb-ci builds faster.
+# The .deb for IT (README "Deploy", "Packaging"), checked by scripts/check-deb.sh (contents,
+# lintian, then a dpkg install, reinstall, remove and purge in a scratch root).
+# DEB_PROFILE=deb-ci builds faster. Man pages and completions are generated from the command
+# line's definitions first (examples/gen-assets.rs). cargo-deb is installed once per machine
+# under CARGO_TOOLS when it is not on PATH.
 DEB_PROFILE ?= release
+CARGO_TOOLS ?= $(HOME)/.cache/callguard-tools
 deb: deps
-	@scripts/ensure-deps.sh dpkg-dev
-	@command -v cargo-deb >/dev/null || $(CARGO) install cargo-deb --locked
+	@scripts/ensure-deps.sh dpkg-dev lintian init-system-helpers
+	@command -v cargo-deb >/dev/null || [ -x "$(CARGO_TOOLS)/bin/cargo-deb" ] || \
+		$(CARGO) install cargo-deb --locked --root "$(CARGO_TOOLS)"
 	@rm -f target/debian/callguard_*.deb
-	$(CARGO) deb --profile $(DEB_PROFILE) --output target/debian/
+	$(CARGO) run --quiet --example gen-assets -- target/assets
+	PATH="$(CARGO_TOOLS)/bin:$$PATH" $(CARGO) deb --profile $(DEB_PROFILE) --output target/debian/
 	scripts/check-deb.sh target/debian/callguard_*.deb
 
 deps:

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Checks a callguard .deb the way IT will meet it:
-#   1. its files, modes, conffile, dependencies and maintainer scripts (dpkg-deb -c / -I);
+#   1. its files, modes, conffile, dependencies and maintainer scripts (dpkg-deb -c / -I), then
+#      lintian (errors fail the check; every tag is printed);
 #   2. a real `dpkg -i` into a scratch root (maintainer scripts included, through $DPKG_ROOT),
 #      then the installed binary, its config, the enabled unit (systemd-analyze verify);
 #   3. reinstall keeps the admin's edits; remove and purge leave evidence and fleet drop-ins.
@@ -22,6 +23,16 @@ has '-rw-r--r--' 'usr/share/doc/callguard/examples/systemd/hardening.conf'
 for s in recording-notice-ja.wav recording-notice-en.wav chime.wav; do
   has '-rw-r--r--' "usr/share/callguard/sounds/$s"
 done
+has '-rw-r--r--' 'usr/share/doc/callguard/copyright'
+dpkg-deb --fsys-tarfile "$deb" | tar -xO ./usr/share/doc/callguard/copyright | grep -q '^Copyright: 2026 ' ||
+  fail "usr/share/doc/callguard/copyright is not deploy/debian/copyright"
+has '-rw-r--r--' 'usr/share/doc/callguard/changelog.Debian.gz'
+for page in callguard callguard-run callguard-config-check callguard-doctor callguard-verify; do
+  has '-rw-r--r--' "usr/share/man/man1/$page.1.gz"
+done
+has '-rw-r--r--' 'usr/share/bash-completion/completions/callguard'
+has '-rw-r--r--' 'usr/share/zsh/vendor-completions/_callguard'
+has '-rw-r--r--' 'usr/share/fish/vendor_completions.d/callguard.fish'
 if grep -qE ' \./(home|root|var|tmp)/' <<<"$contents"; then
   fail "the package ships files under /home, /root, /var or /tmp"
 fi
@@ -39,14 +50,31 @@ trap 'rm -rf "$ctrl" "${root:-}" "${rundir:-}"' EXIT
 dpkg-deb -e "$deb" "$ctrl"
 [[ $(cat "$ctrl/conffiles") == "/etc/callguard/callguard.toml" ]] ||
   fail "conffiles is not exactly /etc/callguard/callguard.toml: $(cat "$ctrl/conffiles")"
-for s in postinst prerm postrm; do
+for s in postinst postrm; do
   [[ -x "$ctrl/$s" ]] || fail "maintainer script $s missing or not executable"
   sh -n "$ctrl/$s" || fail "$s does not parse"
 done
-if grep -nE '\.local/share|/home' "$ctrl/postrm" "$ctrl/prerm" | grep -v '^[^:]*:[0-9]*:[[:space:]]*#'; then
+if grep -nE '\.local/share|/home' "$ctrl/postrm" | grep -v '^[^:]*:[0-9]*:[[:space:]]*#'; then
   fail "a removal script refers to users' data"
 fi
+if grep -nE '^[[:space:]]*([^#]*;[[:space:]]*)?systemctl[[:space:]]' "$ctrl/postinst" "$ctrl/postrm"; then
+  fail "a maintainer script calls systemctl itself (Debian policy: deb-systemd-helper)"
+fi
 ok "conffile and maintainer scripts"
+
+# lintian: errors fail the package; warnings and the rest are shown for the record.
+command -v lintian >/dev/null || fail "lintian is missing (make deb installs it: apt-get install lintian)"
+lint_rc=0
+lint_out=$(lintian --display-info --fail-on error "$deb" 2>&1) || lint_rc=$?
+lint_out=$(grep -v 'running with root privileges' <<<"$lint_out" || true)
+if [[ $lint_rc -ne 0 ]]; then
+  echo "$lint_out" >&2
+  fail "lintian reports errors (exit $lint_rc)"
+fi
+if [[ -n "$lint_out" ]]; then
+  echo "$lint_out" | sed 's/^/check-deb: lintian: /'
+fi
+ok "lintian: no errors ($(grep -c '^[WIP]:' <<<"$lint_out" || true) warnings/notes shown above)"
 
 # --- 2. install into a scratch root -----------------------------------------------------
 root=$(mktemp -d)
@@ -72,10 +100,15 @@ grep -q "^pbx.url = .*# $root/etc/callguard/callguard.toml\$" <<<"$origin" ||
 ok "shipped configuration is valid and layered"
 
 wants="$root/etc/systemd/user/graphical-session.target.wants/callguard.service"
-if command -v systemctl >/dev/null; then
-  [[ -L "$wants" ]] || fail "postinst did not enable the user unit ($wants)"
-  ok "user unit enabled for graphical sessions"
+mask="$root/etc/systemd/user/callguard.service"
+[[ -L "$wants" ]] || fail "postinst did not enable the user unit ($wants)"
+ok "user unit enabled for graphical sessions (deb-systemd-helper --user)"
+if command -v man >/dev/null; then
+  man -l "$root/usr/share/man/man1/callguard-config-check.1.gz" 2>/dev/null | grep -q -- '--origin' ||
+    fail "man cannot render callguard-config-check.1, or it lacks --origin"
 fi
+bash -c "source '$root/usr/share/bash-completion/completions/callguard'; complete -p callguard" >/dev/null ||
+  fail "the bash completion does not register for callguard"
 [[ -d "$root/etc/callguard/conf.d" ]] || fail "postinst did not create /etc/callguard/conf.d"
 
 if command -v systemd-analyze >/dev/null; then
@@ -107,10 +140,20 @@ grep -q '^# edited by IT$' "$root/etc/callguard/callguard.toml" || fail "reinsta
 ok "reinstall keeps the edited conffile"
 dpkg_root -r callguard
 [[ ! -e "$bin" ]] || fail "remove left /usr/bin/callguard"
-[[ ! -e "$wants" ]] || fail "remove left the unit enabled"
+# As debhelper does for user units: removal masks the unit and keeps its enablement (like a
+# conffile), so a reinstall comes back enabled; purge removes both.
+[[ $(readlink "$mask") == /dev/null ]] || fail "remove did not mask the user unit ($mask)"
+dpkg_root -i "$deb"
+[[ ! -e "$mask" && -L "$wants" ]] || fail "reinstall after remove: unit still masked or not enabled"
+ok "remove masks the unit; a reinstall unmasks and enables it"
+dpkg_root -r callguard
 dpkg_root -P callguard
+[[ ! -e "$wants" && ! -L "$wants" ]] || fail "purge left the unit enabled ($wants)"
+[[ ! -e "$mask" && ! -L "$mask" ]] || fail "purge left the unit masked ($mask)"
+[[ -z "$(ls -A "$root/var/lib/systemd/deb-systemd-user-helper-enabled" 2>/dev/null)" ]] ||
+  fail "purge left deb-systemd-helper state: $(ls -A "$root/var/lib/systemd/deb-systemd-user-helper-enabled")"
 [[ ! -e "$root/etc/callguard/callguard.toml" ]] || fail "purge left the conffile"
 [[ -f "$root/etc/callguard/conf.d/90-agent.toml" ]] || fail "purge removed a fleet drop-in"
 [[ -f "$evidence/call.wav" ]] || fail "remove/purge touched evidence"
-ok "remove and purge: binary and unit gone, evidence and drop-ins kept"
+ok "remove and purge: binary, unit links and mask gone, evidence and drop-ins kept"
 echo "check-deb: all checks passed for $deb"

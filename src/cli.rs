@@ -247,6 +247,7 @@ pub fn main() -> ExitCode {
 
 /// Loads the configuration, or prints why not and returns the usage exit code.
 pub fn load(explicit: Option<&std::path::Path>) -> Result<Config, ExitCode> {
+    warn_misspelt_env();
     let result = Sources::discover(explicit).and_then(|s| Config::load(&s));
     result.map_err(|e| {
         eprintln!("callguard: configuration error: {e}");
@@ -254,9 +255,17 @@ pub fn load(explicit: Option<&std::path::Path>) -> Result<Config, ExitCode> {
     })
 }
 
+/// `CALLGUARD_PBX_URL` and the like are not read: say so rather than ignore them silently.
+fn warn_misspelt_env() {
+    for w in crate::config::env_warnings(std::env::vars_os()) {
+        eprintln!("callguard: warning: {w}");
+    }
+}
+
 /// `config check --origin`: the effective keys, each with the layer that set it.
 fn check_with_origin(explicit: Option<&std::path::Path>) -> ExitCode {
     use crate::config::origin;
+    warn_misspelt_env();
     let result = Sources::discover(explicit).and_then(|sources| {
         let cfg = Config::load(&sources)?;
         let entries = origin::explain(&cfg, &sources)?;

@@ -6,7 +6,11 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+pub mod duration;
 pub mod origin;
+mod report;
+
+pub use report::env_warnings;
 
 /// Environment prefix for overrides (`CALLGUARD__PBX__URL=…`).
 pub const ENV_PREFIX: &str = "CALLGUARD";
@@ -38,6 +42,19 @@ pub enum ConfigError {
         /// Dotted key, e.g. `pbx.url`.
         key: String,
         /// What is wrong and what is expected.
+        msg: String,
+    },
+    /// A value is wrong where it was set: `at` is the absolute file (and line) or the
+    /// environment variable, `value` the value as written there.
+    #[error("{at}: {}{msg}", report::key_value(key, value.as_deref()))]
+    At {
+        /// The file, `path, line N`, or `environment variable NAME`.
+        at: String,
+        /// Full dotted key, e.g. `marks.rule[0].mark`.
+        key: String,
+        /// The offending value as TOML, when there is one.
+        value: Option<String>,
+        /// What is accepted.
         msg: String,
     },
     /// `--config` or `$CALLGUARD_CONFIG` names a file that does not exist.
@@ -208,7 +225,7 @@ pub struct AgentConfig {
 #[serde(deny_unknown_fields)]
 pub struct WarningConfig {
     /// Call time after which it fires, e.g. "15m".
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "duration")]
     pub after: Duration,
     /// `escalate` or `terminate`.
     pub kind: WarningKind,
@@ -250,13 +267,13 @@ pub struct EscalationConfig {
     /// `[[escalation.webhook]]` targets.
     pub webhook: Vec<WebhookConfig>,
     /// First retry delay of a ping; doubles (with jitter) up to `retry_max`.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "duration")]
     pub retry_initial: Duration,
     /// Largest retry delay.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "duration")]
     pub retry_max: Duration,
     /// How long a ping is retried before it is given up (and shown as failed).
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "duration")]
     pub retry_for: Duration,
 }
 
@@ -428,15 +445,32 @@ impl Sources {
                 return Err(ConfigError::Missing(path));
             }
             return Ok(Sources {
-                files: vec![path],
+                files: vec![absolute(&path)],
                 env: true,
             });
         }
-        let mut files = layered_system_files(&system_dir());
+        let mut files = layered_system_files(&absolute(&system_dir()));
         if let Some(user) = user_config_path().filter(|p| p.is_file()) {
             files.push(user);
         }
         Ok(Sources { files, env: true })
+    }
+}
+
+/// `path` made absolute for messages, `..` resolved through its folder (which exists) while the
+/// file name stays the one the administrator gave (a symlinked drop-in keeps its own name).
+fn absolute(path: &Path) -> PathBuf {
+    let (dir, name) = match (path.parent(), path.file_name()) {
+        (Some(dir), Some(name)) if !dir.as_os_str().is_empty() => (dir.to_path_buf(), Some(name)),
+        (_, Some(name)) => (PathBuf::from("."), Some(name)),
+        _ => (path.to_path_buf(), None),
+    };
+    let dir = std::fs::canonicalize(&dir)
+        .or_else(|_| std::path::absolute(&dir))
+        .unwrap_or(dir);
+    match name {
+        Some(name) => dir.join(name),
+        None => dir,
     }
 }
 
@@ -474,6 +508,15 @@ pub fn user_config_path() -> Option<PathBuf> {
 impl Config {
     /// Loads and validates the configuration from `sources`.
     pub fn load(sources: &Sources) -> Result<Config, ConfigError> {
+        // Each layer alone first: a mistake is reported where it was made.
+        for file in &sources.files {
+            let text = std::fs::read_to_string(file)
+                .map_err(|e| ConfigError::Load(format!("cannot read {}: {e}", file.display())))?;
+            report::check_toml(&text, Some(file))?;
+        }
+        if sources.env {
+            report::check_env()?;
+        }
         let mut builder = config::Config::builder();
         for file in &sources.files {
             builder = builder.add_source(
@@ -495,12 +538,14 @@ impl Config {
         let cfg: Config = raw
             .try_deserialize()
             .map_err(|e| ConfigError::Load(e.to_string()))?;
-        cfg.validate()?;
+        cfg.validate()
+            .map_err(|e| report::locate(e, &cfg, sources))?;
         Ok(cfg)
     }
 
     /// Parses one TOML text (tests, demo) without files or environment.
     pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
+        report::check_toml(text, None)?;
         let raw = config::Config::builder()
             .add_source(config::File::from_str(text, config::FileFormat::Toml))
             .build()
@@ -562,8 +607,8 @@ impl Config {
                     &format!("warning[{i}].after"),
                     format!(
                         "steps must be in ascending order ({} is not after {})",
-                        humantime::format_duration(w.after),
-                        humantime::format_duration(prev)
+                        duration::format(w.after),
+                        duration::format(prev)
                     ),
                 ));
             }

@@ -467,7 +467,9 @@ async fn check_audio(cfg: &Config) -> Check {
     if !cfg.prompt.local {
         return Check::pass(NAME, "not used (prompt.local = false)");
     }
-    let probe = off_thread(|| match rodio::DeviceSinkBuilder::open_default_sink() {
+    // ALSA writes its own complaints straight to stderr; the check's line says what matters.
+    let open = || crate::alerts::sound::without_stderr(rodio::DeviceSinkBuilder::open_default_sink);
+    let probe = off_thread(move || match open() {
         Ok(mut sink) => {
             sink.log_on_drop(false);
             let c = sink.config();
@@ -506,31 +508,63 @@ fn check_evidence(cfg: &Config) -> Vec<Check> {
     }
     let dir = cfg.evidence_dir();
     let shown = dir.display().to_string();
-    if let Err(e) = crate::fsutil::create_private_dir(&dir) {
+    // Checked where it is, never made here: the recorder makes it (mode 0700) on the first call.
+    let Some(base) = dir.ancestors().find(|a| a.is_dir()).map(Path::to_path_buf) else {
         return vec![Check::new(
             "evidence",
             Status::Fail,
-            format!("{shown}: cannot create: {e}"),
+            format!("{shown}: no existing parent folder"),
             "set evidence.dir to a folder on a local disk the agent's user owns",
         )];
-    }
-    let probe = dir.join(format!(".callguard-doctor-{}", std::process::id()));
-    let writable = crate::fsutil::create_new_private_file(&probe).and_then(|mut f| {
-        use std::io::Write;
-        f.write_all(b"probe")?;
-        f.sync_all()
-    });
-    let _ = std::fs::remove_file(&probe);
-    let mut checks = vec![match writable {
-        Ok(()) => Check::pass("evidence", format!("{shown}: writable, mode 0700")),
-        Err(e) => Check::new(
-            "evidence",
-            Status::Fail,
-            format!("{shown}: not writable: {e}"),
-            format!("give the agent's user ownership of {shown} (chown -R USER {shown})"),
-        ),
+    };
+    let mut checks = vec![if base != dir {
+        match rustix::fs::access(
+            &base,
+            rustix::fs::Access::WRITE_OK | rustix::fs::Access::EXEC_OK,
+        ) {
+            Ok(()) => Check::pass(
+                "evidence",
+                format!("{shown}: not there yet; the first recorded call makes it (mode 0700)"),
+            ),
+            Err(e) => Check::new(
+                "evidence",
+                Status::Fail,
+                format!(
+                    "{shown}: cannot be made: {} is not writable ({e})",
+                    base.display()
+                ),
+                "set evidence.dir to a folder on a local disk the agent's user owns",
+            ),
+        }
+    } else {
+        let probe = dir.join(format!(".callguard-doctor-{}", std::process::id()));
+        let writable = crate::fsutil::create_new_private_file(&probe).and_then(|mut f| {
+            use std::io::Write;
+            f.write_all(b"probe")?;
+            f.sync_all()
+        });
+        let _ = std::fs::remove_file(&probe);
+        let mode = {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::metadata(&dir).map_or(0o700, |m| m.permissions().mode() & 0o777)
+        };
+        match writable {
+            Ok(()) if mode & 0o077 != 0 => Check::new(
+                "evidence",
+                Status::Warn,
+                format!("{shown}: writable, but open to other users (mode {mode:o})"),
+                format!("chmod 700 {shown} (the recorder also tightens it at the next call)"),
+            ),
+            Ok(()) => Check::pass("evidence", format!("{shown}: writable, mode 0700")),
+            Err(e) => Check::new(
+                "evidence",
+                Status::Fail,
+                format!("{shown}: not writable: {e}"),
+                format!("give the agent's user ownership of {shown} (chown -R USER {shown})"),
+            ),
+        }
     }];
-    checks.push(match rustix::fs::statvfs(&dir) {
+    checks.push(match rustix::fs::statvfs(&base) {
         Ok(st) => disk_verdict(
             st.f_bavail.saturating_mul(st.f_frsize) / (1024 * 1024),
             cfg.evidence.min_free_mb,
@@ -639,7 +673,7 @@ async fn check_webhooks(cfg: &Config, opts: &Options) -> Vec<Check> {
             "webhooks",
             Status::Warn,
             "no [[escalation.webhook]]: escalations reach no team lead",
-            "add the team leads' webhook in /etc/callguard/conf.d/ (see config/callguard.toml)",
+            "add the team leads' webhook in /etc/callguard/conf.d/ (example: /usr/share/doc/callguard/examples/conf.d/50-team-leads.toml; every key: /etc/callguard/callguard.toml)",
         )];
     }
     let client = match reqwest::Client::builder()

@@ -123,3 +123,175 @@ fn bad_command_line_is_a_usage_error() {
     let out = callguard().args(["frobnicate"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// `config check --config FILE` run from `cwd`: (exit code, stderr, stdout).
+fn check_in(cwd: &std::path::Path, file: &str, env: &[(&str, &str)]) -> (i32, String, String) {
+    let mut cmd = callguard();
+    cmd.current_dir(cwd)
+        .args(["config", "check", "--config", file]);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+#[test]
+fn errors_name_the_absolute_file_line_full_key_value_and_what_is_accepted() {
+    let dir = tempfile::tempdir().unwrap();
+    let sub = dir.path().join("sub");
+    std::fs::create_dir(&sub).unwrap();
+    let file = std::fs::canonicalize(dir.path())
+        .unwrap()
+        .join("agent.toml");
+    let file = file.display();
+    let cases = [
+        (
+            "[pbx]\nkind = \"asterix\"\n",
+            format!("{file}, line 2: pbx.kind = \"asterix\": expected one of: generic, asterisk"),
+        ),
+        (
+            "[[marks.rule]]\nmark = \"shouting\"\ncount = 1\naction = \"escalate\"\n",
+            format!(
+                "{file}, line 2: marks.rule[0].mark = \"shouting\": expected one of: abuse, threat,"
+            ),
+        ),
+        (
+            "[pbx]\nurll = \"ws://x/\"\n",
+            format!(
+                "{file}, line 2: pbx.urll = \"ws://x/\": unknown key; expected one of: kind, url,"
+            ),
+        ),
+        (
+            "[escalation]\nretry_for = \"a day or so\"\n",
+            format!(
+                "{file}, line 2: escalation.retry_for = \"a day or so\": \
+                 expected a duration like 15m, 90s, 1h30m"
+            ),
+        ),
+        (
+            "[[warning]]\nafter = \"15 minutes\"\nkind = \"escalate\"\n\
+             [[warning]]\nafter = \"10x\"\nkind = \"terminate\"\n",
+            format!(
+                "{file}, line 5: warning[1].after = \"10x\": expected a duration like 15m, 90s, 1h30m"
+            ),
+        ),
+        (
+            "[evidence]\nmin_free_mb = \"lots\"\n",
+            format!("{file}, line 2: evidence.min_free_mb = \"lots\": expected a whole number"),
+        ),
+        (
+            "[pbx]\nurl = \"http://pbx:8765/\"\n",
+            format!("{file}: pbx.url = \"http://pbx:8765/\": scheme `http` is not supported"),
+        ),
+    ];
+    for (text, want) in cases {
+        std::fs::write(dir.path().join("agent.toml"), text).unwrap();
+        // A relative --config, from a sub folder: the message still gives the absolute path.
+        let (code, err, _) = check_in(&sub, "../agent.toml", &[]);
+        assert_eq!(code, 2, "{text:?} → {err}");
+        assert!(
+            err.contains(&format!("callguard: configuration error: {want}")),
+            "{text:?}:\n want {want}\n got  {err}"
+        );
+        assert!(!err.contains(".."), "relative path in {err}");
+        assert!(!err.contains("variant constructor"), "{err}");
+    }
+}
+
+#[test]
+fn a_bad_override_names_its_environment_variable() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("c.toml"), "").unwrap();
+    let (code, err, _) = check_in(dir.path(), "c.toml", &[("CALLGUARD__PBX__KIND", "asterix")]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains(
+            "environment variable CALLGUARD__PBX__KIND: pbx.kind = \"asterix\": \
+             expected one of: generic, asterisk"
+        ),
+        "{err}"
+    );
+    let (code, err, _) = check_in(
+        dir.path(),
+        "c.toml",
+        &[("CALLGUARD__ESCALATION__RETRY_FOR", "soon")],
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains(
+            "environment variable CALLGUARD__ESCALATION__RETRY_FOR: escalation.retry_for = \"soon\": \
+             expected a duration like 15m, 90s, 1h30m"
+        ),
+        "{err}"
+    );
+    let (code, err, _) = check_in(dir.path(), "c.toml", &[("CALLGUARD__PBX_URL", "ws://x/")]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("environment variable CALLGUARD__PBX_URL: pbx_url")
+            && err.contains("did you mean CALLGUARD__PBX__URL?"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_misspelt_override_is_warned_about_not_ignored() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("c.toml"), "").unwrap();
+    let (code, err, out) = check_in(
+        dir.path(),
+        "c.toml",
+        &[
+            ("CALLGUARD_PBX_URL", "ws://pbx-typo:8765/"),
+            ("CALLGUARD_EVIDENCE_DIRR", "/srv"),
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains(
+            "callguard: warning: CALLGUARD_PBX_URL is ignored: overrides use double underscores, \
+             CALLGUARD__SECTION__KEY; did you mean CALLGUARD__PBX__URL?"
+        ),
+        "{err}"
+    );
+    assert!(
+        err.contains("callguard: warning: CALLGUARD_EVIDENCE_DIRR is ignored"),
+        "{err}"
+    );
+    assert!(!out.contains("pbx-typo"), "{out}");
+    // The variables callguard does read with one underscore are not warned about.
+    let (code, err, _) = check_in(
+        dir.path(),
+        "c.toml",
+        &[("CALLGUARD_SYSTEM_DIR", "/nonexistent")],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(!err.contains("warning"), "{err}");
+}
+
+#[test]
+fn durations_print_as_written() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("c.toml"),
+        "[escalation]\nretry_for = \"24h\"\nretry_max = \"1h30m\"\n\
+         [[warning]]\nafter = \"15m\"\nkind = \"escalate\"\n\
+         [[warning]]\nafter = \"1h 5m\"\nkind = \"terminate\"\n",
+    )
+    .unwrap();
+    let (code, err, out) = check_in(dir.path(), "c.toml", &[]);
+    assert_eq!(code, 0, "{err}");
+    for want in [
+        "retry_for = \"24h\"",
+        "retry_max = \"1h30m\"",
+        "after = \"15m\"",
+        "after = \"1h5m\"",
+    ] {
+        assert!(out.contains(want), "no {want} in\n{out}");
+    }
+    assert!(!out.contains("day"), "{out}");
+}

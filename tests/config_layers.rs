@@ -172,3 +172,92 @@ fn explicit_config_skips_the_fleet_layers() {
     assert_eq!(entry(&text, "pbx.url").1, own.display().to_string());
     assert_eq!(entry(&text, "language").1, "default");
 }
+
+#[test]
+fn a_broken_drop_in_is_named_by_its_absolute_path_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = std::fs::canonicalize(dir.path()).unwrap();
+    fleet(&root);
+    write(
+        &root.join("etc/conf.d/60-broken.toml"),
+        "# fleet override\n[pbx]\nkind = \"asterix\"\n",
+    );
+    // The system folder given relatively, from deep inside another folder.
+    let cwd = root.join("config/callguard");
+    let out = Command::new(BIN)
+        .current_dir(&cwd)
+        .args(["config", "check"])
+        .env_remove("CALLGUARD_CONFIG")
+        .env("HOME", &root)
+        .env("XDG_CONFIG_HOME", root.join("config"))
+        .env("CALLGUARD_SYSTEM_DIR", "../../etc")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let want = format!(
+        "callguard: configuration error: {}, line 3: pbx.kind = \"asterix\": \
+         expected one of: generic, asterisk",
+        root.join("etc/conf.d/60-broken.toml").display()
+    );
+    assert!(err.contains(&want), "want {want}\ngot  {err}");
+    assert!(!err.contains(".."), "{err}");
+}
+
+#[test]
+fn a_rule_broken_after_merging_names_the_layer_that_set_it() {
+    let dir = tempfile::tempdir().unwrap();
+    fleet(dir.path());
+    // Valid TOML, but the ladder of this drop-in goes backwards.
+    write(
+        &dir.path().join("etc/conf.d/30-ladder.toml"),
+        "[[warning]]\nafter = \"20m\"\nkind = \"escalate\"\n\
+         [[warning]]\nafter = \"10m\"\nkind = \"terminate\"\n",
+    );
+    let out = callguard(dir.path(), &["config", "check"], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let want = format!(
+        "{}: warning[1].after = \"10m\": steps must be in ascending order (10m is not after 20m)",
+        dir.path().join("etc/conf.d/30-ladder.toml").display()
+    );
+    assert!(err.contains(&want), "want {want}\ngot  {err}");
+}
+
+#[test]
+fn origin_columns_align_after_japanese_text() {
+    use unicode_width::UnicodeWidthStr;
+    let dir = tempfile::tempdir().unwrap();
+    fleet(dir.path());
+    write(
+        &dir.path().join("config/callguard/callguard.toml"),
+        "[agent]\nextension = \"1001\"\nname = \"佐藤 花子（第二営業部）\"\n",
+    );
+    let out = callguard(dir.path(), &["config", "check", "--origin"], &[]);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    let columns: Vec<(usize, &str)> = text
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| {
+            let at = l.rfind("  # ").unwrap_or_else(|| panic!("no origin: {l}"));
+            (l[..at].width(), l)
+        })
+        .collect();
+    let name = columns
+        .iter()
+        .find(|(_, l)| l.starts_with("agent.name = \"佐藤"))
+        .unwrap_or_else(|| panic!("no agent.name in\n{text}"));
+    let pbx = columns
+        .iter()
+        .find(|(_, l)| l.starts_with("pbx.url"))
+        .unwrap();
+    assert_eq!(name.0, pbx.0, "misaligned:\n{}\n{}", name.1, pbx.1);
+    // Lines shorter than the cap all end their value column at the same place.
+    let widths: std::collections::BTreeSet<usize> = columns
+        .iter()
+        .filter(|(w, _)| *w <= 72)
+        .map(|(w, _)| *w)
+        .collect();
+    assert_eq!(widths.len(), 1, "{text}");
+}

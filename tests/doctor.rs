@@ -402,3 +402,55 @@ async fn a_down_receiver_shows_no_token_and_keeps_the_port() {
         "{hook}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn doctor_changes_nothing_and_its_fixes_point_to_installed_files() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let ws = Workstation::new();
+    let config = ws.config(&format!("ws://127.0.0.1:{port}/"), "");
+    let evidence = ws.state().join("evidence");
+
+    let out = ws.doctor(&config, None, &[]).await;
+    let table = stdout(&out);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // A check, not a set-up step: the evidence folder is left for the recorder to make.
+    assert!(!evidence.exists(), "doctor created {}", evidence.display());
+    let ev = line(&table, "evidence");
+    assert!(
+        ev.starts_with("pass") && ev.contains("not there yet"),
+        "{table}"
+    );
+    // The fixes name files an installed system has, not the source tree's.
+    let hooks = table
+        .split_once(line(&table, "webhooks"))
+        .map(|(_, rest)| rest.lines().nth(1).unwrap_or(""))
+        .unwrap();
+    assert!(
+        hooks.contains("/usr/share/doc/callguard/examples/conf.d/50-team-leads.toml"),
+        "{table}"
+    );
+    assert!(!table.contains(" config/callguard.toml"), "{table}");
+    // The sound library's own lines (no sound card on a test machine) stay out of the report.
+    assert!(
+        !stderr.contains("ALSA lib"),
+        "ALSA spilled into doctor:\n{stderr}"
+    );
+    assert!(!table.contains("ALSA lib"), "{table}");
+
+    // An existing folder open to others is reported, and left as it is.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::create_dir_all(&evidence).unwrap();
+        std::fs::set_permissions(&evidence, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let out = ws.doctor(&config, None, &[]).await;
+        let table = stdout(&out);
+        let ev = line(&table, "evidence");
+        assert!(ev.starts_with("WARN") && ev.contains("mode 755"), "{table}");
+        let mode = std::fs::metadata(&evidence).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o755, "doctor changed the folder's mode");
+    }
+}

@@ -13,7 +13,8 @@ fn recv(sock: &UnixDatagram) -> String {
     let n = sock
         .recv(&mut buf)
         .expect("no message from the daemon in time");
-    String::from_utf8_lossy(&buf[..n]).into_owned()
+    // One state per datagram; systemd accepts a trailing newline after each assignment.
+    String::from_utf8_lossy(&buf[..n]).trim_end().to_owned()
 }
 
 #[test]

@@ -197,8 +197,8 @@ fn audio_thread(sounds: Sounds, rx: mpsc::Receiver<Request>, reports: broadcast:
 }
 
 /// Runs `f` with the process's stderr pointed at /dev/null, then restores it. The audio library
-/// writes straight to file descriptor 2 when no card exists; only the demo asks for this.
-fn without_stderr<T>(f: impl FnOnce() -> T) -> T {
+/// writes straight to file descriptor 2 when no card exists; the demo and `doctor` ask for this.
+pub fn without_stderr<T>(f: impl FnOnce() -> T) -> T {
     let saved = rustix::io::dup(rustix::stdio::stderr());
     let null = std::fs::OpenOptions::new().write(true).open("/dev/null");
     match (saved, null) {

@@ -8,6 +8,8 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
 
+use unicode_width::UnicodeWidthStr;
+
 use super::{Config, ConfigError, ENV_PREFIX, Sources};
 
 /// The source of one key.
@@ -67,15 +69,16 @@ pub fn render(entries: &[Entry], sources: &Sources) -> String {
     if sources.env {
         out.push_str(&format!("#   environment {ENV_PREFIX}__SECTION__KEY\n"));
     }
+    // Terminal columns, not chars: 「責任者を出せ」 takes two columns per character.
     let width = entries
         .iter()
-        .map(|e| e.key.len() + e.value.chars().count() + 3)
+        .map(|e| format!("{} = {}", e.key, e.value).width())
         .max()
         .unwrap_or(0)
         .min(72);
     for e in entries {
         let line = format!("{} = {}", e.key, e.value);
-        let pad = width.saturating_sub(line.chars().count());
+        let pad = width.saturating_sub(line.width());
         out.push_str(&format!("{line}{}  # {}\n", " ".repeat(pad), e.origin));
     }
     out

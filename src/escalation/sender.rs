@@ -147,14 +147,18 @@ pub fn classify(
     }
 }
 
-/// `Retry-After`: delay-seconds or an HTTP date.
+/// `Retry-After`: delay-seconds or an HTTP date (RFC 9110: IMF-fixdate, or the obsolete
+/// RFC 850 and asctime forms); a date in the past means "now".
 pub fn parse_retry_after(value: &str, now: DateTime<FixedOffset>) -> Option<Duration> {
     let v = value.trim();
     if let Ok(secs) = v.parse::<u64>() {
         return Some(Duration::from_secs(secs));
     }
-    let at = DateTime::parse_from_rfc2822(v).ok()?;
-    Some(at.signed_duration_since(now).to_std().unwrap_or_default())
+    let at = httpdate::parse_http_date(v).ok()?;
+    Some(
+        at.duration_since(std::time::SystemTime::from(now))
+            .unwrap_or_default(),
+    )
 }
 
 #[cfg(test)]
@@ -205,6 +209,21 @@ mod tests {
             Some(Duration::from_secs(120))
         );
         assert_eq!(parse_retry_after("soon", now), None);
+        // The obsolete forms RFC 9110 still asks recipients to accept.
+        for old in [
+            "Wednesday, 21-Oct-15 07:29:00 GMT",
+            "Wed Oct 21 07:29:00 2015",
+        ] {
+            assert_eq!(
+                parse_retry_after(old, now),
+                Some(Duration::from_secs(60)),
+                "{old}"
+            );
+        }
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:00:00 GMT", now),
+            Some(Duration::ZERO)
+        );
     }
 
     #[test]

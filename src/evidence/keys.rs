@@ -8,19 +8,14 @@ use std::path::{Path, PathBuf};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
+use ed25519_dalek::pkcs8::spki::der::pem::LineEnding;
+use ed25519_dalek::pkcs8::{
+    DecodePrivateKey, DecodePublicKey, EncodePrivateKey, EncodePublicKey, KeypairBytes,
+};
 use ed25519_dalek::{SigningKey, VerifyingKey};
 use sha2::{Digest, Sha256};
 
 use crate::fsutil;
-
-/// DER prefix of a PKCS#8 Ed25519 private key; the 32-byte seed follows.
-const PKCS8_PREFIX: [u8; 16] = [
-    0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20,
-];
-/// DER prefix of an Ed25519 SubjectPublicKeyInfo; the 32-byte key follows.
-const SPKI_PREFIX: [u8; 12] = [
-    0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
-];
 
 /// Why a key could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -56,21 +51,23 @@ pub fn key_id(key: &VerifyingKey) -> String {
 
 /// The public key as PEM (SubjectPublicKeyInfo).
 pub fn public_pem(key: &VerifyingKey) -> String {
-    let mut der = SPKI_PREFIX.to_vec();
-    der.extend_from_slice(key.as_bytes());
-    format!(
-        "-----BEGIN PUBLIC KEY-----\n{}\n-----END PUBLIC KEY-----\n",
-        B64.encode(der)
-    )
+    // Encoding 32 known-good bytes into a fixed structure cannot fail; the fallback keeps the
+    // signature infallible without a panic path.
+    key.to_public_key_pem(LineEnding::LF)
+        .unwrap_or_else(|e| format!("# cannot encode the public key: {e}\n"))
 }
 
-fn private_pem(key: &SigningKey) -> String {
-    let mut der = PKCS8_PREFIX.to_vec();
-    der.extend_from_slice(key.as_bytes());
-    format!(
-        "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
-        B64.encode(der)
-    )
+/// The private key as PKCS#8 v1 PEM: the seed alone, without the optional public key, exactly
+/// as callguard has always written it (and as `openssl genpkey -algorithm ed25519` does).
+fn private_pem(key: &SigningKey) -> Result<String, String> {
+    let bytes = KeypairBytes {
+        secret_key: key.to_bytes(),
+        public_key: None,
+    };
+    bytes
+        .to_pkcs8_pem(LineEnding::LF)
+        .map(|pem| pem.to_string())
+        .map_err(|e| format!("cannot encode the private key: {e}"))
 }
 
 /// Loads the signing key, making it (and the public key file) on first use.
@@ -110,7 +107,11 @@ pub fn load_or_create(data_dir: &Path) -> Result<SigningKey, KeyError> {
             // leaves a half-written key, and a key made meanwhile by another process wins.
             let tmp = dir.join(format!(".evidence.key.{}.tmp", std::process::id()));
             let mut f = fsutil::create_private_file(&tmp).map_err(io(&tmp))?;
-            f.write_all(private_pem(&key).as_bytes())
+            let pem = private_pem(&key).map_err(|msg| KeyError::Format {
+                path: key_path.clone(),
+                msg,
+            })?;
+            f.write_all(pem.as_bytes())
                 .and_then(|()| f.sync_all())
                 .map_err(io(&tmp))?;
             let linked = std::fs::hard_link(&tmp, &key_path);
@@ -156,39 +157,33 @@ pub fn read_public(path: &Path) -> Result<VerifyingKey, KeyError> {
 
 /// Parses the text of a public key file (see [`read_public`]).
 pub fn parse_public(text: &str) -> Result<VerifyingKey, String> {
-    let raw = pem_body(text, "PUBLIC KEY").unwrap_or_else(|| text.trim().to_string());
+    if text.contains("-----BEGIN PUBLIC KEY-----") {
+        return VerifyingKey::from_public_key_pem(text.trim())
+            .map_err(|e| format!("not an Ed25519 public key: {e}"));
+    }
+    let raw = text.trim();
     let bytes = if raw.len() == 64 && raw.chars().all(|c| c.is_ascii_hexdigit()) {
-        hex::decode(&raw).map_err(|e| e.to_string())?
+        hex::decode(raw).map_err(|e| e.to_string())?
     } else {
         B64.decode(raw.as_bytes())
             .map_err(|e| format!("not PEM, base64 or hex: {e}"))?
     };
-    let key: [u8; 32] = match bytes.len() {
-        32 => bytes.as_slice().try_into().map_err(|_| "bad length")?,
-        44 if bytes[..12] == SPKI_PREFIX => bytes[12..].try_into().map_err(|_| "bad length")?,
-        n => return Err(format!("not an Ed25519 public key ({n} bytes)")),
-    };
-    VerifyingKey::from_bytes(&key).map_err(|e| format!("not an Ed25519 public key: {e}"))
+    match <[u8; 32]>::try_from(bytes.as_slice()) {
+        Ok(key) => {
+            VerifyingKey::from_bytes(&key).map_err(|e| format!("not an Ed25519 public key: {e}"))
+        }
+        // base64 of a whole SubjectPublicKeyInfo (the PEM body on one line).
+        Err(_) => VerifyingKey::from_public_key_der(&bytes)
+            .map_err(|_| format!("not an Ed25519 public key ({} bytes)", bytes.len())),
+    }
 }
 
 fn parse_private(text: &str) -> Result<SigningKey, String> {
-    let body = pem_body(text, "PRIVATE KEY").ok_or("no PRIVATE KEY PEM block")?;
-    let der = B64
-        .decode(body.as_bytes())
-        .map_err(|e| format!("bad base64: {e}"))?;
-    if der.len() != 48 || der[..16] != PKCS8_PREFIX {
-        return Err("not an Ed25519 PKCS#8 private key".into());
+    if !text.contains("-----BEGIN PRIVATE KEY-----") {
+        return Err("no PRIVATE KEY PEM block".into());
     }
-    let seed: [u8; 32] = der[16..].try_into().map_err(|_| "bad length")?;
-    Ok(SigningKey::from_bytes(&seed))
-}
-
-fn pem_body(text: &str, label: &str) -> Option<String> {
-    let begin = format!("-----BEGIN {label}-----");
-    let end = format!("-----END {label}-----");
-    let start = text.find(&begin)? + begin.len();
-    let stop = text[start..].find(&end)? + start;
-    Some(text[start..stop].split_whitespace().collect())
+    SigningKey::from_pkcs8_pem(text.trim())
+        .map_err(|e| format!("not an Ed25519 PKCS#8 private key: {e}"))
 }
 
 #[cfg(test)]
@@ -214,5 +209,76 @@ mod tests {
             public
         );
         assert!(parse_public("garbage").is_err());
+    }
+
+    const FIXTURE: &str = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/evidence-key-0.1"
+    );
+
+    /// A key written by callguard 0.1 (hand-rolled DER) loads unchanged, its public file is
+    /// left as it is, and a key written now is byte for byte what 0.1 wrote.
+    #[test]
+    fn keys_written_by_0_1_keep_loading_and_new_keys_match_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = dir.path().join("keys");
+        std::fs::create_dir(&keys).unwrap();
+        for name in ["evidence.key", "evidence.pub"] {
+            std::fs::copy(format!("{FIXTURE}/{name}"), keys.join(name)).unwrap();
+        }
+        let (kp, pp) = key_paths(dir.path());
+        std::fs::set_permissions(&kp, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let pub_before = std::fs::read(&pp).unwrap();
+
+        let key = load_or_create(dir.path()).unwrap();
+        assert_eq!(key_id(&key.verifying_key()), "e5d0e9dbc20ad57c");
+        assert_eq!(
+            std::fs::read(&pp).unwrap(),
+            pub_before,
+            "public file rewritten"
+        );
+        assert_eq!(read_public(&pp).unwrap(), key.verifying_key());
+
+        // The 0.1 encoding: a fixed DER prefix, then the seed (private) or the key (public).
+        let old_private = {
+            let mut der = vec![
+                0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22,
+                0x04, 0x20,
+            ];
+            der.extend_from_slice(key.as_bytes());
+            format!(
+                "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
+                B64.encode(der)
+            )
+        };
+        assert_eq!(private_pem(&key).unwrap(), old_private);
+        assert_eq!(
+            private_pem(&key).unwrap(),
+            std::fs::read_to_string(&kp).unwrap()
+        );
+        assert_eq!(
+            public_pem(&key.verifying_key()),
+            String::from_utf8(pub_before).unwrap()
+        );
+        // The PEM body alone, as some tools hand it out, is read too.
+        let body = "MCowBQYDK2VwAyEAAnPn8OXzcnIFDaZftKpTfpe6OBE0fZTT41aXf9jjdGQ=";
+        assert_eq!(parse_public(body).unwrap(), key.verifying_key());
+    }
+
+    #[test]
+    fn a_damaged_private_key_is_a_format_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let (kp, _) = key_paths(dir.path());
+        std::fs::create_dir_all(kp.parent().unwrap()).unwrap();
+        std::fs::write(
+            &kp,
+            "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIFU0\n-----END PRIVATE KEY-----\n",
+        )
+        .unwrap();
+        std::fs::set_permissions(&kp, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert!(matches!(
+            load_or_create(dir.path()),
+            Err(KeyError::Format { .. })
+        ));
     }
 }
