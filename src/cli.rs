@@ -104,6 +104,8 @@ pub enum Command {
         #[arg(long)]
         next: Option<String>,
     },
+    /// Print the hotkey cheat sheet (in the configured language).
+    Keys,
     /// Configuration tools.
     Config {
         /// What to do with the configuration.
@@ -203,6 +205,15 @@ pub fn main() -> ExitCode {
             json,
             send_test_ping,
         } => crate::doctor::main(cli.config.as_deref(), json, send_test_ping),
+        Command::Keys => {
+            // The sheet needs only the language; a broken configuration still gets a sheet.
+            let lang = Sources::discover(cli.config.as_deref())
+                .and_then(|s| Config::load(&s))
+                .map(|c| c.language)
+                .unwrap_or_default();
+            print!("{}", crate::tray::keys::cheat_sheet(lang));
+            ExitCode::SUCCESS
+        }
         Command::Escalate { note } => match load(cli.config.as_deref()) {
             Ok(cfg) => crate::control::escalate_command(&cfg, note),
             Err(code) => code,

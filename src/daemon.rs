@@ -41,6 +41,7 @@ pub struct Daemon {
     alerts_rx: mpsc::UnboundedReceiver<Action>,
     escalation_rx: mpsc::UnboundedReceiver<Action>,
     evidence_rx: mpsc::UnboundedReceiver<Action>,
+    tray_rx: mpsc::UnboundedReceiver<Action>,
     commands_tx: mpsc::Sender<Command>,
     commands_rx: mpsc::Receiver<Command>,
 }
@@ -52,6 +53,7 @@ impl Daemon {
         let alerts_rx = bus.subscribe(false);
         let escalation_rx = bus.subscribe(false);
         let evidence_rx = bus.subscribe(true);
+        let tray_rx = bus.subscribe(false);
         let (commands_tx, commands_rx) = mpsc::channel(64);
         Daemon {
             cfg,
@@ -60,6 +62,7 @@ impl Daemon {
             alerts_rx,
             escalation_rx,
             evidence_rx,
+            tray_rx,
             commands_tx,
             commands_rx,
         }
@@ -84,6 +87,7 @@ impl Daemon {
             alerts_rx,
             escalation_rx,
             evidence_rx,
+            tray_rx,
             commands_tx,
             commands_rx,
         } = self;
@@ -115,6 +119,16 @@ impl Daemon {
             crate::control::ControlContext::new(&cfg, commands_tx.clone(), &bus),
             shutdown.clone(),
         ));
+        // The call timer in the system tray; the demo (no desktop) has none.
+        let tray = opts.desktop.then(|| {
+            tokio::spawn(crate::tray::run(
+                cfg.language,
+                commands_tx.clone(),
+                tray_rx,
+                reports.clone(),
+                shutdown.clone(),
+            ))
+        });
         // The evidence sink reports problems (disk full) back through the tracker.
         let evidence = tokio::spawn(crate::evidence::run(
             crate::evidence::EvidenceOptions::from_config(&cfg),
@@ -136,6 +150,9 @@ impl Daemon {
         let _ = escalation.await;
         let _ = control.await;
         let _ = evidence.await;
+        if let Some(tray) = tray {
+            let _ = tray.await;
+        }
         let _ = connector.await;
         tracing::info!("callguard stopped");
         Ok(())

@@ -22,3 +22,4 @@ pub mod pbx;
 pub mod protocol;
 pub mod sdnotify;
 pub mod tls;
+pub mod tray;

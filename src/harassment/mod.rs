@@ -229,6 +229,34 @@ impl Level {
     }
 }
 
+/// The caller's words without one level of surrounding quotes: `--quote 「責任者を出せ」`
+/// (as the README writes it) and `--quote "…"` keep only the words, since pings and records
+/// put their own 「」 around a quote. Inner quotes and unbalanced ones are kept.
+pub fn unquote(text: &str) -> &str {
+    let t = text.trim();
+    for (open, close) in [
+        ('「', '」'),
+        ('『', '』'),
+        ('"', '"'),
+        ('“', '”'),
+        ('\'', '\''),
+    ] {
+        if let Some(inner) = t.strip_prefix(open).and_then(|r| r.strip_suffix(close)) {
+            // 「a」と「b」 is two quotes, not one quoted text: the outer pair must enclose all.
+            let mut depth = 0i32;
+            let encloses = open == close
+                || inner.chars().all(|c| {
+                    depth += i32::from(c == open) - i32::from(c == close);
+                    depth >= 0
+                });
+            if encloses {
+                return inner.trim();
+            }
+        }
+    }
+    t
+}
+
 /// One mark as the agent made it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Mark {
@@ -398,6 +426,17 @@ pub fn offset_secs(elapsed: Duration) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_level_of_quotes_is_stripped() {
+        assert_eq!(unquote("「責任者を出せ」"), "責任者を出せ");
+        assert_eq!(unquote(" \"土下座しろ\" "), "土下座しろ");
+        assert_eq!(unquote("「「二重」」"), "「二重」");
+        assert_eq!(unquote("責任者を出せ"), "責任者を出せ");
+        assert_eq!(unquote("「社長」と「部長」"), "「社長」と「部長」");
+        assert_eq!(unquote("「開いたまま"), "「開いたまま");
+        assert_eq!(unquote("「」"), "");
+    }
 
     fn mark(kind: MarkKind, offset_secs: u64) -> Mark {
         Mark {
