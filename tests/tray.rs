@@ -50,11 +50,8 @@ async fn item_proxy<'a>(
 ) -> zbus::Proxy<'a> {
     zbus::proxy::Builder::new(conn)
         .destination(service)
-        .unwrap()
         .path(path)
-        .unwrap()
         .interface(iface)
-        .unwrap()
         .cache_properties(zbus::proxy::CacheProperties::No)
         .build()
         .await
@@ -74,22 +71,42 @@ async fn title_until(item: &zbus::Proxy<'_>, ready: impl Fn(&str) -> bool) -> St
     }
 }
 
-/// The menu's items by label (ids as the host would use them in `Event`).
+/// The menu's items by label, with the ids a host gets from `GetLayout` (and uses in `Event`).
 async fn menu_labels(menu: &zbus::Proxy<'_>) -> HashMap<String, i32> {
-    let items: Vec<(i32, HashMap<String, OwnedVariant>)> = menu
-        .call(
-            "GetGroupProperties",
-            &(Vec::<i32>::new(), vec!["label".to_string()]),
-        )
+    type Layout = (i32, HashMap<String, OwnedVariant>, Vec<OwnedVariant>);
+    let (_, (_, _, children)): (u32, Layout) = menu
+        .call("GetLayout", &(0i32, -1i32, vec!["label".to_string()]))
         .await
         .unwrap();
-    items
-        .into_iter()
-        .filter_map(|(id, props)| {
-            let label = String::try_from(props.get("label")?.try_clone().ok()?).ok()?;
-            Some((label, id))
-        })
-        .collect()
+    let mut out = HashMap::new();
+    for child in &children {
+        walk(child, &mut out);
+    }
+    out
+}
+
+/// One `(ia{sv}av)` menu node (wrapped in a variant) and its children.
+fn walk(v: &zbus::Variant<'_>, out: &mut HashMap<String, i32>) {
+    match v {
+        zbus::Variant::Variant(inner) => walk(inner, out),
+        zbus::Variant::Structure(s) => {
+            let f = s.fields();
+            let (Some(zbus::Variant::I32(id)), Some(zbus::Variant::Dict(props))) =
+                (f.first(), f.get(1))
+            else {
+                panic!("unexpected menu node {v:?}");
+            };
+            if let Ok(Some(label)) = props.get::<&str, String>(&"label") {
+                out.insert(label, *id);
+            }
+            if let Some(zbus::Variant::Array(children)) = f.get(2) {
+                for c in children.inner() {
+                    walk(c, out);
+                }
+            }
+        }
+        other => panic!("unexpected menu node {other:?}"),
+    }
 }
 
 #[tokio::test]
@@ -155,7 +172,8 @@ async fn the_tray_item_shows_the_call_timer_and_its_menu_calls_the_lead() {
     assert!(tip_title.starts_with("通話 12:"), "{tip_title}");
     assert!(tip.starts_with("レベル 1（通常）\n"), "{tip}");
     assert!(
-        tip.contains("次の警告：15分（上長へ引き継ぎ）まで あと 2:"),
+        tip.ends_with("次の警告：15分（上長へ引き継ぎ）まで あと 3:00")
+            || tip.contains("次の警告：15分（上長へ引き継ぎ）まで あと 2:"),
         "{tip}"
     );
     // The clock runs: a later read shows more time (the item refreshes every second).
