@@ -32,6 +32,7 @@ impl Setup {
                 "[pbx]\nurl = \"{pbx}\"\n[agent]\nname = \"佐藤\"\n[prompt]\nlocal = false\n\
                  [state]\ndir = \"{d}/state\"\n[evidence]\ndir = \"{d}/evidence\"\nmin_free_mb = 1\n\
                  [control]\nsocket = \"{d}/control.sock\"\n\
+                 [escalation]\ncoalesce = \"0s\"\n\
                  [[escalation.webhook]]\nurl = \"{hook}\"\nformat = \"json\"\n"
             ),
         )

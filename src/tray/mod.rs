@@ -88,6 +88,9 @@ impl CallTray {
 }
 
 impl Tray for CallTray {
+    // A click on the timer opens the menu: the agent's hand is on the mouse anyway.
+    const MENU_ON_ACTIVATE: bool = true;
+
     fn id(&self) -> String {
         "callguard".into()
     }
