@@ -928,17 +928,38 @@ pub fn render_status(s: &DaemonStatus) -> String {
 
 /// Sends one request and maps a refusal to an exit code: 2 for "no such call" and bad
 /// requests (the agent can fix them), 1 for everything else (no daemon, shutting down).
-fn call_request(cfg: &Config, req: &Request) -> Result<serde_json::Value, ExitCode> {
+/// `alert`: when no daemon answers, also show a critical desktop notification (a hotkey's
+/// output goes nowhere, so the agent must see it on the screen).
+fn call_request(cfg: &Config, req: &Request, alert: bool) -> Result<serde_json::Value, ExitCode> {
     let rt = client_runtime().ok_or(ExitCode::FAILURE)?;
     let path = cfg.control_socket();
-    let response = rt.block_on(request(&path, req)).map_err(|e| {
-        eprintln!("callguard: {e}");
-        ExitCode::FAILURE
-    })?;
+    let lang = cfg.language;
+    let response = match rt.block_on(request(&path, req)) {
+        Ok(r) => r,
+        Err(e @ ClientError::NotRunning(_)) => {
+            eprintln!("callguard: {}", crate::messages::not_running(lang));
+            tracing::debug!(error = %e, "no daemon");
+            if alert && let Err(why) = rt.block_on(crate::alerts::desktop::show_not_running(lang)) {
+                eprintln!("callguard: {why}");
+            }
+            return Err(ExitCode::FAILURE);
+        }
+        Err(e) => {
+            eprintln!("callguard: {e}");
+            if alert {
+                let _ = rt.block_on(crate::alerts::desktop::show_not_running(lang));
+            }
+            return Err(ExitCode::FAILURE);
+        }
+    };
     if !response.ok {
         eprintln!(
             "callguard: {}",
-            response.error.as_deref().unwrap_or("request refused")
+            crate::messages::refused(
+                response.code.as_deref(),
+                response.error.as_deref().unwrap_or("request refused"),
+                lang
+            )
         );
         return Err(match response.code.as_deref() {
             Some("no_current_call") | Some("not_in_progress") | Some("bad_request") => {
@@ -951,12 +972,13 @@ fn call_request(cfg: &Config, req: &Request) -> Result<serde_json::Value, ExitCo
 }
 
 /// `callguard mark KIND [--quote TEXT]`: 0 when marked, 2 for an unknown kind or no current
-/// call, 1 when the daemon is not running.
+/// call, 1 when the daemon is not running (a critical desktop notification says so too).
 pub fn mark_command(cfg: &Config, kind: &str, quote: Option<String>) -> ExitCode {
+    let lang = cfg.language;
     let kind = match kind.parse::<crate::harassment::MarkKind>() {
         Ok(k) => k,
-        Err(e) => {
-            eprintln!("callguard: {e}");
+        Err(_) => {
+            eprintln!("callguard: {}", crate::messages::unknown_kind(kind, lang));
             return ExitCode::from(crate::cli::EXIT_USAGE);
         }
     };
@@ -965,33 +987,14 @@ pub fn mark_command(cfg: &Config, kind: &str, quote: Option<String>) -> ExitCode
         quote,
         call: None,
     };
-    let value = match call_request(cfg, &req) {
+    let value = match call_request(cfg, &req, true) {
         Ok(v) => v,
         Err(code) => return code,
     };
     match serde_json::from_value::<crate::calls::MarkReceipt>(value) {
         Ok(r) => {
-            let level = crate::harassment::Level(r.level);
-            let label = match cfg.language {
-                crate::config::Language::Ja => level.label_ja(),
-                crate::config::Language::En => level.label_en(),
-            };
-            println!(
-                "marked {kind} ({}) on call {} at {} — {} so far; level {} ({label})",
-                kind.label_ja(),
-                r.call_id,
-                r.offset,
-                r.count,
-                r.level
-            );
-            if !r.fired.is_empty() {
-                println!("rules fired: {}", r.fired.join(", "));
-            }
-            if r.grounds_to_end {
-                println!(
-                    "grounds to end the call are met: 「{}」",
-                    crate::alerts::text::END_PHRASE_JA
-                );
+            for line in crate::messages::marked(kind, &r, lang) {
+                println!("{line}");
             }
             ExitCode::SUCCESS
         }
@@ -1009,8 +1012,9 @@ pub fn note_command(
     call: Option<String>,
     items: Vec<(crate::events::NoteField, String)>,
 ) -> ExitCode {
+    let lang = cfg.language;
     if items.is_empty() {
-        eprintln!("callguard: nothing to add: give --witness, --response, --quote or --next");
+        eprintln!("callguard: {}", crate::messages::nothing_to_note(lang));
         return ExitCode::from(crate::cli::EXIT_USAGE);
     }
     for (field, text) in items {
@@ -1019,11 +1023,10 @@ pub fn note_command(
             field: field.clone(),
             text,
         };
-        match call_request(cfg, &req) {
+        match call_request(cfg, &req, true) {
             Ok(v) => println!(
-                "added {:?} to the record of call {}",
-                field,
-                v.as_str().unwrap_or("?")
+                "{}",
+                crate::messages::noted(&field, v.as_str().unwrap_or("?"), lang)
             ),
             Err(code) => return code,
         }
@@ -1032,9 +1035,11 @@ pub fn note_command(
 }
 
 /// `callguard escalate [--note TEXT]`: 0 when the lead is being pinged, 2 when there is no
-/// current call, 1 when the daemon is not running or no receiver is configured.
+/// current call, 1 when the daemon is not running (a critical desktop notification says so
+/// too) or no receiver is configured.
 pub fn escalate_command(cfg: &Config, note: Option<String>) -> ExitCode {
-    let value = match call_request(cfg, &Request::Escalate { note }) {
+    let lang = cfg.language;
+    let value = match call_request(cfg, &Request::Escalate { note }, true) {
         Ok(v) => v,
         Err(code) => return code,
     };
@@ -1042,18 +1047,23 @@ pub fn escalate_command(cfg: &Config, note: Option<String>) -> ExitCode {
     match result {
         Some(r) if r.receivers == 0 => {
             eprintln!(
-                "callguard: call {} noted, but no [[escalation.webhook]] is configured: nobody was pinged",
-                r.call.call_id
+                "callguard: {}",
+                crate::messages::no_receivers(&r.call.call_id, lang)
             );
             ExitCode::FAILURE
         }
         Some(r) => {
+            let elapsed =
+                crate::alerts::text::format_elapsed(Duration::from_secs(r.call.elapsed_secs), lang);
             println!(
-                "team lead called to call {} (caller {}, {}); {} receiver(s)",
-                r.call.call_id,
-                r.call.caller,
-                secs(r.call.elapsed_secs),
-                r.receivers
+                "{}",
+                crate::messages::escalated(
+                    &r.call.call_id,
+                    &r.call.caller,
+                    &elapsed,
+                    r.receivers,
+                    lang
+                )
             );
             ExitCode::SUCCESS
         }

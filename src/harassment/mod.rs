@@ -168,6 +168,33 @@ impl Rule {
     }
 }
 
+/// A rule's name (`manager#2:escalate`) in words: 「責任者を出せ」2 回目で上長に連絡 /
+/// "2nd \"demands a manager\": team lead called". An unreadable name is returned as it is.
+pub fn describe_rule(name: &str, lang: crate::config::Language) -> String {
+    use crate::config::Language;
+    let parsed = name.split_once('#').and_then(|(kind, rest)| {
+        let (count, action) = rest.split_once(':')?;
+        Some((
+            kind.parse::<MarkKind>().ok()?,
+            count.parse::<u32>().ok()?,
+            action,
+        ))
+    });
+    let Some((kind, count, action)) = parsed else {
+        return name.to_string();
+    };
+    match (lang, action) {
+        (Language::Ja, "end") => {
+            format!("「{}」{count} 回目：通話を終了できる基準", kind.label_ja())
+        }
+        (Language::Ja, _) => format!("「{}」{count} 回目：上長に連絡", kind.label_ja()),
+        (Language::En, "end") => {
+            format!("\"{}\" ×{count}: grounds to end the call", kind.label_en())
+        }
+        (Language::En, _) => format!("\"{}\" ×{count}: team lead called", kind.label_en()),
+    }
+}
+
 /// The default table, from the guidance contact centers follow.
 pub fn default_rules() -> Vec<Rule> {
     use MarkKind::*;
