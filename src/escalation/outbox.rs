@@ -70,6 +70,23 @@ impl Delivery {
     }
 }
 
+/// One receiver's delivery of one ping, as [`Outbox::call_receipts`] reports it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CallReceipt {
+    /// The incident-record reason the ping answers.
+    pub reason: String,
+    /// The receiver (unmasked: mask it before showing it).
+    pub url: String,
+    /// `delivered`, `failed` or `queued`.
+    pub state: &'static str,
+    /// When it was delivered, or the next attempt of a queued one.
+    pub at: Option<DateTime<FixedOffset>>,
+    /// Attempts so far.
+    pub attempts: u32,
+    /// Why it failed, or the last error of a queued one.
+    pub detail: Option<String>,
+}
+
 /// A file in the outbox that cannot be read back.
 #[derive(Debug, thiserror::Error)]
 pub enum OutboxError {
@@ -239,6 +256,43 @@ impl Outbox {
             .into_iter()
             .map(|(reason, states)| (reason, states.join("; ")))
             .collect()
+    }
+
+    /// Each receiver's delivery of each ping about `call_id`, for the incident record:
+    /// `(reason, receiver URL, state, when, detail)` with state `delivered`, `failed` or
+    /// `queued`, one row per ping, receiver and reason.
+    pub fn call_receipts(&self, call_id: &str) -> Vec<CallReceipt> {
+        let dirs = [
+            (self.delivered_dir(), "delivered"),
+            (self.failed_dir(), "failed"),
+            (self.pending_dir(), "queued"),
+        ];
+        let mut seen = std::collections::HashSet::new();
+        let mut out = Vec::new();
+        for (dir, state) in dirs {
+            for d in read_all(&dir).into_iter().filter_map(Result::ok) {
+                // A file caught mid-move counts once, done first.
+                if d.call_id != call_id || !seen.insert(d.file_name()) {
+                    continue;
+                }
+                let (at, detail) = match state {
+                    "delivered" => (Some(d.delivered_at.unwrap_or(d.created_at)), None),
+                    "failed" => (None, d.failed.clone()),
+                    _ => (d.next_attempt_at, d.last_error.clone()),
+                };
+                for r in &d.reasons {
+                    out.push(CallReceipt {
+                        reason: r.clone(),
+                        url: d.url.clone(),
+                        state,
+                        at,
+                        attempts: d.attempts,
+                        detail: detail.clone(),
+                    });
+                }
+            }
+        }
+        out
     }
 
     /// Moves an entry to `failed/` (written there first, so it is never in neither place).
