@@ -5,7 +5,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 # Debian packages: ALSA headers for rodio/cpal, a session D-Bus for the notification tests,
 # pkg-config for the -sys crates.
-DEB_PACKAGES := libasound2-dev pkg-config dbus dbus-daemon
+DEB_PACKAGES := libasound2-dev pkg-config dbus dbus-daemon libglib2.0-bin gnome-settings-daemon-common libkf5config-bin
 
 .PHONY: demo test deps check lint bench sounds clean deb
 

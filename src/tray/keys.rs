@@ -130,6 +130,24 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_setup_script_binds_the_same_keys() {
+        let script = include_str!("../../scripts/setup-hotkeys.sh");
+        let table: Vec<(String, String)> = script
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("\"<Super>"))
+            .filter_map(|l| {
+                let mut parts = l.trim_end_matches('"').split('|');
+                Some((format!("<Super>{}", parts.next()?), parts.next()?.to_string()))
+            })
+            .collect();
+        let ours: Vec<(String, String)> = BINDINGS
+            .iter()
+            .map(|b| (b.keys.to_string(), b.command.to_string()))
+            .collect();
+        assert_eq!(table, ours);
+    }
+
+    #[test]
     fn cheat_sheet_lists_every_binding_in_both_languages() {
         for lang in [Language::Ja, Language::En] {
             let sheet = cheat_sheet(lang);
