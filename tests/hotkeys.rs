@@ -60,12 +60,18 @@ fn gnome_gets_custom_keybindings_next_to_the_users_own() {
     let config = home.path().join(".config");
     // The agent already has a binding of their own.
     let own = "/org/gnome/settings-daemon/plugins/media-keys/custom-keybindings/custom0/";
-    gsettings(&config, &["set", SCHEMA, "custom-keybindings", &format!("['{own}']")]);
+    gsettings(
+        &config,
+        &["set", SCHEMA, "custom-keybindings", &format!("['{own}']")],
+    );
     script(home.path(), &["--desktop", "gnome"]);
     // Twice: nothing doubles.
     script(home.path(), &["--desktop", "gnome"]);
     let list = gsettings(&config, &["get", SCHEMA, "custom-keybindings"]);
-    assert!(list.starts_with(&format!("['{own}', '{BASE}/callguard-escalate/'")), "{list}");
+    assert!(
+        list.starts_with(&format!("['{own}', '{BASE}/callguard-escalate/'")),
+        "{list}"
+    );
     assert_eq!(list.matches("callguard-").count(), 9, "{list}");
     let one = format!("{SCHEMA}.custom-keybinding:{BASE}/callguard-mark-abuse/");
     assert_eq!(gsettings(&config, &["get", &one, "binding"]), "'<Super>1'");
@@ -91,7 +97,13 @@ fn kde_gets_a_launcher_and_a_global_shortcut_per_command() {
     assert!(desktop.contains("Exec=callguard escalate\n"), "{desktop}");
     let read = |file: &str| {
         let out = Command::new("kreadconfig5")
-            .args(["--file", "kglobalshortcutsrc", "--group", "services", "--group"])
+            .args([
+                "--file",
+                "kglobalshortcutsrc",
+                "--group",
+                "services",
+                "--group",
+            ])
             .arg(file)
             .args(["--key", "_launch"])
             .env("XDG_CONFIG_HOME", home.path().join(".config"))

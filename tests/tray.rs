@@ -16,6 +16,9 @@ use zbus::OwnedVariant;
 
 const PATIENCE: Duration = Duration::from_secs(60);
 
+/// `ToolTip` of the StatusNotifierItem spec: icon name, icon pixmaps, title, text.
+type ToolTip = (String, Vec<(i32, i32, Vec<u8>)>, String, String);
+
 struct Daemon(Child);
 
 impl Drop for Daemon {
@@ -167,8 +170,7 @@ async fn the_tray_item_shows_the_call_timer_and_its_menu_calls_the_lead() {
     .await;
     let title = title_until(&item, |t| t.starts_with("通話 12:")).await;
     assert!(title.ends_with("・レベル 1"), "{title}");
-    let (_, _, tip_title, tip): (String, Vec<(i32, i32, Vec<u8>)>, String, String) =
-        item.get_property("ToolTip").await.unwrap();
+    let (_, _, tip_title, tip): ToolTip = item.get_property("ToolTip").await.unwrap();
     assert!(tip_title.starts_with("通話 12:"), "{tip_title}");
     assert!(tip.starts_with("レベル 1（通常）\n"), "{tip}");
     assert!(

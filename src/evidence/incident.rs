@@ -521,7 +521,7 @@ fn mark_label(kind: MarkKind, english: bool) -> &'static str {
 
 /// A warning step in words: 「通話 15分 経過の警告（上長へ引き継ぎ）」.
 fn warning_words(kind: &str, after_secs: u64, english: bool) -> String {
-    let at = if after_secs % 60 == 0 {
+    let at = if after_secs.is_multiple_of(60) {
         if english {
             format!("{}-minute", after_secs / 60)
         } else {

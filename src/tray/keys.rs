@@ -137,7 +137,10 @@ mod tests {
             .filter_map(|l| l.trim().strip_prefix("\"<Super>"))
             .filter_map(|l| {
                 let mut parts = l.trim_end_matches('"').split('|');
-                Some((format!("<Super>{}", parts.next()?), parts.next()?.to_string()))
+                Some((
+                    format!("<Super>{}", parts.next()?),
+                    parts.next()?.to_string(),
+                ))
             })
             .collect();
         let ours: Vec<(String, String)> = BINDINGS
