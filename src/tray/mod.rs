@@ -261,9 +261,16 @@ pub async fn run(
     let mut counts: HashMap<String, HashMap<MarkKind, u32>> = HashMap::new();
     let mut tick = tokio::time::interval(REFRESH);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut handle = handle;
     loop {
         tokio::select! {
-            _ = shutdown.cancelled() => break,
+            // The item goes at shutdown; the queue is still drained until the tracker closes it.
+            _ = shutdown.cancelled(), if handle.is_some() => {
+                if let Some(h) = handle.take() {
+                    h.shutdown().await;
+                }
+                continue;
+            }
             a = actions.recv() => match a {
                 Some(Action::Marked(ev)) => {
                     let by_kind = counts.entry(ev.call.call_id.clone()).or_default();
@@ -278,7 +285,7 @@ pub async fn run(
                 Some(_) => {}
                 None => break,
             },
-            _ = tick.tick(), if active => {}
+            _ = tick.tick(), if active && handle.is_some() => {}
         }
         let Some(handle) = &handle else { continue };
         let mut view = query(&commands).await;
@@ -290,6 +297,35 @@ pub async fn run(
     }
     if let Some(handle) = handle {
         handle.shutdown().await;
+    }
+}
+
+/// The tray item as a [`Sink`](crate::sink::Sink) of the daemon.
+pub struct TraySink {
+    lang: Language,
+}
+
+impl TraySink {
+    /// In `lang`.
+    pub fn new(lang: Language) -> TraySink {
+        TraySink { lang }
+    }
+}
+
+impl crate::sink::Sink for TraySink {
+    fn name(&self) -> &str {
+        "tray"
+    }
+
+    fn run(
+        self: Box<Self>,
+        actions: mpsc::UnboundedReceiver<Action>,
+        ctx: crate::sink::SinkContext,
+    ) -> futures_util::future::BoxFuture<'static, anyhow::Result<()>> {
+        Box::pin(async move {
+            run(self.lang, ctx.commands, actions, ctx.reports, ctx.shutdown).await;
+            Ok(())
+        })
     }
 }
 
