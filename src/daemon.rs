@@ -146,6 +146,7 @@ impl Daemon {
         // One daemon per data and evidence folder: two would fork the ledger's chain and
         // recover each other's live recordings.
         let _locks = lock_folders(&cfg)?;
+        raise_descriptor_limit();
         let memory = if opts.volatile {
             Memory::volatile()
         } else {
@@ -219,6 +220,26 @@ fn lock_folders(cfg: &Config) -> anyhow::Result<Vec<crate::fsutil::ExclusiveLock
         }
     }
     Ok(locks)
+}
+
+/// Raises the soft limit of open descriptors to the hard one (`LimitNOFILE` in the unit), so
+/// recordings, the ledger, D-Bus and the webhook client have room beyond the control socket's
+/// capped connections.
+fn raise_descriptor_limit() {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let lim = getrlimit(Resource::Nofile);
+    if lim.current < lim.maximum {
+        let raised = rustix::process::Rlimit {
+            current: lim.maximum,
+            maximum: lim.maximum,
+        };
+        match setrlimit(Resource::Nofile, raised) {
+            Ok(()) => {
+                tracing::debug!(from = ?lim.current, to = ?lim.maximum, "descriptor limit raised")
+            }
+            Err(e) => tracing::debug!(error = %e, "descriptor limit not raised"),
+        }
+    }
 }
 
 /// Cancels `token` on SIGINT or SIGTERM.

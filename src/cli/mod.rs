@@ -1,5 +1,7 @@
 //! The command line (DESIGN.md, contract): parses arguments and dispatches to the subcommands.
 
+mod control;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -195,7 +197,7 @@ pub fn main() -> ExitCode {
             json,
         } => crate::evidence::verify::cli(cli.config.as_deref(), paths, pubkey, json),
         Command::Status { json } => match load(cli.config.as_deref()) {
-            Ok(cfg) => crate::control::status_command(&cfg, json),
+            Ok(cfg) => control::status_command(&cfg, json),
             Err(code) => code,
         },
         Command::Key {
@@ -215,11 +217,11 @@ pub fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Escalate { note } => match load(cli.config.as_deref()) {
-            Ok(cfg) => crate::control::escalate_command(&cfg, note),
+            Ok(cfg) => control::escalate_command(&cfg, note),
             Err(code) => code,
         },
         Command::Mark { kind, quote } => match load(cli.config.as_deref()) {
-            Ok(cfg) => crate::control::mark_command(&cfg, &kind, quote),
+            Ok(cfg) => control::mark_command(&cfg, &kind, quote),
             Err(code) => code,
         },
         Command::Note {
@@ -240,7 +242,7 @@ pub fn main() -> ExitCode {
                 .into_iter()
                 .filter_map(|(f, t)| t.map(|t| (f, t)))
                 .collect();
-                crate::control::note_command(&cfg, call, items)
+                control::note_command(&cfg, call, items)
             }
             Err(code) => code,
         },
