@@ -54,8 +54,8 @@ pub fn sinks(cfg: &Config, opts: &RunOptions) -> Vec<Box<dyn Sink>> {
             crate::evidence::EvidenceOptions::from_config(cfg),
         )),
     ];
-    // The call timer in the system tray; the demo (no desktop) has none.
-    if opts.desktop {
+    // The call timer in the system tray; the demo (volatile) and headless runs have none.
+    if opts.desktop && !opts.volatile {
         sinks.push(Box::new(crate::tray::TraySink::new(cfg.language)));
     }
     sinks
