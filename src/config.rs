@@ -275,6 +275,10 @@ pub struct EscalationConfig {
     /// How long a ping is retried before it is given up (and shown as failed).
     #[serde(with = "duration")]
     pub retry_for: Duration,
+    /// Pings about one call raised within this time of the previous one are merged into one
+    /// (sent when the time is up, with every reason); `0s` sends each at once.
+    #[serde(with = "humantime_serde")]
+    pub coalesce: Duration,
 }
 
 impl Default for EscalationConfig {
@@ -284,6 +288,7 @@ impl Default for EscalationConfig {
             retry_initial: Duration::from_secs(1),
             retry_max: Duration::from_secs(5 * 60),
             retry_for: Duration::from_secs(24 * 3600),
+            coalesce: Duration::from_secs(60),
         }
     }
 }

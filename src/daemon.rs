@@ -45,7 +45,7 @@ pub fn sinks(cfg: &Config, opts: &RunOptions) -> Vec<Box<dyn Sink>> {
     let mut alert_opts = AlertOptions::from_config(cfg);
     alert_opts.desktop = opts.desktop;
     alert_opts.sounds.quiet_probe = opts.volatile;
-    vec![
+    let mut sinks: Vec<Box<dyn Sink>> = vec![
         Box::new(crate::alerts::AlertsSink::new(alert_opts)),
         Box::new(crate::escalation::EscalationSink::new(
             crate::escalation::EscalationOptions::from_config(cfg),
@@ -53,7 +53,12 @@ pub fn sinks(cfg: &Config, opts: &RunOptions) -> Vec<Box<dyn Sink>> {
         Box::new(crate::evidence::EvidenceSink::new(
             crate::evidence::EvidenceOptions::from_config(cfg),
         )),
-    ]
+    ];
+    // The call timer in the system tray; the demo (volatile) and headless runs have none.
+    if opts.desktop && !opts.volatile {
+        sinks.push(Box::new(crate::tray::TraySink::new(cfg.language)));
+    }
+    sinks
 }
 
 /// A daemon ready to run: the sinks are subscribed, reports can be listened to.
@@ -141,6 +146,7 @@ impl Daemon {
         // One daemon per data and evidence folder: two would fork the ledger's chain and
         // recover each other's live recordings.
         let _locks = lock_folders(&cfg)?;
+        raise_descriptor_limit();
         let memory = if opts.volatile {
             Memory::volatile()
         } else {
@@ -214,6 +220,26 @@ fn lock_folders(cfg: &Config) -> anyhow::Result<Vec<crate::fsutil::ExclusiveLock
         }
     }
     Ok(locks)
+}
+
+/// Raises the soft limit of open descriptors to the hard one (`LimitNOFILE` in the unit), so
+/// recordings, the ledger, D-Bus and the webhook client have room beyond the control socket's
+/// capped connections.
+fn raise_descriptor_limit() {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let lim = getrlimit(Resource::Nofile);
+    if lim.current < lim.maximum {
+        let raised = rustix::process::Rlimit {
+            current: lim.maximum,
+            maximum: lim.maximum,
+        };
+        match setrlimit(Resource::Nofile, raised) {
+            Ok(()) => {
+                tracing::debug!(from = ?lim.current, to = ?lim.maximum, "descriptor limit raised")
+            }
+            Err(e) => tracing::debug!(error = %e, "descriptor limit not raised"),
+        }
+    }
 }
 
 /// Cancels `token` on SIGINT or SIGTERM.

@@ -302,7 +302,7 @@ impl Setup {
         let mut text = format!(
             "language = \"en\"\n[pbx]\nurl = \"{pbx_url}\"\n[agent]\nextension = \"1001\"\nname = \"Sato\"\n\
              [prompt]\nlocal = false\n[state]\ndir = \"{}\"\n[evidence]\ndir = \"{}\"\nsource = \"off\"\n\
-             [control]\nsocket = \"{}\"\n[escalation]\nretry_initial = \"{retry_initial}\"\nretry_max = \"1h\"\n",
+             [control]\nsocket = \"{}\"\n[escalation]\nretry_initial = \"{retry_initial}\"\nretry_max = \"1h\"\ncoalesce = \"0s\"\n",
             dir.path().join("state").display(),
             dir.path().join("evidence").display(),
             dir.path().join("control.sock").display(),

@@ -32,6 +32,7 @@ impl Setup {
                 "[pbx]\nurl = \"{pbx}\"\n[agent]\nname = \"佐藤\"\n[prompt]\nlocal = false\n\
                  [state]\ndir = \"{d}/state\"\n[evidence]\ndir = \"{d}/evidence\"\nmin_free_mb = 1\n\
                  [control]\nsocket = \"{d}/control.sock\"\n\
+                 [escalation]\ncoalesce = \"0s\"\n\
                  [[escalation.webhook]]\nurl = \"{hook}\"\nformat = \"json\"\n"
             ),
         )
@@ -113,11 +114,12 @@ async fn marks_over_the_control_socket_ping_the_lead_and_seal_a_signed_incident_
     s.status_until(|v| v["tracker"].is_object()).await;
     let (code, _, err) = s.cli(&["mark", "abuse"]).await;
     assert_eq!(code, 2, "{err}");
-    assert!(err.contains("no call in progress"), "{err}");
+    // language = "ja" (the default): the agent reads Japanese.
+    assert!(err.contains("通話中ではありません"), "{err}");
     let (code, _, err) = s.cli(&["mark", "yelling"]).await;
     assert_eq!(code, 2);
     assert!(
-        err.contains("unknown mark `yelling`") && err.contains("symptom"),
+        err.contains("「yelling」という記録の種類はありません") && err.contains("symptom"),
         "{err}"
     );
 
@@ -141,7 +143,7 @@ async fn marks_over_the_control_socket_ping_the_lead_and_seal_a_signed_incident_
     // First "manager": no rule yet, but signs of harassment (level 3) ping the lead at once.
     let (code, out, err) = s.cli(&["mark", "manager", "--quote", "責任者を出せ"]).await;
     assert_eq!(code, 0, "{err}");
-    assert!(out.contains("level 3"), "{out}");
+    assert!(out.contains("レベル 3（カスハラの兆候）"), "{out}");
     let ping = lead.next().await.json();
     assert_eq!(
         (ping["kind"].as_str(), ping["level"].as_u64()),
@@ -154,7 +156,7 @@ async fn marks_over_the_control_socket_ping_the_lead_and_seal_a_signed_incident_
     let (code, out, err) = s.cli(&["mark", "threat", "--quote", "家に行くぞ"]).await;
     assert_eq!(code, 0, "{err}");
     assert!(
-        out.contains("threat#1:end") && out.contains("恐れ入りますが"),
+        out.contains("「脅迫」1 回目：通話を終了できる基準") && out.contains("恐れ入りますが"),
         "{out}"
     );
     let ping = lead.next().await.json();

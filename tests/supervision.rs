@@ -158,7 +158,7 @@ async fn status_lists_every_part_running_and_sigterm_exits_zero() {
     let mut child = spawn(&cfg, &log, None);
     let _conn = pbx.accept().await;
     let v = common::status_until(&cfg, |v| {
-        v["parts"].as_array().is_some_and(|a| a.len() == 6)
+        v["parts"].as_array().is_some_and(|a| a.len() == 7)
     })
     .await;
     let names: Vec<&str> = v["parts"]
@@ -173,6 +173,7 @@ async fn status_lists_every_part_running_and_sigterm_exits_zero() {
         "alerts",
         "escalation",
         "evidence",
+        "tray",
         "control",
     ] {
         assert!(names.contains(&want), "{names:?}");

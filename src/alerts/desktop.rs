@@ -161,6 +161,32 @@ impl Desktop {
         }
     }
 
+    /// Shows a short confirmation of what the agent just did (a mark, a note, a call for help).
+    /// There is one confirmation at a time: each replaces the one before.
+    pub async fn confirm(&mut self, summary: &str, body: &str) -> Result<u32, String> {
+        let mut note = Notification::new();
+        note.appname(APP_NAME)
+            .summary(summary)
+            .body(body)
+            .icon("emblem-ok-symbolic")
+            .hint(notify_rust::Hint::Category("callguard.confirm".into()))
+            .urgency(Urgency::Normal)
+            .timeout(Timeout::Milliseconds(CONFIRM_MS));
+        if let Some(prev) = self.ids.get(CONFIRM_KEY) {
+            note.id(*prev);
+        }
+        match tokio::time::timeout(DBUS_TIMEOUT, note.show_async()).await {
+            Ok(Ok(h)) => {
+                self.ids.insert(CONFIRM_KEY.to_string(), h.id());
+                Ok(h.id())
+            }
+            Ok(Err(e)) => Err(format!("no notification server on the session bus ({e})")),
+            Err(_) => Err(format!(
+                "the notification server did not answer within {DBUS_TIMEOUT:?}"
+            )),
+        }
+    }
+
     /// Shows a problem a sink ran into (its own notification, critical: the agent must see it).
     pub async fn show_problem(&mut self, p: &crate::events::Problem) -> Result<u32, String> {
         let mut note = Notification::new();
@@ -236,6 +262,32 @@ impl Desktop {
             }
         });
         self.listeners.insert(key.to_string(), (id, task));
+    }
+}
+
+/// How long a confirmation stays on screen.
+pub const CONFIRM_MS: u32 = 6000;
+
+/// The key of the agent's confirmation (one for all calls: the latest replaces the previous).
+const CONFIRM_KEY: &str = "\u{1f}confirm";
+
+/// The critical notice `callguard escalate` / `mark` show by themselves when no daemon answers:
+/// under a desktop shortcut nobody sees the command's own output.
+pub async fn show_not_running(lang: Language) -> Result<u32, String> {
+    let (summary, body) = crate::alerts::text::not_running(lang);
+    let mut note = Notification::new();
+    note.appname(APP_NAME)
+        .summary(summary)
+        .body(body)
+        .icon("dialog-error")
+        .hint(notify_rust::Hint::Category("callguard.not_running".into()))
+        .urgency(Urgency::Critical)
+        .timeout(Timeout::Never);
+    match tokio::time::timeout(DBUS_TIMEOUT, note.show_async()).await {
+        Ok(r) => r.map(|h| h.id()).map_err(|e| e.to_string()),
+        Err(_) => Err(format!(
+            "the notification server did not answer within {DBUS_TIMEOUT:?}"
+        )),
     }
 }
 

@@ -27,6 +27,9 @@ pub struct AlertOptions {
     pub sounds: Sounds,
     /// The tracker's command queue, for the escalate button on warnings; `None` = no button.
     pub escalate: Option<mpsc::Sender<crate::calls::Command>>,
+    /// How many team-lead receivers are configured (the confirmation of a call for help says
+    /// when there are none).
+    pub lead_receivers: usize,
 }
 
 impl AlertOptions {
@@ -39,6 +42,7 @@ impl AlertOptions {
             desktop: true,
             sounds: Sounds::from_config(cfg),
             escalate: None,
+            lead_receivers: cfg.escalation.webhook.len(),
         }
     }
 }
@@ -104,43 +108,40 @@ pub async fn run(
             }
             Action::CallEnded { call, .. } => desktop.call_ended(&call.call_id),
             Action::Marked(ev) => {
-                // One notice per mark: grounds to end outrank "lead called" (a threat fires both).
-                let shown_rule = ev
+                // Every mark is confirmed (the agent pressed a key and must see it counted); the
+                // confirmation says whether the lead was told, so an escalating rule needs no
+                // notice of its own.
+                let (summary, body) = text::mark_confirmation(&ev, opts.language);
+                confirm(
+                    &mut desktop,
+                    &opts,
+                    &reports,
+                    &ev.call.call_id,
+                    summary,
+                    body,
+                )
+                .await;
+                // Grounds to end keep a critical notice of their own with the closing phrase,
+                // which no later confirmation replaces.
+                let end_rule = ev
                     .fired
                     .iter()
-                    .find(|f| f.rule.action == crate::harassment::RuleAction::End)
-                    .or_else(|| ev.fired.first());
-                if let Some(fired) = shown_rule {
+                    .find(|f| f.rule.action == crate::harassment::RuleAction::End);
+                if let Some(fired) = end_rule {
                     let (summary, body) = text::rule_texts(
                         fired.rule.action,
                         fired.rule.mark,
                         ev.level,
                         opts.language,
                     );
-                    let kind = match fired.rule.action {
-                        crate::harassment::RuleAction::Escalate => {
-                            crate::config::WarningKind::Escalate
-                        }
-                        crate::harassment::RuleAction::End => crate::config::WarningKind::Terminate,
-                    };
                     let outcome = if opts.desktop {
                         let shown = Shown {
                             summary: summary.clone(),
                             body: body.clone(),
-                            kind,
-                        };
-                        // The closing-phrase notice has a key of its own, so a later "lead
-                        // called" notice never replaces it.
-                        let key = match fired.rule.action {
-                            crate::harassment::RuleAction::End => {
-                                desktop::end_key(&ev.call.call_id)
-                            }
-                            crate::harassment::RuleAction::Escalate => {
-                                desktop::rules_key(&ev.call.call_id)
-                            }
+                            kind: crate::config::WarningKind::Terminate,
                         };
                         desktop
-                            .show(&key, &shown)
+                            .show(&desktop::end_key(&ev.call.call_id), &shown)
                             .await
                             .map(|id| format!("desktop notification #{id}"))
                     } else {
@@ -153,6 +154,19 @@ pub async fn run(
                         outcome,
                     });
                 }
+            }
+            Action::Escalation { call, elapsed, .. } => {
+                let (summary, body) = text::escalation_confirmation(
+                    &call,
+                    elapsed,
+                    opts.lead_receivers,
+                    opts.language,
+                );
+                confirm(&mut desktop, &opts, &reports, &call.call_id, summary, body).await;
+            }
+            Action::Noted(note) => {
+                let (summary, body) = text::note_confirmation(&note, opts.language);
+                confirm(&mut desktop, &opts, &reports, &note.call_id, summary, body).await;
             }
             Action::Problem(p) => {
                 let outcome = if opts.desktop {
@@ -173,6 +187,31 @@ pub async fn run(
             _ => {}
         }
     }
+}
+
+/// Shows a confirmation (replacing the previous one) and reports it.
+async fn confirm(
+    desktop: &mut Desktop,
+    opts: &AlertOptions,
+    reports: &broadcast::Sender<Report>,
+    call_id: &str,
+    summary: String,
+    body: String,
+) {
+    let outcome = if opts.desktop {
+        desktop
+            .confirm(&summary, &body)
+            .await
+            .map(|id| format!("desktop notification #{id}"))
+    } else {
+        Err("desktop notifications are off".to_string())
+    };
+    let _ = reports.send(Report::Notification {
+        call_id: call_id.to_string(),
+        summary,
+        body,
+        outcome,
+    });
 }
 
 /// Desktop notifications, sounds and the recording notice, as a [`Sink`](crate::sink::Sink).

@@ -145,6 +145,140 @@ pub fn warning_texts(
     )
 }
 
+/// A short name of a mark for the agent's confirmation (「暴言を記録しました」).
+pub fn mark_short_ja(kind: crate::harassment::MarkKind) -> &'static str {
+    use crate::harassment::MarkKind::*;
+    match kind {
+        Abuse => "暴言",
+        Threat => "脅迫",
+        Demand => "不当な要求",
+        Manager => "「責任者を出せ」",
+        Repeat => "同じ要求の繰り返し",
+        Sexual => "性的な言動",
+        Violence => "暴力",
+        Symptom => "体調の異変",
+    }
+}
+
+/// Title and body confirming a mark to the agent: what was recorded, how often, the level,
+/// and whether the lead was told.
+pub fn mark_confirmation(ev: &crate::events::MarkEvent, lang: Language) -> (String, String) {
+    let n = ev.marks.iter().filter(|m| m.kind == ev.mark.kind).count();
+    let lead = ev
+        .fired
+        .iter()
+        .any(|f| f.rule.action == crate::harassment::RuleAction::Escalate)
+        || ev.pings_lead();
+    match lang {
+        Language::Ja => {
+            let mut body = format!("レベル {}（{}）。", ev.level.0, ev.level.label_ja());
+            if lead {
+                body.push_str("上長に連絡しました。");
+            }
+            if let Some(q) = &ev.mark.quote {
+                body.push_str(&format!("発言：「{q}」"));
+            }
+            (
+                format!("{}を記録しました（{n} 回目）", mark_short_ja(ev.mark.kind)),
+                body,
+            )
+        }
+        Language::En => {
+            let mut body = format!("Level {} ({}).", ev.level.0, ev.level.label_en());
+            if lead {
+                body.push_str(" Your team lead was told.");
+            }
+            if let Some(q) = &ev.mark.quote {
+                body.push_str(&format!(" Said: \"{q}\""));
+            }
+            (format!("Marked: {} (×{n})", ev.mark.kind.label_en()), body)
+        }
+    }
+}
+
+/// Title and body confirming the agent's call for help; `receivers` = how many webhooks.
+pub fn escalation_confirmation(
+    call: &CallInfo,
+    elapsed: Duration,
+    receivers: usize,
+    lang: Language,
+) -> (String, String) {
+    let el = format_elapsed(elapsed, lang);
+    match (lang, receivers) {
+        (Language::Ja, 0) => (
+            "上長への連絡先が設定されていません".into(),
+            format!(
+                "通話（お客様 {}、{el}）の記録には残しました。上長に直接声をかけてください。",
+                call.caller
+            ),
+        ),
+        (Language::Ja, _) => (
+            "上長に連絡しました".into(),
+            format!(
+                "お客様 {} との通話（{el}）。上長が来るまで落ち着いて対応してください。",
+                call.caller
+            ),
+        ),
+        (Language::En, 0) => (
+            "No team-lead receiver is set up".into(),
+            format!(
+                "The call (customer {}, {el}) keeps it on record. Please tell your team lead in person.",
+                call.caller
+            ),
+        ),
+        (Language::En, _) => (
+            "Team lead called".into(),
+            format!(
+                "Call with customer {} ({el}). Your team lead has been told.",
+                call.caller
+            ),
+        ),
+    }
+}
+
+/// Title and body confirming a note added to a call's record.
+pub fn note_confirmation(note: &crate::events::CallNote, lang: Language) -> (String, String) {
+    use crate::events::NoteField::*;
+    let (ja, en) = match note.field {
+        Witness => ("同席者", "witness"),
+        Response => ("担当者の対応", "your response"),
+        Quote => ("お客様の発言", "the customer's words"),
+        Next => ("今後の対応", "next steps"),
+    };
+    match (lang, note.in_progress) {
+        (Language::Ja, true) => (format!("記録に{ja}を追加しました"), note.text.clone()),
+        (Language::Ja, false) => (
+            format!("通話 {} の記録に{ja}を追記しました", note.call_id),
+            format!(
+                "{}（封印済みの記録は変えずに、署名付きの追記として残します）",
+                note.text
+            ),
+        ),
+        (Language::En, true) => (format!("Added {en} to the record"), note.text.clone()),
+        (Language::En, false) => (
+            format!("Added {en} to the record of call {}", note.call_id),
+            format!(
+                "{} (a signed addendum; the sealed record stays as it was)",
+                note.text
+            ),
+        ),
+    }
+}
+
+/// The critical notice the CLI shows itself when no daemon answers a hotkey.
+pub fn not_running(lang: Language) -> (&'static str, &'static str) {
+    match lang {
+        Language::Ja => (
+            "callguard が動いていません。上長に直接連絡してください",
+            "記録も上長への連絡もできませんでした。IT 担当に callguard の再起動を依頼してください（systemctl --user restart callguard）。",
+        ),
+        Language::En => (
+            "callguard is not running. Contact your team lead directly",
+            "Nothing was recorded and your team lead was not told. Ask IT to restart callguard (systemctl --user restart callguard).",
+        ),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

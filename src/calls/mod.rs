@@ -556,6 +556,11 @@ impl Tracker {
                 text,
                 reply,
             } => {
+                // A quote is the caller's words: the record adds its own 「」.
+                let text = match field {
+                    NoteField::Quote => harassment::unquote(&text).to_string(),
+                    _ => text,
+                };
                 let _ = reply.send(self.note(call_id, field, text));
             }
             Command::Escalate {
@@ -651,7 +656,9 @@ impl Tracker {
         let elapsed = call.origin.elapsed(now).mul_f64(scale);
         let mark = Mark {
             kind,
-            quote: quote.filter(|q| !q.is_empty()),
+            quote: quote
+                .map(|q| harassment::unquote(&q).to_string())
+                .filter(|q| !q.is_empty()),
             at: clock::wall_now(),
             offset_secs: harassment::offset_secs(elapsed),
         };

@@ -30,6 +30,8 @@ pub async fn run(mut cfg: Config, time_scale: f64, minutes: u64) -> anyhow::Resu
     cfg.evidence.source = crate::config::EvidenceSource::Stream;
     cfg.pbx = crate::config::PbxConfig::default();
     cfg.control.socket = work.join("control.sock").display().to_string();
+    // Pings of one call are merged within `coalesce` of call time, like the warnings.
+    cfg.escalation.coalesce = cfg.escalation.coalesce.div_f64(time_scale);
     if cfg.agent.extension.is_empty() {
         cfg.agent.extension = "1001".into();
     }

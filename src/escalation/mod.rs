@@ -9,9 +9,11 @@ pub mod sender;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use chrono::{DateTime, FixedOffset, Utc};
 use tokio::sync::{broadcast, mpsc};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, Language, WebhookConfig};
@@ -32,6 +34,10 @@ pub struct EscalationOptions {
     pub retry: RetryPolicy,
     /// `<data dir>/outbox`.
     pub outbox_dir: PathBuf,
+    /// Pings of one call within this time of the previous one are merged (`escalation.coalesce`).
+    pub coalesce: Duration,
+    /// Where sealed records go; `None` when nothing is recorded (`evidence.source = "off"`).
+    pub evidence_dir: Option<PathBuf>,
 }
 
 impl EscalationOptions {
@@ -50,6 +56,9 @@ impl EscalationOptions {
                 retry_for: cfg.escalation.retry_for,
             },
             outbox_dir: outbox_dir(cfg),
+            coalesce: cfg.escalation.coalesce,
+            evidence_dir: (cfg.evidence.source != crate::config::EvidenceSource::Off)
+                .then(|| cfg.evidence_dir()),
         }
     }
 }
@@ -176,83 +185,176 @@ pub async fn run(
         tracing::debug!(pruned, "old delivery receipts removed");
     }
     let (tx, rx) = crate::queue::channel(outbox.queue().clone());
+    // The evidence sink's seal tells where a call's record is, for its closing ping.
+    let mut sealed = reports.subscribe();
     let receiver = Arc::new(PingReceiver { client, reports });
     let worker = crate::queue::run(rx, receiver, opts.retry, shutdown.clone());
     if opts.webhooks.is_empty() {
         tracing::info!("no [[escalation.webhook]] configured: team leads are not pinged");
     }
     let intake = async move {
-        let mut calls: HashMap<String, Arc<CallInfo>> = HashMap::new();
-        // Each call's harassment level, so every ping about it carries the level.
-        let mut levels: HashMap<String, u8> = HashMap::new();
-        while let Some(action) = actions.recv().await {
-            let ping = match action {
-                Action::CallStarted(call) => {
-                    calls.insert(call.call_id.clone(), call);
-                    None
+        let send = |mut ping: Ping| {
+            payload::finish(&mut ping, opts.origin.language);
+            for d in deliveries(&ping, &opts.webhooks, opts.origin.language) {
+                // On disk before the first attempt, so a crash mid-send loses nothing.
+                let ping_id = d.ping_id.clone();
+                if let Err(e) = tx.send(d) {
+                    tracing::error!(error = %e, ping_id = %ping_id,
+                        "cannot store the ping in the outbox; sending it anyway");
                 }
-                Action::CallEnded { call, .. } => {
-                    calls.remove(&call.call_id);
-                    levels.remove(&call.call_id);
-                    None
+            }
+        };
+        let mut calls: HashMap<String, CallPings> = HashMap::new();
+        // Calls that ended after pinging the lead: their closing ping waits for the seal (to
+        // say where the record is), but never longer than SEAL_WAIT.
+        let mut ending: HashMap<String, Ending> = HashMap::new();
+        loop {
+            let next_due = calls
+                .values()
+                .filter_map(|c| c.flush_at)
+                .chain(ending.values().map(|e| e.deadline))
+                .min();
+            tokio::select! {
+                action = actions.recv() => {
+                    let Some(action) = action else { break };
+                    let ping = match action {
+                        Action::CallStarted(call) => {
+                            calls.insert(call.call_id.clone(), CallPings::new(call));
+                            None
+                        }
+                        Action::CallEnded { call, duration, .. } => {
+                            if let Some(mut c) = calls.remove(&call.call_id) {
+                                // What was held back goes now, before the call's closing ping.
+                                if let Some(p) = c.take_held(opts.origin.language) {
+                                    send(p);
+                                }
+                                if c.pinged {
+                                    let end = Ending {
+                                        call: call.clone(),
+                                        duration,
+                                        level: c.level,
+                                        deadline: Instant::now() + SEAL_WAIT,
+                                    };
+                                    match &opts.evidence_dir {
+                                        Some(_) => {
+                                            ending.insert(call.call_id.clone(), end);
+                                        }
+                                        None => send(end.ping(RecordPlace::Off, &opts)),
+                                    }
+                                }
+                            }
+                            None
+                        }
+                        Action::Warning(call, w) if w.notify_lead => Some(payload::for_warning(
+                            new_ping_id(),
+                            &call,
+                            &w,
+                            &opts.origin,
+                            now(),
+                        )),
+                        Action::Escalation {
+                            call,
+                            elapsed,
+                            note,
+                            source,
+                        } => {
+                            // The level rise of a call for help follows this action.
+                            if let Some(c) = calls.get_mut(&call.call_id) {
+                                c.level = c.level.max(crate::harassment::Level::EMOTIONAL.0);
+                            }
+                            Some(payload::for_escalation(
+                                new_ping_id(),
+                                &call,
+                                elapsed,
+                                note.as_deref(),
+                                &source,
+                                &opts.origin,
+                                now(),
+                            ))
+                        }
+                        // Each rule fires once per call, and the level crosses 3 once: either is
+                        // news for the lead.
+                        Action::Marked(ev) => {
+                            if let Some(c) = calls.get_mut(&ev.call.call_id) {
+                                c.level = c.level.max(ev.level.0);
+                            }
+                            ev.pings_lead()
+                                .then(|| payload::for_mark(new_ping_id(), &ev, &opts.origin, now()))
+                        }
+                        Action::LevelChanged { call, to, .. } => {
+                            if let Some(c) = calls.get_mut(&call.call_id) {
+                                c.level = c.level.max(to.0);
+                            }
+                            None
+                        }
+                        Action::Problem(p) => {
+                            let call = p
+                                .call_id
+                                .as_ref()
+                                .and_then(|id| calls.get(id))
+                                .map(|c| c.info.clone());
+                            Some(payload::for_problem(
+                                new_ping_id(),
+                                &p,
+                                call.as_deref(),
+                                &opts.origin,
+                                now(),
+                            ))
+                        }
+                        _ => None,
+                    };
+                    if let Some(mut ping) = ping {
+                        ping.reasons = reasons(&ping);
+                        match calls.get_mut(&ping.call_id) {
+                            Some(c) => {
+                                if ping.level.is_none() {
+                                    ping.level = Some(c.level);
+                                }
+                                if let Some(p) = c.offer(ping, opts.coalesce) {
+                                    send(p);
+                                }
+                            }
+                            None => send(ping),
+                        }
+                    }
                 }
-                Action::Warning(call, w) if w.notify_lead => Some(payload::for_warning(
-                    new_ping_id(),
-                    &call,
-                    &w,
-                    &opts.origin,
-                    now(),
-                )),
-                Action::Escalation {
-                    call,
-                    elapsed,
-                    note,
-                    source,
-                } => Some(payload::for_escalation(
-                    new_ping_id(),
-                    &call,
-                    elapsed,
-                    note.as_deref(),
-                    &source,
-                    &opts.origin,
-                    now(),
-                )),
-                // Each rule fires once per call, and the level crosses 3 once: either is news
-                // for the lead.
-                Action::Marked(ev) => {
-                    levels.insert(ev.call.call_id.clone(), ev.level.0);
-                    ev.pings_lead()
-                        .then(|| payload::for_mark(new_ping_id(), &ev, &opts.origin, now()))
+                r = sealed.recv() => {
+                    if let Ok(Report::Sealed { call_id, dir, .. }) = r
+                        && let Some(end) = ending.remove(&call_id)
+                    {
+                        send(end.ping(RecordPlace::Sealed(dir.display().to_string()), &opts));
+                    }
                 }
-                Action::LevelChanged { call, to, .. } => {
-                    levels.insert(call.call_id.clone(), to.0);
-                    None
-                }
-                Action::Problem(p) => {
-                    let call = p.call_id.as_ref().and_then(|id| calls.get(id)).cloned();
-                    Some(payload::for_problem(
-                        new_ping_id(),
-                        &p,
-                        call.as_deref(),
-                        &opts.origin,
-                        now(),
-                    ))
-                }
-                _ => None,
-            };
-            if let Some(mut ping) = ping {
-                if ping.level.is_none() {
-                    ping.level = levels.get(&ping.call_id).copied();
-                }
-                for d in deliveries(&ping, &opts.webhooks, opts.origin.language) {
-                    // On disk before the first attempt, so a crash mid-send loses nothing.
-                    let ping_id = d.ping_id.clone();
-                    if let Err(e) = tx.send(d) {
-                        tracing::error!(error = %e, ping_id = %ping_id,
-                            "cannot store the ping in the outbox; sending it anyway");
+                _ = sleep_until(next_due), if next_due.is_some() => {
+                    let t = Instant::now();
+                    for c in calls.values_mut() {
+                        if c.flush_at.is_some_and(|at| at <= t)
+                            && let Some(p) = c.take_held(opts.origin.language)
+                        {
+                            send(p);
+                        }
+                    }
+                    let due: Vec<String> = ending
+                        .iter()
+                        .filter(|(_, e)| e.deadline <= t)
+                        .map(|(id, _)| id.clone())
+                        .collect();
+                    for id in due {
+                        if let Some(end) = ending.remove(&id) {
+                            send(end.ping(RecordPlace::NotYet, &opts));
+                        }
                     }
                 }
             }
+        }
+        // Shutting down: nothing held back is lost; it goes to the outbox now.
+        for c in calls.values_mut() {
+            if let Some(p) = c.take_held(opts.origin.language) {
+                send(p);
+            }
+        }
+        for (_, end) in ending.drain() {
+            send(end.ping(RecordPlace::NotYet, &opts));
         }
         // Dropping the sender ends the worker once the tracker is gone.
         drop(tx);
@@ -272,7 +374,7 @@ fn deliveries(ping: &Ping, hooks: &[WebhookConfig], lang: Language) -> Vec<Deliv
             format: h.format,
             secret_file: h.secret_file.clone(),
             body: payload::render(ping, h.format, lang),
-            reasons: reasons(ping),
+            reasons: ping.reasons.clone(),
         })
         .collect()
 }
@@ -294,6 +396,108 @@ fn reasons(ping: &Ping) -> Vec<String> {
             r
         }
         _ => Vec::new(),
+    }
+}
+
+/// How long a call's closing ping waits for its seal before it goes without the folder.
+const SEAL_WAIT: Duration = Duration::from_secs(30);
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The pings of one call in progress.
+struct CallPings {
+    info: Arc<CallInfo>,
+    level: u8,
+    /// The lead heard about this call (so its end closes it with a ping).
+    pinged: bool,
+    last_sent: Option<Instant>,
+    /// Pings raised within `coalesce` of the last one sent, merged when `flush_at` comes.
+    held: Vec<Ping>,
+    flush_at: Option<Instant>,
+}
+
+impl CallPings {
+    fn new(info: Arc<CallInfo>) -> CallPings {
+        CallPings {
+            info,
+            level: 1,
+            pinged: false,
+            last_sent: None,
+            held: Vec::new(),
+            flush_at: None,
+        }
+    }
+
+    /// The ping to send now, or `None` when it is held to be merged with what follows.
+    fn offer(&mut self, ping: Ping, coalesce: Duration) -> Option<Ping> {
+        self.pinged = true;
+        let t = Instant::now();
+        let quiet = self.last_sent.is_none_or(|last| t >= last + coalesce);
+        if coalesce.is_zero() || (quiet && self.held.is_empty()) {
+            self.last_sent = Some(t);
+            return Some(ping);
+        }
+        self.held.push(ping);
+        if self.flush_at.is_none() {
+            self.flush_at = Some(self.last_sent.map_or(t, |last| last + coalesce));
+        }
+        None
+    }
+
+    /// The held pings merged into one (counts as sent now).
+    fn take_held(&mut self, lang: Language) -> Option<Ping> {
+        self.flush_at = None;
+        let held = std::mem::take(&mut self.held);
+        let mut merged = payload::merge(held, lang)?;
+        merged.level = Some(merged.level.unwrap_or(1).max(self.level));
+        self.last_sent = Some(Instant::now());
+        Some(merged)
+    }
+}
+
+/// A call that ended after pinging the lead, waiting for its seal.
+struct Ending {
+    call: Arc<CallInfo>,
+    duration: Duration,
+    level: u8,
+    deadline: Instant,
+}
+
+enum RecordPlace {
+    Sealed(String),
+    NotYet,
+    Off,
+}
+
+impl Ending {
+    fn ping(&self, place: RecordPlace, opts: &EscalationOptions) -> Ping {
+        let root = opts
+            .evidence_dir
+            .as_ref()
+            .map(|d| d.display().to_string())
+            .unwrap_or_default();
+        let (record, pending) = match &place {
+            RecordPlace::Sealed(dir) => (Some(dir.as_str()), false),
+            RecordPlace::NotYet => (Some(root.as_str()), true),
+            RecordPlace::Off => (None, false),
+        };
+        let mut p = payload::for_call_end(
+            new_ping_id(),
+            &self.call,
+            self.duration,
+            self.level,
+            record,
+            pending,
+            &opts.origin,
+            now(),
+        );
+        p.reasons = reasons(&p);
+        p
     }
 }
 

@@ -28,7 +28,7 @@ pub const DELIVERED_KEEP: std::time::Duration = std::time::Duration::from_secs(7
 pub struct Delivery {
     /// The ping's id, sent as `Idempotency-Key`.
     pub ping_id: String,
-    /// `escalate`, `terminate`, `manual`, `mark` or `problem`.
+    /// `escalate`, `terminate`, `manual`, `mark`, `problem` or `call.ended`.
     pub kind: String,
     /// The call, if any.
     pub call_id: String,
@@ -61,6 +61,23 @@ impl QueueItem for Delivery {
 
 /// A stored ping with its delivery state.
 pub type Entry = crate::queue::Entry<Delivery>;
+
+/// One receiver's delivery of one ping, as [`Outbox::call_receipts`] reports it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CallReceipt {
+    /// The incident-record reason the ping answers.
+    pub reason: String,
+    /// The receiver (unmasked: mask it before showing it).
+    pub url: String,
+    /// `delivered`, `failed` or `queued`.
+    pub state: &'static str,
+    /// When it was delivered, or the next attempt of a queued one.
+    pub at: Option<DateTime<FixedOffset>>,
+    /// Attempts so far.
+    pub attempts: u32,
+    /// Why it failed, or the last error of a queued one.
+    pub detail: Option<String>,
+}
 
 /// Where the outbox lives for `cfg`.
 pub fn dir(cfg: &Config) -> PathBuf {
@@ -209,6 +226,34 @@ impl Outbox {
             .into_iter()
             .map(|(reason, states)| (reason, states.join("; ")))
             .collect()
+    }
+
+    /// Each receiver's delivery of each ping about `call_id`, for the incident record: one row
+    /// per ping, receiver and reason.
+    pub fn call_receipts(&self, call_id: &str) -> Vec<CallReceipt> {
+        let mut out = Vec::new();
+        for (state, d) in self.queue.entries_for(call_id) {
+            let (state, at, detail) = match state {
+                EntryState::Delivered => (
+                    "delivered",
+                    Some(d.delivered_at.unwrap_or(d.created_at)),
+                    None,
+                ),
+                EntryState::Failed => ("failed", None, d.failed.clone()),
+                EntryState::Pending => ("queued", d.next_attempt_at, d.last_error.clone()),
+            };
+            for r in &d.item.reasons {
+                out.push(CallReceipt {
+                    reason: r.clone(),
+                    url: d.item.url.clone(),
+                    state,
+                    at,
+                    attempts: d.attempts,
+                    detail: detail.clone(),
+                });
+            }
+        }
+        out
     }
 
     /// The state of the outbox, read from disk.

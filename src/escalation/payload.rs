@@ -21,7 +21,8 @@ pub struct Ping {
     pub event: &'static str,
     /// The idempotency key (also sent as the `Idempotency-Key` header).
     pub id: String,
-    /// `escalate` / `terminate` (a ladder warning), `manual` (the agent asked), `problem`.
+    /// `escalate` / `terminate` (a ladder warning), `manual` (the agent asked), `mark`,
+    /// `problem`, `call.ended` (closes a call the lead was pinged about).
     pub kind: String,
     /// The warning's threshold; `null` for `manual` and `problem`.
     pub after_secs: Option<u64>,
@@ -46,7 +47,7 @@ pub struct Ping {
     /// The agent's note (`manual`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
-    /// What raised it: `warning`, `cli`, `notification` or `problem`.
+    /// What raised it: `warning`, `cli`, `notification`, `tray`, `mark`, `problem` or `call`.
     pub source: String,
     /// The problem's kind (`problem`), e.g. `evidence.truncated`.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -72,6 +73,34 @@ pub struct Ping {
     /// The level this mark took the call to, when it crossed into "signs of harassment".
     #[serde(skip_serializing_if = "Option::is_none")]
     pub level_raised_to: Option<u8>,
+    /// Call time at the end (`call.ended`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duration_secs: Option<u64>,
+    /// The call's sealed evidence folder on the workstation (`call.ended`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub record: Option<String>,
+    /// The pings merged into this one (raised within `escalation.coalesce`), oldest first.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub coalesced: Option<Vec<Coalesced>>,
+    /// What happened, without the level and agent that `text` starts with.
+    #[serde(skip)]
+    pub what: String,
+    /// The incident-record reasons this ping answers.
+    #[serde(skip)]
+    pub reasons: Vec<String>,
+}
+
+/// One ping merged into another.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Coalesced {
+    /// The merged ping's own id (never sent on its own).
+    pub id: String,
+    /// Its kind.
+    pub kind: String,
+    /// When it was raised (RFC 3339).
+    pub at: String,
+    /// What it said.
+    pub what: String,
 }
 
 /// Facts every ping of this workstation shares.
@@ -110,6 +139,11 @@ fn base(id: String, kind: &str, o: &Origin, now: DateTime<FixedOffset>) -> Ping 
         grounds_to_end: None,
         marks: None,
         level_raised_to: None,
+        duration_secs: None,
+        record: None,
+        coalesced: None,
+        what: String::new(),
+        reasons: Vec::new(),
     }
 }
 
@@ -122,25 +156,44 @@ fn with_call(mut p: Ping, call: &CallInfo, elapsed: Duration) -> Ping {
     p
 }
 
-/// `佐藤 (1001)`, or whichever of the two is known.
+/// `佐藤（1001）`, or whichever of the two is known.
 fn who(p: &Ping, lang: Language) -> String {
-    match (p.agent_name.is_empty(), p.agent.is_empty()) {
-        (false, false) => format!("{} ({})", p.agent_name, p.agent),
-        (false, true) => p.agent_name.clone(),
-        (true, false) => p.agent.clone(),
-        (true, true) => match lang {
-            Language::Ja => "エージェント".into(),
-            Language::En => "An agent".into(),
-        },
+    match (p.agent_name.is_empty(), p.agent.is_empty(), lang) {
+        (false, false, Language::Ja) => format!("{}（{}）", p.agent_name, p.agent),
+        (false, false, Language::En) => format!("{} ({})", p.agent_name, p.agent),
+        (false, true, _) => p.agent_name.clone(),
+        (true, false, _) => p.agent.clone(),
+        (true, true, Language::Ja) => "不明".into(),
+        (true, true, Language::En) => "unknown".into(),
     }
 }
 
 fn caller(p: &Ping, lang: Language) -> String {
     match (lang, p.caller.is_empty()) {
-        (Language::Ja, true) => "不明な発信者".into(),
-        (Language::En, true) => "unknown caller".into(),
+        (Language::Ja, true) => "番号不明".into(),
+        (Language::En, true) => "unknown number".into(),
         _ => p.caller.clone(),
     }
+}
+
+/// `レベル 3（カスハラの兆候）` / `Level 3 (signs of harassment)`.
+pub fn level_text(level: u8, lang: Language) -> String {
+    let l = crate::harassment::Level(level.max(1));
+    match lang {
+        Language::Ja => format!("レベル {}（{}）", l.0, l.label_ja()),
+        Language::En => format!("Level {} ({})", l.0, l.label_en()),
+    }
+}
+
+/// Puts the level and the agent in front of what happened (`what`), once the sink knows the
+/// call's level: every ping's `text` starts with them, so a lead sees at a glance how bad and who.
+pub fn finish(p: &mut Ping, lang: Language) {
+    let level = level_text(p.level.unwrap_or(1), lang);
+    let head = match lang {
+        Language::Ja => format!("【{level}】担当者 {}：", who(p, lang)),
+        Language::En => format!("[{level}] Agent {}: ", who(p, lang)),
+    };
+    p.text = format!("{head}{}", p.what);
 }
 
 /// The ping for a ladder warning.
@@ -155,26 +208,19 @@ pub fn for_warning(
     p.after_secs = Some(w.after.as_secs());
     p.source = "warning".into();
     let (lang, el) = (o.language, format_elapsed(w.elapsed, o.language));
-    p.text = match (w.kind, lang) {
+    let c = caller(&p, lang);
+    p.what = match (w.kind, lang) {
         (crate::config::WarningKind::Escalate, Language::Ja) => format!(
-            "{} の通話が {el} 続いています（発信者 {}）。上長の対応をお願いします。",
-            who(&p, lang),
-            caller(&p, lang)
+            "お客様（{c}）との通話が {el} 続いています。担当者の席に向かうか、通話を引き継いでください。"
         ),
         (crate::config::WarningKind::Terminate, Language::Ja) => format!(
-            "{} の通話が {el} に達しました（発信者 {}）。終了できる基準に達しています。",
-            who(&p, lang),
-            caller(&p, lang)
+            "お客様（{c}）との通話が {el} に達し、終了できる基準を満たしました。担当者が定型の言葉で通話を終えるのを支えてください。"
         ),
         (crate::config::WarningKind::Escalate, Language::En) => format!(
-            "{}'s call with {} has run {el}. Please step in.",
-            who(&p, lang),
-            caller(&p, lang)
+            "the call with customer {c} has run {el}. Please go to the agent or take over the call."
         ),
         (crate::config::WarningKind::Terminate, Language::En) => format!(
-            "{}'s call with {} has reached {el}: it meets the criterion for ending it.",
-            who(&p, lang),
-            caller(&p, lang)
+            "the call with customer {c} has reached {el} and meets the criterion for ending it. Please back the agent in closing it with the standard phrase."
         ),
     };
     p
@@ -194,26 +240,22 @@ pub fn for_escalation(
     p.source = source.to_string();
     p.note = note.map(str::to_string).filter(|n| !n.trim().is_empty());
     let (lang, el) = (o.language, format_elapsed(elapsed, o.language));
+    let c = caller(&p, lang);
     let mut text = match lang {
         Language::Ja => format!(
-            "{} が上長を呼んでいます（発信者 {}、通話 {el}）。",
-            who(&p, lang),
-            caller(&p, lang)
+            "上長を呼んでいます（お客様 {c}、通話 {el}）。すぐに担当者の席に向かってください。"
         ),
         Language::En => format!(
-            "{} is calling for the team lead (call with {}, {el}).",
-            who(&p, lang),
-            caller(&p, lang)
+            "is calling for the team lead (customer {c}, call at {el}). Please go to the agent now."
         ),
     };
     if let Some(n) = &p.note {
-        text.push_str(match lang {
-            Language::Ja => " メモ: ",
-            Language::En => " Note: ",
+        text.push_str(&match lang {
+            Language::Ja => format!("担当者のメモ：「{n}」"),
+            Language::En => format!(" The agent's note: \"{n}\""),
         });
-        text.push_str(n);
     }
-    p.text = text;
+    p.what = text;
     p
 }
 
@@ -236,9 +278,15 @@ pub fn for_problem(
     }
     p.source = "problem".into();
     p.problem = Some(problem.kind.clone());
-    p.text = match o.language {
-        Language::Ja => format!("{} の端末で問題: {}", who(&p, o.language), problem.text),
-        Language::En => format!("Problem at {}: {}", who(&p, o.language), problem.text),
+    p.what = match o.language {
+        Language::Ja => format!(
+            "担当者の端末で問題が起きました：{}。端末で callguard doctor を実行して原因を確かめてください。",
+            problem.text.trim_end_matches(['。', '.'])
+        ),
+        Language::En => format!(
+            "a problem on the agent's workstation: {}. Run `callguard doctor` there to find the cause.",
+            problem.text.trim_end_matches('.')
+        ),
     };
     p
 }
@@ -256,41 +304,176 @@ pub fn for_mark(id: String, ev: &MarkEvent, o: &Origin, now: DateTime<FixedOffse
     p.marks = Some(ev.marks.clone());
     p.level_raised_to = ev.crossed_signs().map(|l| l.0);
     let lang = o.language;
+    let n = ev.marks.iter().filter(|m| m.kind == ev.mark.kind).count();
+    let c = caller(&p, lang);
     let mut text = match lang {
         Language::Ja => format!(
-            "{} の通話（発信者 {}）で「{}」が記録されました（レベル {}）。",
-            who(&p, lang),
-            caller(&p, lang),
+            "お客様（{c}）の「{}」を記録しました（{n} 回目、通話 {}）。",
             ev.mark.kind.label_ja(),
-            ev.level.0
+            ev.mark.offset()
         ),
         Language::En => format!(
-            "{} marked \"{}\" on the call with {} (level {}).",
-            who(&p, lang),
+            "marked \"{}\" by customer {c} ({}, at {} into the call).",
             ev.mark.kind.label_en(),
-            caller(&p, lang),
-            ev.level.0
+            ordinal(n),
+            ev.mark.offset()
         ),
     };
-    if ev.grounds_to_end {
-        text.push_str(match lang {
-            Language::Ja => " 通話を終了できる基準に達しています。",
-            Language::En => " Grounds to end the call are met.",
-        });
-    } else {
-        text.push_str(match lang {
-            Language::Ja => " 上長の対応をお願いします。",
-            Language::En => " Please step in.",
-        });
-    }
     if let Some(q) = &p.quote {
         text.push_str(&match lang {
-            Language::Ja => format!(" 発言:「{q}」"),
-            Language::En => format!(" Said: \"{q}\""),
+            Language::Ja => format!("発言：「{q}」。"),
+            Language::En => format!(" Said: \"{q}\"."),
         });
     }
-    p.text = text;
+    text.push_str(match (ev.grounds_to_end, lang) {
+        (true, Language::Ja) => {
+            "通話を終了できる基準を満たしています。担当者が通話を終えるのを支え、必要なら引き継いでください。"
+        }
+        (false, Language::Ja) => "担当者の席に向かうか、通話を引き継いでください。",
+        (true, Language::En) => {
+            " Grounds to end the call are met: back the agent in closing it, or take it over."
+        }
+        (false, Language::En) => " Please go to the agent or take over the call.",
+    });
+    p.what = text;
     p
+}
+
+fn ordinal(n: usize) -> String {
+    match (n % 10, n % 100) {
+        (1, x) if x != 11 => format!("{n}st"),
+        (2, x) if x != 12 => format!("{n}nd"),
+        (3, x) if x != 13 => format!("{n}rd"),
+        _ => format!("{n}th"),
+    }
+}
+
+/// The ping that closes a call the lead heard about: how long it ran, its final level and
+/// where its sealed record is (`record`: the call's evidence folder, when sealed; the evidence
+/// folder with `pending` when the seal has not come yet; `None` when nothing is recorded).
+#[allow(clippy::too_many_arguments)]
+pub fn for_call_end(
+    id: String,
+    call: &CallInfo,
+    duration: Duration,
+    level: u8,
+    record: Option<&str>,
+    pending: bool,
+    o: &Origin,
+    now: DateTime<FixedOffset>,
+) -> Ping {
+    let mut p = with_call(base(id, "call.ended", o, now), call, duration);
+    p.source = "call".into();
+    p.level = Some(level);
+    p.duration_secs = Some(duration.as_secs());
+    p.record = record.map(str::to_string);
+    let lang = o.language;
+    let el = format_elapsed(duration, lang);
+    let c = caller(&p, lang);
+    let level = level_text(level, lang);
+    p.what = match (record, lang) {
+        (Some(dir), Language::Ja) if pending => format!(
+            "お客様（{c}）との通話が終わりました。通話時間 {el}、最終の{level}。記録は封印が済みしだい、担当者の端末の {dir} に保存されます（callguard verify で確かめられます）。"
+        ),
+        (Some(dir), Language::En) if pending => format!(
+            "the call with customer {c} has ended after {el}; final {level}. Its record is saved under {dir} on the agent's workstation once sealed (`callguard verify` checks it)."
+        ),
+        (Some(dir), Language::Ja) => format!(
+            "お客様（{c}）との通話が終わりました。通話時間 {el}、最終の{level}。記録は担当者の端末の {dir} にあります（incident.md）。改ざんのないことは callguard verify {dir} で確かめられます。"
+        ),
+        (None, Language::Ja) => format!(
+            "お客様（{c}）との通話が終わりました。通話時間 {el}、最終の{level}。録音は保存していません（evidence.source = \"off\"）。"
+        ),
+        (Some(dir), Language::En) => format!(
+            "the call with customer {c} has ended after {el}; final {level}. The record is on the agent's workstation in {dir} (incident.md); `callguard verify {dir}` checks it."
+        ),
+        (None, Language::En) => format!(
+            "the call with customer {c} has ended after {el}; final {level}. No recording is kept (evidence.source = \"off\")."
+        ),
+    };
+    p
+}
+
+/// Merges pings of one call raised within `escalation.coalesce` into one: the latest facts
+/// (elapsed time, level, marks), every reason's sentence in order, and `coalesced` listing them.
+pub fn merge(pings: Vec<Ping>, lang: Language) -> Option<Ping> {
+    let mut pings = pings.into_iter();
+    let first = pings.next()?;
+    let mut parts = vec![first.clone()];
+    parts.extend(pings);
+    if parts.len() == 1 {
+        return Some(first);
+    }
+    let Some(mut merged) = parts.last().cloned() else {
+        return Some(first);
+    };
+    // The most pressing kind names the ping: grounds to end, then marks, the agent's call,
+    // the 15-minute warning, problems.
+    let rank = |k: &str| match k {
+        "terminate" => 0,
+        "mark" => 1,
+        "manual" => 2,
+        "escalate" => 3,
+        _ => 4,
+    };
+    if let Some(top) = parts.iter().min_by_key(|p| rank(&p.kind)) {
+        merged.kind = top.kind.clone();
+        merged.after_secs = top.after_secs;
+        merged.source = top.source.clone();
+    }
+    merged.level = parts.iter().filter_map(|p| p.level).max();
+    merged.grounds_to_end = parts
+        .iter()
+        .filter_map(|p| p.grounds_to_end)
+        .reduce(|a, b| a || b);
+    merged.rules = Some(
+        parts
+            .iter()
+            .flat_map(|p| p.rules.clone().unwrap_or_default())
+            .collect(),
+    )
+    .filter(|r: &Vec<String>| !r.is_empty());
+    merged.note = parts.iter().rev().find_map(|p| p.note.clone());
+    merged.quote = parts.iter().rev().find_map(|p| p.quote.clone());
+    merged.level_raised_to = parts.iter().filter_map(|p| p.level_raised_to).max();
+    let intro = match lang {
+        Language::Ja => format!("直近の {} 件をまとめてお知らせします。", parts.len()),
+        Language::En => format!("{} updates in one message. ", parts.len()),
+    };
+    let sep = match lang {
+        Language::Ja => "",
+        Language::En => " ",
+    };
+    let items: Vec<String> = parts
+        .iter()
+        .enumerate()
+        .map(|(i, p)| match lang {
+            Language::Ja => format!("（{}）{}", i + 1, p.what),
+            Language::En => format!("({}) {}", i + 1, capitalize(&p.what)),
+        })
+        .collect();
+    merged.what = format!("{intro}{}", items.join(sep));
+    merged.coalesced = Some(
+        parts
+            .iter()
+            .map(|p| Coalesced {
+                id: p.id.clone(),
+                kind: p.kind.clone(),
+                at: p.sent_at.clone(),
+                what: p.what.clone(),
+            })
+            .collect(),
+    );
+    merged.reasons = parts.iter().flat_map(|p| p.reasons.clone()).collect();
+    Some(merged)
+}
+
+fn capitalize(s: &str) -> String {
+    let mut c = s.chars();
+    match c.next() {
+        Some(f) => f.to_uppercase().chain(c).collect(),
+        None => String::new(),
+    }
 }
 
 /// The HTTP body of `p` in `format`.
@@ -305,38 +488,41 @@ pub fn render(p: &Ping, format: WebhookFormat, lang: Language) -> String {
 
 fn title(p: &Ping, lang: Language) -> &'static str {
     match (p.kind.as_str(), lang) {
-        ("escalate", Language::Ja) => "callguard: 長時間通話 — 上長対応の依頼",
-        ("terminate", Language::Ja) => "callguard: 通話が終了基準に達しました",
-        ("manual", Language::Ja) => "callguard: エージェントが上長を呼んでいます",
-        ("mark", Language::Ja) => "callguard: カスハラの記録 — 上長対応の依頼",
-        (_, Language::Ja) => "callguard: 端末の問題",
-        ("escalate", Language::En) => "callguard: long call — team lead needed",
-        ("terminate", Language::En) => "callguard: call reached the end criterion",
-        ("manual", Language::En) => "callguard: an agent is calling for the team lead",
-        ("mark", Language::En) => "callguard: harassment marked — team lead needed",
-        (_, Language::En) => "callguard: workstation problem",
+        ("escalate", Language::Ja) => "長時間の通話：上長の対応をお願いします",
+        ("terminate", Language::Ja) => "通話が終了できる基準に達しました",
+        ("manual", Language::Ja) => "担当者が上長を呼んでいます",
+        ("mark", Language::Ja) => "カスハラの記録：上長の対応をお願いします",
+        ("call.ended", Language::Ja) => "通話が終わりました",
+        (_, Language::Ja) => "担当者の端末の問題",
+        ("escalate", Language::En) => "Long call: team lead needed",
+        ("terminate", Language::En) => "Call meets the criterion for ending it",
+        ("manual", Language::En) => "An agent is calling for the team lead",
+        ("mark", Language::En) => "Harassment marked: team lead needed",
+        ("call.ended", Language::En) => "Call ended",
+        (_, Language::En) => "Problem on an agent's workstation",
     }
 }
 
 fn facts(p: &Ping, lang: Language) -> Vec<(&'static str, String)> {
     let labels = match lang {
-        Language::Ja => ["通話", "発信者", "経過", "端末"],
-        Language::En => ["Call", "Caller", "Elapsed", "Host"],
+        Language::Ja => ["担当者", "お客様", "通話時間", "通話 ID", "端末"],
+        Language::En => ["Agent", "Customer", "Call time", "Call id", "Workstation"],
     };
-    let mut out = Vec::new();
+    let mut out = vec![(labels[0], who(p, lang))];
     if !p.call_id.is_empty() {
-        out.push((labels[0], p.call_id.clone()));
         out.push((labels[1], caller(p, lang)));
         out.push((
             labels[2],
             format_elapsed(Duration::from_secs(p.elapsed_secs), lang),
         ));
+        out.push((labels[3], p.call_id.clone()));
     }
-    out.push((labels[3], p.host.clone()));
+    out.push((labels[4], p.host.clone()));
     out
 }
 
-/// A Slack incoming-webhook message: `text` is what every client (and notification) shows.
+/// A Slack incoming-webhook message: `blocks` (a section with the title and the sentence, a
+/// context line with the facts) and `text`, the fallback that notifications and old clients show.
 fn slack(p: &Ping, lang: Language) -> serde_json::Value {
     let details = facts(p, lang)
         .into_iter()
@@ -344,18 +530,35 @@ fn slack(p: &Ping, lang: Language) -> serde_json::Value {
         .collect::<Vec<_>>()
         .join(" · ");
     serde_json::json!({
-        "text": format!("*{}*\n{}\n{}", title(p, lang), p.text, details),
+        "text": format!("{}\n{}", title(p, lang), p.text),
+        "blocks": [
+            {"type": "section",
+             "text": {"type": "mrkdwn", "text": format!("*{}*\n{}", title(p, lang), p.text)}},
+            {"type": "context",
+             "elements": [{"type": "mrkdwn", "text": details}]},
+        ],
         "unfurl_links": false,
     })
 }
 
-/// A message with an Adaptive Card: accepted by Teams incoming webhooks and by the Workflows
-/// "post to a channel when a webhook request is received" template.
+/// The Adaptive Card's container style for a level: green, blue, amber, red.
+fn level_style(level: u8) -> &'static str {
+    match level {
+        0 | 1 => "good",
+        2 => "accent",
+        3 => "warning",
+        _ => "attention",
+    }
+}
+
+/// The Workflows envelope ("post to a channel when a webhook request is received") with one
+/// Adaptive Card; the level heads the card as a coloured container.
 fn teams(p: &Ping, lang: Language) -> serde_json::Value {
     let facts: Vec<serde_json::Value> = facts(p, lang)
         .into_iter()
         .map(|(k, v)| serde_json::json!({"title": k, "value": v}))
         .collect();
+    let level = p.level.unwrap_or(1);
     serde_json::json!({
         "type": "message",
         "attachments": [{
@@ -366,8 +569,13 @@ fn teams(p: &Ping, lang: Language) -> serde_json::Value {
                 "type": "AdaptiveCard",
                 "version": "1.4",
                 "body": [
-                    {"type": "TextBlock", "text": title(p, lang), "weight": "Bolder",
-                     "size": "Medium", "wrap": true},
+                    {"type": "Container", "style": level_style(level), "bleed": true,
+                     "items": [
+                        {"type": "TextBlock", "text": level_text(level, lang),
+                         "weight": "Bolder", "wrap": true},
+                        {"type": "TextBlock", "text": title(p, lang), "size": "Medium",
+                         "weight": "Bolder", "wrap": true},
+                     ]},
                     {"type": "TextBlock", "text": p.text, "wrap": true},
                     {"type": "FactSet", "facts": facts},
                 ],
@@ -413,7 +621,9 @@ mod tests {
             late: false,
             notify_lead: true,
         };
-        let p = for_warning("k1".into(), &call(), &w, &origin(), now);
+        let mut p = for_warning("k1".into(), &call(), &w, &origin(), now);
+        p.level = Some(2);
+        finish(&mut p, Language::Ja);
         let body = render(&p, WebhookFormat::Json, Language::Ja);
         let keys = [
             "event",
@@ -446,9 +656,9 @@ mod tests {
     }
 
     #[test]
-    fn slack_and_teams_carry_the_text() {
+    fn slack_gets_blocks_and_teams_a_coloured_level() {
         let now = DateTime::parse_from_rfc3339("2026-11-22T10:05:00+09:00").unwrap();
-        let p = for_escalation(
+        let mut p = for_escalation(
             "k2".into(),
             &call(),
             Duration::from_secs(300),
@@ -457,19 +667,114 @@ mod tests {
             &origin(),
             now,
         );
+        p.level = Some(2);
+        finish(&mut p, Language::Ja);
+        assert!(
+            p.text
+                .starts_with("【レベル 2（感情的）】担当者 佐藤（1001）：上長を呼んでいます"),
+            "{}",
+            p.text
+        );
         let s: serde_json::Value =
             serde_json::from_str(&render(&p, WebhookFormat::Slack, Language::Ja)).unwrap();
         assert!(s["text"].as_str().unwrap().contains("怒鳴られています"));
+        assert_eq!(s["blocks"][0]["type"], "section");
+        assert!(
+            s["blocks"][0]["text"]["text"]
+                .as_str()
+                .unwrap()
+                .starts_with("*担当者が上長を呼んでいます*\n【レベル 2")
+        );
+        assert_eq!(s["blocks"][1]["type"], "context");
+        assert!(
+            s["blocks"][1]["elements"][0]["text"]
+                .as_str()
+                .unwrap()
+                .contains("通話 ID: c-42")
+        );
         let t: serde_json::Value =
             serde_json::from_str(&render(&p, WebhookFormat::Teams, Language::Ja)).unwrap();
+        assert_eq!(t["type"], "message");
         let card = &t["attachments"][0]["content"];
         assert_eq!(card["type"], "AdaptiveCard");
-        assert_eq!(card["body"][2]["facts"][0]["value"], "c-42");
+        assert_eq!(card["body"][0]["type"], "Container");
+        assert_eq!(card["body"][0]["style"], "accent");
+        assert_eq!(card["body"][0]["items"][0]["text"], "レベル 2（感情的）");
         assert!(
             card["body"][1]["text"]
                 .as_str()
                 .unwrap()
                 .contains("怒鳴られています")
         );
+        assert_eq!(card["body"][2]["facts"][3]["value"], "c-42");
+    }
+
+    #[test]
+    fn merged_pings_keep_every_reason_and_the_highest_level() {
+        let now = DateTime::parse_from_rfc3339("2026-11-22T10:15:03+09:00").unwrap();
+        let w = WarningFired {
+            step: 0,
+            kind: WarningKind::Escalate,
+            after: Duration::from_secs(900),
+            elapsed: Duration::from_secs(903),
+            fired_at: now,
+            late: false,
+            notify_lead: true,
+        };
+        let mut a = for_warning("a".into(), &call(), &w, &origin(), now);
+        a.level = Some(2);
+        a.reasons = vec!["warning:escalate after 900 s".into()];
+        let mut b = for_escalation(
+            "b".into(),
+            &call(),
+            Duration::from_secs(910),
+            None,
+            "cli",
+            &origin(),
+            now,
+        );
+        b.level = Some(3);
+        b.reasons = vec!["manual".into()];
+        let mut m = merge(vec![a, b], Language::Ja).unwrap();
+        finish(&mut m, Language::Ja);
+        assert_eq!(m.kind, "manual");
+        assert_eq!(m.level, Some(3));
+        assert_eq!(m.reasons.len(), 2);
+        assert!(
+            m.text
+                .starts_with("【レベル 3（カスハラの兆候）】担当者 佐藤（1001）：直近の 2 件")
+        );
+        assert!(
+            m.text
+                .contains("（1）お客様（0312345678）との通話が 15分03秒 続いています")
+        );
+        assert!(m.text.contains("（2）上長を呼んでいます"));
+        let v: serde_json::Value =
+            serde_json::from_str(&render(&m, WebhookFormat::Json, Language::Ja)).unwrap();
+        assert_eq!(v["coalesced"][0]["id"], "a");
+        assert_eq!(v["coalesced"][1]["kind"], "manual");
+    }
+
+    #[test]
+    fn the_call_end_says_how_long_how_bad_and_where_the_record_is() {
+        let now = DateTime::parse_from_rfc3339("2026-11-22T10:33:00+09:00").unwrap();
+        let mut p = for_call_end(
+            "e".into(),
+            &call(),
+            Duration::from_secs(1980),
+            3,
+            Some("/home/sato/.local/share/callguard/evidence/2026/11/22/100000_c-42-3f2a9c1b"),
+            false,
+            &origin(),
+            now,
+        );
+        finish(&mut p, Language::Ja);
+        assert!(p.text.starts_with("【レベル 3（カスハラの兆候）】担当者 佐藤（1001）：お客様（0312345678）との通話が終わりました。通話時間 33分00秒"), "{}", p.text);
+        assert!(p.text.contains("callguard verify /home/sato/"));
+        let v: serde_json::Value =
+            serde_json::from_str(&render(&p, WebhookFormat::Json, Language::Ja)).unwrap();
+        assert_eq!(v["kind"], "call.ended");
+        assert_eq!(v["duration_secs"], 1980);
+        assert_eq!(v["level"], 3);
     }
 }

@@ -103,6 +103,64 @@ pub struct Escalation {
     pub target: String,
     /// `requested`, or what the outbox knows at the seal (see [`escalation_delivery`]).
     pub delivery: String,
+    /// Each receiver's delivery as the outbox knows it at the seal (receivers masked).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub receipts: Vec<Receipt>,
+}
+
+/// One receiver's delivery of an escalation.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Receipt {
+    /// The receiver, masked: scheme, host, port and the first path segment.
+    pub receiver: String,
+    /// `delivered`, `failed` or `queued`.
+    pub state: String,
+    /// When it was delivered (or the next attempt of a queued one), RFC 3339.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at: Option<String>,
+    /// Why it failed, or the last error of a queued one (URLs masked).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    /// Attempts so far.
+    #[serde(default)]
+    pub attempts: u32,
+}
+
+/// A receiver's URL safe to put in a record: scheme, host, port and — when more path follows —
+/// the first path segment; the rest (where Slack and Teams keep their secret) is masked.
+pub fn mask_receiver(raw: &str) -> String {
+    // The same masking as everywhere else; the record drops the English "(masked)" marker.
+    crate::redact::mask_url(raw).replace("…(masked)", "…")
+}
+
+/// Every receiver's delivery of the call's escalations, by reason, from the outbox under
+/// `data_dir` at the seal.
+pub fn escalation_receipts(data_dir: &Path, call_id: &str) -> Vec<(String, Receipt)> {
+    crate::escalation::outbox::Outbox::new(data_dir.join("outbox"))
+        .call_receipts(call_id)
+        .into_iter()
+        .map(|r| {
+            let receipt = Receipt {
+                receiver: mask_receiver(&r.url),
+                state: r.state.to_string(),
+                at: r.at.map(rfc3339),
+                detail: r.detail.map(|d| d.replace(&r.url, &mask_receiver(&r.url))),
+                attempts: r.attempts,
+            };
+            (r.reason, receipt)
+        })
+        .collect()
+}
+
+/// Puts each receipt on the escalations it answers (matched by `reason`).
+pub fn apply_receipts(escalations: &mut [Escalation], known: &[(String, Receipt)]) {
+    for e in escalations {
+        e.receipts = known
+            .iter()
+            .filter(|(reason, _)| *reason == e.reason)
+            .map(|(_, r)| r.clone())
+            .collect();
+    }
 }
 
 impl Escalation {
@@ -114,6 +172,7 @@ impl Escalation {
             at: rfc3339(at),
             target: LEAD.into(),
             delivery: "requested".into(),
+            receipts: Vec::new(),
         }
     }
 }
@@ -394,86 +453,325 @@ fn list(out: &mut String, items: &[String], en: bool) {
     }
 }
 
-/// `incident.md`, in the record's language.
+/// A time of the record as people write it, in local time: 「2026年11月29日 14:42:49」 /
+/// "29 Nov 2026 14:42:49". Text that is not RFC 3339 is kept as it is.
+pub fn human_time(rfc: &str, english: bool) -> String {
+    match DateTime::parse_from_rfc3339(rfc) {
+        Ok(t) => human_dt(t, english),
+        Err(_) => rfc.to_string(),
+    }
+}
+
+fn human_dt(t: DateTime<FixedOffset>, english: bool) -> String {
+    human_dt_as_is(t.with_timezone(&Local).fixed_offset(), english)
+}
+
+/// [`human_dt`] in `t`'s own offset.
+fn human_dt_as_is(t: DateTime<FixedOffset>, english: bool) -> String {
+    if english {
+        t.format("%-d %b %Y %H:%M:%S").to_string()
+    } else {
+        t.format("%Y年%-m月%-d日 %H:%M:%S").to_string()
+    }
+}
+
+/// A duration as people write it: 「33分00秒」 / "33 min 00 s".
+pub fn human_duration(secs: u64, english: bool) -> String {
+    let lang = if english {
+        crate::config::Language::En
+    } else {
+        crate::config::Language::Ja
+    };
+    crate::alerts::text::format_elapsed(std::time::Duration::from_secs(secs), lang)
+}
+
+/// `mm:ss` into the call → 「通話開始から 8分00秒」 / "8 min 00 s into the call".
+fn into_call(offset: &str, english: bool) -> String {
+    let secs = offset
+        .split_once(':')
+        .and_then(|(m, s)| Some(m.parse::<u64>().ok()? * 60 + s.parse::<u64>().ok()?));
+    match (secs, english) {
+        (Some(s), false) => format!("通話開始から {}", human_duration(s, false)),
+        (Some(s), true) => format!("{} into the call", human_duration(s, true)),
+        (None, _) => offset.to_string(),
+    }
+}
+
+fn mark_label(kind: MarkKind, english: bool) -> &'static str {
+    if english {
+        kind.label_en()
+    } else {
+        kind.label_ja()
+    }
+}
+
+/// A warning step in words: 「通話 15分 経過の警告（上長へ引き継ぎ）」.
+fn warning_words(kind: &str, after_secs: u64, english: bool) -> String {
+    let at = if after_secs.is_multiple_of(60) {
+        if english {
+            format!("{}-minute", after_secs / 60)
+        } else {
+            format!("{}分", after_secs / 60)
+        }
+    } else {
+        human_duration(after_secs, english)
+    };
+    match (kind, english) {
+        ("terminate", false) => format!("通話 {at} 経過の警告（終了できる基準）"),
+        (_, false) => format!("通話 {at} 経過の警告（上長へ引き継ぎ）"),
+        ("terminate", true) => format!("{at} warning (grounds to end the call)"),
+        (_, true) => format!("{at} warning (bring in the team lead)"),
+    }
+}
+
+/// `warning:escalate after 900 s` (the reason a ping answers) in words.
+fn warning_reason_words(reason: &str, english: bool) -> Option<String> {
+    let rest = reason.strip_prefix("warning:")?;
+    let (kind, after) = rest.split_once(" after ")?;
+    let secs = after.trim_end_matches(" s").parse().ok()?;
+    Some(warning_words(kind, secs, english))
+}
+
+/// What raised the level, in words.
+fn level_reason_words(reason: &str, english: bool) -> String {
+    if let Ok(k) = reason.parse::<MarkKind>() {
+        return if english {
+            format!("marked \"{}\"", k.label_en())
+        } else {
+            format!("「{}」の記録", k.label_ja())
+        };
+    }
+    match (reason, english) {
+        ("escalate", false) => "上長へ引き継ぐ時間の警告".into(),
+        ("terminate", false) => "終了できる時間の警告".into(),
+        ("manual", false) => "担当者が上長を呼んだこと".into(),
+        ("escalate", true) => "the warning to bring in the team lead".into(),
+        ("terminate", true) => "the warning that the call may be ended".into(),
+        ("manual", true) => "the agent calling the team lead".into(),
+        (other, _) => other.to_string(),
+    }
+}
+
+/// Why the lead was called, in words.
+fn escalation_words(e: &Escalation, english: bool) -> String {
+    let lang = if english {
+        crate::config::Language::En
+    } else {
+        crate::config::Language::Ja
+    };
+    match e.kind.as_str() {
+        "rule" | "grounds_to_end" => crate::harassment::describe_rule(&e.reason, lang),
+        "warning" => warning_reason_words(&e.reason, english).unwrap_or_else(|| e.reason.clone()),
+        "level" => {
+            // `level 3 (manager)`
+            let inner = e
+                .reason
+                .strip_prefix("level ")
+                .and_then(|r| r.split_once(" ("))
+                .and_then(|(l, k)| Some((l.parse::<u8>().ok()?, k.trim_end_matches(')'))));
+            match inner {
+                Some((l, k)) if english => format!(
+                    "{} took the call to level {l} ({})",
+                    capitalized(&level_reason_words(k, true)),
+                    Level(l).label_en()
+                ),
+                Some((l, k)) => format!(
+                    "{}でレベル {l}（{}）に上がったため",
+                    level_reason_words(k, false),
+                    Level(l).label_ja()
+                ),
+                None => e.reason.clone(),
+            }
+        }
+        "manual" if english => "The agent called the team lead".into(),
+        "manual" => "担当者が上長を呼んだ".into(),
+        _ => e.reason.clone(),
+    }
+}
+
+fn capitalized(s: &str) -> String {
+    let mut c = s.chars();
+    c.next()
+        .map(|f| f.to_uppercase().chain(c).collect())
+        .unwrap_or_default()
+}
+
+/// One receiver's delivery in words.
+fn receipt_words(r: &Receipt, english: bool) -> String {
+    let at = r.at.as_deref().map(|a| human_time(a, english));
+    let detail = r.detail.as_deref().unwrap_or("");
+    match (r.state.as_str(), english) {
+        ("delivered", false) => format!(
+            "{}：{}に届きました",
+            r.receiver,
+            at.map(|a| format!("{a} ")).unwrap_or_default()
+        ),
+        ("failed", false) => format!("{}：届きませんでした（理由：{detail}）", r.receiver),
+        (_, false) => format!(
+            "{}：この記録の封印時点では未達で、再送を続けています（{} 回試行{}）",
+            r.receiver,
+            r.attempts,
+            if detail.is_empty() {
+                String::new()
+            } else {
+                format!("、直近のエラー：{detail}")
+            }
+        ),
+        ("delivered", true) => format!(
+            "{}: delivered{}",
+            r.receiver,
+            at.map(|a| format!(" at {a}")).unwrap_or_default()
+        ),
+        ("failed", true) => format!("{}: not delivered ({detail})", r.receiver),
+        (_, true) => format!(
+            "{}: not yet delivered when this record was sealed; still retrying ({} attempt(s){})",
+            r.receiver,
+            r.attempts,
+            if detail.is_empty() {
+                String::new()
+            } else {
+                format!("; last error: {detail}")
+            }
+        ),
+    }
+}
+
+/// `incident.md`, in the record's language: a document for HR, a lawyer or the police, so
+/// every time, duration, rule and delivery is written out in words.
 pub fn render_md(r: &IncidentRecord, english: bool) -> String {
     let t = |ja: &'static str, en: &'static str| if english { en } else { ja };
     let s = |v: &serde_json::Value, k: &str| v[k].as_str().unwrap_or("").to_string();
+    let sep = t("：", ": ");
     let mut o = String::new();
     o.push_str(&format!(
-        "# {} — {}\n\n",
+        "# {}\n\n",
         t(
             "カスタマーハラスメント対応記録",
             "Customer harassment incident record"
-        ),
-        r.call_id
+        )
     ));
-    let row = |o: &mut String, k: &str, v: String| o.push_str(&format!("- **{k}**: {v}\n"));
-    row(&mut o, t("日付", "Date"), r.date.clone());
+    let row = |o: &mut String, k: &str, v: String| o.push_str(&format!("- **{k}**{sep}{v}\n"));
+    row(&mut o, t("通話 ID", "Call id"), r.call_id.clone());
+    let (from, to) = (
+        human_time(&r.started_at, english),
+        human_time(&r.ended_at, english),
+    );
+    let length = human_duration(r.duration_secs, english);
     row(
         &mut o,
-        t("開始・終了", "Start / end"),
-        format!("{} — {} ({} s)", r.started_at, r.ended_at, r.duration_secs),
+        t("日時", "Time"),
+        if english {
+            format!("{from} to {to} (call time {length})")
+        } else {
+            format!("{from} 〜 {to}（通話時間 {length}）")
+        },
     );
+    let direction = match (s(&r.channel, "direction").as_str(), english) {
+        ("inbound", false) => "お客様からの着信",
+        ("outbound", false) => "担当者からの発信",
+        (_, false) => "着信・発信の別は不明",
+        ("inbound", true) => "incoming call from the customer",
+        ("outbound", true) => "call made by the agent",
+        (_, true) => "direction unknown",
+    };
+    let recorded = match (s(&r.channel, "pbx").as_str(), english) {
+        ("asterisk", false) => "交換機（Asterisk）が録音",
+        ("stream", false) => "交換機から届いた通話音声を録音",
+        (_, false) => "録音なし",
+        ("asterisk", true) => "recorded by the phone system (Asterisk)",
+        ("stream", true) => "recorded from the phone system's audio stream",
+        (_, true) => "not recorded",
+    };
+    let mut channel = if english {
+        format!("telephone, {direction}; {recorded}")
+    } else {
+        format!("電話（{direction}）、{recorded}")
+    };
+    let line = s(&r.channel, "pbx_channel");
+    if !line.is_empty() {
+        channel.push_str(&if english {
+            format!("; phone-system line {line}")
+        } else {
+            format!("、交換機の回線 {line}")
+        });
+    }
+    row(&mut o, t("経路", "Channel"), channel);
+    let number = s(&r.customer, "number");
     row(
         &mut o,
-        t("チャネル", "Channel"),
-        format!(
-            "{} / PBX {} / {} {}",
-            t("電話", "phone"),
-            s(&r.channel, "pbx"),
-            s(&r.channel, "agent_endpoint"),
-            s(&r.channel, "pbx_channel")
-        ),
+        t("お客様", "Customer"),
+        if english {
+            format!(
+                "{} (name unknown)",
+                if number.is_empty() {
+                    "number unknown"
+                } else {
+                    &number
+                }
+            )
+        } else {
+            format!(
+                "{}（氏名不明）",
+                if number.is_empty() {
+                    "番号不明"
+                } else {
+                    &number
+                }
+            )
+        },
     );
-    row(
-        &mut o,
-        t("顧客", "Customer"),
-        format!(
-            "{} ({})",
-            s(&r.customer, "number"),
-            t("氏名不明", "name unknown")
-        ),
-    );
+    let (name, endpoint) = (s(&r.agent, "name"), s(&r.agent, "endpoint"));
     row(
         &mut o,
         t("担当者", "Agent"),
-        format!("{} {}", s(&r.agent, "name"), s(&r.agent, "endpoint"))
-            .trim()
-            .to_string(),
+        match (name.is_empty(), english) {
+            (false, false) => format!("{name}（内線 {endpoint}）"),
+            (true, false) => format!("内線 {endpoint}（氏名は設定なし）"),
+            (false, true) => format!("{name} (extension {endpoint})"),
+            (true, true) => format!("extension {endpoint} (name not set)"),
+        },
     );
     row(
         &mut o,
         t("レベル", "Level"),
-        format!("{} ({})", r.level, r.level_label),
+        if english {
+            format!("{} ({})", r.level, Level(r.level).label_en())
+        } else {
+            format!("{}（{}）", r.level, Level(r.level).label_ja())
+        },
     );
+
     o.push_str(&format!("\n## {}\n", t("同席者・目撃者", "Witnesses")));
     list(&mut o, &r.witnesses, english);
     let st = |v: &[Statement]| -> Vec<String> {
         v.iter()
             .map(|x| {
-                let q = if x.quote.is_empty() {
+                let when = human_time(&x.at, english);
+                let offset = if x.offset.is_empty() {
                     String::new()
+                } else if english {
+                    format!(" ({})", into_call(&x.offset, true))
                 } else {
-                    format!(" 「{}」", x.quote)
-                };
-                let off = if x.offset.is_empty() {
-                    String::new()
-                } else {
-                    format!("[{}] ", x.offset)
+                    format!("（{}）", into_call(&x.offset, false))
                 };
                 let kind = match x.kind.parse::<MarkKind>() {
-                    Ok(k) if english => k.label_en(),
-                    Ok(k) => k.label_ja(),
-                    Err(_) => t("発言（追記）", "statement (note)"),
+                    Ok(k) if english => format!(" (marked as: {})", k.label_en()),
+                    Ok(k) => format!("（記録の種類{sep}{}）", k.label_ja()),
+                    Err(_) => t("（あとから追記）", " (added afterwards)").to_string(),
                 };
-                format!("{off}{kind}{q} ({})", x.at)
+                let q = match (x.quote.is_empty(), english) {
+                    (true, _) => String::new(),
+                    (false, true) => format!(" 「{}」", x.quote),
+                    (false, false) => format!("「{}」", x.quote),
+                };
+                format!("{when}{offset}{q}{kind}")
             })
             .collect()
     };
     o.push_str(&format!(
         "\n## {}\n",
         t(
-            "顧客の発言（原文のまま）",
+            "お客様の発言（原文のまま）",
             "Customer's statements (verbatim)"
         )
     ));
@@ -487,112 +785,165 @@ pub fn render_md(r: &IncidentRecord, english: bool) -> String {
         t("担当者の状態", "Agent's condition")
     ));
     list(&mut o, &st(&r.agent_condition), english);
-    o.push_str(&format!("\n## {}\n", t("記録（マーク）", "Marks")));
+
+    o.push_str(&format!(
+        "\n## {}\n",
+        t("担当者が残した記録", "What the agent marked")
+    ));
     let marks: Vec<String> = r
         .marks
         .iter()
         .map(|m| {
-            let label = if english {
-                m.kind.label_en()
-            } else {
-                m.kind.label_ja()
-            };
             let q = m
                 .quote
                 .as_ref()
-                .map(|q| format!(" 「{q}」"))
+                .map(|q| {
+                    if english {
+                        format!(" 「{q}」")
+                    } else {
+                        format!("：「{q}」")
+                    }
+                })
                 .unwrap_or_default();
-            format!("[{}] {label}{q} ({})", m.offset(), rfc3339(m.at))
-        })
-        .collect();
-    list(&mut o, &marks, english);
-    o.push_str(&format!("\n## {}\n", t("証拠", "Evidence")));
-    row(
-        &mut o,
-        t("録音", "Recording"),
-        r.evidence["recording"]
-            .as_str()
-            .unwrap_or(none(english))
-            .to_string(),
-    );
-    row(
-        &mut o,
-        "SHA-256",
-        r.evidence["sha256"]
-            .as_str()
-            .unwrap_or(none(english))
-            .to_string(),
-    );
-    row(&mut o, t("保管場所", "Kept in"), s(&r.evidence, "kept_in"));
-    if let Some(c) = r.evidence.get("continues").filter(|c| c.is_object()) {
-        let part = c["part"].as_u64().unwrap_or(2);
-        let from = c["audio_offset_secs"]
-            .as_f64()
-            .map(|o| format!("{o:.1} s"))
-            .unwrap_or_else(|| none(english).to_string());
-        row(
-            &mut o,
-            t("前の部分", "Earlier part"),
             if english {
                 format!(
-                    "this is part {part} of the call (callguard restarted during it); the part before is {} (manifest SHA-256 {}); this part's audio starts at {from}",
-                    s(c, "dir"),
-                    s(c, "manifest_sha256")
+                    "{} ({}): {}{q}",
+                    human_dt(m.at, true),
+                    into_call(&m.offset(), true),
+                    m.kind.label_en()
                 )
             } else {
                 format!(
-                    "この記録は通話の第{part}部です（通話中に callguard が再起動）。前の部分: {}（manifest SHA-256 {}）。この部分の録音は通話開始から {from} 以降",
-                    s(c, "dir"),
-                    s(c, "manifest_sha256")
+                    "{}（{}）{}{q}",
+                    human_dt(m.at, false),
+                    into_call(&m.offset(), false),
+                    m.kind.label_ja()
                 )
-            },
-        );
-    }
-    o.push_str(&format!("\n## {}\n", t("発動したルール", "Rules fired")));
+            }
+        })
+        .collect();
+    list(&mut o, &marks, english);
+
+    o.push_str(&format!(
+        "\n## {}\n",
+        t("レベルの推移", "How the level rose")
+    ));
+    let levels: Vec<String> = r
+        .level_changes
+        .iter()
+        .map(|c| {
+            if english {
+                format!(
+                    "{}: from {} to {} ({}), by {}",
+                    human_time(&c.at, true),
+                    c.from,
+                    c.to,
+                    Level(c.to).label_en(),
+                    level_reason_words(&c.reason, true)
+                )
+            } else {
+                format!(
+                    "{}：{} から {}（{}）へ。{}による",
+                    human_time(&c.at, false),
+                    c.from,
+                    c.to,
+                    Level(c.to).label_ja(),
+                    level_reason_words(&c.reason, false)
+                )
+            }
+        })
+        .collect();
+    list(&mut o, &levels, english);
+
+    o.push_str(&format!(
+        "\n## {}\n",
+        t(
+            "時間の警告と、記録によって満たされた基準",
+            "Time warnings and the rules the marks met"
+        )
+    ));
+    let lang = if english {
+        crate::config::Language::En
+    } else {
+        crate::config::Language::Ja
+    };
     let mut rules: Vec<String> = r
         .rules_fired
         .iter()
         .map(|f| {
-            format!(
-                "{} [{:02}:{:02}] ({})",
-                f.name,
-                f.offset_secs / 60,
-                f.offset_secs % 60,
-                rfc3339(f.at)
-            )
+            let off = format!("{:02}:{:02}", f.offset_secs / 60, f.offset_secs % 60);
+            if english {
+                format!(
+                    "{} ({}): {}",
+                    human_dt(f.at, true),
+                    into_call(&off, true),
+                    crate::harassment::describe_rule(&f.name, lang)
+                )
+            } else {
+                format!(
+                    "{}（{}）{}",
+                    human_dt(f.at, false),
+                    into_call(&off, false),
+                    crate::harassment::describe_rule(&f.name, lang)
+                )
+            }
         })
         .collect();
     rules.extend(r.warnings.iter().map(|w| {
-        format!(
-            "warning:{} after {} s ({})",
-            w.kind, w.after_secs, w.fired_at
-        )
+        if english {
+            format!(
+                "{}: {}",
+                human_time(&w.fired_at, true),
+                warning_words(&w.kind, w.after_secs, true)
+            )
+        } else {
+            format!(
+                "{}：{}",
+                human_time(&w.fired_at, false),
+                warning_words(&w.kind, w.after_secs, false)
+            )
+        }
     }));
     list(&mut o, &rules, english);
-    o.push_str(&format!("\n## {}\n", t("エスカレーション", "Escalations")));
-    let esc: Vec<String> = r
-        .escalations
-        .iter()
-        .map(|e| {
-            format!(
-                "{} → {} ({}; {}: {})",
-                e.reason,
-                if english {
-                    "team lead"
-                } else {
-                    "責任者（チームリーダー）"
-                },
-                e.at,
-                t("送達", "delivery"),
-                match (english, e.delivery.as_str()) {
-                    (false, "requested") => "依頼済み（送達は未確認）",
-                    (true, "requested") => "requested (delivery not confirmed)",
-                    (_, other) => other,
+
+    o.push_str(&format!(
+        "\n## {}\n",
+        t("上長への連絡", "Calls to the team lead")
+    ));
+    if r.escalations.is_empty() {
+        o.push_str(&format!("- {}\n", none(english)));
+    }
+    for e in &r.escalations {
+        let what = escalation_words(e, english);
+        if english {
+            o.push_str(&format!(
+                "- {}: {what}; the team lead was notified\n",
+                human_time(&e.at, true)
+            ));
+        } else {
+            o.push_str(&format!(
+                "- {}：{what}。上長に通知\n",
+                human_time(&e.at, false)
+            ));
+        }
+        if e.receipts.is_empty() {
+            let state = match (e.delivery.as_str(), english) {
+                ("requested", false) => {
+                    "通知は送信待ちで、この記録の封印時点では届いたか確認できていません"
                 }
-            )
-        })
-        .collect();
-    list(&mut o, &esc, english);
+                ("requested", true) => {
+                    "sent for delivery; not confirmed when this record was sealed"
+                }
+                (_, false) => "通知先の記録がありません",
+                (_, true) => "no record of the receivers",
+            };
+            o.push_str(&format!("  - {state}\n"));
+        }
+        for rc in &e.receipts {
+            o.push_str(&format!("  - {}\n", receipt_words(rc, english)));
+        }
+    }
+
     o.push_str(&format!(
         "\n## {}\n",
         t("通話終了の根拠", "Grounds to end the call")
@@ -602,7 +953,11 @@ pub fn render_md(r: &IncidentRecord, english: bool) -> String {
         .as_array()
         .map(|a| {
             a.iter()
-                .filter_map(|v| v.as_str().map(str::to_string))
+                .filter_map(|v| v.as_str())
+                .map(|b| {
+                    warning_reason_words(b, english)
+                        .unwrap_or_else(|| crate::harassment::describe_rule(b, lang))
+                })
                 .collect()
         })
         .unwrap_or_default();
@@ -615,8 +970,10 @@ pub fn render_md(r: &IncidentRecord, english: bool) -> String {
         },
         if by.is_empty() {
             String::new()
+        } else if english {
+            format!(": {}", by.join("; "))
         } else {
-            format!(": {}", by.join(", "))
+            format!("：{}", by.join("、"))
         }
     ));
     if let Some(p) = r.legal_information["provisions"].as_array() {
@@ -632,14 +989,15 @@ pub fn render_md(r: &IncidentRecord, english: bool) -> String {
                 .as_array()
                 .map(|a| a.iter().filter_map(|v| v.as_str()).collect())
                 .unwrap_or_default();
-            o.push_str(&format!(
-                "- {}: {}\n",
-                x["mark"].as_str().unwrap_or(""),
-                names.join("、")
-            ));
+            let mark = x["mark"].as_str().unwrap_or("");
+            let mark = mark
+                .parse::<MarkKind>()
+                .map(|k| mark_label(k, english).to_string())
+                .unwrap_or_else(|_| mark.to_string());
+            o.push_str(&format!("- {mark}{sep}{}\n", names.join("、")));
         }
         o.push_str(&format!(
-            "- {}: {POLICE_LINE}\n",
+            "- {}{sep}{POLICE_LINE}\n",
             t("警察相談専用電話", "Police consultation line")
         ));
         o.push_str(&format!(
@@ -653,6 +1011,59 @@ pub fn render_md(r: &IncidentRecord, english: bool) -> String {
     }
     o.push_str(&format!("\n## {}\n", t("今後の対応", "Next steps")));
     list(&mut o, &r.next_steps, english);
+
+    o.push_str(&format!("\n## {}\n", t("証拠", "Evidence")));
+    row(
+        &mut o,
+        t("録音", "Recording"),
+        r.evidence["recording"]
+            .as_str()
+            .map(|f| match r.evidence["bytes"].as_u64() {
+                Some(b) if english => format!("{f} ({b} bytes)"),
+                Some(b) => format!("{f}（{b} バイト）"),
+                None => f.to_string(),
+            })
+            .unwrap_or_else(|| t("なし", "none").to_string()),
+    );
+    if let Some(h) = r.evidence["sha256"].as_str() {
+        row(
+            &mut o,
+            t("録音の SHA-256 ハッシュ値", "SHA-256 of the recording"),
+            h.to_string(),
+        );
+    }
+    row(&mut o, t("保管場所", "Kept in"), s(&r.evidence, "kept_in"));
+    if let Some(c) = r.evidence.get("continues").filter(|c| c.is_object()) {
+        let part = c["part"].as_u64().unwrap_or(2);
+        let from = c["audio_offset_secs"]
+            .as_f64()
+            .map(|o| human_duration(o.round() as u64, english))
+            .unwrap_or_else(|| t("不明", "unknown").to_string());
+        row(
+            &mut o,
+            t("前の部分", "Earlier part"),
+            if english {
+                format!(
+                    "this is part {part} of the call (callguard restarted during it); the part before is {} (manifest SHA-256 {}); this part's audio starts {from} into the call",
+                    s(c, "dir"),
+                    s(c, "manifest_sha256")
+                )
+            } else {
+                format!(
+                    "この記録は通話の第{part}部です（通話中に callguard が再起動しました）。前の部分は {}（目録の SHA-256 ハッシュ値 {}）。この部分の録音は通話開始から {from} 以降です。",
+                    s(c, "dir"),
+                    s(c, "manifest_sha256")
+                )
+            },
+        );
+    }
+    o.push_str(&format!(
+        "\n{}\n",
+        t(
+            "この記録と録音は署名付きの目録（manifest.json）に載っています。改ざんのないことは callguard verify で確かめられます。",
+            "This record and the recording are listed in the signed manifest (manifest.json); `callguard verify` shows that nothing was changed."
+        )
+    ));
     o
 }
 
@@ -783,6 +1194,263 @@ impl IncidentData {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::harassment::{Mark, Rule};
+
+    /// A record with every part: marks with quotes, demands, symptoms, notes, both warnings,
+    /// rules of both kinds, escalations delivered, failed and still queued, legal information.
+    fn full_record() -> IncidentRecord {
+        let at = |s: &str| DateTime::parse_from_rfc3339(s).unwrap();
+        let mark = |kind, quote: Option<&str>, t: &str, off| Mark {
+            kind,
+            quote: quote.map(str::to_string),
+            at: at(t),
+            offset_secs: off,
+        };
+        let marks = vec![
+            mark(
+                MarkKind::Manager,
+                Some("責任者を出せ"),
+                "2026-11-29T05:17:49Z",
+                480,
+            ),
+            mark(MarkKind::Manager, None, "2026-11-29T05:18:49Z", 540),
+            mark(
+                MarkKind::Demand,
+                Some("土下座しろ"),
+                "2026-11-29T05:20:49Z",
+                660,
+            ),
+            mark(
+                MarkKind::Threat,
+                Some("家に行くぞ"),
+                "2026-11-29T05:30:49Z",
+                1260,
+            ),
+            mark(MarkKind::Symptom, None, "2026-11-29T05:31:49Z", 1320),
+        ];
+        let fired = |m, count, action, name: &str, t: &str, off| FiredRule {
+            rule: Rule {
+                mark: m,
+                count,
+                action,
+            },
+            name: name.into(),
+            at: at(t),
+            offset_secs: off,
+        };
+        let rules_fired = vec![
+            fired(
+                MarkKind::Manager,
+                2,
+                RuleAction::Escalate,
+                "manager#2:escalate",
+                "2026-11-29T05:18:49Z",
+                540,
+            ),
+            fired(
+                MarkKind::Threat,
+                1,
+                RuleAction::End,
+                "threat#1:end",
+                "2026-11-29T05:30:49Z",
+                1260,
+            ),
+        ];
+        let receipt =
+            |receiver: &str, state: &str, at: Option<&str>, detail: Option<&str>| Receipt {
+                receiver: mask_receiver(receiver),
+                state: state.into(),
+                at: at.map(str::to_string),
+                detail: detail.map(str::to_string),
+                attempts: 3,
+            };
+        let mut e1 = Escalation::requested(
+            "rule",
+            "manager#2:escalate".into(),
+            at("2026-11-29T05:18:49Z"),
+        );
+        e1.delivery = "delivered 2026-11-29T05:42:49.986359239+00:00".into();
+        e1.receipts = vec![
+            receipt(
+                "https://hooks.slack.com/services/T000/B000/XXXX",
+                "delivered",
+                Some("2026-11-29T05:18:50.123+00:00"),
+                None,
+            ),
+            receipt(
+                "https://prod-00.westus.logic.azure.com:443/workflows/abc/triggers/manual?sig=SECRET",
+                "failed",
+                None,
+                Some("HTTP 404 Not Found"),
+            ),
+            receipt(
+                "http://127.0.0.1:8080/hooks/leads",
+                "queued",
+                Some("2026-11-29T05:43:00+00:00"),
+                Some("connection refused"),
+            ),
+        ];
+        let e2 = Escalation::requested(
+            "warning",
+            "warning:escalate after 900 s".into(),
+            at("2026-11-29T05:24:49Z"),
+        );
+        let e3 = Escalation::requested(
+            "level",
+            "level 3 (manager)".into(),
+            at("2026-11-29T05:17:49Z"),
+        );
+        let e4 = Escalation::requested("manual", "manual".into(), at("2026-11-29T05:25:00Z"));
+        IncidentRecord {
+            schema: SCHEMA.into(),
+            date: "2026-11-29".into(),
+            started_at: "2026-11-29T14:09:49.000+09:00".into(),
+            ended_at: "2026-11-29T14:42:49.000+09:00".into(),
+            duration_secs: 1980,
+            channel: serde_json::json!({"medium":"phone","pbx":"stream","direction":"inbound",
+                "agent_endpoint":"1001","pbx_channel":""}),
+            customer: serde_json::json!({"number":"0312345678","name":null}),
+            agent: serde_json::json!({"endpoint":"1001","name":"佐藤"}),
+            witnesses: vec!["鈴木（隣の席）".into()],
+            statements: marks
+                .iter()
+                .filter(|m| m.quote.is_some())
+                .map(stmt)
+                .collect(),
+            demands: marks
+                .iter()
+                .filter(|m| m.kind == MarkKind::Demand)
+                .map(stmt)
+                .collect(),
+            agent_response: vec!["上長に代わると伝えました".into()],
+            agent_condition: marks
+                .iter()
+                .filter(|m| m.kind == MarkKind::Symptom)
+                .map(stmt)
+                .collect(),
+            marks: marks.clone(),
+            evidence: serde_json::json!({"recording":"call.wav","sha256":"ab".repeat(32),
+                "bytes": 31680044u64, "kept_in":"/home/sato/.local/share/callguard/evidence/2026/11/29/140949_c-4711-3f2a9c1b"}),
+            level: 4,
+            level_label: "明確なカスハラ".into(),
+            level_changes: vec![
+                LevelChange {
+                    from: 1,
+                    to: 3,
+                    reason: "manager".into(),
+                    at: "2026-11-29T14:17:49.000+09:00".into(),
+                },
+                LevelChange {
+                    from: 3,
+                    to: 4,
+                    reason: "threat".into(),
+                    at: "2026-11-29T14:30:49.000+09:00".into(),
+                },
+            ],
+            rules_fired,
+            warnings: vec![
+                WarningRecord {
+                    kind: "escalate".into(),
+                    after_secs: 900,
+                    fired_at: "2026-11-29T14:24:49.000+09:00".into(),
+                },
+                WarningRecord {
+                    kind: "terminate".into(),
+                    after_secs: 1800,
+                    fired_at: "2026-11-29T14:39:49.000+09:00".into(),
+                },
+            ],
+            escalations: vec![e3, e1, e2, e4],
+            grounds_to_end: serde_json::json!({"met": true,
+                "by": ["threat#1:end", "warning:terminate after 1800 s"]}),
+            legal_information: serde_json::json!({
+                "provisions": [{"mark":"threat","provisions":["脅迫罪（刑法222条）"]}],
+                "police_consultation": POLICE_LINE, "note": NOT_ADVICE_JA}),
+            next_steps: vec!["書面で回答する".into()],
+            call_id: "c-4711".into(),
+        }
+    }
+
+    #[test]
+    fn the_japanese_record_has_no_machine_strings() {
+        let md = render_md(&full_record(), false);
+        // Times are in the workstation's local time, as people write them.
+        let jst = DateTime::parse_from_rfc3339("2026-11-29T14:42:49+09:00").unwrap();
+        assert_eq!(human_dt_as_is(jst, false), "2026年11月29日 14:42:49");
+        assert_eq!(human_dt_as_is(jst, true), "29 Nov 2026 14:42:49");
+        let at = |t: &str| human_time(&format!("2026-11-29T{t}+09:00"), false);
+        for machine in [
+            "PBX stream",
+            " / ",
+            "(1980 s)",
+            " s)",
+            "warning:",
+            "#2:",
+            "#1:",
+            "escalate",
+            "delivered",
+            "requested",
+            "team lead",
+            "+00:00",
+            "T05:",
+            "T14:",
+            "XXXX",
+            "SECRET",
+            "manager",
+            "threat",
+            "(",
+            ")",
+        ] {
+            assert!(!md.contains(machine), "`{machine}` in:\n{md}");
+        }
+        for want in [
+            format!("- **日時**：{} 〜 {}（通話時間 33分00秒）", at("14:09:49"), at("14:42:49")),
+            "- **経路**：電話（お客様からの着信）、交換機から届いた通話音声を録音".to_string(),
+            "- **担当者**：佐藤（内線 1001）".to_string(),
+            format!("{}（通話開始から 8分00秒）「責任者を出せ」（記録の種類：責任者を出せ）", at("14:17:49")),
+            format!("{}（通話開始から 9分00秒）「責任者を出せ」2 回目：上長に連絡", at("14:18:49")),
+            format!("{}：通話 15分 経過の警告（上長へ引き継ぎ）", at("14:24:49")),
+            format!("- {}：「責任者を出せ」の記録でレベル 3（カスハラの兆候）に上がったため。上長に通知", at("14:17:49")),
+            format!("  - https://hooks.slack.com/services/…：{} に届きました", at("14:18:50")),
+            "  - https://prod-00.westus.logic.azure.com/workflows/…：届きませんでした（理由：HTTP 404 Not Found）".to_string(),
+            "  - http://127.0.0.1:8080/hooks/…：この記録の封印時点では未達で、再送を続けています（3 回試行、直近のエラー：connection refused）".to_string(),
+            format!("- {}：担当者が上長を呼んだ。上長に通知", at("14:25:00")),
+            "  - 通知は送信待ちで、この記録の封印時点では届いたか確認できていません".to_string(),
+            "- あり：「脅迫」1 回目：通話を終了できる基準、通話 30分 経過の警告（終了できる基準）".to_string(),
+            "- 脅迫：脅迫罪（刑法222条）".to_string(),
+        ] {
+            assert!(md.contains(&want), "missing `{want}` in:\n{md}");
+        }
+    }
+
+    #[test]
+    fn the_english_record_reads_as_english() {
+        let md = render_md(&full_record(), true);
+        let at = |t: &str| human_time(&format!("2026-11-29T{t}+09:00"), true);
+        for machine in [
+            "warning:",
+            "#2:",
+            "(1980 s)",
+            "requested",
+            "T05:",
+            "+00:00",
+            "XXXX",
+            "送達",
+            "明確な",
+        ] {
+            assert!(!md.contains(machine), "`{machine}` in:\n{md}");
+        }
+        for want in [
+            format!("- **Time**: {} to {} (call time 33 min 00 s)", at("14:09:49"), at("14:42:49")),
+            "- **Channel**: telephone, incoming call from the customer; recorded from the phone system's audio stream".to_string(),
+            "\"demands a manager\" ×2: team lead called".to_string(),
+            "15-minute warning (bring in the team lead)".to_string(),
+            format!("  - https://hooks.slack.com/services/…: delivered at {}", at("14:18:50")),
+            "- met: \"threat\" ×1: grounds to end the call; 30-minute warning (grounds to end the call)".to_string(),
+        ] {
+            assert!(md.contains(&want), "missing `{want}` in:\n{md}");
+        }
+    }
 
     #[test]
     fn delivery_from_the_outbox_replaces_requested_by_reason() {

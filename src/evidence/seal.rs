@@ -337,6 +337,8 @@ impl Sealer {
             {
                 super::incident::apply_delivery(&mut r.escalations, &known);
             }
+            let receipts = super::incident::escalation_receipts(&self.data_dir, &rec.call_id);
+            super::incident::apply_receipts(&mut r.escalations, &receipts);
             super::incident::write(dir, &r, rec.incident.language == "en")
                 .map_err(io_err("write the incident record in", dir))?
         } else {

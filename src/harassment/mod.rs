@@ -168,6 +168,33 @@ impl Rule {
     }
 }
 
+/// A rule's name (`manager#2:escalate`) in words: 「責任者を出せ」2 回目で上長に連絡 /
+/// "2nd \"demands a manager\": team lead called". An unreadable name is returned as it is.
+pub fn describe_rule(name: &str, lang: crate::config::Language) -> String {
+    use crate::config::Language;
+    let parsed = name.split_once('#').and_then(|(kind, rest)| {
+        let (count, action) = rest.split_once(':')?;
+        Some((
+            kind.parse::<MarkKind>().ok()?,
+            count.parse::<u32>().ok()?,
+            action,
+        ))
+    });
+    let Some((kind, count, action)) = parsed else {
+        return name.to_string();
+    };
+    match (lang, action) {
+        (Language::Ja, "end") => {
+            format!("「{}」{count} 回目：通話を終了できる基準", kind.label_ja())
+        }
+        (Language::Ja, _) => format!("「{}」{count} 回目：上長に連絡", kind.label_ja()),
+        (Language::En, "end") => {
+            format!("\"{}\" ×{count}: grounds to end the call", kind.label_en())
+        }
+        (Language::En, _) => format!("\"{}\" ×{count}: team lead called", kind.label_en()),
+    }
+}
+
 /// The default table, from the guidance contact centers follow.
 pub fn default_rules() -> Vec<Rule> {
     use MarkKind::*;
@@ -227,6 +254,34 @@ impl Level {
             _ => "clear harassment",
         }
     }
+}
+
+/// The caller's words without one level of surrounding quotes: `--quote 「責任者を出せ」`
+/// (as the README writes it) and `--quote "…"` keep only the words, since pings and records
+/// put their own 「」 around a quote. Inner quotes and unbalanced ones are kept.
+pub fn unquote(text: &str) -> &str {
+    let t = text.trim();
+    for (open, close) in [
+        ('「', '」'),
+        ('『', '』'),
+        ('"', '"'),
+        ('“', '”'),
+        ('\'', '\''),
+    ] {
+        if let Some(inner) = t.strip_prefix(open).and_then(|r| r.strip_suffix(close)) {
+            // 「a」と「b」 is two quotes, not one quoted text: the outer pair must enclose all.
+            let mut depth = 0i32;
+            let encloses = open == close
+                || inner.chars().all(|c| {
+                    depth += i32::from(c == open) - i32::from(c == close);
+                    depth >= 0
+                });
+            if encloses {
+                return inner.trim();
+            }
+        }
+    }
+    t
 }
 
 /// One mark as the agent made it.
@@ -398,6 +453,17 @@ pub fn offset_secs(elapsed: Duration) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_level_of_quotes_is_stripped() {
+        assert_eq!(unquote("「責任者を出せ」"), "責任者を出せ");
+        assert_eq!(unquote(" \"土下座しろ\" "), "土下座しろ");
+        assert_eq!(unquote("「「二重」」"), "「二重」");
+        assert_eq!(unquote("責任者を出せ"), "責任者を出せ");
+        assert_eq!(unquote("「社長」と「部長」"), "「社長」と「部長」");
+        assert_eq!(unquote("「開いたまま"), "「開いたまま");
+        assert_eq!(unquote("「」"), "");
+    }
 
     fn mark(kind: MarkKind, offset_secs: u64) -> Mark {
         Mark {

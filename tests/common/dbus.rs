@@ -138,3 +138,56 @@ pub async fn serve_notifications(
         .expect("cannot register the notification server");
     (conn, rx)
 }
+
+/// The test's org.kde.StatusNotifierWatcher: records each item that registers (its bus name)
+/// and says a tray host is present.
+pub struct TrayWatcher {
+    items: std::sync::Mutex<Vec<String>>,
+    tx: mpsc::UnboundedSender<String>,
+}
+
+#[zbus::interface(name = "org.kde.StatusNotifierWatcher")]
+impl TrayWatcher {
+    fn register_status_notifier_item(&self, service: String) {
+        if let Ok(mut items) = self.items.lock() {
+            items.push(service.clone());
+        }
+        let _ = self.tx.send(service);
+    }
+
+    fn register_status_notifier_host(&self, _service: String) {}
+
+    #[zbus(property)]
+    fn registered_status_notifier_items(&self) -> Vec<String> {
+        self.items.lock().map(|i| i.clone()).unwrap_or_default()
+    }
+
+    #[zbus(property)]
+    fn is_status_notifier_host_registered(&self) -> bool {
+        true
+    }
+
+    #[zbus(property)]
+    fn protocol_version(&self) -> i32 {
+        0
+    }
+}
+
+/// Registers a StatusNotifierWatcher on `bus`; returns the connection (keep it alive) and the
+/// bus names of the items that register.
+pub async fn serve_tray_watcher(
+    bus: &SessionBus,
+) -> (zbus::Connection, mpsc::UnboundedReceiver<String>) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let watcher = TrayWatcher {
+        items: std::sync::Mutex::new(Vec::new()),
+        tx,
+    };
+    let conn = zbus::connection::Builder::address(bus.address.as_str())
+        .serve_at("/StatusNotifierWatcher", watcher)
+        .name("org.kde.StatusNotifierWatcher")
+        .build()
+        .await
+        .expect("cannot register the StatusNotifierWatcher");
+    (conn, rx)
+}

@@ -99,6 +99,8 @@ pub fn test_config(dir: &std::path::Path, url: &str) -> Config {
     cfg.evidence.dir = dir.join("evidence").display().to_string();
     cfg.prompt.local = false;
     cfg.control.socket = dir.join("control.sock").display().to_string();
+    // Each ping on its own, at once: the tests that merge pings set a coalesce of their own.
+    cfg.escalation.coalesce = Duration::ZERO;
     cfg
 }
 

@@ -1,5 +1,7 @@
 //! The command line (DESIGN.md, contract): parses arguments and dispatches to the subcommands.
 
+mod control;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -111,6 +113,8 @@ pub enum Command {
         #[arg(long)]
         next: Option<String>,
     },
+    /// Print the hotkey cheat sheet (in the configured language).
+    Keys,
     /// Configuration tools.
     Config {
         /// What to do with the configuration.
@@ -202,7 +206,7 @@ pub fn main() -> ExitCode {
             strict,
         } => crate::evidence::verify::cli(cli.config.as_deref(), paths, pubkey, head, json, strict),
         Command::Status { json } => match load(cli.config.as_deref()) {
-            Ok(cfg) => crate::control::status_command(&cfg, json),
+            Ok(cfg) => control::status_command(&cfg, json),
             Err(code) => code,
         },
         Command::Key {
@@ -212,12 +216,21 @@ pub fn main() -> ExitCode {
             json,
             send_test_ping,
         } => crate::doctor::main(cli.config.as_deref(), json, send_test_ping),
+        Command::Keys => {
+            // The sheet needs only the language; a broken configuration still gets a sheet.
+            let lang = Sources::discover(cli.config.as_deref())
+                .and_then(|s| Config::load(&s))
+                .map(|c| c.language)
+                .unwrap_or_default();
+            print!("{}", crate::tray::keys::cheat_sheet(lang));
+            ExitCode::SUCCESS
+        }
         Command::Escalate { note } => match load(cli.config.as_deref()) {
-            Ok(cfg) => crate::control::escalate_command(&cfg, note),
+            Ok(cfg) => control::escalate_command(&cfg, note),
             Err(code) => code,
         },
         Command::Mark { kind, quote } => match load(cli.config.as_deref()) {
-            Ok(cfg) => crate::control::mark_command(&cfg, &kind, quote),
+            Ok(cfg) => control::mark_command(&cfg, &kind, quote),
             Err(code) => code,
         },
         Command::Note {
@@ -238,7 +251,7 @@ pub fn main() -> ExitCode {
                 .into_iter()
                 .filter_map(|(f, t)| t.map(|t| (f, t)))
                 .collect();
-                crate::control::note_command(&cfg, call, items)
+                control::note_command(&cfg, call, items)
             }
             Err(code) => code,
         },

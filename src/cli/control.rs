@@ -1,0 +1,377 @@
+//! The CLI commands that talk to the running daemon (`status`, `mark`, `note`, `escalate`):
+//! one request through [`crate::control::client`], printing and exit codes here.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use crate::config::Config;
+use crate::control::{ClientError, DaemonStatus, EscalateResult, Request, request};
+
+fn client_runtime() -> Option<tokio::runtime::Runtime> {
+    match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => Some(rt),
+        Err(e) => {
+            eprintln!("callguard: cannot start the async runtime: {e}");
+            None
+        }
+    }
+}
+
+/// `callguard status [--json]`: 0 when the daemon answered, 1 when it is not running.
+pub fn status_command(cfg: &Config, json: bool) -> ExitCode {
+    let Some(rt) = client_runtime() else {
+        return ExitCode::FAILURE;
+    };
+    let path = cfg.control_socket();
+    let response = match rt.block_on(request(&path, &Request::Status)) {
+        Ok(r) => r,
+        Err(e) => {
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"running": false, "error": e.to_string()})
+                );
+            }
+            eprintln!("callguard: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let status = match (response.ok, response.result) {
+        (true, Some(v)) => match serde_json::from_value::<DaemonStatus>(v) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("callguard: unexpected status from the daemon: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+        _ => {
+            eprintln!(
+                "callguard: the daemon refused: {}",
+                response.error.unwrap_or_default()
+            );
+            return ExitCode::FAILURE;
+        }
+    };
+    if json {
+        let mut v = serde_json::to_value(&status).unwrap_or_default();
+        if let Some(o) = v.as_object_mut() {
+            o.insert("running".into(), true.into());
+        }
+        println!("{v}");
+    } else {
+        print!("{}", render_status(&status));
+    }
+    ExitCode::SUCCESS
+}
+
+fn secs(s: u64) -> String {
+    humantime::format_duration(Duration::from_secs(s)).to_string()
+}
+
+/// `callguard status` for people.
+pub fn render_status(s: &DaemonStatus) -> String {
+    use std::fmt::Write;
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "callguard {} — running (pid {}, since {})",
+        s.version, s.pid, s.started_at
+    );
+    match &s.tracker {
+        Some(t) => {
+            let _ = writeln!(o, "PBX: {} ({})", t.pbx, t.pbx_detail);
+            if t.bad_frames > 0 {
+                let _ = writeln!(
+                    o,
+                    "  {} frames refused; last: {}",
+                    t.bad_frames,
+                    t.last_bad_frame.as_deref().unwrap_or("")
+                );
+            }
+            let _ = writeln!(o, "Calls in progress: {}", t.calls.len());
+            for c in &t.calls {
+                let next = match (&c.next_warning, c.next_warning_after_secs) {
+                    (Some(k), Some(a)) => format!(
+                        "next: {k} at {} (in {})",
+                        secs(a),
+                        secs(a.saturating_sub(c.elapsed_secs))
+                    ),
+                    _ => "no warning left".into(),
+                };
+                let _ = writeln!(
+                    o,
+                    "  {}  agent {}  caller {}  elapsed {}  {next}  level {} ({} marks)",
+                    c.call_id,
+                    c.agent,
+                    c.caller,
+                    secs(c.elapsed_secs),
+                    c.level,
+                    c.marks
+                );
+            }
+        }
+        None => {
+            let _ = writeln!(o, "PBX: unknown (the call tracker did not answer)");
+        }
+    }
+    let _ = writeln!(
+        o,
+        "Team-lead pings: {} receiver(s){}",
+        s.webhooks.len(),
+        if s.webhooks.is_empty() {
+            " — none configured, leads are not pinged".to_string()
+        } else {
+            format!(": {}", s.webhooks.join(", "))
+        }
+    );
+    let _ = writeln!(
+        o,
+        "  outbox {}: {} pending, {} failed",
+        s.outbox.dir,
+        s.outbox.pending.len(),
+        s.outbox.failed.len()
+    );
+    for e in &s.outbox.pending {
+        let _ = writeln!(
+            o,
+            "  PENDING {} {} call {} → {} ({} attempts; last error: {})",
+            e.ping_id,
+            e.kind,
+            e.call_id,
+            e.receiver,
+            e.attempts,
+            e.error.as_deref().unwrap_or("none yet")
+        );
+    }
+    for e in &s.outbox.failed {
+        let _ = writeln!(
+            o,
+            "  FAILED  {} {} call {} → {}: {}",
+            e.ping_id,
+            e.kind,
+            e.call_id,
+            e.receiver,
+            e.error.as_deref().unwrap_or("")
+        );
+    }
+    for u in &s.outbox.unreadable {
+        let _ = writeln!(o, "  UNREADABLE {u}");
+    }
+    if !s.parts.is_empty() {
+        let _ = writeln!(o, "Parts:");
+        for p in &s.parts {
+            let _ = writeln!(o, "  {}: {}", p.name, p.describe());
+        }
+    }
+    let n = &s.capabilities.notifications;
+    let _ = writeln!(o, "Capabilities:");
+    if n.present {
+        let _ = writeln!(
+            o,
+            "  notifications: yes ({}), action buttons: {}",
+            n.server.as_deref().unwrap_or("?"),
+            if n.actions { "yes" } else { "no" }
+        );
+    } else {
+        let _ = writeln!(
+            o,
+            "  notifications: NO ({})",
+            n.error.as_deref().unwrap_or("no server")
+        );
+    }
+    let a = &s.capabilities.audio;
+    let _ = writeln!(
+        o,
+        "  audio: {} ({})",
+        a.state,
+        a.detail.as_deref().unwrap_or("")
+    );
+    let ev = &s.capabilities.evidence;
+    match ev.free_mb {
+        Some(free) => {
+            let low = if free < ev.min_free_mb {
+                " — BELOW the minimum, calls are not recorded"
+            } else {
+                ""
+            };
+            let _ = writeln!(
+                o,
+                "  evidence: {} — {free} MiB free (minimum {}){low}",
+                ev.dir, ev.min_free_mb
+            );
+        }
+        None => {
+            let _ = writeln!(
+                o,
+                "  evidence: {} — free space unknown ({})",
+                ev.dir,
+                ev.error.as_deref().unwrap_or("")
+            );
+        }
+    }
+    if s.recent_errors.is_empty() {
+        let _ = writeln!(o, "Recent errors: none");
+    } else {
+        let _ = writeln!(o, "Recent errors:");
+        for e in &s.recent_errors {
+            let again = if e.repeats > 0 {
+                format!(" (×{})", e.repeats + 1)
+            } else {
+                String::new()
+            };
+            let _ = writeln!(o, "  {} {}{again}", e.at, e.what);
+        }
+    }
+    o
+}
+
+/// Sends one request and maps a refusal to an exit code: 2 for "no such call" and bad
+/// requests (the agent can fix them), 1 for everything else (no daemon, shutting down).
+/// `alert`: when no daemon answers, also show a critical desktop notification (a hotkey's
+/// output goes nowhere, so the agent must see it on the screen).
+fn call_request(cfg: &Config, req: &Request, alert: bool) -> Result<serde_json::Value, ExitCode> {
+    let rt = client_runtime().ok_or(ExitCode::FAILURE)?;
+    let path = cfg.control_socket();
+    let lang = cfg.language;
+    let response = match rt.block_on(request(&path, req)) {
+        Ok(r) => r,
+        Err(e @ ClientError::NotRunning(_)) => {
+            eprintln!("callguard: {}", crate::messages::not_running(lang));
+            tracing::debug!(error = %e, "no daemon");
+            if alert && let Err(why) = rt.block_on(crate::alerts::desktop::show_not_running(lang)) {
+                eprintln!("callguard: {why}");
+            }
+            return Err(ExitCode::FAILURE);
+        }
+        Err(e) => {
+            eprintln!("callguard: {e}");
+            if alert {
+                let _ = rt.block_on(crate::alerts::desktop::show_not_running(lang));
+            }
+            return Err(ExitCode::FAILURE);
+        }
+    };
+    if !response.ok {
+        eprintln!(
+            "callguard: {}",
+            crate::messages::refused(
+                response.code.as_deref(),
+                response.error.as_deref().unwrap_or("request refused"),
+                lang
+            )
+        );
+        return Err(match response.code.as_deref() {
+            Some("no_current_call") | Some("not_in_progress") | Some("bad_request") => {
+                ExitCode::from(super::EXIT_USAGE)
+            }
+            _ => ExitCode::FAILURE,
+        });
+    }
+    Ok(response.result.unwrap_or_default())
+}
+
+/// `callguard mark KIND [--quote TEXT]`: 0 when marked, 2 for an unknown kind or no current
+/// call, 1 when the daemon is not running (a critical desktop notification says so too).
+pub fn mark_command(cfg: &Config, kind: &str, quote: Option<String>) -> ExitCode {
+    let lang = cfg.language;
+    let kind = match kind.parse::<crate::harassment::MarkKind>() {
+        Ok(k) => k,
+        Err(_) => {
+            eprintln!("callguard: {}", crate::messages::unknown_kind(kind, lang));
+            return ExitCode::from(super::EXIT_USAGE);
+        }
+    };
+    let req = Request::Mark {
+        kind: kind.as_str().to_string(),
+        quote,
+        call: None,
+    };
+    let value = match call_request(cfg, &req, true) {
+        Ok(v) => v,
+        Err(code) => return code,
+    };
+    match serde_json::from_value::<crate::calls::MarkReceipt>(value) {
+        Ok(r) => {
+            for line in crate::messages::marked(kind, &r, lang) {
+                println!("{line}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("callguard: unexpected answer from the daemon: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `callguard note [--call ID] --witness/--response/--quote/--next TEXT`: each given item is
+/// added to the call's record (a signed addendum once the call is sealed).
+pub fn note_command(
+    cfg: &Config,
+    call: Option<String>,
+    items: Vec<(crate::events::NoteField, String)>,
+) -> ExitCode {
+    let lang = cfg.language;
+    if items.is_empty() {
+        eprintln!("callguard: {}", crate::messages::nothing_to_note(lang));
+        return ExitCode::from(super::EXIT_USAGE);
+    }
+    for (field, text) in items {
+        let req = Request::Note {
+            call: call.clone(),
+            field: field.clone(),
+            text,
+        };
+        match call_request(cfg, &req, true) {
+            Ok(v) => println!(
+                "{}",
+                crate::messages::noted(&field, v.as_str().unwrap_or("?"), lang)
+            ),
+            Err(code) => return code,
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+/// `callguard escalate [--note TEXT]`: 0 when the lead is being pinged, 2 when there is no
+/// current call, 1 when the daemon is not running (a critical desktop notification says so
+/// too) or no receiver is configured.
+pub fn escalate_command(cfg: &Config, note: Option<String>) -> ExitCode {
+    let lang = cfg.language;
+    let value = match call_request(cfg, &Request::Escalate { note }, true) {
+        Ok(v) => v,
+        Err(code) => return code,
+    };
+    let result = serde_json::from_value::<EscalateResult>(value).ok();
+    match result {
+        Some(r) if r.receivers == 0 => {
+            eprintln!(
+                "callguard: {}",
+                crate::messages::no_receivers(&r.call.call_id, lang)
+            );
+            ExitCode::FAILURE
+        }
+        Some(r) => {
+            let elapsed =
+                crate::alerts::text::format_elapsed(Duration::from_secs(r.call.elapsed_secs), lang);
+            println!(
+                "{}",
+                crate::messages::escalated(
+                    &r.call.call_id,
+                    &r.call.caller,
+                    &elapsed,
+                    r.receivers,
+                    lang
+                )
+            );
+            ExitCode::SUCCESS
+        }
+        None => {
+            eprintln!("callguard: unexpected answer from the daemon");
+            ExitCode::FAILURE
+        }
+    }
+}
