@@ -277,7 +277,7 @@ pub struct EscalationConfig {
     pub retry_for: Duration,
     /// Pings about one call raised within this time of the previous one are merged into one
     /// (sent when the time is up, with every reason); `0s` sends each at once.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "duration")]
     pub coalesce: Duration,
 }
 
