@@ -94,10 +94,27 @@ pub enum EvidenceSource {
     /// `media` frames of protocol v1.
     #[default]
     Stream,
-    /// Recording made and stored by Asterisk, downloaded at call end.
-    Asterisk,
+    /// Recording made and stored by the PBX, downloaded at call end (config value `asterisk`,
+    /// the one PBX that records today).
+    #[serde(rename = "asterisk")]
+    Pbx,
     /// No recording.
     Off,
+}
+
+impl EvidenceSource {
+    /// The former name of [`EvidenceSource::Pbx`], kept so callers written against it build.
+    #[allow(non_upper_case_globals)]
+    pub const Asterisk: EvidenceSource = EvidenceSource::Pbx;
+
+    /// The config value, also written as `source` in a call's `meta.json` and manifest.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EvidenceSource::Stream => "stream",
+            EvidenceSource::Pbx => "asterisk",
+            EvidenceSource::Off => "off",
+        }
+    }
 }
 
 /// Log output format.
@@ -601,7 +618,7 @@ impl Config {
                 "give the endpoint without the channel suffix, e.g. PJSIP/1001".into(),
             ));
         }
-        if self.evidence.source == EvidenceSource::Asterisk && self.pbx.kind != PbxKind::Asterisk {
+        if self.evidence.source == EvidenceSource::Pbx && self.pbx.kind != PbxKind::Asterisk {
             return Err(invalid(
                 "evidence.source",
                 "\"asterisk\" needs pbx.kind = \"asterisk\" (use \"stream\" with the generic protocol)".into(),

@@ -232,6 +232,7 @@ pub async fn run(mut cfg: Config, time_scale: f64, minutes: u64) -> anyhow::Resu
                 shutdown.cancel();
             }
             Report::Note(text) => println!("{stamp}   {text}"),
+            Report::PingFailed(p) => println!("{stamp}   {p}"),
             Report::Sealed {
                 call_id,
                 dir,
