@@ -56,25 +56,9 @@ pub enum PbxKind {
     Asterisk,
 }
 
-/// What a warning step means for the call.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum WarningKind {
-    /// Hand the call to a team lead.
-    Escalate,
-    /// The call meets a criterion for ending it.
-    Terminate,
-}
-
-impl WarningKind {
-    /// Contract spelling (`escalate` / `terminate`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            WarningKind::Escalate => "escalate",
-            WarningKind::Terminate => "terminate",
-        }
-    }
-}
+/// What a warning step means for the call (defined with the harassment rules that also end in
+/// one, so they need not depend on the configuration).
+pub use crate::harassment::WarningKind;
 
 /// Language of prompts, notifications and messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]

@@ -7,7 +7,6 @@
 //! sends a real test ping to each webhook.
 
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
 use std::time::Duration;
 
 use base64::Engine;
@@ -98,36 +97,6 @@ impl Report {
 pub struct Options {
     /// Send a real test ping to each webhook (else only check it is reachable).
     pub send_test_ping: bool,
-}
-
-/// Entry point of `callguard doctor`.
-pub fn main(explicit: Option<&Path>, json: bool, send_test_ping: bool) -> ExitCode {
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("callguard: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let report = rt.block_on(diagnose(explicit, &Options { send_test_ping }));
-    if json {
-        match serde_json::to_string_pretty(&report) {
-            Ok(text) => println!("{text}"),
-            Err(e) => eprintln!("callguard: cannot render the report: {e}"),
-        }
-    } else {
-        print!("{}", report.table());
-    }
-    // Probes that hang (a stuck session bus) run on threads of their own: do not wait for them.
-    rt.shutdown_background();
-    if report.ok {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    }
 }
 
 /// Loads the configuration the daemon would and runs every check.

@@ -1,6 +1,8 @@
 //! The command line (DESIGN.md, contract): parses arguments and dispatches to the subcommands.
 
 mod control;
+mod doctor;
+mod verify;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -193,18 +195,18 @@ pub fn main() -> ExitCode {
             paths,
             pubkey,
             json,
-        } => crate::evidence::verify::cli(cli.config.as_deref(), paths, pubkey, json),
+        } => verify::cli(cli.config.as_deref(), paths, pubkey, json),
         Command::Status { json } => match load(cli.config.as_deref()) {
             Ok(cfg) => control::status_command(&cfg, json),
             Err(code) => code,
         },
         Command::Key {
             command: KeyCommand::Show,
-        } => crate::evidence::verify::key_show(cli.config.as_deref()),
+        } => verify::key_show(cli.config.as_deref()),
         Command::Doctor {
             json,
             send_test_ping,
-        } => crate::doctor::main(cli.config.as_deref(), json, send_test_ping),
+        } => doctor::main(cli.config.as_deref(), json, send_test_ping),
         Command::Escalate { note } => match load(cli.config.as_deref()) {
             Ok(cfg) => control::escalate_command(&cfg, note),
             Err(code) => code,
@@ -267,19 +269,29 @@ fn check_with_origin(explicit: Option<&std::path::Path>) -> ExitCode {
     }
 }
 
+/// The async runtime of a command: multi-threaded for the daemon and the doctor's probes,
+/// single-threaded for one request to the daemon. `None` (said on stderr) when it cannot start.
+pub(crate) fn start_runtime(multi_thread: bool) -> Option<tokio::runtime::Runtime> {
+    let mut builder = if multi_thread {
+        tokio::runtime::Builder::new_multi_thread()
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+    };
+    match builder.enable_all().build() {
+        Ok(rt) => Some(rt),
+        Err(e) => {
+            eprintln!("callguard: cannot start the async runtime: {e}");
+            None
+        }
+    }
+}
+
 fn runtime<F>(fut: F) -> ExitCode
 where
     F: std::future::Future<Output = anyhow::Result<()>>,
 {
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("callguard: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+    let Some(rt) = start_runtime(true) else {
+        return ExitCode::FAILURE;
     };
     let code = match rt.block_on(fut) {
         Ok(()) => ExitCode::SUCCESS,

@@ -293,7 +293,9 @@ fn verify_sealed(sealed: &[std::path::PathBuf], pubkey: &std::path::Path) -> any
             .collect::<Vec<_>>()
             .join(" ")
     );
-    crate::evidence::verify::print(&out, false);
+    for line in out.lines(false) {
+        println!("{line}");
+    }
     if !out.ok() {
         anyhow::bail!("the sealed evidence did not verify");
     }

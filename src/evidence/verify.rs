@@ -420,118 +420,45 @@ fn verify_call(dir: &Path, root: Option<&Root>, key: &VerifyingKey) -> CallVerdi
     v
 }
 
-/// Prints the outcome: one line per call (`OK <dir>` / `FAIL <dir>: <reasons>`), one per
-/// broken ledger; or JSON lines.
-pub fn print(out: &Outcome, json: bool) {
-    for c in &out.calls {
-        if json {
-            let line = serde_json::json!({
-                "dir": c.dir, "call_id": c.call_id, "sha256": c.sha256,
-                "ok": c.failures.is_empty(), "open": c.open, "failures": c.failures,
-            });
-            println!("{line}");
-        } else if c.open {
-            println!(
-                "OPEN {}: not sealed yet (call in progress or awaiting recovery)",
-                c.dir.display()
-            );
-        } else if c.failures.is_empty() {
-            println!("OK {}", c.dir.display());
-        } else {
-            println!("FAIL {}: {}", c.dir.display(), c.failures.join("; "));
-        }
-    }
-    for l in &out.ledgers {
-        if json {
-            let line = serde_json::json!({
-                "ledger": l.ledger, "lines": l.lines, "ok": l.failures.is_empty(), "failures": l.failures,
-            });
-            println!("{line}");
-        } else if !l.failures.is_empty() {
-            for f in &l.failures {
-                println!("FAIL {}: {f}", l.ledger.display());
-            }
-        }
-    }
-}
-
-/// `callguard verify`: exit 0 all good, 1 any failure, 2 usage error.
-pub fn cli(
-    config: Option<&Path>,
-    paths: Vec<PathBuf>,
-    pubkey: Option<PathBuf>,
-    json: bool,
-) -> std::process::ExitCode {
-    use std::process::ExitCode;
-    let need_config = paths.is_empty() || pubkey.is_none() || config.is_some();
-    let cfg = if need_config {
-        match crate::cli::load(config) {
-            Ok(c) => Some(c),
-            Err(code) => return code,
-        }
-    } else {
-        None
-    };
-    let key_path = match (&pubkey, &cfg) {
-        (Some(p), _) => p.clone(),
-        (None, Some(c)) => keys::key_paths(&c.data_dir()).1,
-        (None, None) => {
-            eprintln!("callguard verify: give --pubkey FILE");
-            return ExitCode::from(crate::cli::EXIT_USAGE);
-        }
-    };
-    let key = match keys::read_public(&key_path) {
-        Ok(k) => k,
-        Err(e) => {
-            eprintln!("callguard verify: public key: {e}");
-            return ExitCode::from(crate::cli::EXIT_USAGE);
-        }
-    };
-    let paths = if paths.is_empty() {
-        match &cfg {
-            Some(c) => vec![c.evidence_dir()],
-            None => Vec::new(),
-        }
-    } else {
-        paths
-    };
-    match verify_paths(&paths, &key) {
-        Ok(out) => {
-            print(&out, json);
-            if out.ok() {
-                ExitCode::SUCCESS
+impl Outcome {
+    /// The report: one line per call (`OK <dir>`, `FAIL <dir>: <reasons>`, `OPEN <dir>: …`),
+    /// one per failure of a broken ledger; or JSON lines.
+    pub fn lines(&self, json: bool) -> Vec<String> {
+        let mut out = Vec::new();
+        for c in &self.calls {
+            if json {
+                let line = serde_json::json!({
+                    "dir": c.dir, "call_id": c.call_id, "sha256": c.sha256,
+                    "ok": c.failures.is_empty(), "open": c.open, "failures": c.failures,
+                });
+                out.push(line.to_string());
+            } else if c.open {
+                out.push(format!(
+                    "OPEN {}: not sealed yet (call in progress or awaiting recovery)",
+                    c.dir.display()
+                ));
+            } else if c.failures.is_empty() {
+                out.push(format!("OK {}", c.dir.display()));
             } else {
-                ExitCode::from(1)
+                out.push(format!(
+                    "FAIL {}: {}",
+                    c.dir.display(),
+                    c.failures.join("; ")
+                ));
             }
         }
-        Err(e) => {
-            eprintln!("callguard verify: {e}");
-            ExitCode::from(crate::cli::EXIT_USAGE)
+        for l in &self.ledgers {
+            if json {
+                let line = serde_json::json!({
+                    "ledger": l.ledger, "lines": l.lines, "ok": l.failures.is_empty(), "failures": l.failures,
+                });
+                out.push(line.to_string());
+            } else {
+                for f in &l.failures {
+                    out.push(format!("FAIL {}: {f}", l.ledger.display()));
+                }
+            }
         }
-    }
-}
-
-/// `callguard key show`: the public key (PEM), its `key_id` and file; the key is made if missing.
-pub fn key_show(config: Option<&Path>) -> std::process::ExitCode {
-    use std::process::ExitCode;
-    let cfg = match crate::cli::load(config) {
-        Ok(c) => c,
-        Err(code) => return code,
-    };
-    let data = cfg.data_dir();
-    match keys::load_or_create(&data) {
-        Ok(k) => {
-            let public = k.verifying_key();
-            let (_, pub_path) = keys::key_paths(&data);
-            println!("key_id: {}", keys::key_id(&public));
-            println!("public key file: {}", pub_path.display());
-            println!("public key (base64): {}", B64.encode(public.as_bytes()));
-            print!("{}", keys::public_pem(&public));
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("callguard key show: {e}");
-            ExitCode::FAILURE
-        }
+        out
     }
 }
