@@ -73,25 +73,9 @@ pub enum PbxKind {
     Asterisk,
 }
 
-/// What a warning step means for the call.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum WarningKind {
-    /// Hand the call to a team lead.
-    Escalate,
-    /// The call meets a criterion for ending it.
-    Terminate,
-}
-
-impl WarningKind {
-    /// Contract spelling (`escalate` / `terminate`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            WarningKind::Escalate => "escalate",
-            WarningKind::Terminate => "terminate",
-        }
-    }
-}
+/// What a warning step means for the call (defined with the harassment rules that also end in
+/// one, so they need not depend on the configuration).
+pub use crate::harassment::WarningKind;
 
 /// Language of prompts, notifications and messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -111,10 +95,27 @@ pub enum EvidenceSource {
     /// `media` frames of protocol v1.
     #[default]
     Stream,
-    /// Recording made and stored by Asterisk, downloaded at call end.
-    Asterisk,
+    /// Recording made and stored by the PBX, downloaded at call end (config value `asterisk`,
+    /// the one PBX that records today).
+    #[serde(rename = "asterisk")]
+    Pbx,
     /// No recording.
     Off,
+}
+
+impl EvidenceSource {
+    /// The former name of [`EvidenceSource::Pbx`], kept so callers written against it build.
+    #[allow(non_upper_case_globals)]
+    pub const Asterisk: EvidenceSource = EvidenceSource::Pbx;
+
+    /// The config value, also written as `source` in a call's `meta.json` and manifest.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EvidenceSource::Stream => "stream",
+            EvidenceSource::Pbx => "asterisk",
+            EvidenceSource::Off => "off",
+        }
+    }
 }
 
 /// Log output format.
@@ -651,7 +652,7 @@ impl Config {
                 "give the endpoint without the channel suffix, e.g. PJSIP/1001".into(),
             ));
         }
-        if self.evidence.source == EvidenceSource::Asterisk && self.pbx.kind != PbxKind::Asterisk {
+        if self.evidence.source == EvidenceSource::Pbx && self.pbx.kind != PbxKind::Asterisk {
             return Err(invalid(
                 "evidence.source",
                 "\"asterisk\" needs pbx.kind = \"asterisk\" (use \"stream\" with the generic protocol)".into(),

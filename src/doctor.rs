@@ -7,7 +7,6 @@
 //! sends a real test ping to each webhook.
 
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
 use std::time::Duration;
 
 use base64::Engine;
@@ -98,36 +97,6 @@ impl Report {
 pub struct Options {
     /// Send a real test ping to each webhook (else only check it is reachable).
     pub send_test_ping: bool,
-}
-
-/// Entry point of `callguard doctor`.
-pub fn main(explicit: Option<&Path>, json: bool, send_test_ping: bool) -> ExitCode {
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("callguard: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let report = rt.block_on(diagnose(explicit, &Options { send_test_ping }));
-    if json {
-        match serde_json::to_string_pretty(&report) {
-            Ok(text) => println!("{text}"),
-            Err(e) => eprintln!("callguard: cannot render the report: {e}"),
-        }
-    } else {
-        print!("{}", report.table());
-    }
-    // Probes that hang (a stuck session bus) run on threads of their own: do not wait for them.
-    rt.shutdown_background();
-    if report.ok {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    }
 }
 
 /// Loads the configuration the daemon would and runs every check.
@@ -676,11 +645,8 @@ async fn check_webhooks(cfg: &Config, opts: &Options) -> Vec<Check> {
             "add the team leads' webhook in /etc/callguard/conf.d/ (example: /usr/share/doc/callguard/examples/conf.d/50-team-leads.toml; every key: /etc/callguard/callguard.toml)",
         )];
     }
-    let client = match reqwest::Client::builder()
-        .timeout(PROBE_TIMEOUT)
-        .user_agent(concat!("callguard/", env!("CARGO_PKG_VERSION"), " doctor"))
-        .build()
-    {
+    // The client pings are sent with (no redirects), with the probe's shorter timeout.
+    let client = match crate::escalation::sender::client_with_timeout(PROBE_TIMEOUT) {
         Ok(c) => c,
         Err(e) => {
             return vec![Check::new(
@@ -728,7 +694,7 @@ async fn reachable(
         Err(e) => Check::new(
             name,
             Status::Fail,
-            format!("{shown}: unreachable: {}", error_chain(&e)),
+            format!("{shown}: unreachable: {}", crate::host::error_chain(&e)),
             "check the URL, DNS, proxy and firewall between this machine and the receiver",
         ),
     }
@@ -778,13 +744,19 @@ async fn test_ping(
         .header("Content-Type", "application/json")
         .header("Idempotency-Key", &id);
     if !hook.secret_file.is_empty() {
-        match read_secret(&hook.secret_file) {
-            Ok(secret) => req = req.header("X-Callguard-Signature", sign(&secret, body.as_bytes())),
+        // The secret is read and the body signed exactly as a real ping's.
+        match crate::escalation::sender::read_secret(&hook.secret_file) {
+            Ok(secret) => {
+                req = req.header(
+                    crate::escalation::sender::SIGNATURE_HEADER,
+                    crate::escalation::sender::signature(&secret, body.as_bytes()),
+                )
+            }
             Err(e) => {
                 return Check::new(
                     name,
                     Status::Fail,
-                    format!("{shown}: secret_file {}: {e}", hook.secret_file),
+                    format!("{shown}: {e}"),
                     "make the secret file readable by the agent's user",
                 );
             }
@@ -810,53 +782,15 @@ async fn test_ping(
         Err(e) => Check::new(
             name,
             Status::Fail,
-            format!("{shown}: unreachable: {}", error_chain(&e)),
+            format!("{shown}: unreachable: {}", crate::host::error_chain(&e)),
             "check the URL, DNS, proxy and firewall between this machine and the receiver",
         ),
     }
 }
 
-fn read_secret(path: &str) -> std::io::Result<Vec<u8>> {
-    let text = std::fs::read(path)?;
-    let end = text
-        .iter()
-        .rposition(|b| !b.is_ascii_whitespace())
-        .map_or(0, |i| i + 1);
-    Ok(text[..end].to_vec())
-}
-
-/// `sha256=<hex HMAC-SHA256 of the body>` (the contract's signature header).
-fn sign(secret: &[u8], body: &[u8]) -> String {
-    use hmac::Mac;
-    match hmac::Hmac::<sha2::Sha256>::new_from_slice(secret) {
-        Ok(mut mac) => {
-            mac.update(body);
-            format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
-        }
-        Err(_) => String::new(),
-    }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut src = e.source();
-    while let Some(s) = src {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        src = s.source();
-    }
-    out
-}
-
 /// This machine's name, for the report and test pings.
 pub fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
-        .map(|s| s.trim().to_string())
-        .ok()
-        .filter(|s| !s.is_empty())
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .unwrap_or_else(|| "unknown-host".into())
+    crate::host::name()
 }
 
 #[cfg(test)]

@@ -388,6 +388,8 @@ pub enum Report {
     },
     /// Something else a sink wants the operator to know.
     Note(String),
+    /// A team-lead ping was given up: the lead was not told.
+    PingFailed(PingFailure),
     /// A call's evidence was sealed (folder, WAV hash, ledger line).
     Sealed {
         /// Call id.
@@ -403,4 +405,66 @@ pub enum Report {
         /// Sealed at start-up from a recording a crash left behind.
         recovered: bool,
     },
+}
+
+/// A team-lead ping given up for good (see [`Report::PingFailed`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PingFailure {
+    /// The ping's id.
+    pub ping_id: String,
+    /// `escalate`, `terminate`, `manual`, `mark` or `problem`.
+    pub kind: String,
+    /// The call, if any.
+    pub call_id: String,
+    /// The receiver, its secrets masked.
+    pub receiver: String,
+    /// Why it was given up.
+    pub reason: String,
+}
+
+impl std::fmt::Display for PingFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "team-lead ping ({}) to {} FAILED: {}",
+            self.kind, self.receiver, self.reason
+        )
+    }
+}
+
+/// Why a team lead is pinged, as the ping's outbox entry and the call's incident record both
+/// name it (the two are matched on this text).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EscalationReason {
+    /// A ladder warning: `warning:<kind> after <n> s`.
+    Warning {
+        /// `escalate` or `terminate`.
+        kind: String,
+        /// The warning's threshold in seconds.
+        after_secs: u64,
+    },
+    /// The agent asked for the lead: `manual`.
+    Manual,
+    /// A harassment rule fired: its name (e.g. `abuse#1:escalate`).
+    Rule(String),
+    /// A mark took the call to `to`: `level <to> (<mark>)`.
+    Level {
+        /// The new level.
+        to: u8,
+        /// The mark that raised it.
+        mark: String,
+    },
+}
+
+impl std::fmt::Display for EscalationReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            EscalationReason::Warning { kind, after_secs } => {
+                write!(f, "warning:{kind} after {after_secs} s")
+            }
+            EscalationReason::Manual => f.write_str("manual"),
+            EscalationReason::Rule(name) => f.write_str(name),
+            EscalationReason::Level { to, mark } => write!(f, "level {to} ({mark})"),
+        }
+    }
 }

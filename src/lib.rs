@@ -18,6 +18,7 @@ pub mod evidence;
 pub mod fsutil;
 pub mod harassment;
 pub mod health;
+pub mod host;
 pub mod logging;
 pub mod messages;
 pub mod pbx;

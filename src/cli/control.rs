@@ -8,16 +8,7 @@ use crate::config::Config;
 use crate::control::{ClientError, DaemonStatus, EscalateResult, Request, request};
 
 fn client_runtime() -> Option<tokio::runtime::Runtime> {
-    match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => Some(rt),
-        Err(e) => {
-            eprintln!("callguard: cannot start the async runtime: {e}");
-            None
-        }
-    }
+    super::start_runtime(false)
 }
 
 /// `callguard status [--json]`: 0 when the daemon answered, 1 when it is not running.

@@ -1,6 +1,8 @@
 //! The command line (DESIGN.md, contract): parses arguments and dispatches to the subcommands.
 
 mod control;
+mod doctor;
+mod verify;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -204,18 +206,18 @@ pub fn main() -> ExitCode {
             json,
             head,
             strict,
-        } => crate::evidence::verify::cli(cli.config.as_deref(), paths, pubkey, head, json, strict),
+        } => verify::cli(cli.config.as_deref(), paths, pubkey, head, json, strict),
         Command::Status { json } => match load(cli.config.as_deref()) {
             Ok(cfg) => control::status_command(&cfg, json),
             Err(code) => code,
         },
         Command::Key {
             command: KeyCommand::Show,
-        } => crate::evidence::verify::key_show(cli.config.as_deref()),
+        } => verify::key_show(cli.config.as_deref()),
         Command::Doctor {
             json,
             send_test_ping,
-        } => crate::doctor::main(cli.config.as_deref(), json, send_test_ping),
+        } => doctor::main(cli.config.as_deref(), json, send_test_ping),
         Command::Keys => {
             // The sheet needs only the language; a broken configuration still gets a sheet.
             let lang = Sources::discover(cli.config.as_deref())
@@ -296,19 +298,29 @@ fn check_with_origin(explicit: Option<&std::path::Path>) -> ExitCode {
     }
 }
 
+/// The async runtime of a command: multi-threaded for the daemon and the doctor's probes,
+/// single-threaded for one request to the daemon. `None` (said on stderr) when it cannot start.
+pub(crate) fn start_runtime(multi_thread: bool) -> Option<tokio::runtime::Runtime> {
+    let mut builder = if multi_thread {
+        tokio::runtime::Builder::new_multi_thread()
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+    };
+    match builder.enable_all().build() {
+        Ok(rt) => Some(rt),
+        Err(e) => {
+            eprintln!("callguard: cannot start the async runtime: {e}");
+            None
+        }
+    }
+}
+
 fn runtime<F>(fut: F) -> ExitCode
 where
     F: std::future::Future<Output = anyhow::Result<()>>,
 {
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("callguard: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+    let Some(rt) = start_runtime(true) else {
+        return ExitCode::FAILURE;
     };
     let code = match rt.block_on(fut) {
         Ok(()) => ExitCode::SUCCESS,

@@ -63,9 +63,7 @@ impl Observed {
                 summary,
                 ..
             } => self.error(format!("notification `{summary}` not shown: {e}")),
-            Report::Note(text) if text.starts_with("team-lead ping") && text.contains("FAILED") => {
-                self.error(text)
-            }
+            Report::PingFailed(p) => self.error(p.to_string()),
             _ => {}
         }
     }
@@ -93,7 +91,7 @@ impl ControlContext {
             socket: cfg.control_socket(),
             commands,
             reports: Some(bus.reports()),
-            outbox: Outbox::new(crate::escalation::outbox_dir(cfg)),
+            outbox: crate::escalation::outbox::of(cfg),
             webhooks: cfg
                 .escalation
                 .webhook

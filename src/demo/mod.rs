@@ -234,6 +234,7 @@ pub async fn run(mut cfg: Config, time_scale: f64, minutes: u64) -> anyhow::Resu
                 shutdown.cancel();
             }
             Report::Note(text) => println!("{stamp}   {text}"),
+            Report::PingFailed(p) => println!("{stamp}   {p}"),
             Report::Sealed {
                 call_id,
                 dir,
@@ -294,7 +295,9 @@ fn verify_sealed(sealed: &[std::path::PathBuf], pubkey: &std::path::Path) -> any
             .collect::<Vec<_>>()
             .join(" ")
     );
-    crate::evidence::verify::print(&out, false, false);
+    for line in out.lines(false, false) {
+        println!("{line}");
+    }
     if !out.ok() {
         anyhow::bail!("the sealed evidence did not verify");
     }

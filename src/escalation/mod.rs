@@ -17,7 +17,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, Language, WebhookConfig};
-use crate::events::{Action, CallInfo, Report};
+use crate::events::{Action, CallInfo, EscalationReason, Report};
 use crate::queue::{Deliver, Outcome as QueueOutcome};
 use outbox::{Delivery, Outbox};
 use payload::{Origin, Ping};
@@ -70,12 +70,7 @@ pub fn outbox_dir(cfg: &Config) -> PathBuf {
 
 /// This machine's host name (as team leads see it).
 pub fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
-        .map(|s| s.trim().to_string())
-        .ok()
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| "unknown-host".into())
+    crate::host::name()
 }
 
 /// A fresh ping id: 128 random bits, hex.
@@ -146,10 +141,15 @@ impl Deliver<Delivery> for PingReceiver {
         tracing::error!(ping_id = %d.ping_id, kind = %d.kind, call_id = %d.call_id,
             receiver = %receiver, attempts = e.attempts, reason = %reason,
             "TEAM-LEAD PING FAILED PERMANENTLY: the lead was not told; check the webhook (see `callguard status`)");
-        let _ = self.reports.send(Report::Note(format!(
-            "team-lead ping ({}) to {receiver} FAILED: {reason}",
-            d.kind
-        )));
+        let _ = self
+            .reports
+            .send(Report::PingFailed(crate::events::PingFailure {
+                ping_id: d.ping_id.clone(),
+                kind: d.kind.clone(),
+                call_id: d.call_id.clone(),
+                receiver,
+                reason,
+            }));
     }
 
     fn on_resend(&self, e: &outbox::Entry) {
@@ -381,22 +381,31 @@ fn deliveries(ping: &Ping, hooks: &[WebhookConfig], lang: Language) -> Vec<Deliv
 
 /// The incident-record reasons a ping answers (see `evidence::incident`).
 fn reasons(ping: &Ping) -> Vec<String> {
-    match ping.kind.as_str() {
-        "escalate" | "terminate" => vec![format!(
-            "warning:{} after {} s",
-            ping.kind,
-            ping.after_secs.unwrap_or_default()
-        )],
-        "manual" => vec!["manual".into()],
+    let reasons = match ping.kind.as_str() {
+        "escalate" | "terminate" => vec![EscalationReason::Warning {
+            kind: ping.kind.clone(),
+            after_secs: ping.after_secs.unwrap_or_default(),
+        }],
+        "manual" => vec![EscalationReason::Manual],
         "mark" => {
-            let mut r = ping.rules.clone().unwrap_or_default();
+            let mut r: Vec<EscalationReason> = ping
+                .rules
+                .clone()
+                .unwrap_or_default()
+                .into_iter()
+                .map(EscalationReason::Rule)
+                .collect();
             if let (Some(to), Some(mark)) = (ping.level_raised_to, &ping.mark) {
-                r.push(format!("level {to} ({mark})"));
+                r.push(EscalationReason::Level {
+                    to,
+                    mark: mark.clone(),
+                });
             }
             r
         }
         _ => Vec::new(),
-    }
+    };
+    reasons.iter().map(ToString::to_string).collect()
 }
 
 /// How long a call's closing ping waits for its seal before it goes without the folder.

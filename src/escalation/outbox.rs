@@ -81,7 +81,12 @@ pub struct CallReceipt {
 
 /// Where the outbox lives for `cfg`.
 pub fn dir(cfg: &Config) -> PathBuf {
-    cfg.data_dir().join("outbox")
+    dir_in(&cfg.data_dir())
+}
+
+/// Where the outbox lives under a data directory.
+pub fn dir_in(data_dir: &Path) -> PathBuf {
+    data_dir.join("outbox")
 }
 
 /// The outbox of `cfg` (nothing is created).
@@ -91,7 +96,7 @@ pub fn of(cfg: &Config) -> Outbox {
 
 /// The outbox of a data directory (nothing is created).
 pub fn in_data_dir(data_dir: &Path) -> Outbox {
-    Outbox::new(data_dir.join("outbox"))
+    Outbox::new(dir_in(data_dir))
 }
 
 /// The outbox folder.

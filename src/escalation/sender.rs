@@ -39,10 +39,15 @@ pub use crate::queue::RetryPolicy;
 /// The HTTP client for pings: no redirects (a redirected POST may turn into a GET and lose the
 /// body), a bounded time per attempt.
 pub fn client() -> Result<reqwest::Client, reqwest::Error> {
+    client_with_timeout(ATTEMPT_TIMEOUT)
+}
+
+/// [`client`] with another time per attempt (the doctor's shorter probes).
+pub fn client_with_timeout(timeout: Duration) -> Result<reqwest::Client, reqwest::Error> {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
-        .timeout(ATTEMPT_TIMEOUT)
-        .connect_timeout(Duration::from_secs(10))
+        .timeout(timeout)
+        .connect_timeout(Duration::from_secs(10).min(timeout))
         .user_agent(concat!("callguard/", env!("CARGO_PKG_VERSION")))
         .build()
 }
@@ -106,7 +111,6 @@ pub async fn attempt(client: &reqwest::Client, d: &Delivery) -> Outcome {
 }
 
 fn describe(e: &reqwest::Error) -> String {
-    use std::error::Error;
     let kind = if e.is_timeout() {
         "timed out"
     } else if e.is_connect() {
@@ -114,13 +118,11 @@ fn describe(e: &reqwest::Error) -> String {
     } else {
         "request failed"
     };
-    let mut msg = kind.to_string();
-    let mut src = e.source();
-    while let Some(s) = src {
-        msg.push_str(": ");
-        msg.push_str(&s.to_string());
-        src = s.source();
-    }
+    // The chain without reqwest's own top line, which names the URL.
+    let msg = match std::error::Error::source(e) {
+        Some(src) => format!("{kind}: {}", crate::host::error_chain(src)),
+        None => kind.to_string(),
+    };
     // The chain may repeat the URL, and a webhook URL holds its token.
     crate::redact::redact(&msg)
 }

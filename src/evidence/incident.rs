@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 
 use super::manifest::{Audio, RecordFile, WarningRecord};
 use super::seal::CallRecord;
-use crate::events::NoteField;
+use crate::events::{EscalationReason, NoteField};
 use crate::harassment::{FiredRule, Level, Mark, MarkKind, RuleAction};
 
 /// `incident.json`.
@@ -190,8 +190,7 @@ pub struct Delivery {
 /// The delivery state of a call's escalations as the team-lead outbox (under `data_dir`)
 /// knows it at the seal; `None` when it knows none (the record keeps `requested`).
 pub fn escalation_delivery(data_dir: &Path, call_id: &str) -> Option<Vec<Delivery>> {
-    let known =
-        crate::escalation::outbox::Outbox::new(data_dir.join("outbox")).call_deliveries(call_id);
+    let known = crate::escalation::outbox::in_data_dir(data_dir).call_deliveries(call_id);
     (!known.is_empty()).then(|| {
         known
             .into_iter()
@@ -384,7 +383,13 @@ pub fn build(
         rec.warnings
             .iter()
             .filter(|w| w.kind == "terminate")
-            .map(|w| format!("warning:terminate after {} s", w.after_secs)),
+            .map(|w| {
+                EscalationReason::Warning {
+                    kind: w.kind.clone(),
+                    after_secs: w.after_secs,
+                }
+                .to_string()
+            }),
     );
     let started = rec.started_at.with_timezone(&Local);
     let mut evidence = serde_json::json!({
@@ -1138,8 +1143,11 @@ impl IncidentData {
                         RuleAction::Escalate => "rule",
                         RuleAction::End => "grounds_to_end",
                     };
-                    self.escalations
-                        .push(Escalation::requested(kind, f.name.clone(), f.at));
+                    self.escalations.push(Escalation::requested(
+                        kind,
+                        EscalationReason::Rule(f.name.clone()).to_string(),
+                        f.at,
+                    ));
                     self.rules_fired.push(f.clone());
                 }
             }
@@ -1157,7 +1165,11 @@ impl IncidentData {
                 {
                     self.escalations.push(Escalation::requested(
                         "level",
-                        format!("level {} ({reason})", to.0),
+                        EscalationReason::Level {
+                            to: to.0,
+                            mark: reason.clone(),
+                        }
+                        .to_string(),
                         at,
                     ));
                 }
@@ -1178,14 +1190,21 @@ impl IncidentData {
                 }
                 self.escalations.push(Escalation::requested(
                     "warning",
-                    format!("warning:{kind} after {after_secs} s"),
+                    EscalationReason::Warning {
+                        kind: kind.clone(),
+                        after_secs,
+                    }
+                    .to_string(),
                     at,
                 ));
             }
             Update::Note(n) => self.notes.push(n),
             Update::Manual { at } => {
-                self.escalations
-                    .push(Escalation::requested("manual", "manual".into(), at));
+                self.escalations.push(Escalation::requested(
+                    "manual",
+                    EscalationReason::Manual.to_string(),
+                    at,
+                ));
             }
         }
     }

@@ -389,7 +389,7 @@ pub async fn run_with_handoff(
                 duration,
                 cause,
             } => {
-                let asterisk = ctx.opts.source == EvidenceSource::Asterisk;
+                let asterisk = ctx.opts.source == EvidenceSource::Pbx;
                 let done = match calls.get_mut(&call.call_id) {
                     Some(h) => {
                         let _ = h.tx.send(Msg::End {
@@ -413,7 +413,7 @@ pub async fn run_with_handoff(
                 }
             }
             Action::Recording { call_id, outcome } => {
-                if ctx.opts.source != EvidenceSource::Asterisk {
+                if ctx.opts.source != EvidenceSource::Pbx {
                     tracing::debug!(call_id = %call_id, "PBX recording ignored (evidence.source is not asterisk)");
                     continue;
                 }
@@ -536,11 +536,12 @@ fn spawn_call(ctx: Arc<Ctx>, call: Arc<CallInfo>) -> std::io::Result<CallHandle>
 
 /// The life of one call's evidence, on its own thread.
 fn call_thread(ctx: &Ctx, call: &CallInfo, rx: std_mpsc::Receiver<Msg>, backlog: &AtomicUsize) {
+    // A call is recorded from the stream or by the PBX; `off` never gets here.
     let source = match ctx.opts.source {
-        EvidenceSource::Asterisk => "asterisk",
-        _ => "stream",
+        EvidenceSource::Pbx => EvidenceSource::Pbx,
+        _ => EvidenceSource::Stream,
     };
-    let mut rec = CallRecord::from_call(call, source);
+    let mut rec = CallRecord::from_call(call, source.as_str());
     rec.incident.language = match ctx.opts.language {
         Language::En => "en",
         Language::Ja => "ja",
@@ -582,7 +583,7 @@ fn call_thread(ctx: &Ctx, call: &CallInfo, rx: std_mpsc::Receiver<Msg>, backlog:
     }
     save(&rec);
     // May we record at all?
-    let mut allowed = source == "stream";
+    let mut allowed = source == EvidenceSource::Stream;
     if allowed {
         let need = ctx.opts.min_free_mb.saturating_mul(1024 * 1024);
         match disk::free_bytes(&dir) {
@@ -679,7 +680,7 @@ fn call_thread(ctx: &Ctx, call: &CallInfo, rx: std_mpsc::Receiver<Msg>, backlog:
                 rec.end_cause = cause;
                 ended = true;
                 save(&rec);
-                if source == "stream" || outcome.is_some() {
+                if source == EvidenceSource::Stream || outcome.is_some() {
                     break;
                 }
             }
@@ -774,7 +775,7 @@ fn call_thread(ctx: &Ctx, call: &CallInfo, rx: std_mpsc::Receiver<Msg>, backlog:
             sealer.seal(&dir, &rec)
         }
         None => {
-            if source == "asterisk" {
+            if source == EvidenceSource::Pbx {
                 rec.problems
                     .push("callguard stopped before the PBX recording arrived".into());
             }

@@ -721,182 +721,96 @@ fn verify_call(dir: &Path, root: Option<&Root>, key: &VerifyingKey) -> CallVerdi
     v
 }
 
-/// Prints the outcome: one line per call (`OK <dir>` / `FAIL <dir>: <reasons>`), one per
-/// broken ledger, one per split call (`CALL …`) and per stray folder (`WARN …`, `FAIL …` with
-/// `strict`); or JSON lines.
-pub fn print(out: &Outcome, json: bool, strict: bool) {
-    for c in &out.calls {
-        if json {
-            let mut line = serde_json::json!({
-                "dir": c.dir, "call_id": c.call_id, "sha256": c.sha256,
-                "ok": c.failures.is_empty(), "open": c.open, "failures": c.failures,
-            });
-            if let Some(p) = &c.continues {
-                line["continues"] = serde_json::json!(p);
-            }
-            println!("{line}");
-        } else if c.open {
-            println!(
-                "OPEN {}: not sealed yet (call in progress or awaiting recovery)",
-                c.dir.display()
-            );
-        } else if c.failures.is_empty() {
-            println!("OK {}", c.dir.display());
-        } else {
-            println!("FAIL {}: {}", c.dir.display(), c.failures.join("; "));
-        }
-    }
-    for s in &out.split_calls {
-        if json {
-            let parts: Vec<_> = s
-                .parts
-                .iter()
-                .map(|(d, off)| serde_json::json!({"dir": d, "audio_offset_secs": off}))
-                .collect();
-            println!(
-                "{}",
-                serde_json::json!({"split_call": s.call_id, "parts": parts})
-            );
-        } else {
-            let parts: Vec<String> = s
-                .parts
-                .iter()
-                .enumerate()
-                .map(|(i, (d, off))| match off {
-                    Some(o) if i > 0 => format!("{} (audio from {o:.1} s)", d.display()),
-                    _ => d.display().to_string(),
-                })
-                .collect();
-            println!(
-                "CALL {}: one call in {} parts (callguard restarted during it): {}",
-                s.call_id,
-                s.parts.len(),
-                parts.join(" + ")
-            );
-        }
-    }
-    for s in &out.stray {
-        if json {
-            println!(
-                "{}",
-                serde_json::json!({"stray": s.dir, "files": s.files, "ok": !strict})
-            );
-        } else {
-            println!(
-                "{} {}: not sealed evidence: {} with no manifest.json and no meta.json",
-                if strict { "FAIL" } else { "WARN" },
-                s.dir.display(),
-                s.files.join(", ")
-            );
-        }
-    }
-    for l in &out.ledgers {
-        if json {
-            let line = serde_json::json!({
-                "ledger": l.ledger, "lines": l.lines, "ok": l.failures.is_empty(),
-                "failures": l.failures, "head": l.head,
-            });
-            println!("{line}");
-        } else if !l.failures.is_empty() {
-            for f in &l.failures {
-                println!("FAIL {}: {f}", l.ledger.display());
-            }
-        } else if l.head == HeadCheck::Unknown {
-            println!(
-                "NOTE {}: removal of the newest calls not checked: no ledger head here (verify on the workstation, or give --head with its ledger-head.json)",
-                l.ledger.display()
-            );
-        }
-    }
-}
-
-/// `callguard verify`: exit 0 all good, 1 any failure (with `strict`, a stray folder too),
-/// 2 usage error.
-pub fn cli(
-    config: Option<&Path>,
-    paths: Vec<PathBuf>,
-    pubkey: Option<PathBuf>,
-    head: Option<PathBuf>,
-    json: bool,
-    strict: bool,
-) -> std::process::ExitCode {
-    use std::process::ExitCode;
-    let need_config = paths.is_empty() || pubkey.is_none() || config.is_some();
-    let cfg = if need_config {
-        match crate::cli::load(config) {
-            Ok(c) => Some(c),
-            Err(code) => return code,
-        }
-    } else {
-        None
-    };
-    let key_path = match (&pubkey, &cfg) {
-        (Some(p), _) => p.clone(),
-        (None, Some(c)) => keys::key_paths(&c.data_dir()).1,
-        (None, None) => {
-            eprintln!("callguard verify: give --pubkey FILE");
-            return ExitCode::from(crate::cli::EXIT_USAGE);
-        }
-    };
-    let key = match keys::read_public(&key_path) {
-        Ok(k) => k,
-        Err(e) => {
-            eprintln!("callguard verify: public key: {e}");
-            return ExitCode::from(crate::cli::EXIT_USAGE);
-        }
-    };
-    let paths = if paths.is_empty() {
-        match &cfg {
-            Some(c) => vec![c.evidence_dir()],
-            None => Vec::new(),
-        }
-    } else {
-        paths
-    };
-    // On the workstation (its own key, from its configuration), its data dir holds the
-    // ledger head; a key given by hand is another machine's, whose head is not here.
-    let head = match (head, &cfg) {
-        (Some(f), _) => HeadSource::File(f),
-        (None, Some(c)) if pubkey.is_none() => HeadSource::DataDir(c.data_dir()),
-        _ => HeadSource::None,
-    };
-    match verify_paths_with(&paths, &key, &head) {
-        Ok(out) => {
-            print(&out, json, strict);
-            if out.ok_strict(strict) {
-                ExitCode::SUCCESS
+impl Outcome {
+    /// The report: one line per call (`OK <dir>`, `FAIL <dir>: <reasons>`, `OPEN <dir>: …`),
+    /// one per failure of a broken ledger, one per split call (`CALL …`) and per stray folder
+    /// (`WARN …`, `FAIL …` with `strict`); or JSON lines.
+    pub fn lines(&self, json: bool, strict: bool) -> Vec<String> {
+        let mut out = Vec::new();
+        for c in &self.calls {
+            if json {
+                let mut line = serde_json::json!({
+                    "dir": c.dir, "call_id": c.call_id, "sha256": c.sha256,
+                    "ok": c.failures.is_empty(), "open": c.open, "failures": c.failures,
+                });
+                if let Some(p) = &c.continues {
+                    line["continues"] = serde_json::json!(p);
+                }
+                out.push(line.to_string());
+            } else if c.open {
+                out.push(format!(
+                    "OPEN {}: not sealed yet (call in progress or awaiting recovery)",
+                    c.dir.display()
+                ));
+            } else if c.failures.is_empty() {
+                out.push(format!("OK {}", c.dir.display()));
             } else {
-                ExitCode::from(1)
+                out.push(format!(
+                    "FAIL {}: {}",
+                    c.dir.display(),
+                    c.failures.join("; ")
+                ));
             }
         }
-        Err(e) => {
-            eprintln!("callguard verify: {e}");
-            ExitCode::from(crate::cli::EXIT_USAGE)
+        for s in &self.split_calls {
+            if json {
+                let parts: Vec<_> = s
+                    .parts
+                    .iter()
+                    .map(|(d, off)| serde_json::json!({"dir": d, "audio_offset_secs": off}))
+                    .collect();
+                out.push(serde_json::json!({"split_call": s.call_id, "parts": parts}).to_string());
+            } else {
+                let parts: Vec<String> = s
+                    .parts
+                    .iter()
+                    .enumerate()
+                    .map(|(i, (d, off))| match off {
+                        Some(o) if i > 0 => format!("{} (audio from {o:.1} s)", d.display()),
+                        _ => d.display().to_string(),
+                    })
+                    .collect();
+                out.push(format!(
+                    "CALL {}: one call in {} parts (callguard restarted during it): {}",
+                    s.call_id,
+                    s.parts.len(),
+                    parts.join(" + ")
+                ));
+            }
         }
-    }
-}
-
-/// `callguard key show`: the public key (PEM), its `key_id` and file; the key is made if missing.
-pub fn key_show(config: Option<&Path>) -> std::process::ExitCode {
-    use std::process::ExitCode;
-    let cfg = match crate::cli::load(config) {
-        Ok(c) => c,
-        Err(code) => return code,
-    };
-    let data = cfg.data_dir();
-    match keys::load_or_create(&data) {
-        Ok(k) => {
-            let public = k.verifying_key();
-            let (_, pub_path) = keys::key_paths(&data);
-            println!("key_id: {}", keys::key_id(&public));
-            println!("public key file: {}", pub_path.display());
-            println!("public key (base64): {}", B64.encode(public.as_bytes()));
-            print!("{}", keys::public_pem(&public));
-            ExitCode::SUCCESS
+        for s in &self.stray {
+            if json {
+                out.push(
+                    serde_json::json!({"stray": s.dir, "files": s.files, "ok": !strict})
+                        .to_string(),
+                );
+            } else {
+                out.push(format!(
+                    "{} {}: not sealed evidence: {} with no manifest.json and no meta.json",
+                    if strict { "FAIL" } else { "WARN" },
+                    s.dir.display(),
+                    s.files.join(", ")
+                ));
+            }
         }
-        Err(e) => {
-            eprintln!("callguard key show: {e}");
-            ExitCode::FAILURE
+        for l in &self.ledgers {
+            if json {
+                let line = serde_json::json!({
+                    "ledger": l.ledger, "lines": l.lines, "ok": l.failures.is_empty(),
+                    "failures": l.failures, "head": l.head,
+                });
+                out.push(line.to_string());
+            } else if !l.failures.is_empty() {
+                for f in &l.failures {
+                    out.push(format!("FAIL {}: {f}", l.ledger.display()));
+                }
+            } else if l.head == HeadCheck::Unknown {
+                out.push(format!(
+                    "NOTE {}: removal of the newest calls not checked: no ledger head here (verify on the workstation, or give --head with its ledger-head.json)",
+                    l.ledger.display()
+                ));
+            }
         }
+        out
     }
 }

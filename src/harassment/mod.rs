@@ -9,8 +9,6 @@ use std::time::Duration;
 use chrono::{DateTime, FixedOffset};
 use serde::{Deserialize, Serialize};
 
-use crate::config::WarningKind;
-
 /// What the caller did (or, for `symptom`, what the agent suffers).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
 #[serde(rename_all = "lowercase")]
@@ -569,5 +567,25 @@ mod tests {
         let err = "yelling".parse::<MarkKind>().unwrap_err().to_string();
         assert!(err.contains("yelling") && err.contains("symptom"), "{err}");
         assert_eq!(default_rules()[0].name(), "abuse#1:escalate");
+    }
+}
+
+/// What a warning step means for the call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WarningKind {
+    /// Hand the call to a team lead.
+    Escalate,
+    /// The call meets a criterion for ending it.
+    Terminate,
+}
+
+impl WarningKind {
+    /// Contract spelling (`escalate` / `terminate`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WarningKind::Escalate => "escalate",
+            WarningKind::Terminate => "terminate",
+        }
     }
 }

@@ -196,7 +196,7 @@ impl Rest {
         }
         let resp = req.send().await.map_err(|e| RestError::Transport {
             what: what.to_string(),
-            msg: error_chain(&e),
+            msg: crate::host::error_chain(&e),
         })?;
         let status = resp.status();
         if status == StatusCode::UNAUTHORIZED {
@@ -223,7 +223,7 @@ impl Rest {
             .await?;
         let bytes = resp.bytes().await.map_err(|e| RestError::Transport {
             what: what.into(),
-            msg: error_chain(&e),
+            msg: crate::host::error_chain(&e),
         })?;
         serde_json::from_slice(&bytes).map_err(|e| RestError::Body {
             what: what.into(),
@@ -294,7 +294,7 @@ impl Rest {
             let mut n = 0u64;
             while let Some(chunk) = resp.chunk().await.map_err(|e| RestError::Transport {
                 what: what.clone(),
-                msg: error_chain(&e),
+                msg: crate::host::error_chain(&e),
             })? {
                 file.write_all(&chunk).await.map_err(io)?;
                 n += chunk.len() as u64;
@@ -309,18 +309,6 @@ impl Rest {
         }
         copied
     }
-}
-
-/// reqwest hides the useful part (connection refused…) in the source chain.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut msg = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        msg.push_str(": ");
-        msg.push_str(&s.to_string());
-        source = s.source();
-    }
-    msg
 }
 
 /// ARI error bodies are `{"message":"…"}`.
