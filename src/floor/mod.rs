@@ -1,0 +1,9 @@
+//! The floor tier (DESIGN.md, "The floor tier"): the bus contract shared by the workstation
+//! daemons and the `callguard floor` service, the `[floor]` configuration, and the workstation's
+//! side of the bus (publisher, acks, caller history, ledger anchoring).
+
+pub mod config;
+pub mod contract;
+pub mod link;
+pub mod mapping;
+pub mod texts;
