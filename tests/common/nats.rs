@@ -70,6 +70,20 @@ impl NatsServer {
             for (name, content) in files {
                 std::fs::write(dir.path().join(name), content).expect("write a config file");
             }
+            // The store always lives in the temp dir: a `store_dir` of the file is pointed there
+            // (nats-server refuses one given both in the file and with `-sd`).
+            let store = dir.path().join("store");
+            let text: String = text
+                .lines()
+                .map(|l| {
+                    if l.trim_start().starts_with("store_dir") {
+                        format!("  store_dir: \"{}\"", store.display())
+                    } else {
+                        l.to_string()
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join("\n");
             let p = dir.path().join("nats.conf");
             std::fs::write(&p, text).expect("write nats.conf");
             p
@@ -145,12 +159,15 @@ impl NatsServer {
             .arg(self.port.to_string())
             .arg("-m")
             .arg(self.monitor_port.to_string())
-            .arg("-js")
-            .arg("-sd")
-            .arg(&store)
-            .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(log2);
+            .arg("-js");
+        let file_has_store = self
+            .config
+            .as_ref()
+            .is_some_and(|c| std::fs::read_to_string(c).is_ok_and(|t| t.contains("store_dir")));
+        if !file_has_store {
+            cmd.arg("-sd").arg(&store);
+        }
+        cmd.stdin(Stdio::null()).stdout(log).stderr(log2);
         let child = cmd
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", self.binary.display()));
