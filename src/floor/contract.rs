@@ -525,7 +525,8 @@ pub enum EventBody {
         manifest_sha256: String,
         /// SHA-256 hex of the line's exact bytes (without the newline): the next line's `prev`.
         line_sha256: String,
-        /// The line's `prev`.
+        /// The line's `prev`, where the publisher has it (empty otherwise).
+        #[serde(default)]
         prev: String,
         /// The call folder, relative to the evidence root.
         #[serde(default)]

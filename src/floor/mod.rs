@@ -7,3 +7,4 @@ pub mod contract;
 pub mod link;
 pub mod mapping;
 pub mod texts;
+pub mod anchor;
