@@ -50,6 +50,10 @@ pub enum Command {
         /// One JSON object per call.
         #[arg(long)]
         json: bool,
+        /// Also compare the ledger with the last line the floor has seen from this workstation
+        /// (`[floor]`): a ledger shorter than that lost its tail.
+        #[arg(long)]
+        against_floor: bool,
     },
     /// Show the running daemon's state (through the control socket).
     Status {
@@ -191,7 +195,18 @@ pub fn main() -> ExitCode {
             paths,
             pubkey,
             json,
-        } => crate::evidence::verify::cli(cli.config.as_deref(), paths, pubkey, json),
+            against_floor,
+        } => {
+            let anchored = match against_floor {
+                true => match floor_anchor(cli.config.as_deref(), json) {
+                    Ok(ok) => ok,
+                    Err(code) => return code,
+                },
+                false => true,
+            };
+            let code = crate::evidence::verify::cli(cli.config.as_deref(), paths, pubkey, json);
+            if anchored { code } else { ExitCode::from(1) }
+        }
         Command::Status { json } => match load(cli.config.as_deref()) {
             Ok(cfg) => crate::control::status_command(&cfg, json),
             Err(code) => code,
@@ -261,6 +276,46 @@ fn check_with_origin(explicit: Option<&std::path::Path>) -> ExitCode {
         Err(e) => {
             eprintln!("callguard: configuration error: {e}");
             ExitCode::from(EXIT_USAGE)
+        }
+    }
+}
+
+/// `verify --against-floor`: prints the comparison of the local ledger with the floor's copy;
+/// `Ok(passed)`, or the exit code when it cannot be asked.
+fn floor_anchor(config: Option<&std::path::Path>, json: bool) -> Result<bool, ExitCode> {
+    let cfg = load(config)?;
+    let Some(floor) = cfg.floor.clone() else {
+        eprintln!("callguard verify: --against-floor needs a [floor] table in the configuration");
+        return Err(ExitCode::from(EXIT_USAGE));
+    };
+    let host = crate::doctor::hostname();
+    let agent = floor.agent_id(&cfg.agent, &host);
+    let evidence = cfg.evidence_dir();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            eprintln!("callguard: cannot start the async runtime: {e}");
+            ExitCode::FAILURE
+        })?;
+    let result = rt.block_on(crate::floor::anchor::against_floor(
+        &floor, &agent, &host, &evidence,
+    ));
+    match result {
+        Ok(a) => {
+            if json {
+                let line = serde_json::json!({"floor": a, "ok": a.is_ok(), "detail": a.describe()});
+                println!("{line}");
+            } else if a.is_ok() {
+                println!("OK   ledger vs floor: {}", a.describe());
+            } else {
+                println!("FAIL ledger vs floor: {}", a.describe());
+            }
+            Ok(a.is_ok())
+        }
+        Err(e) => {
+            eprintln!("callguard verify: cannot ask the floor: {e}");
+            Err(ExitCode::from(1))
         }
     }
 }

@@ -136,6 +136,9 @@ pub struct DaemonStatus {
     /// The daemon's parts (connector, tracker, sinks, control) and their states.
     #[serde(default)]
     pub parts: Vec<crate::supervisor::PartStatus>,
+    /// The floor bus link and backlog, with `[floor]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub floor: Option<crate::floor::state::FloorStatus>,
 }
 
 /// [`TrackerStatus`], (de)serializable for clients.
@@ -286,6 +289,7 @@ pub struct ControlContext {
     local_sound: bool,
     started_at: String,
     parts: crate::supervisor::Parts,
+    floor: Option<std::sync::Arc<crate::floor::state::FloorState>>,
 }
 
 impl ControlContext {
@@ -307,12 +311,22 @@ impl ControlContext {
             local_sound: cfg.prompt.local,
             started_at: chrono::Local::now().fixed_offset().to_rfc3339(),
             parts: Default::default(),
+            floor: None,
         }
     }
 
     /// Shows these parts' states in `status`.
     pub fn with_parts(mut self, parts: crate::supervisor::Parts) -> ControlContext {
         self.parts = parts;
+        self
+    }
+
+    /// Shows the floor bus in `status`.
+    pub fn with_floor(
+        mut self,
+        floor: Option<std::sync::Arc<crate::floor::state::FloorState>>,
+    ) -> ControlContext {
+        self.floor = floor;
         self
     }
 }
@@ -618,6 +632,7 @@ async fn status(shared: &Shared) -> DaemonStatus {
         },
         recent_errors,
         parts: ctx.parts.snapshot(),
+        floor: ctx.floor.as_ref().map(|f| f.snapshot()),
     }
 }
 
@@ -875,6 +890,9 @@ pub fn render_status(s: &DaemonStatus) -> String {
     }
     for u in &s.outbox.unreadable {
         let _ = writeln!(o, "  UNREADABLE {u}");
+    }
+    if let Some(f) = &s.floor {
+        let _ = writeln!(o, "Floor bus: {}", f.describe());
     }
     if !s.parts.is_empty() {
         let _ = writeln!(o, "Parts:");

@@ -23,12 +23,12 @@ pub fn local_lines(evidence_dir: &Path) -> std::io::Result<Vec<(u64, String)>> {
     struct Seq {
         seq: u64,
     }
-    let text = match std::fs::read_to_string(evidence_dir.join(crate::evidence::layout::LEDGER_FILE))
-    {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-        Err(e) => return Err(e),
-    };
+    let text =
+        match std::fs::read_to_string(evidence_dir.join(crate::evidence::layout::LEDGER_FILE)) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(e) => return Err(e),
+        };
     Ok(text
         .lines()
         .filter(|l| !l.is_empty())
