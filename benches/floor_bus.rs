@@ -69,8 +69,13 @@ async fn start_nats() -> Nats {
     let url = format!("nats://127.0.0.1:{port}");
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
+        // JetStream answers (even "no such stream") once it is up.
         if let Ok(c) = async_nats::connect(&url).await
-            && jetstream::new(c).query_account().await.is_ok()
+            && let Err(e) = jetstream::new(c).get_stream("NONE").await
+            && matches!(
+                e.kind(),
+                jetstream::context::GetStreamErrorKind::JetStream(_)
+            )
         {
             break;
         }

@@ -154,8 +154,10 @@ async fn a_workstation_can_act_only_as_itself() {
         .expect("the client accepts the subscription (the server refuses it)");
     let mut own = ws1.subscribe_acks().await.expect("own acks");
     let mut victim = ws2.subscribe_acks().await.expect("1002's acks");
-    ws1.client().flush().await.expect("flush");
-    ws2.client().flush().await.expect("flush");
+    // A round trip on each connection: the server has taken their subscriptions before the
+    // floor publishes (a flush only empties the client's buffer).
+    ws1.check_stream().await.expect("round trip");
+    ws2.check_stream().await.expect("round trip");
     floor
         .publish(contract::ack_subject(SITE, "1002"), "for-1002".into())
         .await
@@ -165,12 +167,12 @@ async fn a_workstation_can_act_only_as_itself() {
         .await
         .expect("ack to 1001");
     floor.flush().await.expect("flush");
-    let got = tokio::time::timeout(Duration::from_secs(5), own.next())
+    let got = tokio::time::timeout(Duration::from_secs(30), own.next())
         .await
         .expect("1001 receives its own ack")
         .expect("subscription open");
     assert_eq!(&got.payload[..], b"for-1001");
-    let got = tokio::time::timeout(Duration::from_secs(5), victim.next())
+    let got = tokio::time::timeout(Duration::from_secs(30), victim.next())
         .await
         .expect("1002 receives its ack")
         .expect("subscription open");

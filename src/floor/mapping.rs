@@ -332,6 +332,53 @@ impl Mapper {
         }
     }
 
+    /// An `escalation` event with a ping's final delivery state, as the team-lead outbox knows
+    /// it (`state`: its text, `delivered …` or `failed: …`); `None` while it is still queued.
+    pub fn delivery(
+        &self,
+        call: &CallInfo,
+        reason: &str,
+        state: &str,
+        now: DateTime<FixedOffset>,
+    ) -> Option<FloorEvent> {
+        let (st, error) = if state.starts_with("delivered") {
+            (DeliveryState::Delivered, None)
+        } else if let Some(why) = state.strip_prefix("failed: ") {
+            (DeliveryState::Failed, Some(why.to_string()))
+        } else {
+            return None;
+        };
+        let escalation_id = contract::event_id(&[
+            &self.id.site,
+            &self.id.agent,
+            &call.call_id,
+            "escalation",
+            reason,
+        ]);
+        Some(self.envelope(
+            Some(call),
+            now,
+            Some(elapsed(call, now)),
+            self.level_of(&call.call_id),
+            &[reason, state],
+            EventBody::Escalation {
+                escalation_id,
+                reason: reason.to_string(),
+                note: None,
+                delivery: Delivery {
+                    state: st,
+                    targets: self.id.webhook_targets,
+                    delivered: if st == DeliveryState::Delivered {
+                        self.id.webhook_targets
+                    } else {
+                        0
+                    },
+                    error,
+                },
+            },
+        ))
+    }
+
     /// A heartbeat now.
     pub fn heartbeat(
         &self,

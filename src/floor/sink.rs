@@ -136,6 +136,9 @@ impl FloorSink {
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let up_since = now();
         let lang = self.cfg.language;
+        // Calls whose team-lead pings may still change state: followed in the outbox until each
+        // is delivered or failed, then published as an `escalation` event with that state.
+        let mut pings = Pings::new(crate::escalation::outbox_dir(&self.cfg));
         loop {
             tokio::select! {
                 a = actions.recv() => {
@@ -145,7 +148,12 @@ impl FloorSink {
                     {
                         self.ask_history(&link, &mapper, call, &ctx);
                     }
-                    for ev in mapper.map(&a, now()) {
+                    pings.note(&a);
+                    let mut evs = mapper.map(&a, now());
+                    if let Action::CallEnded { .. } = &a {
+                        evs.extend(pings.settled(&mapper));
+                    }
+                    for ev in evs {
                         let subject = mapper.identity().subject(&ev);
                         if let Err(e) = backlog.push(subject, ev) {
                             tracing::error!(error = %e, "cannot queue a floor event on disk");
@@ -159,9 +167,11 @@ impl FloorSink {
                 },
                 _ = heartbeat.tick() => {
                     let hb = mapper.heartbeat(now(), self.floor.heartbeat, backlog.stats().events, up_since);
-                    let subject = mapper.identity().subject(&hb);
-                    if let Err(e) = backlog.push(subject, hb) {
-                        tracing::warn!(error = %e, "cannot queue a floor heartbeat");
+                    for ev in std::iter::once(hb).chain(pings.settled(&mapper)) {
+                        let subject = mapper.identity().subject(&ev);
+                        if let Err(e) = backlog.push(subject, ev) {
+                            tracing::warn!(error = %e, "cannot queue a floor event");
+                        }
                     }
                     let b = backlog.clone();
                     tokio::task::spawn_blocking(move || b.prune(KEEP_RECEIPTS));
@@ -294,6 +304,65 @@ impl FloorSink {
                 Err(_) => {}
             }
         });
+    }
+}
+
+/// The calls whose team-lead pings are followed until their delivery is final.
+struct Pings {
+    outbox: crate::escalation::outbox::Outbox,
+    calls: std::collections::HashMap<
+        String,
+        (
+            std::sync::Arc<crate::events::CallInfo>,
+            std::collections::HashSet<String>,
+        ),
+    >,
+}
+
+impl Pings {
+    fn new(dir: std::path::PathBuf) -> Pings {
+        Pings {
+            outbox: crate::escalation::outbox::Outbox::new(dir),
+            calls: Default::default(),
+        }
+    }
+
+    /// Starts following a call when something pinged its lead.
+    fn note(&mut self, a: &Action) {
+        let call = match a {
+            Action::Escalation { call, .. } => call,
+            Action::Warning(call, w) if w.notify_lead => call,
+            Action::Marked(m) if m.pings_lead() => &m.call,
+            _ => return,
+        };
+        self.calls
+            .entry(call.call_id.clone())
+            .or_insert_with(|| (call.clone(), Default::default()));
+    }
+
+    /// The final delivery states not published yet; a call is dropped once every ping of it
+    /// is final and the call is over.
+    fn settled(&mut self, mapper: &Mapper) -> Vec<super::contract::FloorEvent> {
+        let mut out = Vec::new();
+        let at = now();
+        self.calls.retain(|call_id, (call, done)| {
+            let known = self.outbox.call_deliveries(call_id);
+            let mut open = false;
+            for (reason, state) in &known {
+                if done.contains(reason) {
+                    continue;
+                }
+                match mapper.delivery(call, reason, state, at) {
+                    Some(ev) => {
+                        done.insert(reason.clone());
+                        out.push(ev);
+                    }
+                    None => open = true,
+                }
+            }
+            open || mapper.is_open(call_id)
+        });
+        out
     }
 }
 
