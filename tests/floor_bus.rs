@@ -32,6 +32,11 @@ struct Setup {
 
 /// A workstation config: agent 1001 on site tokyo-1, evidence on, `[floor]` with `extra` keys.
 fn setup(pbx_url: &str, nats_url: &str, extra: &str) -> Setup {
+    setup_with(pbx_url, nats_url, extra, "")
+}
+
+/// [`setup`] with more top-level tables (`before`, e.g. webhooks) ahead of `[floor]`.
+fn setup_with(pbx_url: &str, nats_url: &str, extra: &str, before: &str) -> Setup {
     let dir = tempfile::tempdir().expect("temp dir");
     let config = dir.path().join("callguard.toml");
     let text = format!(
@@ -56,12 +61,19 @@ min_free_mb = 0
 [control]
 socket = "{socket}"
 
+{before}
+
 [floor]
 nats_url = "{nats_url}"
 site = "{SITE}"
-heartbeat = "1h"
+{heartbeat}
 {extra}
 "#,
+        heartbeat = if extra.contains("heartbeat") {
+            ""
+        } else {
+            "heartbeat = \"1h\""
+        },
         state = dir.path().join("state").display(),
         evidence = dir.path().join("evidence").display(),
         socket = dir.path().join("control.sock").display(),
@@ -668,4 +680,53 @@ async fn ledger_lines_are_anchored_and_verify_against_floor_catches_a_lost_tail(
             "stdout: {out}\nstderr: {err}"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_escalation_is_published_then_its_delivered_ping() {
+    let nats = NatsServer::start().await;
+    let floor = async_nats::connect(nats.url())
+        .await
+        .expect("floor connects");
+    let mut stream = create_stream(&floor).await;
+    let mut hook = common::http::Receiver::start(vec![common::http::reply(200)]).await;
+    let mut pbx = FakePbx::start().await;
+    let s = setup_with(
+        &pbx.url,
+        &nats.url(),
+        "show_history = false\nheartbeat = \"1s\"",
+        &format!("[[escalation.webhook]]\nurl = \"{}\"\n", hook.url("/lead")),
+    );
+    let _d = DaemonProc::spawn(&s, None, "run");
+    let mut conn = pbx.accept().await;
+    conn.send(start("c-esc")).await;
+    wait_events(&mut stream, "call.start", |evs| {
+        evs.iter()
+            .any(|e| e.kind() == EventKind::CallStart)
+            .then_some(())
+    })
+    .await;
+    let (code, _, err) = common::cli(&s.config, &["escalate"]).await;
+    assert_eq!(code, 0, "{err}");
+    let _ = tokio::time::timeout(DEADLINE, hook.next())
+        .await
+        .expect("the lead's webhook got the ping");
+    let states = wait_events(&mut stream, "the ping's delivered state", |evs| {
+        let states: Vec<contract::DeliveryState> = evs
+            .iter()
+            .filter_map(|e| match &e.body {
+                EventBody::Escalation { delivery, .. } => Some(delivery.state),
+                _ => None,
+            })
+            .collect();
+        states
+            .contains(&contract::DeliveryState::Delivered)
+            .then_some(states)
+    })
+    .await;
+    assert_eq!(
+        states.first(),
+        Some(&contract::DeliveryState::Queued),
+        "first the escalation as asked: {states:?}"
+    );
 }
