@@ -5,8 +5,8 @@ SHELL := /bin/bash
 CARGO ?= cargo
 # Debian packages: ALSA headers for rodio/cpal, a session D-Bus for the notification tests,
 # pkg-config for the -sys crates; gsettings + GNOME's media-keys schema and kwriteconfig5 for the
-# hotkey set-up test.
-DEB_PACKAGES := libasound2-dev pkg-config dbus dbus-daemon libglib2.0-bin gnome-settings-daemon-common libkf5config-bin
+# hotkey set-up test; nats-server for the floor-bus tests.
+DEB_PACKAGES := libasound2-dev pkg-config dbus dbus-daemon libglib2.0-bin gnome-settings-daemon-common libkf5config-bin nats-server
 
 .PHONY: demo test deps check lint bench sounds clean deb
 

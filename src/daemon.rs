@@ -71,6 +71,7 @@ pub struct Daemon {
     commands_tx: mpsc::Sender<Command>,
     commands_rx: mpsc::Receiver<Command>,
     parts: Parts,
+    floor: Option<Arc<crate::floor::state::FloorState>>,
 }
 
 impl Daemon {
@@ -79,8 +80,13 @@ impl Daemon {
     pub fn new(cfg: Config, opts: RunOptions) -> Daemon {
         let sinks = sinks(&cfg, &opts);
         let followers = crate::evidence::followers::from_config(&cfg);
+        let floor = crate::floor::sink::FloorSink::from_config(&cfg, opts.desktop);
         let mut d = Daemon::with_sinks(cfg, opts, sinks);
         d.followers = followers;
+        if let Some(f) = floor {
+            d.floor = Some(f.state());
+            d.add_sink(Box::new(f));
+        }
         d
     }
 
@@ -96,6 +102,7 @@ impl Daemon {
             commands_tx,
             commands_rx,
             parts: Parts::default(),
+            floor: None,
         };
         for s in sinks {
             d.add_sink(s);
@@ -142,6 +149,7 @@ impl Daemon {
             commands_tx,
             commands_rx,
             parts,
+            floor,
         } = self;
         // One daemon per data and evidence folder: two would fork the ledger's chain and
         // recover each other's live recordings.
@@ -177,8 +185,9 @@ impl Daemon {
             sup.spawn(name, sink.run(rx, ctx.clone()));
         }
         drop(ctx);
-        let control =
-            crate::control::ControlContext::new(&cfg, commands_tx, &bus).with_parts(parts.clone());
+        let control = crate::control::ControlContext::new(&cfg, commands_tx, &bus)
+            .with_parts(parts.clone())
+            .with_floor(floor);
         let control_stop = shutdown.clone();
         sup.spawn("control", async move {
             crate::control::serve(control, control_stop).await;

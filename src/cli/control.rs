@@ -151,6 +151,9 @@ pub fn render_status(s: &DaemonStatus) -> String {
     for u in &s.outbox.unreadable {
         let _ = writeln!(o, "  UNREADABLE {u}");
     }
+    if let Some(f) = &s.floor {
+        let _ = writeln!(o, "Floor bus: {}", f.describe());
+    }
     if !s.parts.is_empty() {
         let _ = writeln!(o, "Parts:");
         for p in &s.parts {

@@ -61,6 +61,10 @@ pub enum Command {
         /// Exit 1 also for folders holding files that are not sealed evidence.
         #[arg(long)]
         strict: bool,
+        /// Also compare the ledger with the last line the floor has seen from this workstation
+        /// (`[floor]`): a ledger shorter than that lost its tail.
+        #[arg(long)]
+        against_floor: bool,
     },
     /// Show the running daemon's state (through the control socket).
     Status {
@@ -206,7 +210,18 @@ pub fn main() -> ExitCode {
             json,
             head,
             strict,
-        } => verify::cli(cli.config.as_deref(), paths, pubkey, head, json, strict),
+            against_floor,
+        } => {
+            let anchored = match against_floor {
+                true => match floor_anchor(cli.config.as_deref(), json) {
+                    Ok(ok) => ok,
+                    Err(code) => return code,
+                },
+                false => true,
+            };
+            let code = verify::cli(cli.config.as_deref(), paths, pubkey, head, json, strict);
+            if anchored { code } else { ExitCode::from(1) }
+        }
         Command::Status { json } => match load(cli.config.as_deref()) {
             Ok(cfg) => control::status_command(&cfg, json),
             Err(code) => code,
@@ -311,6 +326,40 @@ pub(crate) fn start_runtime(multi_thread: bool) -> Option<tokio::runtime::Runtim
         Err(e) => {
             eprintln!("callguard: cannot start the async runtime: {e}");
             None
+        }
+    }
+}
+
+/// `verify --against-floor`: prints the comparison of the local ledger with the floor's copy;
+/// `Ok(passed)`, or the exit code when it cannot be asked.
+fn floor_anchor(config: Option<&std::path::Path>, json: bool) -> Result<bool, ExitCode> {
+    let cfg = load(config)?;
+    let Some(floor) = cfg.floor.clone() else {
+        eprintln!("callguard verify: --against-floor needs a [floor] table in the configuration");
+        return Err(ExitCode::from(EXIT_USAGE));
+    };
+    let host = crate::host::name();
+    let agent = floor.agent_id(&cfg.agent, &host);
+    let evidence = cfg.evidence_dir();
+    let rt = start_runtime(false).ok_or(ExitCode::FAILURE)?;
+    let result = rt.block_on(crate::floor::anchor::against_floor(
+        &floor, &agent, &host, &evidence,
+    ));
+    match result {
+        Ok(a) => {
+            if json {
+                let line = serde_json::json!({"floor": a, "ok": a.is_ok(), "detail": a.describe()});
+                println!("{line}");
+            } else if a.is_ok() {
+                println!("OK   ledger vs floor: {}", a.describe());
+            } else {
+                println!("FAIL ledger vs floor: {}", a.describe());
+            }
+            Ok(a.is_ok())
+        }
+        Err(e) => {
+            eprintln!("callguard verify: cannot ask the floor: {e}");
+            Err(ExitCode::from(1))
         }
     }
 }

@@ -120,6 +120,9 @@ pub struct DaemonStatus {
     /// The daemon's parts (connector, tracker, sinks, control) and their states.
     #[serde(default)]
     pub parts: Vec<crate::supervisor::PartStatus>,
+    /// The floor bus link and backlog, with `[floor]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub floor: Option<crate::floor::state::FloorStatus>,
 }
 
 /// [`TrackerStatus`], (de)serializable for clients.

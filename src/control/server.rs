@@ -82,6 +82,7 @@ pub struct ControlContext {
     local_sound: bool,
     started_at: String,
     parts: crate::supervisor::Parts,
+    floor: Option<std::sync::Arc<crate::floor::state::FloorState>>,
 }
 
 impl ControlContext {
@@ -103,12 +104,22 @@ impl ControlContext {
             local_sound: cfg.prompt.local,
             started_at: chrono::Local::now().fixed_offset().to_rfc3339(),
             parts: Default::default(),
+            floor: None,
         }
     }
 
     /// Shows these parts' states in `status`.
     pub fn with_parts(mut self, parts: crate::supervisor::Parts) -> ControlContext {
         self.parts = parts;
+        self
+    }
+
+    /// Shows the floor bus in `status`.
+    pub fn with_floor(
+        mut self,
+        floor: Option<std::sync::Arc<crate::floor::state::FloorState>>,
+    ) -> ControlContext {
+        self.floor = floor;
         self
     }
 }
@@ -534,6 +545,7 @@ async fn status(shared: &Shared) -> DaemonStatus {
         },
         recent_errors,
         parts: ctx.parts.snapshot(),
+        floor: ctx.floor.as_ref().map(|f| f.snapshot()),
     }
 }
 

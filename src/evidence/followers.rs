@@ -128,9 +128,9 @@ pub trait EvidenceFollower: Send + Sync + 'static {
 
 /// The followers the configuration asks for. One line per follower.
 pub fn from_config(cfg: &Config) -> Vec<Arc<dyn EvidenceFollower>> {
-    let _ = cfg;
     #[allow(unused_mut)]
     let mut list: Vec<Arc<dyn EvidenceFollower>> = Vec::new();
+    list.extend(crate::floor::follower::LedgerAnchor::from_config(cfg));
     list
 }
 

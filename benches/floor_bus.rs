@@ -1,0 +1,374 @@
+//! The floor bus, measured against a real `nats-server` (JetStream, loopback, temp store):
+//!
+//! 1. daemon CPU for the same ingest flood (generic protocol: calls with start, media frames,
+//!    end) with the floor publisher off and on, in the same run: the ratio;
+//! 2. publish latency for 10,000 events: the server's PubAck round trip alone, and the whole
+//!    path (written to the durable backlog → published → seen by a subscriber);
+//! 3. backlog drain rate: 10,000 events queued while the server is away, then drained.
+//!
+//! Run: `cargo bench --bench floor_bus` (`FLOOD_CALLS`, `LATENCY_EVENTS`, `DRAIN_EVENTS` to change).
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream;
+use callguard::floor::backlog::Backlog;
+use callguard::floor::config::FloorConfig;
+use callguard::floor::contract::{self, EventBody, FloorEvent, PbxState};
+use callguard::floor::link::{ConnectMode, Link};
+use callguard::floor::state::FloorState;
+use futures_util::{SinkExt, StreamExt};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_util::sync::CancellationToken;
+
+fn env_n(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
+}
+
+struct Nats {
+    child: Child,
+    url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Nats {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn nats_binary() -> std::path::PathBuf {
+    for p in ["/usr/sbin/nats-server", "/usr/bin/nats-server"] {
+        if Path::new(p).is_file() {
+            return p.into();
+        }
+    }
+    panic!("nats-server is not installed (make deps)");
+}
+
+async fn start_nats() -> Nats {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let child = Command::new(nats_binary())
+        .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
+        .arg(dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start nats-server");
+    let url = format!("nats://127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        // JetStream answers (even "no such stream") once it is up.
+        if let Ok(c) = async_nats::connect(&url).await
+            && let Err(e) = jetstream::new(c).get_stream("NONE").await
+            && matches!(
+                e.kind(),
+                jetstream::context::GetStreamErrorKind::JetStream(_)
+            )
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "nats-server did not come up");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Nats {
+        child,
+        url,
+        _dir: dir,
+    }
+}
+
+async fn create_stream(url: &str) -> jetstream::stream::Stream {
+    let c = async_nats::connect(url).await.expect("connect");
+    jetstream::new(c)
+        .create_stream(jetstream::stream::Config {
+            name: contract::STREAM.into(),
+            subjects: contract::stream_subjects(),
+            duplicate_window: contract::DUPLICATE_WINDOW,
+            ..Default::default()
+        })
+        .await
+        .expect("stream")
+}
+
+fn heartbeat(i: usize) -> FloorEvent {
+    FloorEvent {
+        schema: contract::SCHEMA.into(),
+        id: contract::event_id(&["bench", &i.to_string()]),
+        site: "bench".into(),
+        host: "ws".into(),
+        agent: "1001".into(),
+        agent_name: "佐藤".into(),
+        call_id: Some(format!("c-{i}")),
+        caller: Default::default(),
+        at: chrono::Local::now().fixed_offset(),
+        elapsed_secs: Some(1),
+        level: Some(1),
+        body: EventBody::Heartbeat {
+            pbx_state: PbxState::Up,
+            pbx_detail: String::new(),
+            open_calls: 1,
+            version: "bench".into(),
+            interval_secs: 30,
+            backlog: 0,
+            up_since: None,
+        },
+    }
+}
+
+fn floor_cfg(url: &str) -> FloorConfig {
+    FloorConfig {
+        nats_url: url.into(),
+        site: "bench".into(),
+        ..FloorConfig::default()
+    }
+}
+
+fn pct(v: &mut [Duration], p: f64) -> Duration {
+    v.sort();
+    let i = ((v.len() as f64 - 1.0) * p).round() as usize;
+    v[i]
+}
+
+/// (user+system CPU seconds) of a process.
+fn cpu_secs(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = rustix::param::clock_ticks_per_second() as f64;
+    (f[11].parse::<f64>().unwrap_or(0.0) + f[12].parse::<f64>().unwrap_or(0.0)) / ticks
+}
+
+/// Runs the daemon through the flood; returns its CPU seconds for it.
+async fn flood_cpu(calls: usize, floor_url: Option<&str>) -> f64 {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("ws://{}/", listener.local_addr().expect("addr"));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("callguard.toml");
+    let mut text = format!(
+        "[pbx]\nurl = \"{url}\"\n[agent]\nextension = \"1001\"\n[prompt]\nlocal = false\n\
+         [state]\ndir = \"{0}/state\"\n[evidence]\ndir = \"{0}/evidence\"\nsource = \"off\"\n\
+         [control]\nsocket = \"{0}/control.sock\"\n[log]\nlevel = \"warn\"\n",
+        dir.path().display()
+    );
+    if let Some(u) = floor_url {
+        text.push_str(&format!(
+            "[floor]\nnats_url = \"{u}\"\nsite = \"bench\"\nshow_history = false\n"
+        ));
+    }
+    std::fs::write(&config, text).expect("config");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_callguard"))
+        .args(["run", "--config"])
+        .arg(&config)
+        .env_remove("CALLGUARD_CONFIG")
+        .env("DBUS_SESSION_BUS_ADDRESS", "unix:path=/nonexistent")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn callguard");
+    let (stream, _) = listener.accept().await.expect("daemon connects");
+    let mut ws = tokio_tungstenite::accept_async(stream)
+        .await
+        .expect("websocket");
+    // Let start-up settle before counting.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let pid = child.id();
+    let cpu0 = cpu_secs(pid);
+    let payload = base64_silence();
+    for i in 0..calls {
+        let id = format!("c-{i}");
+        let at = chrono::Local::now().fixed_offset().to_rfc3339();
+        let frames = [
+            serde_json::json!({"type":"call.start","call_id":id,"agent":"1001","caller":"0312345678","at":at}),
+            serde_json::json!({"type":"media.start","call_id":id,"encoding":"audio/x-mulaw","sample_rate":8000}),
+        ];
+        for f in frames {
+            ws.send(Message::text(f.to_string())).await.expect("send");
+        }
+        for seq in 1..=20u64 {
+            let m = serde_json::json!({"type":"media","call_id":id,"track":"mixed","seq":seq,"payload":payload});
+            ws.send(Message::text(m.to_string())).await.expect("send");
+        }
+        let end = serde_json::json!({"type":"call.end","call_id":id,"cause":"normal"});
+        ws.send(Message::text(end.to_string())).await.expect("send");
+    }
+    ws.flush().await.expect("flush");
+    // Wait until the daemon has worked through the flood: its CPU time stops growing.
+    let mut last = cpu_secs(pid);
+    loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let now = cpu_secs(pid);
+        if now - last < 0.005 {
+            break;
+        }
+        last = now;
+    }
+    let cpu = cpu_secs(pid) - cpu0;
+    let _ = child.kill();
+    let _ = child.wait();
+    drop(ws);
+    cpu
+}
+
+fn base64_silence() -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode([0xffu8; 160])
+}
+
+fn main() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let calls = env_n("FLOOD_CALLS", 2000);
+        let latency_n = env_n("LATENCY_EVENTS", 10_000);
+        let drain_n = env_n("DRAIN_EVENTS", 10_000);
+
+        // 1. CPU, publisher off vs on, same flood, same run (off, on, off, on: best of two).
+        let nats = start_nats().await;
+        create_stream(&nats.url).await;
+        let mut off = f64::MAX;
+        let mut on = f64::MAX;
+        for _ in 0..2 {
+            off = off.min(flood_cpu(calls, None).await);
+            on = on.min(flood_cpu(calls, Some(&nats.url)).await);
+        }
+        println!(
+            "daemon CPU for {calls} calls (start, 20 media frames, end): floor off {off:.3} s, on {on:.3} s: {:.2}x",
+            on / off
+        );
+        drop(nats);
+
+        // 2. Latency.
+        let nats = start_nats().await;
+        create_stream(&nats.url).await;
+        let cfg = floor_cfg(&nats.url);
+        let link = Link::connect(&cfg, "1001", "ws", ConnectMode::Once)
+            .await
+            .expect("link");
+        let mut rtt = Vec::with_capacity(latency_n);
+        for i in 0..latency_n {
+            let ev = heartbeat(i);
+            let t = Instant::now();
+            link.publish(
+                contract::event_subject("bench", "1001", ev.kind()),
+                &ev.id,
+                ev.to_json(),
+            )
+            .await
+            .expect("publish");
+            rtt.push(t.elapsed());
+        }
+        println!(
+            "publish → PubAck, {latency_n} events one after another: p50 {:?}, p99 {:?}",
+            pct(&mut rtt, 0.5),
+            pct(&mut rtt, 0.99)
+        );
+
+        // The whole path: backlog on disk → publisher → a subscriber sees it.
+        let dir = tempfile::tempdir().expect("dir");
+        let backlog = Arc::new(Backlog::open(dir.path().join("q"), 200 << 20).expect("backlog"));
+        let state = Arc::new(FloorState::new("bench", "1002", &nats.url));
+        let stop = CancellationToken::new();
+        let watcher = async_nats::connect(&nats.url).await.expect("watcher");
+        let mut sub = watcher
+            .subscribe("callguard.v1.bench.1002.>")
+            .await
+            .expect("subscribe");
+        watcher.flush().await.expect("flush");
+        let link2 = Link::connect(&cfg, "1002", "ws", ConnectMode::Once)
+            .await
+            .expect("link");
+        let publisher = tokio::spawn(callguard::floor::publisher::run(
+            backlog.clone(),
+            link2.clone(),
+            state.clone(),
+            stop.clone(),
+        ));
+        let sent = Arc::new(std::sync::Mutex::new(std::collections::HashMap::new()));
+        let sent2 = sent.clone();
+        let b2 = backlog.clone();
+        let producer = tokio::spawn(async move {
+            // A steady 1,000 events/s, far above any workstation's rate.
+            let mut tick = tokio::time::interval(Duration::from_millis(1));
+            for i in 0..latency_n {
+                tick.tick().await;
+                let mut ev = heartbeat(i);
+                ev.id = format!("e2e-{i}");
+                sent2
+                    .lock()
+                    .expect("lock")
+                    .insert(ev.id.clone(), Instant::now());
+                b2.push(contract::event_subject("bench", "1002", ev.kind()), ev)
+                    .expect("push");
+            }
+        });
+        let mut e2e = Vec::with_capacity(latency_n);
+        while e2e.len() < latency_n {
+            let m = tokio::time::timeout(Duration::from_secs(30), sub.next())
+                .await
+                .expect("events keep coming")
+                .expect("open");
+            let ev = FloorEvent::from_json(&m.payload).expect("event");
+            if let Some(t) = sent.lock().expect("lock").remove(&ev.id) {
+                e2e.push(t.elapsed());
+            }
+        }
+        producer.await.expect("producer");
+        println!(
+            "backlog (on disk) → published → seen by a subscriber, {latency_n} events at 1,000/s: p50 {:?}, p99 {:?}",
+            pct(&mut e2e, 0.5),
+            pct(&mut e2e, 0.99)
+        );
+        stop.cancel();
+        let _ = publisher.await;
+
+        // 3. Drain: events queued while the server is away, then drained.
+        let dir = tempfile::tempdir().expect("dir");
+        let backlog = Arc::new(Backlog::open(dir.path().join("q"), 200 << 20).expect("backlog"));
+        for i in 0..drain_n {
+            let mut ev = heartbeat(i);
+            ev.id = format!("drain-{i}");
+            backlog
+                .push(contract::event_subject("bench", "1003", ev.kind()), ev)
+                .expect("push");
+        }
+        let link3 = Link::connect(&cfg, "1003", "ws", ConnectMode::Once)
+            .await
+            .expect("link");
+        let stop = CancellationToken::new();
+        let t = Instant::now();
+        let publisher = tokio::spawn(callguard::floor::publisher::run(
+            backlog.clone(),
+            link3,
+            Arc::new(FloorState::new("bench", "1003", &nats.url)),
+            stop.clone(),
+        ));
+        while backlog.stats().events > 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let took = t.elapsed();
+        stop.cancel();
+        let _ = publisher.await;
+        println!(
+            "backlog drain: {drain_n} events in {:.2} s: {:.0} events/s (an hour-long outage of one workstation is ~200 events)",
+            took.as_secs_f64(),
+            drain_n as f64 / took.as_secs_f64()
+        );
+    });
+}

@@ -1,0 +1,540 @@
+//! The floor sink: the workstation's side of the floor bus, one supervised part.
+//!
+//! - every call event (start, end, warning, mark, level, escalation, problem) and a heartbeat
+//!   every `floor.heartbeat` go into the durable backlog first, then to JetStream in order
+//!   ([`super::publisher`]);
+//! - a lead's ack (`…<agent>.ack`) for the current call shows on the desktop
+//!   (「田中さんが対応中です」), and every ack is recorded in the call's incident record through
+//!   the tracker's note path (an addendum once the call is sealed);
+//! - at call start the floor is asked about the caller (`…<site>.history`, at most
+//!   `floor.history_timeout`), and a known caller's history is shown — in its own task, so
+//!   nothing about the call start waits for it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use futures_util::future::BoxFuture;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::backlog::Backlog;
+use super::config::FloorConfig;
+use super::contract::{self, AckMessage, HistoryRequest};
+use super::link::{ConnectMode, Link, LinkError};
+use super::mapping::{Identity, Mapper};
+use super::state::{AckSeen, FloorState, StreamState};
+use super::texts;
+use crate::calls::Command;
+use crate::config::{Config, Language};
+use crate::events::{Action, NoteField, Report};
+use crate::health::{Check, Status};
+use crate::sink::{HealthOptions, Sink, SinkContext};
+
+/// How long a clean shutdown gives the publisher to empty the backlog (whatever is left stays
+/// on disk for the next start).
+const FLUSH_AT_SHUTDOWN: Duration = Duration::from_secs(2);
+/// Receipts of published events are kept this long.
+const KEEP_RECEIPTS: Duration = Duration::from_secs(600);
+/// How long a notification may take to show.
+const NOTIFY_TIMEOUT: Duration = Duration::from_secs(5);
+
+fn now() -> chrono::DateTime<chrono::FixedOffset> {
+    chrono::Local::now().fixed_offset()
+}
+
+/// The floor sink, built when `[floor]` is configured.
+pub struct FloorSink {
+    cfg: Config,
+    floor: FloorConfig,
+    desktop: bool,
+    host: String,
+    agent: String,
+    state: Arc<FloorState>,
+}
+
+impl FloorSink {
+    /// The sink for `cfg`, or `None` without `[floor]`.
+    pub fn from_config(cfg: &Config, desktop: bool) -> Option<FloorSink> {
+        let floor = cfg.floor.clone()?;
+        let host = crate::doctor::hostname();
+        let agent = floor.agent_id(&cfg.agent, &host);
+        let state = Arc::new(FloorState::new(
+            &floor.site,
+            &agent,
+            &floor.masked().nats_url,
+        ));
+        Some(FloorSink {
+            cfg: cfg.clone(),
+            floor,
+            desktop,
+            host,
+            agent,
+            state,
+        })
+    }
+
+    /// The state `status` shows.
+    pub fn state(&self) -> Arc<FloorState> {
+        self.state.clone()
+    }
+
+    fn identity(&self, caller_key: Vec<u8>) -> Identity {
+        Identity {
+            site: self.floor.site.clone(),
+            agent: self.agent.clone(),
+            agent_name: self.cfg.agent.name.clone(),
+            host: self.host.clone(),
+            caller_mode: self.floor.caller_id,
+            caller_key,
+            country_code: self.floor.country_code.clone(),
+            webhook_targets: u32::try_from(self.cfg.escalation.webhook.len()).unwrap_or(u32::MAX),
+        }
+    }
+
+    async fn run_inner(
+        self,
+        mut actions: mpsc::UnboundedReceiver<Action>,
+        ctx: SinkContext,
+    ) -> anyhow::Result<()> {
+        let setup = self.setup().await;
+        let (backlog, link, mapper) = match setup {
+            Ok(parts) => parts,
+            Err(e) => {
+                // Never a lost protection: the rest of the daemon goes on; the floor hears
+                // nothing from this workstation, which its board shows as a stale row.
+                tracing::error!(error = %e, "the floor bus is off on this workstation");
+                self.state.error(e.to_string());
+                let _ = ctx
+                    .commands
+                    .try_send(Command::Problem(crate::events::Problem {
+                        call_id: None,
+                        kind: "floor.off".into(),
+                        text: format!("floor bus off: {e}"),
+                    }));
+                while actions.recv().await.is_some() {}
+                return Ok(());
+            }
+        };
+        let mut mapper = mapper;
+        self.state.attach(link.status(), backlog.clone());
+        let stop = CancellationToken::new();
+        let publisher = tokio::spawn(super::publisher::run(
+            backlog.clone(),
+            link.clone(),
+            self.state.clone(),
+            stop.clone(),
+        ));
+        let mut acks = match link.subscribe_acks().await {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot follow the floor's acks");
+                None
+            }
+        };
+        let mut heartbeat = tokio::time::interval(self.floor.heartbeat);
+        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let up_since = now();
+        let lang = self.cfg.language;
+        // Calls whose team-lead pings may still change state: followed in the outbox until each
+        // is delivered or failed, then published as an `escalation` event with that state.
+        let mut pings = Pings::new(crate::escalation::outbox_dir(&self.cfg));
+        loop {
+            tokio::select! {
+                a = actions.recv() => {
+                    let Some(a) = a else { break };
+                    if let Action::CallStarted(call) = &a
+                        && self.floor.show_history
+                    {
+                        self.ask_history(&link, &mapper, call, &ctx);
+                    }
+                    pings.note(&a);
+                    let mut evs = mapper.map(&a, now());
+                    if let Action::CallEnded { .. } = &a {
+                        evs.extend(pings.settled(&mapper));
+                    }
+                    for ev in evs {
+                        let subject = mapper.identity().subject(&ev);
+                        if let Err(e) = backlog.push(subject, ev) {
+                            tracing::error!(error = %e, "cannot queue a floor event on disk");
+                            self.state.error(e.to_string());
+                        }
+                    }
+                }
+                m = next_ack(&mut acks) => match m {
+                    Some(msg) => self.on_ack(&msg.payload, &mapper, &ctx, lang),
+                    None => acks = None,
+                },
+                _ = heartbeat.tick() => {
+                    let hb = mapper.heartbeat(now(), self.floor.heartbeat, backlog.stats().events, up_since);
+                    for ev in std::iter::once(hb).chain(pings.settled(&mapper)) {
+                        let subject = mapper.identity().subject(&ev);
+                        if let Err(e) = backlog.push(subject, ev) {
+                            tracing::warn!(error = %e, "cannot queue a floor event");
+                        }
+                    }
+                    let b = backlog.clone();
+                    tokio::task::spawn_blocking(move || b.prune(KEEP_RECEIPTS));
+                }
+            }
+        }
+        // Give the publisher a moment to empty the backlog; the rest waits on disk.
+        let deadline = tokio::time::Instant::now() + FLUSH_AT_SHUTDOWN;
+        while backlog.stats().events > 0
+            && link.is_connected()
+            && self.state.stream() != StreamState::Missing
+            && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        stop.cancel();
+        let _ = publisher.await;
+        link.close().await;
+        Ok(())
+    }
+
+    async fn setup(&self) -> Result<(Arc<Backlog>, Link, Mapper), LinkError> {
+        let key = self.floor.caller_key()?.unwrap_or_default();
+        let dir = FloorConfig::backlog_dir(&self.cfg.data_dir());
+        let backlog = Backlog::open(dir, self.floor.max_backlog_mb.saturating_mul(1024 * 1024))
+            .map_err(|e| LinkError::Other(format!("floor backlog: {e}")))?;
+        let link = Link::connect(
+            &self.floor,
+            &self.agent,
+            &self.host,
+            ConnectMode::Background,
+        )
+        .await?;
+        Ok((Arc::new(backlog), link, Mapper::new(self.identity(key))))
+    }
+
+    /// Asks the floor about the caller in a task of its own; shows the answer if there is one.
+    fn ask_history(
+        &self,
+        link: &Link,
+        mapper: &Mapper,
+        call: &crate::events::CallInfo,
+        ctx: &SinkContext,
+    ) {
+        let id = mapper.identity();
+        let caller = id.caller(&call.caller);
+        if caller.is_empty() {
+            return;
+        }
+        let req = HistoryRequest {
+            schema: contract::SCHEMA.into(),
+            site: id.site.clone(),
+            agent: id.agent.clone(),
+            host: id.host.clone(),
+            call_id: Some(call.call_id.clone()),
+            caller,
+        };
+        let link = link.clone();
+        let timeout = self.floor.history_timeout;
+        let lang = self.cfg.language;
+        let desktop = self.desktop;
+        let reports = ctx.reports.clone();
+        let call_id = call.call_id.clone();
+        tokio::spawn(async move {
+            let Some(rep) = link.history(&req, timeout).await else {
+                return;
+            };
+            let Some((summary, body)) = texts::history_texts(&rep, lang) else {
+                return;
+            };
+            let outcome = notify(desktop, &summary, &body).await;
+            let _ = reports.send(Report::Notification {
+                call_id,
+                summary,
+                body,
+                outcome,
+            });
+        });
+    }
+
+    fn on_ack(&self, payload: &[u8], mapper: &Mapper, ctx: &SinkContext, lang: Language) {
+        let ack = match AckMessage::from_json(payload) {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!(error = %e, "ignored a malformed ack from the floor");
+                return;
+            }
+        };
+        let current = mapper
+            .current_call()
+            .is_some_and(|c| c.call_id == ack.call_id);
+        tracing::info!(call_id = %ack.call_id, lead = %ack.lead, current, "a team lead took the call");
+        self.state.ack(AckSeen {
+            call_id: ack.call_id.clone(),
+            lead: ack.lead.clone(),
+            at: ack.at,
+            current,
+        });
+        let desktop = self.desktop;
+        let reports = ctx.reports.clone();
+        let commands = ctx.commands.clone();
+        let record = texts::ack_record(&ack, lang);
+        tokio::spawn(async move {
+            if current {
+                let (summary, body) = texts::ack_texts(&ack, lang);
+                let outcome = notify(desktop, &summary, &body).await;
+                let _ = reports.send(Report::Notification {
+                    call_id: ack.call_id.clone(),
+                    summary,
+                    body,
+                    outcome,
+                });
+            }
+            // In the call's record while it is open; an addendum once it is sealed.
+            let (reply, rx) = tokio::sync::oneshot::channel();
+            let note = Command::Note {
+                call_id: Some(ack.call_id.clone()),
+                field: NoteField::Response,
+                text: record,
+                reply,
+            };
+            if commands.send(note).await.is_err() {
+                return;
+            }
+            match rx.await {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => {
+                    tracing::warn!(call_id = %ack.call_id, error = %e, "the ack could not be recorded")
+                }
+                Err(_) => {}
+            }
+        });
+    }
+}
+
+/// The calls whose team-lead pings are followed until their delivery is final.
+struct Pings {
+    outbox: crate::escalation::outbox::Outbox,
+    calls: std::collections::HashMap<
+        String,
+        (
+            std::sync::Arc<crate::events::CallInfo>,
+            std::collections::HashSet<String>,
+        ),
+    >,
+}
+
+impl Pings {
+    fn new(dir: std::path::PathBuf) -> Pings {
+        Pings {
+            outbox: crate::escalation::outbox::Outbox::new(dir),
+            calls: Default::default(),
+        }
+    }
+
+    /// Starts following a call when something pinged its lead.
+    fn note(&mut self, a: &Action) {
+        let call = match a {
+            Action::Escalation { call, .. } => call,
+            Action::Warning(call, w) if w.notify_lead => call,
+            Action::Marked(m) if m.pings_lead() => &m.call,
+            _ => return,
+        };
+        self.calls
+            .entry(call.call_id.clone())
+            .or_insert_with(|| (call.clone(), Default::default()));
+    }
+
+    /// The final delivery states not published yet; a call is dropped once every ping of it
+    /// is final and the call is over.
+    fn settled(&mut self, mapper: &Mapper) -> Vec<super::contract::FloorEvent> {
+        let mut out = Vec::new();
+        let at = now();
+        self.calls.retain(|call_id, (call, done)| {
+            let known = self.outbox.call_deliveries(call_id);
+            let mut open = false;
+            for (reason, state) in &known {
+                if done.contains(reason) {
+                    continue;
+                }
+                match mapper.delivery(call, reason, state, at) {
+                    Some(ev) => {
+                        done.insert(reason.clone());
+                        out.push(ev);
+                    }
+                    None => open = true,
+                }
+            }
+            open || mapper.is_open(call_id)
+        });
+        out
+    }
+}
+
+async fn next_ack(acks: &mut Option<async_nats::Subscriber>) -> Option<async_nats::Message> {
+    match acks {
+        Some(s) => s.next().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Shows a notification; `Ok(where)` or why not.
+async fn notify(desktop: bool, summary: &str, body: &str) -> Result<String, String> {
+    if !desktop {
+        return Err("desktop notifications are off".into());
+    }
+    let mut n = notify_rust::Notification::new();
+    n.appname("callguard")
+        .summary(summary)
+        .body(body)
+        .icon("dialog-information")
+        .hint(notify_rust::Hint::Category("callguard.floor".into()));
+    match tokio::time::timeout(NOTIFY_TIMEOUT, n.show_async()).await {
+        Ok(Ok(h)) => Ok(format!("notification {}", h.id())),
+        Ok(Err(e)) => Err(format!("no notification server on the session bus ({e})")),
+        Err(_) => Err(format!(
+            "the notification server did not answer within {NOTIFY_TIMEOUT:?}"
+        )),
+    }
+}
+
+impl Sink for FloorSink {
+    fn name(&self) -> &str {
+        "floor"
+    }
+
+    fn run(
+        self: Box<Self>,
+        actions: mpsc::UnboundedReceiver<Action>,
+        ctx: SinkContext,
+    ) -> BoxFuture<'static, anyhow::Result<()>> {
+        Box::pin(async move { (*self).run_inner(actions, ctx).await })
+    }
+
+    fn healthcheck<'a>(&'a self, _opts: &'a HealthOptions) -> BoxFuture<'a, Vec<Check>> {
+        Box::pin(async move { checks(&self.floor, &self.agent, &self.host, &self.cfg).await })
+    }
+}
+
+/// The doctor's floor rows for `cfg`: none without `[floor]`.
+pub async fn doctor_checks(cfg: &Config) -> Vec<Check> {
+    let Some(floor) = &cfg.floor else {
+        return Vec::new();
+    };
+    let host = crate::doctor::hostname();
+    let agent = floor.agent_id(&cfg.agent, &host);
+    checks(floor, &agent, &host, cfg).await
+}
+
+/// The doctor's rows for the floor bus: reachability and credentials, the stream, a round
+/// trip (a heartbeat published and acknowledged), and the backlog on disk.
+pub async fn checks(floor: &FloorConfig, agent: &str, host: &str, cfg: &Config) -> Vec<Check> {
+    let mut rows = Vec::new();
+    let url = floor.masked().nats_url;
+    let stats = backlog_stats(cfg, floor);
+    let backlog_row = |rows: &mut Vec<Check>| {
+        let status = if stats.bytes > stats.max_bytes {
+            Status::Warn
+        } else {
+            Status::Pass
+        };
+        rows.push(Check::new(
+            "floor-backlog",
+            status,
+            format!(
+                "{} events waiting ({} KiB of {} MiB){}",
+                stats.events,
+                stats.bytes.div_ceil(1024),
+                stats.max_bytes / (1024 * 1024),
+                stats
+                    .oldest
+                    .map(|o| format!(", oldest from {}", o.to_rfc3339()))
+                    .unwrap_or_default()
+            ),
+            if status == Status::Pass {
+                ""
+            } else {
+                "the bus has not taken events for a long time: check the rows above"
+            },
+        ));
+    };
+    let link = match Link::connect(floor, agent, host, ConnectMode::Once).await {
+        Ok(l) => l,
+        Err(e) => {
+            let fix = match e {
+                LinkError::Credentials(_) => {
+                    "check floor.user/password_file, nkey_file or creds_file against the server's users (deploy/nats/)"
+                }
+                LinkError::Config(_) => "fix the [floor] key named above",
+                _ => {
+                    "check floor.nats_url, the network, and that nats-server runs (and floor.ca_file for TLS)"
+                }
+            };
+            rows.push(Check::new("floor-bus", Status::Fail, e.to_string(), fix));
+            backlog_row(&mut rows);
+            return rows;
+        }
+    };
+    rows.push(Check::pass(
+        "floor-bus",
+        format!("connected to {url} as site {} agent {agent}", floor.site),
+    ));
+    match link.check_stream().await {
+        Ok(()) => rows.push(Check::pass(
+            "floor-stream",
+            format!("the {} stream exists", contract::STREAM),
+        )),
+        Err(e) => rows.push(Check::new(
+            "floor-stream",
+            Status::Fail,
+            e.to_string(),
+            "start `callguard floor` (it creates the stream) or create it from deploy/nats/stream.json; events stay queued meanwhile",
+        )),
+    }
+    // A round trip: one heartbeat, published and acknowledged by the server.
+    let key = floor.caller_key().ok().flatten().unwrap_or_default();
+    let mapper = Mapper::new(Identity {
+        site: floor.site.clone(),
+        agent: agent.to_string(),
+        agent_name: cfg.agent.name.clone(),
+        host: host.to_string(),
+        caller_mode: floor.caller_id,
+        caller_key: key,
+        country_code: floor.country_code.clone(),
+        webhook_targets: 0,
+    });
+    let hb = mapper.heartbeat(now(), floor.heartbeat, stats.events, now());
+    let started = std::time::Instant::now();
+    match link
+        .publish(mapper.identity().subject(&hb), &hb.id, hb.to_json())
+        .await
+    {
+        Ok(_) => rows.push(Check::pass(
+            "floor-roundtrip",
+            format!(
+                "a heartbeat was stored by the server in {} ms",
+                started.elapsed().as_millis()
+            ),
+        )),
+        Err(e) => rows.push(Check::new(
+            "floor-roundtrip",
+            Status::Fail,
+            e.to_string(),
+            "the server refused or did not confirm a heartbeat: check the workstation's publish permissions (deploy/nats/)",
+        )),
+    }
+    link.close().await;
+    backlog_row(&mut rows);
+    rows
+}
+
+/// The backlog as it is on disk (for doctor, and `status` when the daemon is not running).
+pub fn backlog_stats(cfg: &Config, floor: &FloorConfig) -> super::backlog::BacklogStats {
+    let q = crate::queue::DurableQueue::<super::backlog::BusItem>::new(
+        FloorConfig::backlog_dir(&cfg.data_dir()),
+        super::backlog::QUEUE_SCHEMA,
+    );
+    let s = q.stats();
+    super::backlog::BacklogStats {
+        events: s.pending as u64,
+        bytes: s.pending_bytes,
+        max_bytes: floor.max_backlog_mb.saturating_mul(1024 * 1024),
+        dropped_heartbeats: 0,
+        oldest: s.oldest_pending,
+    }
+}
