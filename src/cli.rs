@@ -7,6 +7,8 @@ use clap::{Parser, Subcommand};
 
 use crate::config::{Config, Sources};
 
+mod floor;
+
 /// Exit code for usage and configuration errors.
 pub const EXIT_USAGE: u8 = 2;
 
@@ -104,6 +106,8 @@ pub enum Command {
         #[arg(long)]
         next: Option<String>,
     },
+    /// The floor service for team leads: live board, caller history, accounts.
+    Floor(crate::floor::service::cli::FloorArgs),
     /// Configuration tools.
     Config {
         /// What to do with the configuration.
@@ -175,6 +179,7 @@ pub fn main() -> ExitCode {
             };
             runtime(crate::demo::run(cfg, time_scale, minutes))
         }
+        Command::Floor(args) => floor::main(cli.config.as_deref(), args),
         Command::Config {
             command: ConfigCommand::Check { origin: false },
         } => match load(cli.config.as_deref()) {

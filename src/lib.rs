@@ -15,6 +15,7 @@ pub mod doctor;
 pub mod escalation;
 pub mod events;
 pub mod evidence;
+pub mod floor;
 pub mod fsutil;
 pub mod harassment;
 pub mod logging;

@@ -3,8 +3,10 @@
 #![allow(dead_code)]
 
 pub mod ari;
+pub mod browser;
 pub mod dbus;
 pub mod http;
+pub mod postgres;
 
 use std::time::Duration;
 
