@@ -4,8 +4,8 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 # Debian packages: ALSA headers for rodio/cpal, a session D-Bus for the notification tests,
-# pkg-config for the -sys crates.
-DEB_PACKAGES := libasound2-dev pkg-config dbus dbus-daemon
+# pkg-config for the -sys crates, nats-server for the floor-bus tests.
+DEB_PACKAGES := libasound2-dev pkg-config dbus dbus-daemon nats-server
 
 .PHONY: demo test deps check lint bench sounds clean deb
 

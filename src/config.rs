@@ -150,6 +150,9 @@ pub struct Config {
     pub control: ControlConfig,
     /// Agent marks and the harassment rules.
     pub marks: MarksConfig,
+    /// The floor bus and the `callguard floor` service; absent = this workstation works alone.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub floor: Option<crate::floor::config::FloorConfig>,
 }
 
 /// `[marks]`.
@@ -338,6 +341,7 @@ impl Default for Config {
             state: StateConfig::default(),
             control: ControlConfig::default(),
             marks: MarksConfig::default(),
+            floor: None,
         }
     }
 }
@@ -518,6 +522,9 @@ impl Config {
             key: key.to_string(),
             msg,
         };
+        if let Some(floor) = &self.floor {
+            floor.validate()?;
+        }
         match url::Url::parse(&self.pbx.url) {
             Ok(u) if matches!(u.scheme(), "ws" | "wss") => {
                 if !u.username().is_empty() || u.password().is_some() {
@@ -660,6 +667,7 @@ impl Config {
         for hook in &mut shown.escalation.webhook {
             hook.url = mask_url(&hook.url);
         }
+        shown.floor = shown.floor.as_ref().map(|f| f.masked());
         shown
     }
 

@@ -1,3 +1,10 @@
-//! The floor tier: the bus contract shared by workstations and the floor service.
+//! The floor tier (DESIGN.md, "The floor tier"): the bus contract shared by the workstation
+//! daemons and the `callguard floor` service, the `[floor]` configuration, and the workstation's
+//! side of the bus (publisher, acks, caller history, ledger anchoring).
 
+pub mod config;
+pub mod contract;
+pub mod link;
+pub mod mapping;
 pub mod service;
+pub mod texts;

@@ -6,6 +6,7 @@ pub mod ari;
 pub mod browser;
 pub mod dbus;
 pub mod http;
+pub mod nats;
 pub mod postgres;
 
 use std::time::Duration;

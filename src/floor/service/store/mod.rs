@@ -134,6 +134,17 @@ impl Store {
     pub async fn open(url: &str) -> Result<Store, StoreError> {
         sqlx::any::install_default_drivers();
         let (engine, connect_url) = if let Some(rest) = url.strip_prefix("sqlite://") {
+            // The folder of a new database file is made here, so every command can open it.
+            let path = rest.split('?').next().unwrap_or(rest);
+            if let Some(dir) = std::path::Path::new(path).parent()
+                && !dir.as_os_str().is_empty()
+                && let Err(e) = std::fs::create_dir_all(dir)
+            {
+                return Err(StoreError::Open {
+                    url: mask_db_url(url),
+                    source: sqlx::Error::Io(e),
+                });
+            }
             let sep = if rest.contains('?') { '&' } else { '?' };
             let url = if rest.contains("mode=") {
                 url.to_string()
