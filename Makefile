@@ -6,6 +6,9 @@ CARGO ?= cargo
 # Debian packages: ALSA headers for rodio/cpal, a session D-Bus for the notification tests,
 # pkg-config for the -sys crates, nats-server for the floor-bus tests.
 DEB_PACKAGES := libasound2-dev pkg-config dbus dbus-daemon nats-server
+# Floor reports: the Japanese font embedded in PDFs (IPA Gothic), pdftotext/pdftoppm for the
+# report tests, PostgreSQL for the tests' temp clusters.
+REPORT_PACKAGES := fonts-ipafont-gothic poppler-utils postgresql
 
 .PHONY: demo test deps check lint bench sounds clean deb
 
@@ -37,7 +40,7 @@ deb: deps
 	scripts/check-deb.sh target/debian/callguard_*.deb
 
 deps:
-	@scripts/ensure-deps.sh $(DEB_PACKAGES)
+	@scripts/ensure-deps.sh $(DEB_PACKAGES) $(REPORT_PACKAGES)
 
 clean:
 	$(CARGO) clean

@@ -13,6 +13,8 @@ pub fn main(config: Option<&Path>, args: FloorArgs) -> ExitCode {
     };
     match args.command {
         None => super::runtime(crate::floor::service::run(cfg)),
+        Some(FloorCommand::Report(args)) => report(&cfg, &args),
+        Some(FloorCommand::Incident(args)) => incident(&cfg, &args),
         Some(FloorCommand::User {
             command:
                 UserCommand::Add {
@@ -56,4 +58,42 @@ pub fn main(config: Option<&Path>, args: FloorArgs) -> ExitCode {
             })
         }
     }
+}
+
+fn report(cfg: &crate::config::Config, args: &crate::floor::service::report::cli::ReportArgs) -> ExitCode {
+    use crate::floor::service::report::ReportError;
+    let fc = cfg.floor.clone().unwrap_or_default();
+    let db = crate::floor::service::db_url(cfg);
+    if let Err(e) = crate::floor::service::report::cli::offset_secs(&fc, args.utc_offset.as_deref())
+        .and_then(|o| crate::floor::service::report::cli::period(args, o))
+    {
+        eprintln!("callguard floor report: {e} (give --month, --quarter or --from/--to)");
+        return ExitCode::from(super::EXIT_USAGE);
+    }
+    if let Some(t) = &args.team
+        && !fc.teams.contains_key(t)
+    {
+        eprintln!("callguard floor report: {}", ReportError::UnknownTeam(t.clone()));
+        return ExitCode::from(super::EXIT_USAGE);
+    }
+    super::runtime(async move {
+        let (written, line) = crate::floor::service::report::cli::report(&db, &fc, args).await?;
+        println!("{line}");
+        println!("html {}", written.html.display());
+        println!("pdf  {}", written.pdf.display());
+        for c in &written.csv {
+            println!("csv  {}", c.display());
+        }
+        Ok(())
+    })
+}
+
+fn incident(cfg: &crate::config::Config, args: &crate::floor::service::report::cli::IncidentArgs) -> ExitCode {
+    let fc = cfg.floor.clone().unwrap_or_default();
+    let db = crate::floor::service::db_url(cfg);
+    super::runtime(async move {
+        crate::floor::service::report::cli::incident(&db, &fc, args).await?;
+        println!("pdf  {}", args.out.display());
+        Ok(())
+    })
 }

@@ -100,6 +100,12 @@ pub struct FloorReportConfig {
     /// On the 1st of each month, post the previous month's report link and summary line to the
     /// team-lead webhooks.
     pub monthly: bool,
+    /// The site's UTC offset for report days, weekdays and hours (`+09:00`); empty = this
+    /// machine's local offset.
+    pub utc_offset: String,
+    /// TrueType font embedded (as a subset) in report PDFs; empty = IPA Gothic
+    /// (`fonts-ipafont-gothic`).
+    pub font: String,
 }
 
 impl Default for FloorConfig {

@@ -25,6 +25,10 @@ pub enum FloorCommand {
         #[command(subcommand)]
         command: UserCommand,
     },
+    /// Monthly, quarterly or any-range report: HTML, PDF and CSV files.
+    Report(super::report::cli::ReportArgs),
+    /// One call's incident record as PDF.
+    Incident(super::report::cli::IncidentArgs),
 }
 
 /// `callguard floor user …`.

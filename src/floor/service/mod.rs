@@ -6,6 +6,7 @@ pub mod bus;
 pub mod cli;
 pub mod fleet;
 pub mod ingest;
+pub mod report;
 pub mod run;
 pub mod store;
 pub mod web;

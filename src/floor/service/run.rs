@@ -145,7 +145,8 @@ pub async fn serve(
         }
     });
     let (actions_tx, actions_rx) = mpsc::unbounded_channel();
-    if fc.ping_on_stale {
+    let report_actions = actions_tx.clone();
+    if fc.ping_on_stale || fc.report.monthly {
         let (reports, _) = broadcast::channel(64);
         let mut opts = crate::escalation::EscalationOptions::from_config(&cfg);
         opts.origin.agent_name = "callguard floor".into();
@@ -167,9 +168,19 @@ pub async fn serve(
             Ok(())
         }
     });
+    let report_settings = super::report::cli::settings(&fc, &cfg.data_dir())?;
+    if fc.report.monthly {
+        let (store, actions, stop) = (store.clone(), report_actions, stop.clone());
+        let opts = report_settings.monthly(&fc, bound, tls.is_some());
+        tasks.spawn(async move {
+            super::report::schedule::run(store, opts, &super::report::schedule::WallClock, actions, stop)
+                .await;
+            Ok(())
+        });
+    }
     tasks.spawn({
         let stop = stop.clone();
-        let app = web::router(state);
+        let app = web::router(state).layer(axum::Extension(report_settings.web()));
         let tls = tls.clone();
         async move {
             web::serve(listener, tls, app, stop).await;

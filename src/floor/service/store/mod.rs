@@ -195,6 +195,11 @@ impl Store {
         Ok(Store { pool, engine })
     }
 
+    /// The connection pool, for read-only aggregations elsewhere (reports).
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
     /// The engine behind this store.
     pub fn engine(&self) -> Engine {
         self.engine

@@ -4,6 +4,7 @@
 
 pub mod i18n;
 pub mod pages;
+pub mod reports;
 mod serve;
 
 use std::collections::{BTreeMap, HashSet};
@@ -128,6 +129,8 @@ pub fn router(state: Shared) -> Router {
         .route("/caller", get(caller_page))
         .route("/caller/conclusion", post(conclusion))
         .route("/audit", get(audit_page))
+        .route("/report", get(reports::report_route))
+        .route("/incident.pdf", get(reports::incident_route))
         .with_state(state)
 }
 
