@@ -139,7 +139,9 @@ fn main() {
             .position(|a| a == name)
             .and_then(|i| args.get(i + 1).cloned())
     };
-    let calls: u64 = arg("--calls").and_then(|v| v.parse().ok()).unwrap_or(500_000);
+    let calls: u64 = arg("--calls")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(500_000);
     let only = arg("--only");
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let dir = tempfile::tempdir().expect("temp dir");

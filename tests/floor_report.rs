@@ -62,7 +62,10 @@ async fn one(pool: &AnyPool, sql: &str, from: i64, to: i64) -> i64 {
 async fn check_summary(pool: &AnyPool, p: &Period, s: &callguard::floor::service::report::Summary) {
     let w = "FROM calls WHERE started_ms >= $1 AND started_ms < $2";
     let (f, t) = (p.from_ms, p.to_ms);
-    assert_eq!(s.calls, one(pool, &format!("SELECT COUNT(*) {w}"), f, t).await);
+    assert_eq!(
+        s.calls,
+        one(pool, &format!("SELECT COUNT(*) {w}"), f, t).await
+    );
     assert!(s.calls > 10_000, "the month has its calls: {}", s.calls);
     assert_eq!(
         s.incidents,
@@ -134,7 +137,8 @@ async fn check_summary(pool: &AnyPool, p: &Period, s: &callguard::floor::service
     assert_eq!(s.escalations, esc.len() as i64);
     assert_eq!(s.unacknowledged, never);
     assert!(never > 0 && !waits.is_empty());
-    let rank = |p: f64| waits[((p * waits.len() as f64).ceil() as usize).max(1) - 1] as f64 / 1000.0;
+    let rank =
+        |p: f64| waits[((p * waits.len() as f64).ceil() as usize).max(1) - 1] as f64 / 1000.0;
     assert_eq!(s.ack_p50_secs, Some(rank(0.5)));
     assert_eq!(s.ack_p90_secs, Some(rank(0.9)));
 }
@@ -173,11 +177,19 @@ async fn check_report(pool: &AnyPool, r: &Report) {
     assert_eq!(r.by_type.len(), 5);
     for tc in &r.by_type {
         let code = tc.kind.code();
-        assert_eq!(tc.calls, calls.get(code).map_or(0, |s| s.len() as i64), "{code}");
+        assert_eq!(
+            tc.calls,
+            calls.get(code).map_or(0, |s| s.len() as i64),
+            "{code}"
+        );
         assert_eq!(tc.marks, marks.get(code).copied().unwrap_or(0), "{code}");
         assert!(tc.calls > 0, "{code} has incidents");
     }
-    assert!(r.by_type.iter().any(|t| t.kind == IncidentType::OnlineShaming));
+    assert!(
+        r.by_type
+            .iter()
+            .any(|t| t.kind == IncidentType::OnlineShaming)
+    );
 
     // Heat map and durations from raw start/end times, with chrono.
     let rows = sqlx::query(
@@ -266,7 +278,11 @@ fn pdf_text(pdf: &Path) -> String {
         .arg("-")
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).unwrap()
 }
 
@@ -279,7 +295,11 @@ fn page1_ink(pdf: &Path, dir: &Path) -> (f64, f64) {
         .arg(&prefix)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let file = std::fs::read_dir(dir)
         .unwrap()
         .flatten()
@@ -340,7 +360,13 @@ fn write_config(dir: &Path, db: &str) -> PathBuf {
 async fn suite(db: &str) {
     let store = Store::open(db).await.unwrap();
     seed(&store).await;
-    let total = one(store.pool(), "SELECT COUNT(*) FROM calls WHERE $1 <= $2", 0, 0).await;
+    let total = one(
+        store.pool(),
+        "SELECT COUNT(*) FROM calls WHERE $1 <= $2",
+        0,
+        0,
+    )
+    .await;
     assert_eq!(total, TOTAL_CALLS as i64);
 
     let period = Period::month("2026-11", JST).unwrap();
@@ -366,8 +392,20 @@ async fn suite(db: &str) {
     )
     .await
     .unwrap();
-    assert_eq!(q.summary.calls, report.summary.calls + report.previous.calls);
-    assert_eq!(q.previous.calls, one(store.pool(), "SELECT COUNT(*) FROM calls WHERE started_ms >= $1 AND started_ms < $2", Period::month("2026-09", JST).unwrap().from_ms, Period::month("2026-10", JST).unwrap().from_ms).await);
+    assert_eq!(
+        q.summary.calls,
+        report.summary.calls + report.previous.calls
+    );
+    assert_eq!(
+        q.previous.calls,
+        one(
+            store.pool(),
+            "SELECT COUNT(*) FROM calls WHERE started_ms >= $1 AND started_ms < $2",
+            Period::month("2026-09", JST).unwrap().from_ms,
+            Period::month("2026-10", JST).unwrap().from_ms
+        )
+        .await
+    );
     assert!(q.care.is_none());
 
     // A team's report counts only its agents.
@@ -492,7 +530,10 @@ async fn suite(db: &str) {
         assert_eq!(rec[1].parse::<i64>().unwrap(), s.by_level[l]);
         assert_eq!(rec[2].parse::<i64>().unwrap(), report.previous.by_level[l]);
     }
-    let heat: i64 = read("heatmap").iter().map(|r| r[2].parse::<i64>().unwrap()).sum();
+    let heat: i64 = read("heatmap")
+        .iter()
+        .map(|r| r[2].parse::<i64>().unwrap())
+        .sum();
     assert_eq!(heat, s.incidents);
     let durations: i64 = read("durations")
         .iter()
@@ -514,11 +555,17 @@ async fn suite(db: &str) {
     let out = Command::new(env!("CARGO_BIN_EXE_callguard"))
         .arg("--config")
         .arg(&config)
-        .args(["floor", "report", "--month", "2026-11", "--team", "red", "--out"])
+        .args([
+            "floor", "report", "--month", "2026-11", "--team", "red", "--out",
+        ])
         .arg(&lead_dir)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let html = std::fs::read_to_string(lead_dir.join("report-2026-11.html")).unwrap();
     assert!(!html.contains(heading::CARE));
     assert!(html.contains(&format!("通話 {} 件", team.summary.calls)));
@@ -563,9 +610,19 @@ async fn suite(db: &str) {
         .arg(&rec)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = pdf_text(&rec);
-    for want in ["インシデント記録", "incident.md", "callguard verify", "未受信", &key] {
+    for want in [
+        "インシデント記録",
+        "incident.md",
+        "callguard verify",
+        "未受信",
+        &key,
+    ] {
         assert!(text.contains(want), "incident PDF lacks {want}:\n{text}");
     }
 }

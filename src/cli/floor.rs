@@ -60,7 +60,10 @@ pub fn main(config: Option<&Path>, args: FloorArgs) -> ExitCode {
     }
 }
 
-fn report(cfg: &crate::config::Config, args: &crate::floor::service::report::cli::ReportArgs) -> ExitCode {
+fn report(
+    cfg: &crate::config::Config,
+    args: &crate::floor::service::report::cli::ReportArgs,
+) -> ExitCode {
     use crate::floor::service::report::ReportError;
     let fc = cfg.floor.clone().unwrap_or_default();
     let db = crate::floor::service::db_url(cfg);
@@ -73,7 +76,10 @@ fn report(cfg: &crate::config::Config, args: &crate::floor::service::report::cli
     if let Some(t) = &args.team
         && !fc.teams.contains_key(t)
     {
-        eprintln!("callguard floor report: {}", ReportError::UnknownTeam(t.clone()));
+        eprintln!(
+            "callguard floor report: {}",
+            ReportError::UnknownTeam(t.clone())
+        );
         return ExitCode::from(super::EXIT_USAGE);
     }
     super::runtime(async move {
@@ -88,7 +94,10 @@ fn report(cfg: &crate::config::Config, args: &crate::floor::service::report::cli
     })
 }
 
-fn incident(cfg: &crate::config::Config, args: &crate::floor::service::report::cli::IncidentArgs) -> ExitCode {
+fn incident(
+    cfg: &crate::config::Config,
+    args: &crate::floor::service::report::cli::IncidentArgs,
+) -> ExitCode {
     let fc = cfg.floor.clone().unwrap_or_default();
     let db = crate::floor::service::db_url(cfg);
     super::runtime(async move {

@@ -173,8 +173,14 @@ pub async fn serve(
         let (store, actions, stop) = (store.clone(), report_actions, stop.clone());
         let opts = report_settings.monthly(&fc, bound, tls.is_some());
         tasks.spawn(async move {
-            super::report::schedule::run(store, opts, &super::report::schedule::WallClock, actions, stop)
-                .await;
+            super::report::schedule::run(
+                store,
+                opts,
+                &super::report::schedule::WallClock,
+                actions,
+                stop,
+            )
+            .await;
             Ok(())
         });
     }

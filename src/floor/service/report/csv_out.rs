@@ -15,8 +15,11 @@ fn to_bytes(head: &[&str], rows: &[Vec<String>]) -> Result<Vec<u8>, ReportError>
         .map_err(|e| ReportError::Csv(csv::Error::from(e.into_error())))
 }
 
-/// Every table of `report` as `(file name suffix, header, rows)`.
-pub fn tables(report: &Report) -> Vec<(&'static str, Vec<&'static str>, Vec<Vec<String>>)> {
+/// One table: file name suffix, header, rows.
+pub type Table = (&'static str, Vec<&'static str>, Vec<Vec<String>>);
+
+/// Every table of `report`.
+pub fn tables(report: &Report) -> Vec<Table> {
     let s = &report.summary;
     let p = &report.previous;
     let mut out = vec![
@@ -29,7 +32,13 @@ pub fn tables(report: &Report) -> Vec<(&'static str, Vec<&'static str>, Vec<Vec<
             "levels",
             vec!["level", "calls", "previous_calls"],
             (0..5)
-                .map(|l| vec![l.to_string(), s.by_level[l].to_string(), p.by_level[l].to_string()])
+                .map(|l| {
+                    vec![
+                        l.to_string(),
+                        s.by_level[l].to_string(),
+                        p.by_level[l].to_string(),
+                    ]
+                })
                 .collect(),
         ),
         (
@@ -79,7 +88,12 @@ pub fn tables(report: &Report) -> Vec<(&'static str, Vec<&'static str>, Vec<Vec<
         ),
         (
             "escalations",
-            vec!["escalations", "unacknowledged", "ack_p50_secs", "ack_p90_secs"],
+            vec![
+                "escalations",
+                "unacknowledged",
+                "ack_p50_secs",
+                "ack_p90_secs",
+            ],
             vec![vec![
                 s.escalations.to_string(),
                 s.unacknowledged.to_string(),
@@ -89,7 +103,14 @@ pub fn tables(report: &Report) -> Vec<(&'static str, Vec<&'static str>, Vec<Vec<
         ),
         (
             "repeat_callers",
-            vec!["caller", "calls", "incidents", "max_level", "talk_secs", "conclusion"],
+            vec![
+                "caller",
+                "calls",
+                "incidents",
+                "max_level",
+                "talk_secs",
+                "conclusion",
+            ],
             report
                 .repeat_callers
                 .iter()

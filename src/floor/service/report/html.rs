@@ -60,16 +60,31 @@ pub fn secs(v: Option<f64>) -> String {
 
 /// The rows of the summary table: label, this period, previous, change.
 pub fn summary_rows(now: &Summary, before: &Summary) -> Vec<[String; 4]> {
-    let row = |label: &str, a: i64, b: i64| [label.to_string(), a.to_string(), b.to_string(), change(a, b)];
+    let row = |label: &str, a: i64, b: i64| {
+        [
+            label.to_string(),
+            a.to_string(),
+            b.to_string(),
+            change(a, b),
+        ]
+    };
     vec![
         row("通話件数", now.calls, before.calls),
-        row("カスハラ件数（レベル1以上）", now.incidents, before.incidents),
+        row(
+            "カスハラ件数（レベル1以上）",
+            now.incidents,
+            before.incidents,
+        ),
         row("レベル4の通話", now.by_level[4], before.by_level[4]),
         row("15分以上の通話", now.over_15, before.over_15),
         row("30分以上の通話", now.over_30, before.over_30),
         row("記録されたマーク", now.marks, before.marks),
         row("エスカレーション", now.escalations, before.escalations),
-        row("未応答のエスカレーション", now.unacknowledged, before.unacknowledged),
+        row(
+            "未応答のエスカレーション",
+            now.unacknowledged,
+            before.unacknowledged,
+        ),
         [
             "応答時間 中央値".into(),
             secs(now.ack_p50_secs),
@@ -133,11 +148,12 @@ pub fn render(report: &Report) -> Result<String, ReportError> {
 
     let _ = write!(o, "<h2>{}</h2>", heading::LEVEL);
     let labels: Vec<String> = (0..5).map(|l| format!("レベル{l}")).collect();
+    // Level 0 (no incident) would dwarf the rest: the chart shows the incidents' levels 1–4.
     o.push_str(&charts::bars(
         heading::LEVEL,
-        &labels,
-        &s.by_level,
-        &charts::LEVEL_RGB,
+        &labels[1..],
+        &s.by_level[1..],
+        &charts::LEVEL_RGB[1..],
     )?);
     let rows: Vec<Vec<String>> = (0..5)
         .map(|l| {
@@ -162,7 +178,13 @@ pub fn render(report: &Report) -> Result<String, ReportError> {
     let rows: Vec<Vec<String>> = report
         .by_type
         .iter()
-        .map(|t| vec![t.kind.label_ja().into(), t.calls.to_string(), t.marks.to_string()])
+        .map(|t| {
+            vec![
+                t.kind.label_ja().into(),
+                t.calls.to_string(),
+                t.marks.to_string(),
+            ]
+        })
         .collect();
     table(&mut o, &["類型", "通話件数", "マーク数"], &rows);
 
@@ -233,7 +255,14 @@ pub fn render(report: &Report) -> Result<String, ReportError> {
         .collect();
     table(
         &mut o,
-        &["架電者", "通話", "カスハラ", "最高レベル", "通話時間計", "組織の結論"],
+        &[
+            "架電者",
+            "通話",
+            "カスハラ",
+            "最高レベル",
+            "通話時間計",
+            "組織の結論",
+        ],
         &rows,
     );
 
@@ -249,7 +278,11 @@ pub fn render(report: &Report) -> Result<String, ReportError> {
                 ]
             })
             .collect();
-        table(&mut o, &["担当者", "身体症状のマーク", "レベル4の通話"], &rows);
+        table(
+            &mut o,
+            &["担当者", "身体症状のマーク", "レベル4の通話"],
+            &rows,
+        );
     }
     o.push_str("</body></html>\n");
     Ok(o)

@@ -74,7 +74,10 @@ pub fn read_folder(dir: &Path, pubkey: Option<&Path>) -> Result<SealedFolder, Re
         dir: dir.to_path_buf(),
         incident_md,
         manifest_sha256: hex::encode(Sha256::digest(&bytes)),
-        key_id: manifest.as_ref().map(|m| m.key_id.clone()).unwrap_or_default(),
+        key_id: manifest
+            .as_ref()
+            .map(|m| m.key_id.clone())
+            .unwrap_or_default(),
         audio_sha256: manifest
             .as_ref()
             .and_then(|m| m.audio.as_ref().map(|a| a.sha256.clone())),
@@ -116,7 +119,10 @@ pub async fn gather(
         if base.ends_with(&suffix) {
             ledger = Some((
                 dir.to_string(),
-                v["manifest_sha256"].as_str().unwrap_or_default().to_string(),
+                v["manifest_sha256"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
             ));
         }
     }
@@ -204,7 +210,11 @@ pub fn render(rec: &IncidentRecord, font: &Path) -> Result<Vec<u8>, ReportError>
                 .into_iter()
                 .map(|(at, what, detail)| vec![ts(Some(at)), what, detail])
                 .collect();
-            p.table(&[48.0, 50.0, 82.0], &["時刻", "出来事", "内容（逐語）"], &rows);
+            p.table(
+                &[48.0, 50.0, 82.0],
+                &["時刻", "出来事", "内容（逐語）"],
+                &rows,
+            );
         }
     }
 
@@ -213,7 +223,10 @@ pub fn render(rec: &IncidentRecord, font: &Path) -> Result<Vec<u8>, ReportError>
     let mut missing: Vec<&str> = Vec::new();
     match &rec.folder {
         Some(f) => {
-            rows.push(vec!["manifest.json SHA-256".into(), f.manifest_sha256.clone()]);
+            rows.push(vec![
+                "manifest.json SHA-256".into(),
+                f.manifest_sha256.clone(),
+            ]);
             rows.push(vec!["鍵ID (key_id)".into(), f.key_id.clone()]);
             rows.push(vec![
                 "録音 SHA-256".into(),
@@ -260,14 +273,21 @@ pub fn render(rec: &IncidentRecord, font: &Path) -> Result<Vec<u8>, ReportError>
         .folder
         .as_ref()
         .map(|f| f.dir.display().to_string())
-        .or_else(|| rec.ledger.as_ref().map(|l| format!("<証拠フォルダ>/{}", l.0)))
+        .or_else(|| {
+            rec.ledger
+                .as_ref()
+                .map(|l| format!("<証拠フォルダ>/{}", l.0))
+        })
         .unwrap_or_else(|| "<封印フォルダ>".into());
     p.para(
         "端末の公開鍵（callguard key show で表示）を使い、次のコマンドで封印フォルダの署名と\
          ハッシュを確認できます（終了コード 0 = 改ざんなし）:",
         9.0,
     );
-    p.line(&format!("callguard verify --pubkey <公開鍵.pem> {target}"), 9.0);
+    p.line(
+        &format!("callguard verify --pubkey <公開鍵.pem> {target}"),
+        9.0,
+    );
     p.finish()
 }
 

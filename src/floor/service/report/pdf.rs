@@ -29,7 +29,9 @@ fn pdf_err(e: impl std::fmt::Display) -> ReportError {
 
 /// Width units of a string: 2 for a wide (CJK) character, 1 otherwise.
 fn units(s: &str) -> usize {
-    s.chars().map(|c| if (c as u32) < 0x2E80 { 1 } else { 2 }).sum()
+    s.chars()
+        .map(|c| if (c as u32) < 0x2E80 { 1 } else { 2 })
+        .sum()
 }
 
 /// Splits `s` into lines of at most `max` width units.
@@ -140,7 +142,11 @@ impl Pager {
     /// A thin horizontal rule under the cursor.
     pub fn rule(&mut self) {
         self.y += 1.5;
-        self.stroke(&[(MARGIN, self.y), (PAGE_W - MARGIN, self.y)], (0x2f, 0x80, 0xed), 0.8);
+        self.stroke(
+            &[(MARGIN, self.y), (PAGE_W - MARGIN, self.y)],
+            (0x2f, 0x80, 0xed),
+            0.8,
+        );
         self.y += 1.0;
     }
 
@@ -188,7 +194,11 @@ impl Pager {
                 x += w;
             }
             p.y += ROW;
-            p.stroke(&[(MARGIN, p.y), (MARGIN + total, p.y)], (0xbb, 0xbb, 0xbb), 0.3);
+            p.stroke(
+                &[(MARGIN, p.y), (MARGIN + total, p.y)],
+                (0xbb, 0xbb, 0xbb),
+                0.3,
+            );
         };
         let head: Vec<String> = head.iter().map(|s| s.to_string()).collect();
         draw_row(self, &head, true);
@@ -224,12 +234,22 @@ impl Pager {
             if v > 0 {
                 self.fill(x, bottom - bh, slot * 0.7, bh, c);
             }
-            self.text_at(&v.to_string(), 8.0, x, bottom - bh - 1.0, (0x22, 0x22, 0x22));
+            self.text_at(
+                &v.to_string(),
+                8.0,
+                x,
+                bottom - bh - 1.0,
+                (0x22, 0x22, 0x22),
+            );
             if let Some(l) = labels.get(i) {
                 self.text_at(l, 8.0, x, bottom + 4.0, (0x44, 0x44, 0x44));
             }
         }
-        self.stroke(&[(left, bottom), (left + width, bottom)], (0x66, 0x66, 0x66), 0.6);
+        self.stroke(
+            &[(left, bottom), (left + width, bottom)],
+            (0x66, 0x66, 0x66),
+            0.6,
+        );
         self.y = top + h;
     }
 
@@ -256,7 +276,13 @@ impl Pager {
         }
         let y = top + 7.0 * ch + 4.0;
         for h in (0..24).step_by(3) {
-            self.text_at(&format!("{h}時"), 8.0, left + h as f32 * cw, y, (0x44, 0x44, 0x44));
+            self.text_at(
+                &format!("{h}時"),
+                8.0,
+                left + h as f32 * cw,
+                y,
+                (0x44, 0x44, 0x44),
+            );
         }
         self.text_at(
             &format!("最大 {max} 件/枠"),
@@ -294,12 +320,23 @@ pub fn render_report(report: &Report, font: &Path) -> Result<Vec<u8>, ReportErro
         .into_iter()
         .map(Vec::from)
         .collect();
-    p.table(&[75.0, 30.0, 30.0, 45.0], &["項目", "今期", "前期", "増減"], &rows);
+    p.table(
+        &[75.0, 30.0, 30.0, 45.0],
+        &["項目", "今期", "前期", "増減"],
+        &rows,
+    );
 
     // Page 1's lower part: the two headline charts (the test looks for ink there).
     p.y = p.y.max(PAGE1_CHARTS_MM.0 - 8.0);
-    let labels: Vec<String> = (0..5).map(|l| format!("レベル{l}")).collect();
-    p.bar_chart(heading::LEVEL, &labels, &s.by_level, &LEVEL_RGB, 65.0);
+    // Level 0 (no incident) would dwarf the rest: the chart shows the incidents' levels 1–4.
+    let labels: Vec<String> = (1..5).map(|l| format!("レベル{l}")).collect();
+    p.bar_chart(
+        heading::LEVEL,
+        &labels,
+        &s.by_level[1..],
+        &LEVEL_RGB[1..],
+        65.0,
+    );
     let labels: Vec<String> = ALL_TYPES.iter().map(|t| t.short_ja().to_string()).collect();
     let values: Vec<i64> = report.by_type.iter().map(|t| t.calls).collect();
     p.bar_chart(heading::TYPE, &labels, &values, &[BAR_RGB; 5], 65.0);
@@ -309,9 +346,19 @@ pub fn render_report(report: &Report, font: &Path) -> Result<Vec<u8>, ReportErro
     let rows: Vec<Vec<String>> = report
         .by_type
         .iter()
-        .map(|t| vec![t.kind.label_ja().into(), t.calls.to_string(), t.marks.to_string()])
+        .map(|t| {
+            vec![
+                t.kind.label_ja().into(),
+                t.calls.to_string(),
+                t.marks.to_string(),
+            ]
+        })
         .collect();
-    p.table(&[90.0, 40.0, 40.0], &["類型", "通話件数", "マーク数"], &rows);
+    p.table(
+        &[90.0, 40.0, 40.0],
+        &["類型", "通話件数", "マーク数"],
+        &rows,
+    );
 
     p.heading(heading::LONG);
     p.table(
@@ -338,7 +385,13 @@ pub fn render_report(report: &Report, font: &Path) -> Result<Vec<u8>, ReportErro
 
     p.heading(heading::DURATION);
     let labels: Vec<String> = DURATION_BUCKETS.iter().map(|b| b.2.to_string()).collect();
-    p.bar_chart(heading::DURATION, &labels, &report.durations, &[BAR_RGB; 8], 55.0);
+    p.bar_chart(
+        heading::DURATION,
+        &labels,
+        &report.durations,
+        &[BAR_RGB; 8],
+        55.0,
+    );
 
     p.heading(heading::ESCALATION);
     p.table(
@@ -384,7 +437,11 @@ pub fn render_report(report: &Report, font: &Path) -> Result<Vec<u8>, ReportErro
                 ]
             })
             .collect();
-        p.table(&[80.0, 40.0, 40.0], &["担当者", "身体症状", "レベル4"], &rows);
+        p.table(
+            &[80.0, 40.0, 40.0],
+            &["担当者", "身体症状", "レベル4"],
+            &rows,
+        );
     }
     p.finish()
 }

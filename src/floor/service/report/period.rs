@@ -181,13 +181,8 @@ impl Period {
 
     /// The period before: the previous month or quarter, or as many days just before.
     pub fn previous(&self) -> Period {
-        let fallback = || {
-            Period::of_range(
-                NaiveDate::default(),
-                NaiveDate::default(),
-                self.offset_secs,
-            )
-        };
+        let fallback =
+            || Period::of_range(NaiveDate::default(), NaiveDate::default(), self.offset_secs);
         match self.kind {
             PeriodKind::Month { year, month } => {
                 let (y, m) = if month == 1 {
@@ -266,10 +261,16 @@ mod tests {
         // 2026-11-01 00:00 JST is 2026-10-31 15:00 UTC.
         assert_eq!(m.from_ms, 1_793_458_800_000);
         assert_eq!(m.previous().slug(), "2026-10");
-        assert_eq!(Period::month("2026-01", 0).unwrap().previous().slug(), "2025-12");
+        assert_eq!(
+            Period::month("2026-01", 0).unwrap().previous().slug(),
+            "2025-12"
+        );
         let q = Period::quarter("2026Q4", 0).unwrap();
         assert_eq!(q.previous().slug(), "2026Q3");
-        assert_eq!(Period::quarter("2026Q1", 0).unwrap().previous().slug(), "2025Q4");
+        assert_eq!(
+            Period::quarter("2026Q1", 0).unwrap().previous().slug(),
+            "2025Q4"
+        );
         let r = Period::range("2026-11-10", "2026-11-19", 0).unwrap();
         assert_eq!(r.previous().slug(), "2026-10-31_2026-11-09");
         assert_eq!(Period::from_slug("2026-11-10_2026-11-19", 0).unwrap(), r);

@@ -47,7 +47,10 @@ impl Scope {
     }
 
     /// Binds the condition's values, in order.
-    fn bind<'q>(&'q self, mut q: Query<'q, Any, AnyArguments<'q>>) -> Query<'q, Any, AnyArguments<'q>> {
+    fn bind<'q>(
+        &'q self,
+        mut q: Query<'q, Any, AnyArguments<'q>>,
+    ) -> Query<'q, Any, AnyArguments<'q>> {
         q = q.bind(self.from_ms).bind(self.to_ms);
         if let Some(agents) = &self.agents {
             for a in agents {
@@ -63,7 +66,9 @@ fn int(expr: &str) -> String {
 }
 
 fn count_if(cond: &str) -> String {
-    int(&format!("COALESCE(SUM(CASE WHEN {cond} THEN 1 ELSE 0 END), 0)"))
+    int(&format!(
+        "COALESCE(SUM(CASE WHEN {cond} THEN 1 ELSE 0 END), 0)"
+    ))
 }
 
 /// Nearest-rank percentile of sorted `v` (`p` in 0–1).
@@ -255,10 +260,8 @@ pub async fn repeat_callers(
         int("COUNT(*)"),
         count_if("c.level >= 1"),
         int("MAX(c.level)"),
-        int(
-            "COALESCE(SUM(CASE WHEN c.ended_ms IS NOT NULL \
-             THEN (c.ended_ms - c.started_ms) / 1000 ELSE 0 END), 0)"
-        ),
+        int("COALESCE(SUM(CASE WHEN c.ended_ms IS NOT NULL \
+             THEN (c.ended_ms - c.started_ms) / 1000 ELSE 0 END), 0)"),
         s.condition()
     );
     let rows = s.bind(sqlx::query(&sql)).fetch_all(pool).await?;
@@ -299,9 +302,7 @@ pub async fn care(pool: &AnyPool, s: &Scope) -> Result<Vec<CareAgent>, sqlx::Err
     let sql = format!(
         "SELECT c.agent, MAX(c.agent_name), {}, {} FROM calls c \
          WHERE {} AND (c.level >= 4 OR c.marks > 0) GROUP BY c.agent ORDER BY 4 DESC, 3 DESC, 1",
-        count_if(
-            "EXISTS (SELECT 1 FROM marks m WHERE m.call_key = c.key AND m.mark = 'symptom')"
-        ),
+        count_if("EXISTS (SELECT 1 FROM marks m WHERE m.call_key = c.key AND m.mark = 'symptom')"),
         count_if("c.level >= 4"),
         s.condition()
     );

@@ -129,7 +129,11 @@ struct CallGen {
 
 const CHUNK: usize = 400;
 
-async fn flush(tx: &mut Transaction<'_, Any>, site: &str, b: &mut Batch) -> Result<(), sqlx::Error> {
+async fn flush(
+    tx: &mut Transaction<'_, Any>,
+    site: &str,
+    b: &mut Batch,
+) -> Result<(), sqlx::Error> {
     for chunk in b.calls.chunks(CHUNK) {
         let mut sql = String::from(
             "INSERT INTO calls (key, site, agent, agent_name, host, call_id, caller, caller_key, \
@@ -208,7 +212,12 @@ async fn flush(tx: &mut Transaction<'_, Any>, site: &str, b: &mut Batch) -> Resu
             if i > 0 {
                 sql.push(',');
             }
-            sql.push_str(&format!("(${},${},${},'mark','delivered')", n + 1, n + 2, n + 3));
+            sql.push_str(&format!(
+                "(${},${},${},'mark','delivered')",
+                n + 1,
+                n + 2,
+                n + 3
+            ));
         }
         let mut q = sqlx::query(&sql);
         for e in chunk {
@@ -224,7 +233,12 @@ async fn flush(tx: &mut Transaction<'_, Any>, site: &str, b: &mut Batch) -> Resu
             if i > 0 {
                 sql.push(',');
             }
-            sql.push_str(&format!("(${},${},'主任 佐藤','sato',${})", n + 1, n + 2, n + 3));
+            sql.push_str(&format!(
+                "(${},${},'主任 佐藤','sato',${})",
+                n + 1,
+                n + 2,
+                n + 3
+            ));
         }
         let mut q = sqlx::query(&sql);
         for a in chunk {
@@ -246,7 +260,11 @@ pub fn repeat_number(i: u64) -> String {
 
 /// Fills the store behind `pool` with `spec`'s calls (and conclusions for a few frequent
 /// callers). Call ids carry `tag`, so several fills (months) can share one store.
-pub async fn fill(pool: &AnyPool, spec: &SampleSpec, tag: &str) -> Result<SampleStats, sqlx::Error> {
+pub async fn fill(
+    pool: &AnyPool,
+    spec: &SampleSpec,
+    tag: &str,
+) -> Result<SampleStats, sqlx::Error> {
     let mut r = Rng::new(spec.seed);
     let mut stats = SampleStats::default();
     let mut tx = pool.begin().await?;
@@ -308,11 +326,13 @@ pub async fn fill(pool: &AnyPool, spec: &SampleSpec, tag: &str) -> Result<Sample
             }
             if level >= 2 {
                 let at = started + 60_000;
-                b.escalations.push((format!("e-{tag}-{n}"), key.clone(), at));
+                b.escalations
+                    .push((format!("e-{tag}-{n}"), key.clone(), at));
                 stats.escalations += 1;
                 if r.below(10) < 9 {
                     let wait = 5_000 + r.below(295_000) as i64;
-                    b.acks.push((format!("k-{tag}-{n}"), key.clone(), at + wait));
+                    b.acks
+                        .push((format!("k-{tag}-{n}"), key.clone(), at + wait));
                     stats.acks += 1;
                 }
             }

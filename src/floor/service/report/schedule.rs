@@ -154,7 +154,10 @@ mod tests {
     fn due_on_the_next_first() {
         let nov = Period::month("2026-11", 9 * 3600).unwrap();
         let dec = Period::month("2026-12", 9 * 3600).unwrap();
-        assert_eq!(next_due(nov.from_ms + 5 * 86_400_000, 9 * 3600), dec.from_ms);
+        assert_eq!(
+            next_due(nov.from_ms + 5 * 86_400_000, 9 * 3600),
+            dec.from_ms
+        );
         assert_eq!(next_due(nov.from_ms, 9 * 3600), dec.from_ms);
         assert_eq!(next_due(dec.from_ms - 1, 9 * 3600), dec.from_ms);
     }

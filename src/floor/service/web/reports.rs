@@ -90,8 +90,13 @@ pub(super) async fn report_route(
 ) -> Response {
     let set = settings(ext);
     let Some(slug) = q.period.as_deref().filter(|p| !p.is_empty()) else {
-        return Html(super::pages::page(t, "報告書", v.nav(), &index(set.offset_secs)))
-            .into_response();
+        return Html(super::pages::page(
+            t,
+            "報告書",
+            v.nav(),
+            &index(set.offset_secs),
+        ))
+        .into_response();
     };
     let period = match Period::from_slug(slug, set.offset_secs) {
         Ok(p) => p,
