@@ -42,7 +42,7 @@ pub struct AckOut {
     pub id: String,
     /// Site of the call.
     pub site: String,
-    /// Agent of the call.
+    /// The workstation's agent token on the bus (its ack subject).
     pub agent: String,
     /// PBX call id.
     pub call_id: String,
@@ -569,7 +569,11 @@ async fn ack(
     let _ = s.acks.send(AckOut {
         id,
         site: call.site.clone(),
-        agent: call.agent.clone(),
+        agent: if call.ws_agent.is_empty() {
+            call.agent.clone()
+        } else {
+            call.ws_agent.clone()
+        },
         call_id: call.call_id.clone(),
         lead: v.user.display_name.clone(),
         at_ms: now,
