@@ -358,6 +358,10 @@ fn hidden_csrf(html: &str) -> String {
 
 impl Session {
     pub async fn login(base: &str, name: &str) -> Session {
+        Session::login_with(base, name, PASSWORD).await
+    }
+
+    pub async fn login_with(base: &str, name: &str, password: &str) -> Session {
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .build()
@@ -372,7 +376,7 @@ impl Session {
         let res = http
             .post(format!("{base}/login"))
             .header("cookie", format!("cg_login={login_cookie}"))
-            .form(&[("name", name), ("password", PASSWORD), ("csrf", &csrf)])
+            .form(&[("name", name), ("password", password), ("csrf", &csrf)])
             .send()
             .await
             .expect("POST /login");

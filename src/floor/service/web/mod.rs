@@ -553,7 +553,9 @@ async fn ack(
         .rfind(|e| e.call_key == call.key)
         .map(|e| e.id.clone());
     let now = now_ms();
-    let id = accounts::new_token()[..32].to_string();
+    let Some(id) = accounts::new_token().get(..32).map(String::from) else {
+        return internal("no randomness for an ack id");
+    };
     let row = AckRow {
         id: id.clone(),
         call_key: call.key.clone(),
