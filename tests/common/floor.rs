@@ -362,8 +362,11 @@ impl Session {
     }
 
     pub async fn login_with(base: &str, name: &str, password: &str) -> Session {
+        // A fresh connection per request, as the board's pages are used (no reliance on a kept-
+        // alive connection surviving between requests).
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
+            .pool_max_idle_per_host(0)
             .build()
             .expect("client");
         let res = http
