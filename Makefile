@@ -6,14 +6,20 @@ CARGO ?= cargo
 # Debian packages: ALSA headers for rodio/cpal, a session D-Bus for the notification tests,
 # pkg-config for the -sys crates, nats-server for the floor-bus tests.
 DEB_PACKAGES := libasound2-dev pkg-config dbus dbus-daemon nats-server
+# The floor board's tests: PostgreSQL (a temp cluster per test) and headless Chromium.
+DEB_PACKAGES += postgresql chromium chromium-driver
 # Floor reports: the Japanese font embedded in PDFs (IPA Gothic), pdftotext/pdftoppm for the
-# report tests, PostgreSQL for the tests' temp clusters.
-REPORT_PACKAGES := fonts-ipafont-gothic poppler-utils postgresql
+# report tests.
+REPORT_PACKAGES := fonts-ipafont-gothic poppler-utils
 
-.PHONY: demo test deps check lint bench sounds clean deb
+.PHONY: demo demo-floor test deps check lint bench sounds clean deb
 
 demo: deps
 	$(CARGO) run --quiet -- demo
+
+# The floor board with simulated workstations (README "The floor board").
+demo-floor: deps
+	$(CARGO) run --quiet -- demo --floor
 
 test: deps
 	$(CARGO) test --no-fail-fast

@@ -41,6 +41,10 @@ pub enum Command {
         /// Length of the simulated call, in minutes of call time.
         #[arg(long, default_value_t = 32, value_name = "MIN")]
         minutes: u64,
+        /// The team leads' floor board instead: a local nats-server, the floor on SQLite and
+        /// simulated workstations; prints the board's URL and a login; runs until Ctrl-C.
+        #[arg(long)]
+        floor: bool,
     },
     /// Check sealed evidence: WAV hash, manifest signature, ledger chain.
     Verify {
@@ -169,6 +173,7 @@ pub fn main() -> ExitCode {
         Command::Demo {
             time_scale,
             minutes,
+            floor,
         } => {
             let cfg = match cli.config.as_deref() {
                 Some(path) => match load(Some(path)) {
@@ -177,6 +182,9 @@ pub fn main() -> ExitCode {
                 },
                 None => Config::default(),
             };
+            if floor {
+                return runtime(crate::floor::service::demo::run(cfg));
+            }
             runtime(crate::demo::run(cfg, time_scale, minutes))
         }
         Command::Floor(args) => floor::main(cli.config.as_deref(), args),

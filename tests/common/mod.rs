@@ -5,6 +5,7 @@
 pub mod ari;
 pub mod browser;
 pub mod dbus;
+pub mod floor;
 pub mod http;
 pub mod nats;
 pub mod postgres;

@@ -14,11 +14,14 @@ CREATE TABLE events (
     body        TEXT NOT NULL
 );
 
--- One row per call; `key` is `site/agent/call_id`.
+-- One row per call; `key` is `site/agent/call_id`. `ws_agent` is the publishing workstation's
+-- subject token (it differs from `agent` when one workstation watches several agents): acks go
+-- there.
 CREATE TABLE calls (
     key          TEXT PRIMARY KEY,
     site         TEXT NOT NULL,
     agent        TEXT NOT NULL,
+    ws_agent     TEXT NOT NULL DEFAULT '',
     agent_name   TEXT NOT NULL DEFAULT '',
     host         TEXT NOT NULL DEFAULT '',
     call_id      TEXT NOT NULL,

@@ -147,9 +147,14 @@ async fn handle(store: &Store, subject: &str, payload: &[u8]) -> Result<bool, Ha
     match contract::parse_subject(subject) {
         Some(ParsedSubject::Ack { site, agent }) => {
             let ack = AckMessage::from_json(payload).map_err(|e| Handled::Poison(e.to_string()))?;
+            let key = store
+                .find_call(&site, &agent, &ack.call_id)
+                .await
+                .map_err(Handled::Store)?
+                .unwrap_or_else(|| call_key(&site, &agent, &ack.call_id));
             let row = AckRow {
                 id: ack.id.clone(),
-                call_key: call_key(&site, &agent, &ack.call_id),
+                call_key: key,
                 lead: ack.lead.clone(),
                 user_name: String::new(),
                 at_ms: ack.at.timestamp_millis(),
@@ -157,9 +162,10 @@ async fn handle(store: &Store, subject: &str, payload: &[u8]) -> Result<bool, Ha
             let applied = store.add_ack(&row).await.map_err(Handled::Store)?;
             Ok(applied == Applied::New)
         }
-        Some(ParsedSubject::Event { .. }) => {
+        Some(ParsedSubject::Event { agent, .. }) => {
             let ev = FloorEvent::from_json(payload).map_err(|e| Handled::Poison(e.to_string()))?;
-            let rec = ingest::record(&ev, payload);
+            let mut rec = ingest::record(&ev, payload);
+            rec.ws_agent = agent;
             let applied = store.apply(&rec, now).await.map_err(Handled::Store)?;
             Ok(applied == Applied::New)
         }

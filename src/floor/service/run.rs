@@ -161,7 +161,7 @@ pub async fn serve(
     }
     tasks.spawn({
         let (store, notify, stop) = (store.clone(), notify.clone(), stop.clone());
-        let stale = (!fc.stale_after.is_zero()).then(|| fc.stale_after.as_millis() as i64);
+        let stale = (!fc.stale_after.is_zero()).then_some(fc.stale_after.as_millis() as i64);
         let lang = cfg.language;
         async move {
             fleet::watch(store, stale, lang, actions_tx, notify, stop).await;

@@ -71,7 +71,7 @@ pub fn mask_db_url(url: &str) -> String {
 }
 
 const CALL_COLUMNS: &str = "c.key, c.site, c.agent, c.agent_name, c.host, c.call_id, c.caller, \
-     c.caller_key, c.started_ms, c.ended_ms, c.level, c.marks";
+     c.caller_key, c.started_ms, c.ended_ms, c.level, c.marks, c.ws_agent";
 
 fn call_row(r: &AnyRow) -> Result<CallRow, sqlx::Error> {
     Ok(CallRow {
@@ -87,6 +87,7 @@ fn call_row(r: &AnyRow) -> Result<CallRow, sqlx::Error> {
         ended_ms: r.try_get(9)?,
         level: r.try_get(10)?,
         marks: r.try_get(11)?,
+        ws_agent: r.try_get(12)?,
     })
 }
 
@@ -241,9 +242,11 @@ impl Store {
                 .unwrap_or(ev.at_ms);
             sqlx::query(
                 "INSERT INTO calls (key, site, agent, agent_name, host, call_id, caller, \
-                 caller_hash, caller_key, started_ms, level, marks, last_ms) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 0, $12) \
+                 caller_hash, caller_key, started_ms, level, marks, last_ms, ws_agent) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 0, $12, $13) \
                  ON CONFLICT (key) DO UPDATE SET \
+                 ws_agent = CASE WHEN excluded.ws_agent <> '' THEN excluded.ws_agent \
+                   ELSE calls.ws_agent END, \
                  agent_name = CASE WHEN excluded.agent_name <> '' THEN excluded.agent_name \
                    ELSE calls.agent_name END, \
                  host = CASE WHEN excluded.host <> '' THEN excluded.host ELSE calls.host END, \
@@ -268,6 +271,11 @@ impl Store {
             .bind(started_estimate)
             .bind(ev.level.unwrap_or(0))
             .bind(ev.at_ms)
+            .bind(if ev.ws_agent.is_empty() {
+                ev.agent.clone()
+            } else {
+                ev.ws_agent.clone()
+            })
             .execute(&mut *tx)
             .await?;
             match ev.kind.as_str() {
@@ -403,6 +411,25 @@ impl Store {
             .fetch_one(&self.pool)
             .await?
             .try_get(0)?)
+    }
+
+    /// The key of the call `call_id` that the workstation `ws_agent` of `site` published.
+    pub async fn find_call(
+        &self,
+        site: &str,
+        ws_agent: &str,
+        call_id: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let row = sqlx::query(
+            "SELECT key FROM calls WHERE site = $1 AND call_id = $2 \
+             AND (ws_agent = $3 OR agent = $3) ORDER BY key LIMIT 1",
+        )
+        .bind(site)
+        .bind(call_id)
+        .bind(ws_agent)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|r| r.try_get(0)).transpose()?)
     }
 
     /// One call.

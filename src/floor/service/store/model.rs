@@ -12,8 +12,10 @@ pub struct EventRecord {
     pub kind: String,
     /// Site of the workstation.
     pub site: String,
-    /// Agent (extension) of the workstation.
+    /// Agent (extension) of the call.
     pub agent: String,
+    /// The publishing workstation's agent token (from the subject); empty = `agent`.
+    pub ws_agent: String,
     /// The agent's display name.
     pub agent_name: String,
     /// The workstation's host name.
@@ -105,6 +107,8 @@ pub struct CallRow {
     pub site: String,
     /// Agent.
     pub agent: String,
+    /// The workstation's agent token on the bus (where acks go).
+    pub ws_agent: String,
     /// Agent's display name.
     pub agent_name: String,
     /// Workstation host.

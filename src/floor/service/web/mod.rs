@@ -43,7 +43,7 @@ pub struct AckOut {
     pub id: String,
     /// Site of the call.
     pub site: String,
-    /// Agent of the call.
+    /// The workstation's agent token on the bus (its ack subject).
     pub agent: String,
     /// PBX call id.
     pub call_id: String,
@@ -556,7 +556,9 @@ async fn ack(
         .rfind(|e| e.call_key == call.key)
         .map(|e| e.id.clone());
     let now = now_ms();
-    let id = accounts::new_token()[..32].to_string();
+    let Some(id) = accounts::new_token().get(..32).map(String::from) else {
+        return internal("no randomness for an ack id");
+    };
     let row = AckRow {
         id: id.clone(),
         call_key: call.key.clone(),
@@ -572,7 +574,11 @@ async fn ack(
     let _ = s.acks.send(AckOut {
         id,
         site: call.site.clone(),
-        agent: call.agent.clone(),
+        agent: if call.ws_agent.is_empty() {
+            call.agent.clone()
+        } else {
+            call.ws_agent.clone()
+        },
         call_id: call.call_id.clone(),
         lead: v.user.display_name.clone(),
         at_ms: now,

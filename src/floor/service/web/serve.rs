@@ -138,3 +138,40 @@ pub async fn serve(
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_http_only_on_loopback() {
+        let lo: SocketAddr = "127.0.0.1:8480".parse().unwrap();
+        assert!(tls_config(lo, "", "").unwrap().is_none());
+        let any: SocketAddr = "0.0.0.0:8480".parse().unwrap();
+        let err = tls_config(any, "", "").unwrap_err().to_string();
+        assert!(
+            err.contains("not a loopback address") && err.contains("floor.tls_cert"),
+            "{err}"
+        );
+        assert!(matches!(
+            tls_config(any, "/x/cert.pem", ""),
+            Err(ServeError::HalfTls)
+        ));
+    }
+
+    #[test]
+    fn a_certificate_and_key_give_https() {
+        let dir = tempfile::tempdir().unwrap();
+        let ck = rcgen::generate_simple_self_signed(vec!["floor.example".into()]).unwrap();
+        let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+        std::fs::write(&cert, ck.cert.pem()).unwrap();
+        std::fs::write(&key, ck.signing_key.serialize_pem()).unwrap();
+        let any: SocketAddr = "0.0.0.0:8443".parse().unwrap();
+        let cfg = tls_config(any, cert.to_str().unwrap(), key.to_str().unwrap())
+            .unwrap()
+            .expect("TLS");
+        assert_eq!(cfg.alpn_protocols, vec![b"http/1.1".to_vec()]);
+        let bad = tls_config(any, key.to_str().unwrap(), key.to_str().unwrap()).unwrap_err();
+        assert!(bad.to_string().contains("floor.tls_cert"), "{bad}");
+    }
+}
