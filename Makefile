@@ -7,11 +7,20 @@ CARGO ?= cargo
 # pkg-config for the -sys crates; gsettings + GNOME's media-keys schema and kwriteconfig5 for the
 # hotkey set-up test; nats-server for the floor-bus tests.
 DEB_PACKAGES := libasound2-dev pkg-config dbus dbus-daemon libglib2.0-bin gnome-settings-daemon-common libkf5config-bin nats-server
+# The floor board's tests: PostgreSQL (a temp cluster per test) and headless Chromium.
+DEB_PACKAGES += postgresql chromium chromium-driver
+# Floor reports: the Japanese font embedded in PDFs (IPA Gothic), pdftotext/pdftoppm for the
+# report tests.
+REPORT_PACKAGES := fonts-ipafont-gothic poppler-utils
 
-.PHONY: demo test deps check lint bench sounds clean deb
+.PHONY: demo demo-floor test deps check lint bench sounds clean deb
 
 demo: deps
 	$(CARGO) run --quiet -- demo
+
+# The floor board with simulated workstations (README "The floor board").
+demo-floor: deps
+	$(CARGO) run --quiet -- demo --floor
 
 test: deps
 	$(CARGO) test --no-fail-fast
@@ -44,7 +53,7 @@ deb: deps
 	scripts/check-deb.sh target/debian/callguard_*.deb
 
 deps:
-	@scripts/ensure-deps.sh $(DEB_PACKAGES)
+	@scripts/ensure-deps.sh $(DEB_PACKAGES) $(REPORT_PACKAGES)
 
 clean:
 	$(CARGO) clean

@@ -11,6 +11,8 @@ use clap::{Parser, Subcommand};
 
 use crate::config::{Config, Sources};
 
+mod floor;
+
 /// Exit code for usage and configuration errors.
 pub const EXIT_USAGE: u8 = 2;
 
@@ -43,6 +45,10 @@ pub enum Command {
         /// Length of the simulated call, in minutes of call time.
         #[arg(long, default_value_t = 32, value_name = "MIN")]
         minutes: u64,
+        /// The team leads' floor board instead: a local nats-server, the floor on SQLite and
+        /// simulated workstations; prints the board's URL and a login; runs until Ctrl-C.
+        #[arg(long)]
+        floor: bool,
     },
     /// Check sealed evidence: WAV hash, manifest signature, ledger chain.
     Verify {
@@ -121,6 +127,8 @@ pub enum Command {
     },
     /// Print the hotkey cheat sheet (in the configured language).
     Keys,
+    /// The floor service for team leads: live board, caller history, accounts.
+    Floor(crate::floor::service::cli::FloorArgs),
     /// Configuration tools.
     Config {
         /// What to do with the configuration.
@@ -182,6 +190,7 @@ pub fn main() -> ExitCode {
         Command::Demo {
             time_scale,
             minutes,
+            floor,
         } => {
             let cfg = match cli.config.as_deref() {
                 Some(path) => match load(Some(path)) {
@@ -190,8 +199,12 @@ pub fn main() -> ExitCode {
                 },
                 None => Config::default(),
             };
+            if floor {
+                return runtime(crate::floor::service::demo::run(cfg));
+            }
             runtime(crate::demo::run(cfg, time_scale, minutes))
         }
+        Command::Floor(args) => floor::main(cli.config.as_deref(), args),
         Command::Config {
             command: ConfigCommand::Check { origin: false },
         } => match load(cli.config.as_deref()) {

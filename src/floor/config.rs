@@ -89,6 +89,8 @@ pub struct FloorConfig {
     pub session_ttl: Duration,
     /// Scheduled reports.
     pub report: FloorReportConfig,
+    /// Team → the agent ids in it (`[floor.teams]`); a lead sees the agents of their teams.
+    pub teams: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 /// `[floor.report]`.
@@ -98,6 +100,12 @@ pub struct FloorReportConfig {
     /// On the 1st of each month, post the previous month's report link and summary line to the
     /// team-lead webhooks.
     pub monthly: bool,
+    /// The site's UTC offset for report days, weekdays and hours (`+09:00`); empty = this
+    /// machine's local offset.
+    pub utc_offset: String,
+    /// TrueType font embedded (as a subset) in report PDFs; empty = IPA Gothic
+    /// (`fonts-ipafont-gothic`).
+    pub font: String,
 }
 
 impl Default for FloorConfig {
@@ -131,6 +139,7 @@ impl Default for FloorConfig {
             ping_on_stale: true,
             session_ttl: Duration::from_secs(12 * 3600),
             report: FloorReportConfig::default(),
+            teams: Default::default(),
         }
     }
 }

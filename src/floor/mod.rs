@@ -12,4 +12,5 @@ pub mod mapping;
 pub mod publisher;
 pub mod sink;
 pub mod state;
+pub mod service;
 pub mod texts;

@@ -3,9 +3,12 @@
 #![allow(dead_code)]
 
 pub mod ari;
+pub mod browser;
 pub mod dbus;
+pub mod floor;
 pub mod http;
 pub mod nats;
+pub mod postgres;
 
 use std::time::Duration;
 

@@ -1,0 +1,108 @@
+//! `callguard floor …`: printing and exit codes for the floor service's commands.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use crate::floor::service::cli::{FloorArgs, FloorCommand, UserCommand};
+
+/// Runs `callguard floor …`.
+pub fn main(config: Option<&Path>, args: FloorArgs) -> ExitCode {
+    let cfg = match super::load(config) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    match args.command {
+        None => super::runtime(crate::floor::service::run(cfg)),
+        Some(FloorCommand::Report(args)) => report(&cfg, &args),
+        Some(FloorCommand::Incident(args)) => incident(&cfg, &args),
+        Some(FloorCommand::User {
+            command:
+                UserCommand::Add {
+                    name,
+                    teams,
+                    admin,
+                    display_name,
+                    password_file,
+                },
+        }) => {
+            let password = match crate::floor::service::cli::read_password(password_file.as_deref())
+            {
+                Ok(p) => p,
+                Err(e) => {
+                    eprintln!("callguard: {e}");
+                    return ExitCode::from(super::EXIT_USAGE);
+                }
+            };
+            let db = crate::floor::service::db_url(&cfg);
+            super::runtime(async move {
+                let added = crate::floor::service::cli::user_add(
+                    &db,
+                    &name,
+                    &teams,
+                    admin,
+                    display_name.as_deref(),
+                    &password,
+                )
+                .await?;
+                let role = if added.admin { "admin" } else { "lead" };
+                println!(
+                    "user {} added ({role}; teams: {})",
+                    added.name,
+                    if added.teams.is_empty() {
+                        "-".to_string()
+                    } else {
+                        added.teams.join(", ")
+                    }
+                );
+                Ok(())
+            })
+        }
+    }
+}
+
+fn report(
+    cfg: &crate::config::Config,
+    args: &crate::floor::service::report::cli::ReportArgs,
+) -> ExitCode {
+    use crate::floor::service::report::ReportError;
+    let fc = cfg.floor.clone().unwrap_or_default();
+    let db = crate::floor::service::db_url(cfg);
+    if let Err(e) = crate::floor::service::report::cli::offset_secs(&fc, args.utc_offset.as_deref())
+        .and_then(|o| crate::floor::service::report::cli::period(args, o))
+    {
+        eprintln!("callguard floor report: {e} (give --month, --quarter or --from/--to)");
+        return ExitCode::from(super::EXIT_USAGE);
+    }
+    if let Some(t) = &args.team
+        && !fc.teams.contains_key(t)
+    {
+        eprintln!(
+            "callguard floor report: {}",
+            ReportError::UnknownTeam(t.clone())
+        );
+        return ExitCode::from(super::EXIT_USAGE);
+    }
+    super::runtime(async move {
+        let (written, line) = crate::floor::service::report::cli::report(&db, &fc, args).await?;
+        println!("{line}");
+        println!("html {}", written.html.display());
+        println!("pdf  {}", written.pdf.display());
+        for c in &written.csv {
+            println!("csv  {}", c.display());
+        }
+        Ok(())
+    })
+}
+
+fn incident(
+    cfg: &crate::config::Config,
+    args: &crate::floor::service::report::cli::IncidentArgs,
+) -> ExitCode {
+    let fc = cfg.floor.clone().unwrap_or_default();
+    let db = crate::floor::service::db_url(cfg);
+    super::runtime(async move {
+        crate::floor::service::report::cli::incident(&db, &fc, args).await?;
+        println!("pdf  {}", args.out.display());
+        Ok(())
+    })
+}

@@ -1,0 +1,351 @@
+//! The floor's side of the bus: makes the `CALLGUARD` stream if asked, consumes it through a
+//! durable pull consumer shared by every floor instance (each message acknowledged only after
+//! the store committed it, so a restart resumes where it stopped and nothing is counted twice),
+//! answers history and ledger-head requests, and publishes leads' acks.
+
+use std::time::Duration;
+
+use async_nats::HeaderMap;
+use async_nats::jetstream::{self, consumer, stream};
+use futures_util::StreamExt;
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+use super::ingest;
+use super::store::{AckRow, Applied, Store, call_key};
+use super::web::AckOut;
+use crate::floor::config::FloorConfig;
+use crate::floor::contract::{
+    self, AckMessage, FloorEvent, HistoryRequest, LedgerHeadRequest, ParsedSubject, SCHEMA,
+};
+
+/// Why the bus side could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum BusError {
+    /// JetStream refused the stream or consumer.
+    #[error("JetStream: {0}")]
+    JetStream(String),
+    /// A subscription failed.
+    #[error("cannot subscribe to {subject}: {msg}")]
+    Subscribe {
+        /// Subject.
+        subject: String,
+        /// Cause.
+        msg: String,
+    },
+}
+
+/// The `CALLGUARD` stream's settings.
+pub fn stream_config(cfg: &FloorConfig) -> stream::Config {
+    stream::Config {
+        name: contract::STREAM.into(),
+        subjects: contract::stream_subjects(),
+        storage: stream::StorageType::File,
+        duplicate_window: contract::DUPLICATE_WINDOW,
+        max_age: cfg.stream_max_age,
+        // Old events age out of the stream after `stream_max_age`; the store keeps them.
+        discard: stream::DiscardPolicy::Old,
+        ..Default::default()
+    }
+}
+
+/// Creates the stream if missing (`floor.create_stream`), else checks it exists.
+pub async fn ensure_stream(
+    js: &jetstream::Context,
+    cfg: &FloorConfig,
+) -> Result<stream::Stream, BusError> {
+    if cfg.create_stream {
+        js.get_or_create_stream(stream_config(cfg))
+            .await
+            .map_err(|e| BusError::JetStream(e.to_string()))
+    } else {
+        js.get_stream(contract::STREAM)
+            .await
+            .map_err(|e| BusError::JetStream(e.to_string()))
+    }
+}
+
+/// Consumes the stream into the store until `stop`.
+pub async fn consume(
+    stream: stream::Stream,
+    durable: String,
+    store: Store,
+    notify: watch::Sender<u64>,
+    stop: CancellationToken,
+) -> Result<(), BusError> {
+    let consumer: consumer::PullConsumer = stream
+        .get_or_create_consumer(
+            &durable,
+            consumer::pull::Config {
+                durable_name: Some(durable.clone()),
+                ack_policy: consumer::AckPolicy::Explicit,
+                ack_wait: Duration::from_secs(30),
+                max_ack_pending: 10_000,
+                ..Default::default()
+            },
+        )
+        .await
+        .map_err(|e| BusError::JetStream(e.to_string()))?;
+    loop {
+        let mut messages = match consumer.messages().await {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!(error = %e, "floor: cannot pull from the stream; retrying");
+                tokio::select! {
+                    _ = stop.cancelled() => return Ok(()),
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                }
+            }
+        };
+        loop {
+            let next = tokio::select! {
+                _ = stop.cancelled() => return Ok(()),
+                m = messages.next() => m,
+            };
+            let msg = match next {
+                Some(Ok(m)) => m,
+                Some(Err(e)) => {
+                    tracing::warn!(error = %e, "floor: stream read error");
+                    continue;
+                }
+                None => break,
+            };
+            match handle(&store, &msg.subject, &msg.payload).await {
+                Ok(changed) => {
+                    if let Err(e) = msg.ack().await {
+                        // Not acknowledged: the server redelivers it and the store drops the
+                        // duplicate.
+                        tracing::warn!(error = %e, "floor: ack to the server failed");
+                    }
+                    if changed {
+                        notify.send_modify(|v| *v = v.wrapping_add(1));
+                    }
+                }
+                Err(Handled::Poison(why)) => {
+                    tracing::warn!(subject = %msg.subject, error = %why,
+                        "floor: a message that does not fit the contract is skipped");
+                    let _ = msg.ack_with(jetstream::AckKind::Term).await;
+                }
+                Err(Handled::Store(e)) => {
+                    tracing::error!(error = %e, "floor: store write failed; the event is redelivered");
+                    let _ = msg
+                        .ack_with(jetstream::AckKind::Nak(Some(Duration::from_secs(2))))
+                        .await;
+                }
+            }
+        }
+    }
+}
+
+enum Handled {
+    Poison(String),
+    Store(super::store::StoreError),
+}
+
+async fn handle(store: &Store, subject: &str, payload: &[u8]) -> Result<bool, Handled> {
+    let now = chrono::Utc::now().timestamp_millis();
+    match contract::parse_subject(subject) {
+        Some(ParsedSubject::Ack { site, agent }) => {
+            let ack = AckMessage::from_json(payload).map_err(|e| Handled::Poison(e.to_string()))?;
+            let key = store
+                .find_call(&site, &agent, &ack.call_id)
+                .await
+                .map_err(Handled::Store)?
+                .unwrap_or_else(|| call_key(&site, &agent, &ack.call_id));
+            let row = AckRow {
+                id: ack.id.clone(),
+                call_key: key,
+                lead: ack.lead.clone(),
+                user_name: String::new(),
+                at_ms: ack.at.timestamp_millis(),
+            };
+            let applied = store.add_ack(&row).await.map_err(Handled::Store)?;
+            Ok(applied == Applied::New)
+        }
+        Some(ParsedSubject::Event { agent, .. }) => {
+            let ev = FloorEvent::from_json(payload).map_err(|e| Handled::Poison(e.to_string()))?;
+            let mut rec = ingest::record(&ev, payload);
+            rec.ws_agent = agent;
+            let applied = store.apply(&rec, now).await.map_err(Handled::Store)?;
+            Ok(applied == Applied::New)
+        }
+        _ => Err(Handled::Poison("not a floor subject".into())),
+    }
+}
+
+/// Answers `callguard.v1.<site>.history` (every site when `site` is `*`) until `stop`.
+pub async fn answer_history(
+    client: async_nats::Client,
+    site: String,
+    store: Store,
+    stop: CancellationToken,
+) -> Result<(), BusError> {
+    let subject = contract::history_subject(&site);
+    let mut sub = client
+        .queue_subscribe(subject.clone(), "callguard-floor".into())
+        .await
+        .map_err(|e| BusError::Subscribe {
+            subject,
+            msg: e.to_string(),
+        })?;
+    loop {
+        let msg = tokio::select! {
+            _ = stop.cancelled() => return Ok(()),
+            m = sub.next() => match m { Some(m) => m, None => return Ok(()) },
+        };
+        let Some(reply_to) = msg.reply.clone() else {
+            continue;
+        };
+        let store = store.clone();
+        let client = client.clone();
+        tokio::spawn(async move {
+            let reply = match HistoryRequest::from_json(&msg.payload) {
+                Ok(req) => history(&store, &req).await,
+                Err(e) => {
+                    tracing::debug!(error = %e, "floor: malformed history request");
+                    return;
+                }
+            };
+            match reply {
+                Ok(r) => {
+                    let _ = client.publish(reply_to, r.to_json().into()).await;
+                }
+                Err(e) => tracing::warn!(error = %e, "floor: history lookup failed"),
+            }
+        });
+    }
+}
+
+/// The history reply for a request.
+pub async fn history(
+    store: &Store,
+    req: &HistoryRequest,
+) -> Result<contract::HistoryReply, super::store::StoreError> {
+    let Some(key) = req
+        .caller
+        .caller_hash
+        .clone()
+        .or_else(|| req.caller.caller.clone())
+        .filter(|k| !k.is_empty())
+    else {
+        return Ok(contract::HistoryReply {
+            schema: SCHEMA.into(),
+            ..Default::default()
+        });
+    };
+    let now = chrono::Utc::now().timestamp_millis();
+    let day = 24 * 3600 * 1000;
+    let mut h = store.caller_history(&key, 50).await?;
+    // The call asking is already in the store (its start came first): it is not history.
+    if let Some(call_id) = &req.call_id {
+        let this = call_key(&req.site, &req.agent, call_id);
+        h.calls.retain(|c| c.key != this);
+        h.marks.retain(|m| m.call_key != this);
+    }
+    let (n30, _) = store.caller_counts(&key, now - 30 * day).await?;
+    let (n365, highest) = store.caller_counts(&key, now - 365 * day).await?;
+    let this_call = req.call_id.is_some() && store_has_call(store, req).await;
+    let sub = i64::from(this_call);
+    Ok(ingest::history_reply(
+        &h,
+        (n30 - sub).max(0),
+        (n365 - sub).max(0),
+        highest,
+    ))
+}
+
+async fn store_has_call(store: &Store, req: &HistoryRequest) -> bool {
+    let Some(call_id) = &req.call_id else {
+        return false;
+    };
+    matches!(
+        store.call(&call_key(&req.site, &req.agent, call_id)).await,
+        Ok(Some(_))
+    )
+}
+
+/// Answers `callguard.v1.<site>.ledger.head` until `stop`.
+pub async fn answer_ledger_head(
+    client: async_nats::Client,
+    site: String,
+    store: Store,
+    stop: CancellationToken,
+) -> Result<(), BusError> {
+    let subject = contract::ledger_head_subject(&site);
+    let mut sub = client
+        .queue_subscribe(subject.clone(), "callguard-floor".into())
+        .await
+        .map_err(|e| BusError::Subscribe {
+            subject,
+            msg: e.to_string(),
+        })?;
+    loop {
+        let msg = tokio::select! {
+            _ = stop.cancelled() => return Ok(()),
+            m = sub.next() => match m { Some(m) => m, None => return Ok(()) },
+        };
+        let Some(reply_to) = msg.reply.clone() else {
+            continue;
+        };
+        let Ok(req) = LedgerHeadRequest::from_json(&msg.payload) else {
+            continue;
+        };
+        let reply = match store.ledger_head(&req.site, &req.agent).await {
+            Ok(head) => ingest::ledger_head_reply(head.as_ref(), None),
+            Err(e) => {
+                tracing::warn!(error = %e, "floor: ledger head lookup failed");
+                continue;
+            }
+        };
+        let _ = client.publish(reply_to, reply.to_json().into()).await;
+    }
+}
+
+/// Publishes leads' acks into the stream (so every floor instance records them) and thereby to
+/// the agent's workstation, until `stop` or the web side closes.
+pub async fn publish_acks(
+    js: jetstream::Context,
+    mut acks: mpsc::UnboundedReceiver<AckOut>,
+    stop: CancellationToken,
+) {
+    loop {
+        let a = tokio::select! {
+            _ = stop.cancelled() => return,
+            a = acks.recv() => match a { Some(a) => a, None => return },
+        };
+        let msg = AckMessage {
+            schema: SCHEMA.into(),
+            id: a.id.clone(),
+            call_id: a.call_id.clone(),
+            lead: a.lead.clone(),
+            at: chrono::DateTime::from_timestamp_millis(a.at_ms)
+                .unwrap_or_default()
+                .fixed_offset(),
+            escalation_id: a.escalation_id.clone(),
+        };
+        let mut headers = HeaderMap::new();
+        headers.insert(contract::MSG_ID_HEADER, a.id.as_str());
+        let subject = contract::ack_subject(&a.site, &a.agent);
+        // Retried a few times: the lead pressed the button once and expects it to arrive.
+        for attempt in 0..5u32 {
+            let sent = match js
+                .publish_with_headers(subject.clone(), headers.clone(), msg.to_json().into())
+                .await
+            {
+                Ok(ack) => ack.await.map(|_| ()).map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            match sent {
+                Ok(()) => {
+                    tracing::info!(call_id = %a.call_id, agent = %a.agent, lead = %a.lead,
+                        "ack sent to the workstation");
+                    break;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, attempt, "floor: ack publish failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(500 * u64::from(attempt + 1))).await;
+                }
+            }
+        }
+    }
+}

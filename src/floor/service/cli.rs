@@ -1,0 +1,137 @@
+//! `callguard floor …`: the arguments and what each command does, returning typed results (the
+//! CLI layer prints them).
+
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand};
+
+use super::accounts::{self, AccountError, NewUser};
+use super::store::{Store, StoreError};
+
+/// `callguard floor [COMMAND]`: without a command, serve.
+#[derive(Debug, Args)]
+pub struct FloorArgs {
+    /// Account management; without it, run the floor service.
+    #[command(subcommand)]
+    pub command: Option<FloorCommand>,
+}
+
+/// `callguard floor …` commands.
+#[derive(Debug, Subcommand)]
+pub enum FloorCommand {
+    /// Board accounts.
+    User {
+        /// What to do with accounts.
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+    /// Monthly, quarterly or any-range report: HTML, PDF and CSV files.
+    Report(super::report::cli::ReportArgs),
+    /// One call's incident record as PDF.
+    Incident(super::report::cli::IncidentArgs),
+}
+
+/// `callguard floor user …`.
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Create a board account (the password is asked, or read from --password-file).
+    Add {
+        /// Login name.
+        name: String,
+        /// A team the user leads (repeat for several); leads see their teams' agents.
+        #[arg(long = "team", value_name = "TEAM")]
+        teams: Vec<String>,
+        /// Sees every agent and the audit log.
+        #[arg(long)]
+        admin: bool,
+        /// Name shown to agents when this lead takes a call (default: the login name).
+        #[arg(long, value_name = "NAME")]
+        display_name: Option<String>,
+        /// Read the password from the first line of this file instead of asking.
+        #[arg(long, value_name = "FILE")]
+        password_file: Option<PathBuf>,
+    },
+}
+
+/// Why a floor command failed.
+#[derive(Debug, thiserror::Error)]
+pub enum FloorCliError {
+    /// The store could not be opened.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The account was refused.
+    #[error(transparent)]
+    Account(#[from] AccountError),
+    /// The password could not be read.
+    #[error("cannot read the password: {0}")]
+    Password(String),
+    /// The two passwords typed differ.
+    #[error("the passwords do not match")]
+    Mismatch,
+    /// A lead without a team would see nothing.
+    #[error("a lead needs at least one --team (or --admin)")]
+    NoTeam,
+}
+
+/// What `floor user add` did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UserAdded {
+    /// Login name.
+    pub name: String,
+    /// Teams.
+    pub teams: Vec<String>,
+    /// Admin.
+    pub admin: bool,
+}
+
+/// Reads the password: the first line of `file`, else twice from the terminal.
+pub fn read_password(file: Option<&std::path::Path>) -> Result<String, FloorCliError> {
+    if let Some(path) = file {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| FloorCliError::Password(format!("{}: {e}", path.display())))?;
+        return Ok(text.lines().next().unwrap_or("").to_string());
+    }
+    let first = rpassword::prompt_password("Password: ")
+        .map_err(|e| FloorCliError::Password(e.to_string()))?;
+    let second = rpassword::prompt_password("Password again: ")
+        .map_err(|e| FloorCliError::Password(e.to_string()))?;
+    if first != second {
+        return Err(FloorCliError::Mismatch);
+    }
+    Ok(first)
+}
+
+/// `callguard floor user add`: creates the account in the store at `db_url`.
+pub async fn user_add(
+    db_url: &str,
+    name: &str,
+    teams: &[String],
+    admin: bool,
+    display_name: Option<&str>,
+    password: &str,
+) -> Result<UserAdded, FloorCliError> {
+    if teams.is_empty() && !admin {
+        return Err(FloorCliError::NoTeam);
+    }
+    let store = Store::open(db_url).await?;
+    let user = NewUser {
+        name: name.to_string(),
+        display_name: display_name.unwrap_or("").to_string(),
+        teams: teams.to_vec(),
+        admin,
+    };
+    let result = accounts::add_user(
+        &store,
+        &user,
+        password,
+        chrono::Utc::now().timestamp_millis(),
+    )
+    .await
+    .map(|()| UserAdded {
+        name: name.to_string(),
+        teams: teams.to_vec(),
+        admin,
+    });
+    store.close().await;
+    Ok(result?)
+}

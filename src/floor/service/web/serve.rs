@@ -1,0 +1,177 @@
+//! Accepting connections: HTTPS with rustls when a certificate is configured, plain HTTP only
+//! on a loopback address (a board on the network without TLS would send passwords and session
+//! cookies in the clear).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::ConnectInfo;
+use hyper_util::rt::TokioIo;
+use hyper_util::service::TowerToHyperService;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// Why the board could not be served.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// Plain HTTP on a non-loopback address.
+    #[error(
+        "floor.listen = {0} is not a loopback address: set floor.tls_cert and floor.tls_key \
+         (the board sends passwords and session cookies), or listen on 127.0.0.1"
+    )]
+    PlainOffLoopback(SocketAddr),
+    /// Only one of cert/key.
+    #[error("floor.tls_cert and floor.tls_key go together: set both or neither")]
+    HalfTls,
+    /// Certificate or key unreadable.
+    #[error("{key} {path}: {msg}")]
+    Pem {
+        /// Which key.
+        key: &'static str,
+        /// File.
+        path: String,
+        /// What is wrong.
+        msg: String,
+    },
+    /// rustls refused the certificate/key pair.
+    #[error("TLS setup: {0}")]
+    Tls(#[from] rustls::Error),
+}
+
+/// The TLS settings for `cert`/`key` (PEM files); `None` when both are empty. Checks the
+/// loopback rule for `addr`.
+pub fn tls_config(
+    addr: SocketAddr,
+    cert: &str,
+    key: &str,
+) -> Result<Option<Arc<rustls::ServerConfig>>, ServeError> {
+    match (cert.is_empty(), key.is_empty()) {
+        (true, true) if addr.ip().is_loopback() => return Ok(None),
+        (true, true) => return Err(ServeError::PlainOffLoopback(addr)),
+        (false, false) => {}
+        _ => return Err(ServeError::HalfTls),
+    }
+    let pem = |k: &'static str, path: &str, msg: String| ServeError::Pem {
+        key: k,
+        path: path.to_string(),
+        msg,
+    };
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .map_err(|e| pem("floor.tls_cert", cert, e.to_string()))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| pem("floor.tls_cert", cert, e.to_string()))?;
+    if certs.is_empty() {
+        return Err(pem(
+            "floor.tls_cert",
+            cert,
+            "no PEM certificate in it".into(),
+        ));
+    }
+    let private =
+        PrivateKeyDer::from_pem_file(key).map_err(|e| pem("floor.tls_key", key, e.to_string()))?;
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_no_client_auth()
+    .with_single_cert(certs, private)?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Some(Arc::new(config)))
+}
+
+/// Serves `app` on `listener` (TLS when `tls` is set) until `stop`.
+pub async fn serve(
+    listener: TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    app: Router,
+    stop: CancellationToken,
+) {
+    let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
+    loop {
+        let (stream, peer) = tokio::select! {
+            _ = stop.cancelled() => return,
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::warn!(error = %e, "board: accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let app = app
+            .clone()
+            .layer(axum::Extension(ConnectInfo::<SocketAddr>(peer)));
+        let acceptor = acceptor.clone();
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let service = TowerToHyperService::new(app);
+            let builder = hyper::server::conn::http1::Builder::new();
+            let result = match acceptor {
+                Some(acceptor) => match acceptor.accept(stream).await {
+                    Ok(tls) => {
+                        let conn = builder.serve_connection(TokioIo::new(tls), service);
+                        tokio::select! {
+                            r = conn => r,
+                            _ = stop.cancelled() => Ok(()),
+                        }
+                    }
+                    Err(e) => {
+                        tracing::debug!(error = %e, %peer, "board: TLS handshake failed");
+                        return;
+                    }
+                },
+                None => {
+                    let conn = builder.serve_connection(TokioIo::new(stream), service);
+                    tokio::select! {
+                        r = conn => r,
+                        _ = stop.cancelled() => Ok(()),
+                    }
+                }
+            };
+            if let Err(e) = result {
+                tracing::debug!(error = %e, %peer, "board: connection ended with an error");
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_http_only_on_loopback() {
+        let lo: SocketAddr = "127.0.0.1:8480".parse().unwrap();
+        assert!(tls_config(lo, "", "").unwrap().is_none());
+        let any: SocketAddr = "0.0.0.0:8480".parse().unwrap();
+        let err = tls_config(any, "", "").unwrap_err().to_string();
+        assert!(
+            err.contains("not a loopback address") && err.contains("floor.tls_cert"),
+            "{err}"
+        );
+        assert!(matches!(
+            tls_config(any, "/x/cert.pem", ""),
+            Err(ServeError::HalfTls)
+        ));
+    }
+
+    #[test]
+    fn a_certificate_and_key_give_https() {
+        let dir = tempfile::tempdir().unwrap();
+        let ck = rcgen::generate_simple_self_signed(vec!["floor.example".into()]).unwrap();
+        let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+        std::fs::write(&cert, ck.cert.pem()).unwrap();
+        std::fs::write(&key, ck.signing_key.serialize_pem()).unwrap();
+        let any: SocketAddr = "0.0.0.0:8443".parse().unwrap();
+        let cfg = tls_config(any, cert.to_str().unwrap(), key.to_str().unwrap())
+            .unwrap()
+            .expect("TLS");
+        assert_eq!(cfg.alpn_protocols, vec![b"http/1.1".to_vec()]);
+        let bad = tls_config(any, key.to_str().unwrap(), key.to_str().unwrap()).unwrap_err();
+        assert!(bad.to_string().contains("floor.tls_cert"), "{bad}");
+    }
+}

@@ -1,0 +1,378 @@
+//! `callguard floor` as a process against a real nats-server (JetStream): restart at any time
+//! without losing or double-counting events, the history and ledger-head replies from the store,
+//! leads' acks back to the workstation, sessions/CSRF/visibility/audit over HTTP, and two
+//! instances on one PostgreSQL sharing the consumer and pinging once about a dead workstation.
+
+mod common;
+
+use async_nats::jetstream;
+use callguard::floor::contract::{
+    self, AckMessage, CallerRef, EventBody, HistoryReply, HistoryRequest, LedgerHeadReply,
+    LedgerHeadRequest, PbxState, SCHEMA,
+};
+use callguard::floor::service::store::{Store, call_key};
+use common::floor::{
+    Floor, Session, Workstations, call_end, call_start, escalation, event, eventually, heartbeat,
+    mark,
+};
+use common::http::Receiver;
+use common::nats::NatsServer;
+use common::postgres::PgCluster;
+use futures_util::StreamExt;
+
+async fn count(store: &Store, n: i64) -> Option<()> {
+    (store.event_count().await.ok()? == n).then_some(())
+}
+
+#[tokio::test]
+async fn a_floor_killed_at_any_time_resumes_without_loss_or_double_counting() {
+    let nats = NatsServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("floor.db").display());
+    let mut floor = Floor::start(dir.path(), &nats.url(), &db, "").await;
+    let ws = Workstations::connect(&nats.url()).await;
+    ws.wait_for_stream().await;
+    let store = Store::open(&db).await.unwrap();
+
+    let caller = |i: u32| format!("+8130000{i:04}");
+    for i in 0..20u32 {
+        let call = format!("c{i}");
+        ws.publish(&call_start(&format!("s{i}"), "1001", &call, &caller(i)))
+            .await;
+        ws.publish(&mark(
+            &format!("m{i}"),
+            "1001",
+            &call,
+            &caller(i),
+            2,
+            "ふざけるな",
+        ))
+        .await;
+    }
+    eventually("40 events stored", || count(&store, 40)).await;
+
+    // Killed; the workstations go on publishing; some events arrive twice under other message
+    // ids (a workstation that lost its confirmation past the server's dedupe window).
+    floor.kill9();
+    for i in 0..20u32 {
+        let call = format!("c{i}");
+        ws.publish(&call_end(&format!("e{i}"), "1001", &call, &caller(i), 300))
+            .await;
+    }
+    for i in 0..5u32 {
+        let again = mark(
+            &format!("m{i}"),
+            "1001",
+            &format!("c{i}"),
+            &caller(i),
+            2,
+            "ふざけるな",
+        );
+        ws.publish_as(&again, &format!("retry-{i}")).await;
+    }
+    floor.restart().await;
+    eventually("60 distinct events stored", || count(&store, 60)).await;
+    for i in 0..20u32 {
+        let c = store
+            .call(&call_key("tokyo", "1001", &format!("c{i}")))
+            .await
+            .unwrap()
+            .expect("call stored");
+        assert!(c.ended_ms.is_some(), "call c{i} ended");
+        assert_eq!(c.marks, 1, "call c{i}: a duplicate mark is not counted");
+        assert_eq!(c.level, 2);
+    }
+    // The consumer acknowledged everything: nothing left pending on the server.
+    let js = jetstream::new(ws.client.clone());
+    let mut stream = js.get_stream(contract::STREAM).await.unwrap();
+    assert_eq!(stream.info().await.unwrap().state.messages, 65);
+    let consumer: jetstream::consumer::PullConsumer =
+        stream.get_consumer("callguard-floor").await.unwrap();
+    eventually("the consumer has nothing pending", || {
+        let mut consumer = consumer.clone();
+        async move {
+            let info = consumer.info().await.ok()?;
+            (info.num_pending == 0 && info.num_ack_pending == 0).then_some(())
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn history_ledger_head_acks_sessions_and_audit() {
+    let nats = NatsServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("floor.db").display());
+    let floor = Floor::start(dir.path(), &nats.url(), &db, "").await;
+    floor.add_user("tanaka", "田中", &["a"], false);
+    floor.add_user("kimura", "木村", &["b"], false);
+    floor.add_user("admin", "管理者", &[], true);
+    let ws = Workstations::connect(&nats.url()).await;
+    ws.wait_for_stream().await;
+    let store = Store::open(&db).await.unwrap();
+    let caller = "+81312345678";
+
+    // A past call with a threat, and one in progress with an escalation.
+    ws.publish(&call_start("p1", "1001", "old", caller)).await;
+    ws.publish(&mark("p2", "1001", "old", caller, 3, "殺すぞ"))
+        .await;
+    ws.publish(&call_end("p3", "1001", "old", caller, 600))
+        .await;
+    ws.publish(&call_start("n1", "1002", "now", caller)).await;
+    ws.publish(&escalation("n2", "1002", "now", caller, 1))
+        .await;
+    eventually("5 events", || count(&store, 5)).await;
+
+    // No session: no page, no API, no SSE.
+    let anon = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let r = anon.get(format!("{}/", floor.url())).send().await.unwrap();
+    assert_eq!(r.status(), 303);
+    assert_eq!(r.headers()["location"], "/login");
+    for path in ["/api/board", "/events"] {
+        let r = anon
+            .get(format!("{}{path}", floor.url()))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401, "{path}");
+    }
+    let r = anon
+        .post(format!("{}/ack", floor.url()))
+        .form(&[("csrf", "x"), ("call", "tokyo/1002/now")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+
+    // Visibility: team a sees 1001 and 1002, team b sees neither.
+    let lead = Session::login(&floor.url(), "tanaka").await;
+    let other = Session::login(&floor.url(), "kimura").await;
+    let b = lead.board().await;
+    assert_eq!(b["calls"].as_array().unwrap().len(), 2, "{b}");
+    assert_eq!(other.board().await["calls"].as_array().unwrap().len(), 0);
+    let r = other.get("/call?key=tokyo%2F1002%2Fnow").await;
+    assert_eq!(r.status(), 403);
+
+    // The ack: a bad CSRF token is refused; the right one reaches the agent's subject.
+    let mut acks = ws
+        .client
+        .subscribe(contract::ack_subject("tokyo", "1002"))
+        .await
+        .unwrap();
+    let r = lead
+        .post("/ack", &[("csrf", "0000"), ("call", "tokyo/1002/now")])
+        .await;
+    assert_eq!(r.status(), 403, "bad CSRF");
+    let r = lead
+        .post("/ack", &[("csrf", &lead.csrf), ("call", "tokyo/1002/now")])
+        .await;
+    assert_eq!(r.status(), 303);
+    let msg = tokio::time::timeout(common::floor::PATIENCE, acks.next())
+        .await
+        .expect("the ack within patience")
+        .expect("an ack message");
+    let ack = AckMessage::from_json(&msg.payload).unwrap();
+    assert_eq!((ack.call_id.as_str(), ack.lead.as_str()), ("now", "田中"));
+    assert_eq!(ack.escalation_id.as_deref(), Some("esc-n2"));
+    let b = lead.board().await;
+    assert_eq!(b["acks"][0]["lead"], "田中");
+
+    // The organisation's conclusion, recorded on the caller page, then answered to a daemon.
+    let r = lead
+        .post(
+            "/caller/conclusion",
+            &[
+                ("csrf", &lead.csrf),
+                ("key", caller),
+                ("text", "返金には応じない。決定は変わらない。"),
+                ("phrase", "先日お伝えしたとおり、結論は変わりません。"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status(), 303);
+    let page = lead
+        .get("/caller?key=%2B81312345678")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains("結論は変わりません") && page.contains("殺すぞ"),
+        "{page}"
+    );
+    let req = HistoryRequest {
+        schema: SCHEMA.into(),
+        site: "tokyo".into(),
+        agent: "2001".into(),
+        host: "ws-2001".into(),
+        call_id: Some("next".into()),
+        caller: CallerRef {
+            caller: Some(caller.into()),
+            caller_hash: None,
+        },
+    };
+    let reply = ws
+        .client
+        .request(contract::history_subject("tokyo"), req.to_json().into())
+        .await
+        .expect("a history reply");
+    let h = HistoryReply::from_json(&reply.payload).unwrap();
+    assert!(h.known);
+    assert_eq!((h.calls_30d, h.calls_365d), (2, 2));
+    assert_eq!(h.highest_level, Some(3));
+    assert_eq!(h.last_marks[0].quote.as_deref(), Some("殺すぞ"));
+    let c = h.conclusion.expect("the conclusion");
+    assert_eq!(c.phrase, "先日お伝えしたとおり、結論は変わりません。");
+    assert_eq!((c.by.as_str(), c.version), ("田中", 1));
+
+    // An unknown caller: known = false.
+    let unknown = HistoryRequest {
+        caller: CallerRef {
+            caller: Some("+81399999999".into()),
+            caller_hash: None,
+        },
+        ..req
+    };
+    let reply = ws
+        .client
+        .request(contract::history_subject("tokyo"), unknown.to_json().into())
+        .await
+        .unwrap();
+    assert!(!HistoryReply::from_json(&reply.payload).unwrap().known);
+
+    // The ledger head: the highest line the floor has seen.
+    for seq in [1u64, 2, 3] {
+        let ev = event(
+            &format!("l{seq}"),
+            "1001",
+            None,
+            None,
+            None,
+            None,
+            EventBody::Ledger {
+                seq,
+                manifest_sha256: format!("m{seq}"),
+                line_sha256: format!("h{seq}"),
+                prev: String::new(),
+                dir: String::new(),
+            },
+        );
+        ws.publish(&ev).await;
+    }
+    eventually("ledger lines stored", || count(&store, 8)).await;
+    let req = LedgerHeadRequest {
+        schema: SCHEMA.into(),
+        site: "tokyo".into(),
+        agent: "1001".into(),
+        host: "ws-1001".into(),
+    };
+    let reply = ws
+        .client
+        .request(contract::ledger_head_subject("tokyo"), req.to_json().into())
+        .await
+        .unwrap();
+    let head = LedgerHeadReply::from_json(&reply.payload).unwrap();
+    assert!(head.known);
+    assert_eq!(
+        (head.seq, head.line_sha256.as_deref()),
+        (Some(3), Some("h3"))
+    );
+
+    // The audit log: the ack, the caller view and the conclusion; admins only.
+    assert_eq!(lead.get("/audit").await.status(), 403);
+    let admin = Session::login(&floor.url(), "admin").await;
+    let audit = admin.get("/audit").await.text().await.unwrap();
+    for action in ["ack", "view.caller", "conclusion", "login"] {
+        assert!(
+            audit.contains(&format!("<td>{action}</td>")),
+            "{action}: {audit}"
+        );
+    }
+    assert_eq!(admin.board().await["calls"].as_array().unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn two_instances_share_one_postgresql_and_ping_once_about_a_dead_workstation() {
+    let pg = PgCluster::start();
+    let db = pg.database("floor_two").await;
+    let nats = NatsServer::start().await;
+    let mut hook = Receiver::start(vec![]).await;
+    let extra = format!("[[escalation.webhook]]\nurl = \"{}\"\n", hook.url("/hook"));
+    let dir = tempfile::tempdir().unwrap();
+    let a = Floor::start(&dir.path().join("a"), &nats.url(), &db, &extra).await;
+    let b = Floor::start(&dir.path().join("b"), &nats.url(), &db, &extra).await;
+    a.add_user("tanaka", "田中", &["a", "b"], false);
+    let ws = Workstations::connect(&nats.url()).await;
+    ws.wait_for_stream().await;
+    let store = Store::open(&db).await.unwrap();
+
+    for i in 0..50u32 {
+        let caller = format!("+8190000{i:04}");
+        ws.publish(&call_start(
+            &format!("s{i}"),
+            "2001",
+            &format!("k{i}"),
+            &caller,
+        ))
+        .await;
+        ws.publish(&mark(
+            &format!("m{i}"),
+            "2001",
+            &format!("k{i}"),
+            &caller,
+            1,
+            "q",
+        ))
+        .await;
+    }
+    eventually("100 events stored once", || count(&store, 100)).await;
+    let (sa, sb) = (
+        Session::login(&a.url(), "tanaka").await,
+        Session::login(&b.url(), "tanaka").await,
+    );
+    for s in [&sa, &sb] {
+        let board = s.board().await;
+        let calls = board["calls"].as_array().unwrap();
+        assert_eq!(calls.len(), 50);
+        assert!(calls.iter().all(|c| c["marks"] == 1));
+    }
+    // An ack taken on A shows on B (it travels through the stream).
+    let r = sa
+        .post("/ack", &[("csrf", &sa.csrf), ("call", "tokyo/2001/k7")])
+        .await;
+    assert_eq!(r.status(), 303);
+    eventually("B shows A's ack", || {
+        let sb = &sb;
+        async move {
+            let b = sb.board().await;
+            (b["acks"].as_array()?.len() == 1).then_some(())
+        }
+    })
+    .await;
+
+    // A workstation beating every second goes silent: one ping between the two instances.
+    ws.publish(&heartbeat("h1", "1002", 1, PbxState::Up)).await;
+    let first = hook.next().await;
+    let text = first.json()["text"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(text.contains("ws-1002"), "{text}");
+    // Another one loses its PBX link; its ping comes after the fleet was checked again by both
+    // instances, and the silent one was not pinged a second time.
+    ws.publish(&heartbeat("h2", "2001", 30, PbxState::Down))
+        .await;
+    let second = hook.next().await;
+    let text = second.json()["text"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(text.contains("ws-2001") && text.contains("PBX"), "{text}");
+    assert_eq!(hook.requests(), 2, "one ping per outage");
+    let ws_rows = store.workstations().await.unwrap();
+    assert!(ws_rows.iter().all(|w| w.pinged_ms.is_some()));
+    drop((a, b));
+}
