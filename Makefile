@@ -7,12 +7,12 @@ CARGO ?= cargo
 # pkg-config for the -sys crates.
 DEB_PACKAGES := libasound2-dev pkg-config dbus dbus-daemon
 
-.PHONY: demo test deps check lint bench sounds clean deb
+.PHONY: demo test deps check lint bench sounds clean deb s3-tools
 
 demo: deps
 	$(CARGO) run --quiet -- demo
 
-test: deps
+test: deps s3-tools
 	$(CARGO) test --no-fail-fast
 
 # Format and lint gate (CI runs it after the tests).
@@ -38,6 +38,11 @@ deb: deps
 
 deps:
 	@scripts/ensure-deps.sh $(DEB_PACKAGES)
+
+# The S3 server of the archive tests (s3s-fs), built once per machine into
+# $(HOME)/.cache/callguard-tools/s3s-fs; skipped when it is already there.
+s3-tools:
+	@scripts/ensure-s3s-fs.sh
 
 clean:
 	$(CARGO) clean

@@ -5,6 +5,7 @@
 pub mod ari;
 pub mod dbus;
 pub mod http;
+pub mod s3;
 
 use std::time::Duration;
 
