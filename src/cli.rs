@@ -191,6 +191,13 @@ pub fn main() -> ExitCode {
             paths,
             pubkey,
             json,
+        } if paths.iter().any(|p| crate::archive::cli::is_s3(p)) => {
+            crate::archive::cli::verify(cli.config.as_deref(), paths, pubkey, json)
+        }
+        Command::Verify {
+            paths,
+            pubkey,
+            json,
         } => crate::evidence::verify::cli(cli.config.as_deref(), paths, pubkey, json),
         Command::Status { json } => match load(cli.config.as_deref()) {
             Ok(cfg) => crate::control::status_command(&cfg, json),

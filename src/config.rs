@@ -150,6 +150,8 @@ pub struct Config {
     pub control: ControlConfig,
     /// Agent marks and the harassment rules.
     pub marks: MarksConfig,
+    /// Copies of sealed evidence in S3-compatible object storage (off when `bucket` is empty).
+    pub archive: crate::archive::config::ArchiveConfig,
 }
 
 /// `[marks]`.
@@ -338,6 +340,7 @@ impl Default for Config {
             state: StateConfig::default(),
             control: ControlConfig::default(),
             marks: MarksConfig::default(),
+            archive: Default::default(),
         }
     }
 }
@@ -618,6 +621,9 @@ impl Config {
                 ));
             }
         }
+        self.archive
+            .validate()
+            .map_err(|e| ConfigError::Load(e.to_string()))?;
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
             return Err(invalid(
                 "log.level",

@@ -101,6 +101,7 @@ impl Daemon {
         alert_opts.sounds.quiet_probe = opts.volatile;
         alert_opts.escalate = Some(commands_tx.clone());
         let reports = bus.report_sender();
+        let archive_store = crate::archive::preflight(&cfg).await?;
 
         let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE);
         let connector = tokio::spawn(crate::pbx::run(cfg.clone(), events_tx, shutdown.clone()));
@@ -115,6 +116,15 @@ impl Daemon {
             crate::control::ControlContext::new(&cfg, commands_tx.clone(), &bus),
             shutdown.clone(),
         ));
+        let archive = archive_store.map(|store| {
+            tokio::spawn(crate::archive::run(
+                cfg.clone(),
+                store,
+                reports.subscribe(),
+                commands_tx.clone(),
+                shutdown.clone(),
+            ))
+        });
         // The evidence sink reports problems (disk full) back through the tracker.
         let evidence = tokio::spawn(crate::evidence::run(
             crate::evidence::EvidenceOptions::from_config(&cfg),
@@ -136,6 +146,9 @@ impl Daemon {
         let _ = escalation.await;
         let _ = control.await;
         let _ = evidence.await;
+        if let Some(a) = archive {
+            let _ = a.await;
+        }
         let _ = connector.await;
         tracing::info!("callguard stopped");
         Ok(())

@@ -237,6 +237,7 @@ pub async fn run_checks(cfg: &Config, opts: &Options) -> Vec<Check> {
     checks.extend(check_evidence(cfg));
     checks.push(check_key(&cfg.data_dir()));
     checks.extend(check_webhooks(cfg, opts).await);
+    checks.extend(crate::archive::doctor::checks(cfg).await);
     checks
 }
 

@@ -120,13 +120,13 @@ impl S3Server {
         out
     }
 
-    /// Multipart uploads the server still holds open (its `.upload_id-*` files).
+    /// Multipart uploads the server still holds open (its `.upload-<id>.json` files).
     pub fn open_uploads(&self) -> Vec<String> {
         std::fs::read_dir(&self.data)
             .map(|rd| {
                 rd.flatten()
                     .map(|e| e.file_name().to_string_lossy().into_owned())
-                    .filter(|n| n.starts_with(".upload_id-") && !n.contains(".part"))
+                    .filter(|n| n.starts_with(".upload-") && n.ends_with(".json"))
                     .collect()
             })
             .unwrap_or_default()
@@ -273,7 +273,7 @@ impl Proxy {
                 tokio::spawn(async move {
                     let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
                         let st = st.clone();
-                                let client = client.clone();
+                        let client = client.clone();
                         async move { handle(req, upstream, st, client).await }
                     });
                     let _ = hyper::server::conn::http1::Builder::new()
