@@ -4,7 +4,6 @@
 //! and the drain rate of a backlog of one-minute calls (folders/s, MB/s).
 
 #[path = "../tests/common/s3.rs"]
-#[allow(dead_code, unused_imports)]
 mod s3;
 
 use std::path::Path;

@@ -384,11 +384,11 @@ impl Archiver {
     /// pass goes on with the next line.
     pub async fn pass(&mut self) -> Result<PassReport, StoreError> {
         let mut report = PassReport::default();
-        if std::fs::read_dir(self.state_dir.join("uploads")).is_ok_and(|mut d| d.next().is_some()) {
-            if let Err(e) = self.abort_leftover_uploads().await {
-                self.record_error(&e);
-                return Err(e);
-            }
+        if std::fs::read_dir(self.state_dir.join("uploads")).is_ok_and(|mut d| d.next().is_some())
+            && let Err(e) = self.abort_leftover_uploads().await
+        {
+            self.record_error(&e);
+            return Err(e);
         }
         for line in read_ledger(&self.evidence_root) {
             if self.state.is_done(line.seq) {

@@ -153,17 +153,17 @@ pub async fn verify(
         // Seq numbers with no ledger object between the first and the last.
         if let (Some(first), Some(last)) = (ledger.keys().next(), ledger.keys().last()) {
             let missing: Vec<u64> = (1..=*last).filter(|s| !ledger.contains_key(s)).collect();
-            if !missing.is_empty() || *first != 1 {
-                if let Some(l) = out.ledgers.first_mut() {
-                    l.failures.push(format!(
-                        "archived ledger lines missing: {}",
-                        missing
-                            .iter()
-                            .map(u64::to_string)
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ));
-                }
+            if (!missing.is_empty() || *first != 1)
+                && let Some(l) = out.ledgers.first_mut()
+            {
+                l.failures.push(format!(
+                    "archived ledger lines missing: {}",
+                    missing
+                        .iter()
+                        .map(u64::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
             }
         }
         // Object Lock retention.
@@ -182,7 +182,7 @@ pub async fn verify(
         let mut short: BTreeMap<String, Vec<String>> = BTreeMap::new();
         if retention_unknown.is_none() {
             for (k, rel) in objects {
-                let dir_of = rel.rsplitn(2, '/').nth(1).unwrap_or("").to_string();
+                let dir_of = rel.rsplit_once('/').map(|x| x.0).unwrap_or("").to_string();
                 let need = if rel.starts_with("ledger/") {
                     rel.strip_prefix("ledger/")
                         .and_then(|f| f.strip_suffix(".json"))

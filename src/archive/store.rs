@@ -136,6 +136,9 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     s
 }
 
+/// A part the store took: number, ETag, base64 SHA-256, raw SHA-256.
+type SentPart = (i32, String, String, [u8; 32]);
+
 /// Object Lock settings of one object.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Lock {
@@ -613,15 +616,14 @@ impl Store {
     ) -> Result<Put, StoreError> {
         let parts = len.div_ceil(self.part_size);
         let path = Arc::new(path.to_path_buf());
-        let results: Vec<Result<(i32, String, String, [u8; 32]), StoreError>> =
-            futures_util::stream::iter(1..=parts)
-                .map(|n| {
-                    let path = path.clone();
-                    async move { self.send_part(key, &path, n, len, upload_id).await }
-                })
-                .buffered(self.concurrency)
-                .collect()
-                .await;
+        let results: Vec<Result<SentPart, StoreError>> = futures_util::stream::iter(1..=parts)
+            .map(|n| {
+                let path = path.clone();
+                async move { self.send_part(key, &path, n, len, upload_id).await }
+            })
+            .buffered(self.concurrency)
+            .collect()
+            .await;
         let mut completed = Vec::new();
         let mut composite = Sha256::new();
         for r in results {
@@ -692,7 +694,7 @@ impl Store {
         n: u64,
         len: u64,
         upload_id: &str,
-    ) -> Result<(i32, String, String, [u8; 32]), StoreError> {
+    ) -> Result<SentPart, StoreError> {
         let local = |source| StoreError::Local {
             path: path.display().to_string(),
             source,
