@@ -133,6 +133,9 @@ pub struct DaemonStatus {
     pub capabilities: Capabilities,
     /// Latest problems, oldest first.
     pub recent_errors: Vec<ErrorEntry>,
+    /// The daemon's parts (connector, tracker, sinks, control) and their states.
+    #[serde(default)]
+    pub parts: Vec<crate::supervisor::PartStatus>,
 }
 
 /// [`TrackerStatus`], (de)serializable for clients.
@@ -282,6 +285,7 @@ pub struct ControlContext {
     min_free_mb: u64,
     local_sound: bool,
     started_at: String,
+    parts: crate::supervisor::Parts,
 }
 
 impl ControlContext {
@@ -302,7 +306,14 @@ impl ControlContext {
             min_free_mb: cfg.evidence.min_free_mb,
             local_sound: cfg.prompt.local,
             started_at: chrono::Local::now().fixed_offset().to_rfc3339(),
+            parts: Default::default(),
         }
+    }
+
+    /// Shows these parts' states in `status`.
+    pub fn with_parts(mut self, parts: crate::supervisor::Parts) -> ControlContext {
+        self.parts = parts;
+        self
     }
 }
 
@@ -606,6 +617,7 @@ async fn status(shared: &Shared) -> DaemonStatus {
             evidence: evidence(&ctx.evidence_dir, ctx.min_free_mb),
         },
         recent_errors,
+        parts: ctx.parts.snapshot(),
     }
 }
 
@@ -869,6 +881,12 @@ pub fn render_status(s: &DaemonStatus) -> String {
     }
     for u in &s.outbox.unreadable {
         let _ = writeln!(o, "  UNREADABLE {u}");
+    }
+    if !s.parts.is_empty() {
+        let _ = writeln!(o, "Parts:");
+        for p in &s.parts {
+            let _ = writeln!(o, "  {}: {}", p.name, p.describe());
+        }
     }
     let n = &s.capabilities.notifications;
     let _ = writeln!(o, "Capabilities:");

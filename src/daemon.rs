@@ -1,13 +1,19 @@
-//! Wires the daemon together: PBX connector → call tracker → sinks, one shutdown token.
+//! Wires the daemon together: PBX connector → call tracker → sinks (and evidence followers),
+//! each a named part under one [`Supervisor`], one shutdown token.
+
+use std::sync::Arc;
 
 use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 
-use crate::alerts::{self, AlertOptions};
+use crate::alerts::AlertOptions;
 use crate::bus::Bus;
 use crate::calls::{self, Command, TrackerOptions, memory::Memory};
 use crate::config::Config;
 use crate::events::{Action, Report};
+use crate::evidence::followers::EvidenceFollower;
+use crate::sink::{Sink, SinkContext};
+use crate::supervisor::{Parts, Supervisor};
 
 /// Capacity of the connector → tracker queue; a full queue slows the socket read, never drops.
 const EVENT_QUEUE: usize = 4096;
@@ -33,36 +39,75 @@ impl Default for RunOptions {
     }
 }
 
+/// The sinks the configuration asks for, in the order they get each action. Adding a sink is
+/// its own module (implementing [`Sink`]) plus one line here.
+pub fn sinks(cfg: &Config, opts: &RunOptions) -> Vec<Box<dyn Sink>> {
+    let mut alert_opts = AlertOptions::from_config(cfg);
+    alert_opts.desktop = opts.desktop;
+    alert_opts.sounds.quiet_probe = opts.volatile;
+    vec![
+        Box::new(crate::alerts::AlertsSink::new(alert_opts)),
+        Box::new(crate::escalation::EscalationSink::new(
+            crate::escalation::EscalationOptions::from_config(cfg),
+        )),
+        Box::new(crate::evidence::EvidenceSink::new(
+            crate::evidence::EvidenceOptions::from_config(cfg),
+        )),
+    ]
+}
+
 /// A daemon ready to run: the sinks are subscribed, reports can be listened to.
 pub struct Daemon {
     cfg: Config,
     opts: RunOptions,
     bus: Bus,
-    alerts_rx: mpsc::UnboundedReceiver<Action>,
-    escalation_rx: mpsc::UnboundedReceiver<Action>,
-    evidence_rx: mpsc::UnboundedReceiver<Action>,
+    sinks: Vec<(Box<dyn Sink>, mpsc::UnboundedReceiver<Action>)>,
+    followers: Vec<Arc<dyn EvidenceFollower>>,
     commands_tx: mpsc::Sender<Command>,
     commands_rx: mpsc::Receiver<Command>,
+    parts: Parts,
 }
 
 impl Daemon {
-    /// Subscribes every sink; nothing runs yet.
+    /// Subscribes every sink of [`sinks`] and every follower of the configuration; nothing runs
+    /// yet.
     pub fn new(cfg: Config, opts: RunOptions) -> Daemon {
-        let mut bus = Bus::new();
-        let alerts_rx = bus.subscribe(false);
-        let escalation_rx = bus.subscribe(false);
-        let evidence_rx = bus.subscribe(true);
+        let sinks = sinks(&cfg, &opts);
+        let followers = crate::evidence::followers::from_config(&cfg);
+        let mut d = Daemon::with_sinks(cfg, opts, sinks);
+        d.followers = followers;
+        d
+    }
+
+    /// A daemon with exactly these sinks (tests, embedding).
+    pub fn with_sinks(cfg: Config, opts: RunOptions, sinks: Vec<Box<dyn Sink>>) -> Daemon {
         let (commands_tx, commands_rx) = mpsc::channel(64);
-        Daemon {
+        let mut d = Daemon {
             cfg,
             opts,
-            bus,
-            alerts_rx,
-            escalation_rx,
-            evidence_rx,
+            bus: Bus::new(),
+            sinks: Vec::new(),
+            followers: Vec::new(),
             commands_tx,
             commands_rx,
+            parts: Parts::default(),
+        };
+        for s in sinks {
+            d.add_sink(s);
         }
+        d
+    }
+
+    /// Adds a sink; it gets every action published from now on.
+    pub fn add_sink(&mut self, sink: Box<dyn Sink>) {
+        let sink = crate::supervisor::fault::wrap_sink(sink);
+        let rx = self.bus.subscribe_named(sink.name(), sink.wants_media());
+        self.sinks.push((sink, rx));
+    }
+
+    /// Adds a follower of sealed evidence (it gets its own durable queue and part).
+    pub fn add_follower(&mut self, follower: Arc<dyn EvidenceFollower>) {
+        self.followers.push(follower);
     }
 
     /// What the sinks did, as it happens.
@@ -75,17 +120,23 @@ impl Daemon {
         self.commands_tx.clone()
     }
 
-    /// Runs until `shutdown`, then lets every sink finish its queue before returning.
+    /// The parts' states (live once [`run`](Self::run) has started them).
+    pub fn parts(&self) -> Parts {
+        self.parts.clone()
+    }
+
+    /// Runs until `shutdown`, then lets every sink finish its queue before returning. A part
+    /// that dies before shutdown stops the others (sinks still flush) and is the error.
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let Daemon {
             cfg,
             opts,
             bus,
-            alerts_rx,
-            escalation_rx,
-            evidence_rx,
+            sinks,
+            followers,
             commands_tx,
             commands_rx,
+            parts,
         } = self;
         // One daemon per data and evidence folder: two would fork the ledger's chain and
         // recover each other's live recordings.
@@ -96,62 +147,69 @@ impl Daemon {
             Memory::open(&cfg.data_dir().join("state").join("fired.jsonl"))
         };
         let tracker_opts = TrackerOptions::from_config(&cfg, opts.time_scale, memory);
-        let mut alert_opts = AlertOptions::from_config(&cfg);
-        alert_opts.desktop = opts.desktop;
-        alert_opts.sounds.quiet_probe = opts.volatile;
-        alert_opts.escalate = Some(commands_tx.clone());
-        let reports = bus.report_sender();
-        let archive_store = crate::archive::preflight(&cfg).await?;
-
-        let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE);
-        let connector = tokio::spawn(crate::pbx::run(cfg.clone(), events_tx, shutdown.clone()));
-        let alerts = tokio::spawn(alerts::run(alert_opts, alerts_rx, reports.clone()));
-        let escalation = tokio::spawn(crate::escalation::run(
-            crate::escalation::EscalationOptions::from_config(&cfg),
-            escalation_rx,
-            reports.clone(),
-            shutdown.clone(),
-        ));
-        let control = tokio::spawn(crate::control::serve(
-            crate::control::ControlContext::new(&cfg, commands_tx.clone(), &bus),
-            shutdown.clone(),
-        ));
-        let archive = archive_store.map(|store| {
-            tokio::spawn(crate::archive::run(
-                cfg.clone(),
-                store,
-                reports.subscribe(),
-                commands_tx.clone(),
-                shutdown.clone(),
-            ))
-        });
-        // The evidence sink reports problems (disk full) back through the tracker.
-        let evidence = tokio::spawn(crate::evidence::run(
-            crate::evidence::EvidenceOptions::from_config(&cfg),
-            evidence_rx,
-            reports,
-            commands_tx,
-        ));
-        // The tracker owns the bus; when it returns, every sink's queue closes.
-        let tracker = tokio::spawn(calls::run(
-            tracker_opts,
-            events_rx,
-            commands_rx,
-            bus,
-            shutdown.clone(),
-        ));
-        let _ = tracker.await;
-        shutdown.cancel();
-        let _ = alerts.await;
-        let _ = escalation.await;
-        let _ = control.await;
-        let _ = evidence.await;
-        if let Some(a) = archive {
-            let _ = a.await;
+        let mut sup = Supervisor::with_parts(shutdown.clone(), parts.clone());
+        // The archive (opt-in): refused at start on a missing bucket or wrong credentials.
+        let archive = crate::archive::preflight(&cfg)
+            .await?
+            .map(|s| crate::archive::shared(&cfg, s));
+        let mut followers = followers;
+        if let Some(a) = &archive {
+            followers.push(Arc::new(crate::archive::follower::ArchiveFollower::new(
+                &cfg,
+                a.clone(),
+            )));
+            sup.spawn(
+                "archive",
+                crate::archive::run(
+                    cfg.clone(),
+                    a.clone(),
+                    commands_tx.clone(),
+                    shutdown.clone(),
+                ),
+            );
         }
-        let _ = connector.await;
-        tracing::info!("callguard stopped");
-        Ok(())
+        let (handoff, workers) =
+            crate::evidence::followers::start(followers, &cfg.data_dir(), shutdown.clone());
+        for w in workers {
+            sup.spawn(w.part, w.run);
+        }
+        let ctx = SinkContext {
+            reports: bus.report_sender(),
+            commands: commands_tx.clone(),
+            shutdown: shutdown.clone(),
+            handoff,
+        };
+        let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE);
+        let conn_cfg = cfg.clone();
+        let conn_stop = shutdown.clone();
+        sup.spawn("connector", async move {
+            crate::pbx::run(conn_cfg, events_tx, conn_stop).await;
+            Ok(())
+        });
+        for (sink, rx) in sinks {
+            let name = sink.name().to_string();
+            sup.spawn(name, sink.run(rx, ctx.clone()));
+        }
+        drop(ctx);
+        let control =
+            crate::control::ControlContext::new(&cfg, commands_tx, &bus).with_parts(parts.clone());
+        let control_stop = shutdown.clone();
+        sup.spawn("control", async move {
+            crate::control::serve(control, control_stop).await;
+            Ok(())
+        });
+        // The tracker owns the bus; when it returns, every sink's queue closes.
+        let tracker_stop = shutdown.clone();
+        sup.spawn("tracker", async move {
+            calls::run(tracker_opts, events_rx, commands_rx, bus, tracker_stop).await;
+            Ok(())
+        });
+        let result = sup.run().await;
+        match &result {
+            Ok(()) => tracing::info!("callguard stopped"),
+            Err(e) => tracing::error!("callguard stopped because {e}"),
+        }
+        result.map_err(anyhow::Error::from)
     }
 }
 

@@ -58,3 +58,39 @@ pub fn lock_exclusive(path: &Path) -> io::Result<ExclusiveLock> {
         .map_err(io::Error::from)?;
     Ok(ExclusiveLock { _file: file })
 }
+
+/// Fsyncs a folder, so that a rename or removal in it survives a power cut.
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// Replaces `dir/name` with `bytes` atomically: a private temp file (`.<name>.tmp`) is written
+/// and fsynced, renamed over `name`, then the folder is fsynced.
+///
+/// The one directory-fsync rule of the project: every rename or removal that a later reader
+/// relies on (an entry that must exist after a crash, or must be gone) is followed by an fsync
+/// of its folder before the caller goes on. After a crash the file is either the old or the new
+/// version, never a torn one. `dir` is created 0700 if missing.
+pub fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
+    use std::io::Write;
+    create_private_dir(dir)?;
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let mut f = create_private_file(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    drop(f);
+    std::fs::rename(&tmp, dir.join(name))?;
+    sync_dir(dir)
+}
+
+/// Removes `path` and fsyncs its folder; a file already gone is fine.
+pub fn remove_durably(path: &Path) -> io::Result<()> {
+    match std::fs::remove_file(path) {
+        Ok(()) => match path.parent() {
+            Some(dir) => sync_dir(dir),
+            None => Ok(()),
+        },
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
+}

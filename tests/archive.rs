@@ -289,6 +289,13 @@ async fn archives_with_lock_headers_and_verify_s3_catches_tampering() {
     let dirs = site.seal(&[("c-plain", 40_000, 1), ("c-incident", 12 * 1024 * 1024, 3)]);
     let mut daemon = Daemon::start(&site);
     site.wait_archived(&mut daemon).await;
+    // Both folders came through the archive follower's durable queue and were delivered there.
+    let delivered = site.state().join("followers/archive/delivered");
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while std::fs::read_dir(&delivered).map(|d| d.count()).unwrap_or(0) < 2 {
+        assert!(tokio::time::Instant::now() < deadline, "{}", daemon.log());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let seen = site.proxy.seen();
     assert_no_object_delete(&seen);
 

@@ -174,3 +174,34 @@ pub async fn run(
         }
     }
 }
+
+/// Desktop notifications, sounds and the recording notice, as a [`Sink`](crate::sink::Sink).
+pub struct AlertsSink {
+    opts: AlertOptions,
+}
+
+impl AlertsSink {
+    /// With these options; the escalate button sends to the tracker given at run time.
+    pub fn new(opts: AlertOptions) -> AlertsSink {
+        AlertsSink { opts }
+    }
+}
+
+impl crate::sink::Sink for AlertsSink {
+    fn name(&self) -> &str {
+        "alerts"
+    }
+
+    fn run(
+        self: Box<Self>,
+        actions: mpsc::UnboundedReceiver<Action>,
+        ctx: crate::sink::SinkContext,
+    ) -> futures_util::future::BoxFuture<'static, anyhow::Result<()>> {
+        let mut opts = self.opts;
+        opts.escalate = Some(ctx.commands);
+        Box::pin(async move {
+            run(opts, actions, ctx.reports).await;
+            Ok(())
+        })
+    }
+}

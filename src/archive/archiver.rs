@@ -35,6 +35,9 @@ pub struct State {
     /// Objects the store holds with other content than ours: key → details.
     #[serde(default)]
     pub conflicts: BTreeMap<String, String>,
+    /// Conflicts the lead was already pinged about.
+    #[serde(default)]
+    pub conflicts_reported: BTreeSet<String>,
     /// Folders whose archived copy was verified and whose local copy was removed.
     #[serde(default)]
     pub removed_local: BTreeSet<String>,
@@ -383,6 +386,34 @@ impl Archiver {
     /// failure to reach the store (retried later); a conflict is recorded, reported, and the
     /// pass goes on with the next line.
     pub async fn pass(&mut self) -> Result<PassReport, StoreError> {
+        self.pass_upto(u64::MAX).await
+    }
+
+    /// Archives every line up to `seq` not done yet (earlier lines first, so the archive's
+    /// ledger never has a gap the local one has not); whether `seq` is done afterwards.
+    pub async fn archive_through(&mut self, seq: u64) -> Result<bool, StoreError> {
+        self.pass_upto(seq).await?;
+        Ok(self.state.is_done(seq))
+    }
+
+    /// Conflicts not reported to the lead yet; marks them reported.
+    pub fn take_unreported_conflicts(&mut self) -> Vec<String> {
+        let new: Vec<String> = self
+            .state
+            .conflicts
+            .iter()
+            .filter(|(k, _)| !self.state.conflicts_reported.contains(*k))
+            .map(|(_, v)| v.clone())
+            .collect();
+        if !new.is_empty() {
+            let keys: Vec<String> = self.state.conflicts.keys().cloned().collect();
+            self.state.conflicts_reported.extend(keys);
+            self.save();
+        }
+        new
+    }
+
+    async fn pass_upto(&mut self, upto: u64) -> Result<PassReport, StoreError> {
         let mut report = PassReport::default();
         if std::fs::read_dir(self.state_dir.join("uploads")).is_ok_and(|mut d| d.next().is_some())
             && let Err(e) = self.abort_leftover_uploads().await
@@ -391,7 +422,7 @@ impl Archiver {
             return Err(e);
         }
         for line in read_ledger(&self.evidence_root) {
-            if self.state.is_done(line.seq) {
+            if self.state.is_done(line.seq) || line.seq > upto {
                 continue;
             }
             match self.archive_line(&line, &mut report).await {

@@ -7,7 +7,7 @@ use aws_sdk_s3::types::{BucketVersioningStatus, ObjectLockEnabled};
 use super::archiver::{self, Backlog};
 use super::store::{Lock, Store, StoreError};
 use crate::config::Config;
-use crate::doctor::{Check, Status};
+use crate::health::{Check, Status};
 
 fn check(name: &str, status: Status, detail: impl Into<String>, fix: impl Into<String>) -> Check {
     Check {

@@ -8,18 +8,20 @@ pub mod archiver;
 pub mod cli;
 pub mod config;
 pub mod doctor;
+pub mod follower;
 pub mod keep_local;
 pub mod remote;
 pub mod store;
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::calls::Command;
 use crate::config::Config;
-use crate::events::{Problem, Report};
+use crate::events::Problem;
 use archiver::Archiver;
 use store::{Store, StoreError};
 
@@ -74,100 +76,94 @@ pub async fn preflight(cfg: &Config) -> Result<Option<Store>, PreflightError> {
     }
 }
 
-/// Runs the archiver until shutdown: a pass at start, then one after every seal (and every
-/// `POLL` in case a seal was missed); while the store fails, passes are retried with a growing
-/// delay up to `archive.retry_max`. The lead is pinged once when the oldest waiting call is
-/// older than `archive.alert_after`.
-pub async fn run(
-    cfg: Config,
-    store: Store,
-    mut reports: broadcast::Receiver<Report>,
-    commands: mpsc::Sender<Command>,
-    shutdown: CancellationToken,
-) {
-    const POLL: Duration = Duration::from_secs(30);
-    let a = &cfg.archive;
-    let mut archiver = Archiver::new(
-        store.clone(),
-        a,
+/// The archiver shared by the follower (which archives what is sealed, through its durable
+/// queue) and the archive part (catch-up passes, backlog alert, conflicts, local clean-up).
+pub type SharedArchiver = Arc<tokio::sync::Mutex<Archiver>>;
+
+/// The archiver of this workstation over `store`.
+pub fn shared(cfg: &Config, store: Store) -> SharedArchiver {
+    Arc::new(tokio::sync::Mutex::new(Archiver::new(
+        store,
+        &cfg.archive,
         &host(),
         &cfg.evidence_dir(),
         &cfg.data_dir(),
-    );
+    )))
+}
+
+/// The archive part, until shutdown: at start it ends the uploads an earlier run left open,
+/// then every `POLL` (sooner after a failure, with a growing delay up to `archive.retry_max`)
+/// it catches up on anything the follower's queue has not archived, pings the lead about new
+/// conflicts and, once, about a backlog older than `archive.alert_after`, and removes local
+/// copies due under `archive.keep_local_days`.
+pub async fn run(
+    cfg: Config,
+    archiver: SharedArchiver,
+    commands: mpsc::Sender<Command>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    const POLL: Duration = Duration::from_secs(30);
+    let a = &cfg.archive;
     let mut delay = Duration::from_secs(1);
-    let mut first = true;
+    let mut leftovers_done = false;
     loop {
-        let wait = if first {
-            first = false;
-            match archiver.abort_leftover_uploads().await {
-                Ok(_) => None,
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot end the uploads an earlier run left open; retrying");
-                    archiver.record_error(&e);
-                    Some(delay)
+        let wait = {
+            let mut archiver = archiver.lock().await;
+            let mut failed = None;
+            if !leftovers_done {
+                match archiver.abort_leftover_uploads().await {
+                    Ok(_) => leftovers_done = true,
+                    Err(e) => {
+                        archiver.record_error(&e);
+                        failed = Some(e);
+                    }
                 }
             }
-        } else {
-            None
-        };
-        let wait = match wait {
-            Some(w) => w,
-            None => match archiver.pass().await {
-                Ok(r) => {
-                    if r.lines > 0 {
-                        tracing::info!(
-                            lines = r.lines,
-                            written = r.written,
-                            already = r.already_there,
-                            bytes = r.bytes,
-                            "evidence archived"
-                        );
+            if failed.is_none() {
+                match archiver.pass().await {
+                    Ok(r) => {
+                        if r.lines > 0 {
+                            tracing::info!(
+                                lines = r.lines,
+                                written = r.written,
+                                already = r.already_there,
+                                bytes = r.bytes,
+                                "evidence archived"
+                            );
+                        }
+                        if let Some(days) = a.keep_local_days {
+                            keep_local::sweep(&mut archiver, &cfg, days).await;
+                        }
                     }
-                    for c in &r.conflicts {
-                        let _ = commands
-                            .send(Command::Problem(Problem {
-                                call_id: None,
-                                kind: "archive.conflict".into(),
-                                text: c.clone(),
-                            }))
-                            .await;
-                    }
+                    Err(e) => failed = Some(e),
+                }
+            }
+            for c in archiver.take_unreported_conflicts() {
+                let _ = commands
+                    .send(Command::Problem(Problem {
+                        call_id: None,
+                        kind: "archive.conflict".into(),
+                        text: c,
+                    }))
+                    .await;
+            }
+            alert_if_old(&mut archiver, &cfg, &commands).await;
+            match failed {
+                None => {
                     delay = Duration::from_secs(1);
-                    if let Some(days) = a.keep_local_days {
-                        keep_local::sweep(&mut archiver, &cfg, days).await;
-                    }
                     POLL
                 }
-                Err(e) => {
+                Some(e) => {
                     tracing::warn!(error = %e, retry_in = ?delay, "archiving failed; the backlog waits");
                     let d = delay;
                     delay = (delay * 2).min(a.retry_max);
                     d
                 }
-            },
-        };
-        alert_if_old(&mut archiver, &cfg, &commands).await;
-        let sealed = async {
-            loop {
-                match reports.recv().await {
-                    Ok(Report::Sealed { .. }) => return true,
-                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => continue,
-                    Err(broadcast::error::RecvError::Closed) => return false,
-                }
             }
         };
         tokio::select! {
-            _ = shutdown.cancelled() => return,
+            _ = shutdown.cancelled() => return Ok(()),
             _ = tokio::time::sleep(wait) => {}
-            more = sealed => {
-                if !more {
-                    // No more reports (daemon stopping): keep going on the timer only.
-                    tokio::select! {
-                        _ = shutdown.cancelled() => return,
-                        _ = tokio::time::sleep(wait) => {}
-                    }
-                }
-            }
         }
     }
 }

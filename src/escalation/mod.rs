@@ -12,11 +12,11 @@ use std::sync::Arc;
 
 use chrono::{DateTime, FixedOffset, Utc};
 use tokio::sync::{broadcast, mpsc};
-use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, Language, WebhookConfig};
 use crate::events::{Action, CallInfo, Report};
+use crate::queue::{Deliver, Outcome as QueueOutcome};
 use outbox::{Delivery, Outbox};
 use payload::{Origin, Ping};
 use sender::{Outcome, RetryPolicy};
@@ -56,7 +56,7 @@ impl EscalationOptions {
 
 /// Where the outbox lives for `cfg`.
 pub fn outbox_dir(cfg: &Config) -> PathBuf {
-    cfg.data_dir().join("outbox")
+    outbox::dir(cfg)
 }
 
 /// This machine's host name (as team leads see it).
@@ -85,11 +85,68 @@ fn now() -> DateTime<FixedOffset> {
     chrono::Local::now().fixed_offset()
 }
 
-struct Ctx {
+/// Delivers stored pings over HTTP and tells people how it went.
+struct PingReceiver {
     client: reqwest::Client,
-    outbox: Outbox,
-    retry: RetryPolicy,
     reports: broadcast::Sender<Report>,
+}
+
+impl Deliver<Delivery> for PingReceiver {
+    async fn deliver(&self, d: &Delivery) -> QueueOutcome {
+        match sender::attempt(&self.client, d).await {
+            Outcome::Delivered(status) => QueueOutcome::Delivered(status.to_string()),
+            Outcome::Retry { reason, after } => QueueOutcome::Retry {
+                after,
+                error: reason,
+            },
+            Outcome::Permanent(reason) => QueueOutcome::Permanent(reason),
+        }
+    }
+
+    fn on_delivered(&self, e: &outbox::Entry) {
+        let d = &e.item;
+        let receiver = crate::config::mask_url(&d.url);
+        let status = e.receipt.as_deref().unwrap_or("?");
+        tracing::info!(ping_id = %d.ping_id, kind = %d.kind, call_id = %d.call_id,
+            receiver = %receiver, status, attempts = e.attempts, "team-lead ping delivered");
+        let _ = self.reports.send(Report::Note(format!(
+            "team-lead ping ({}) delivered to {receiver} (HTTP {status})",
+            d.kind
+        )));
+    }
+
+    fn on_retry(&self, e: &outbox::Entry, delay: std::time::Duration) {
+        let d = &e.item;
+        let receiver = crate::config::mask_url(&d.url);
+        let reason = e.last_error.as_deref().unwrap_or_default();
+        tracing::warn!(ping_id = %d.ping_id, receiver = %receiver, attempts = e.attempts,
+            error = %reason, retry_in = %humantime::format_duration(round(delay)),
+            "team-lead ping not delivered yet; will retry");
+        let _ = self.reports.send(Report::Note(format!(
+            "team-lead ping ({}) to {receiver} not delivered ({reason}); retry in {}",
+            d.kind,
+            humantime::format_duration(round(delay))
+        )));
+    }
+
+    fn on_failed(&self, e: &outbox::Entry) {
+        let d = &e.item;
+        let receiver = crate::config::mask_url(&d.url);
+        let reason = e.failed.clone().unwrap_or_default();
+        tracing::error!(ping_id = %d.ping_id, kind = %d.kind, call_id = %d.call_id,
+            receiver = %receiver, attempts = e.attempts, reason = %reason,
+            "TEAM-LEAD PING FAILED PERMANENTLY: the lead was not told; check the webhook (see `callguard status`)");
+        let _ = self.reports.send(Report::Note(format!(
+            "team-lead ping ({}) to {receiver} FAILED: {reason}",
+            d.kind
+        )));
+    }
+
+    fn on_resend(&self, e: &outbox::Entry) {
+        let d = &e.item;
+        tracing::info!(ping_id = %d.ping_id, kind = %d.kind, call_id = %d.call_id,
+            attempts = e.attempts, "resending a ping left pending by the previous run");
+    }
 }
 
 /// Runs until the tracker closes the queue. Pings still pending then stay in the outbox (they
@@ -117,88 +174,89 @@ pub async fn run(
     if pruned > 0 {
         tracing::debug!(pruned, "old delivery receipts removed");
     }
-    let ctx = Arc::new(Ctx {
-        client,
-        outbox,
-        retry: opts.retry,
-        reports,
-    });
-    let stop = shutdown.child_token();
-    let mut tasks = JoinSet::new();
-    for entry in ctx.outbox.pending() {
-        match entry {
-            Ok(d) => {
-                tracing::info!(ping_id = %d.ping_id, kind = %d.kind, call_id = %d.call_id,
-                    attempts = d.attempts, "resending a ping left pending by the previous run");
-                tasks.spawn(deliver(d, ctx.clone(), stop.clone()));
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "an outbox file cannot be read; it is kept as is")
-            }
-        }
-    }
+    let (tx, rx) = crate::queue::channel(outbox.queue().clone());
+    let receiver = Arc::new(PingReceiver { client, reports });
+    let worker = crate::queue::run(rx, receiver, opts.retry, shutdown.clone());
     if opts.webhooks.is_empty() {
         tracing::info!("no [[escalation.webhook]] configured: team leads are not pinged");
     }
-    let mut calls: HashMap<String, Arc<CallInfo>> = HashMap::new();
-    // Each call's harassment level, so every ping about it carries the level.
-    let mut levels: HashMap<String, u8> = HashMap::new();
-    loop {
-        tokio::select! {
-            action = actions.recv() => {
-                let Some(action) = action else { break };
-                let ping = match action {
-                    Action::CallStarted(call) => {
-                        calls.insert(call.call_id.clone(), call);
-                        None
-                    }
-                    Action::CallEnded { call, .. } => {
-                        calls.remove(&call.call_id);
-                        levels.remove(&call.call_id);
-                        None
-                    }
-                    Action::Warning(call, w) if w.notify_lead => {
-                        Some(payload::for_warning(new_ping_id(), &call, &w, &opts.origin, now()))
-                    }
-                    Action::Escalation { call, elapsed, note, source } => Some(payload::for_escalation(
-                        new_ping_id(), &call, elapsed, note.as_deref(), &source, &opts.origin, now(),
-                    )),
-                    // Each rule fires once per call, and the level crosses 3 once: either is news
-                    // for the lead.
-                    Action::Marked(ev) => {
-                        levels.insert(ev.call.call_id.clone(), ev.level.0);
-                        ev.pings_lead()
-                            .then(|| payload::for_mark(new_ping_id(), &ev, &opts.origin, now()))
-                    }
-                    Action::LevelChanged { call, to, .. } => {
-                        levels.insert(call.call_id.clone(), to.0);
-                        None
-                    }
-                    Action::Problem(p) => {
-                        let call = p.call_id.as_ref().and_then(|id| calls.get(id)).cloned();
-                        Some(payload::for_problem(new_ping_id(), &p, call.as_deref(), &opts.origin, now()))
-                    }
-                    _ => None,
-                };
-                if let Some(mut ping) = ping {
-                    if ping.level.is_none() {
-                        ping.level = levels.get(&ping.call_id).copied();
-                    }
-                    for d in deliveries(&ping, &opts.webhooks, opts.origin.language) {
-                        // On disk before the first attempt, so a crash mid-send loses nothing.
-                        if let Err(e) = ctx.outbox.save(&d) {
-                            tracing::error!(error = %e, ping_id = %d.ping_id,
-                                "cannot store the ping in the outbox; sending it anyway");
-                        }
-                        tasks.spawn(deliver(d, ctx.clone(), stop.clone()));
+    let intake = async move {
+        let mut calls: HashMap<String, Arc<CallInfo>> = HashMap::new();
+        // Each call's harassment level, so every ping about it carries the level.
+        let mut levels: HashMap<String, u8> = HashMap::new();
+        while let Some(action) = actions.recv().await {
+            let ping = match action {
+                Action::CallStarted(call) => {
+                    calls.insert(call.call_id.clone(), call);
+                    None
+                }
+                Action::CallEnded { call, .. } => {
+                    calls.remove(&call.call_id);
+                    levels.remove(&call.call_id);
+                    None
+                }
+                Action::Warning(call, w) if w.notify_lead => Some(payload::for_warning(
+                    new_ping_id(),
+                    &call,
+                    &w,
+                    &opts.origin,
+                    now(),
+                )),
+                Action::Escalation {
+                    call,
+                    elapsed,
+                    note,
+                    source,
+                } => Some(payload::for_escalation(
+                    new_ping_id(),
+                    &call,
+                    elapsed,
+                    note.as_deref(),
+                    &source,
+                    &opts.origin,
+                    now(),
+                )),
+                // Each rule fires once per call, and the level crosses 3 once: either is news
+                // for the lead.
+                Action::Marked(ev) => {
+                    levels.insert(ev.call.call_id.clone(), ev.level.0);
+                    ev.pings_lead()
+                        .then(|| payload::for_mark(new_ping_id(), &ev, &opts.origin, now()))
+                }
+                Action::LevelChanged { call, to, .. } => {
+                    levels.insert(call.call_id.clone(), to.0);
+                    None
+                }
+                Action::Problem(p) => {
+                    let call = p.call_id.as_ref().and_then(|id| calls.get(id)).cloned();
+                    Some(payload::for_problem(
+                        new_ping_id(),
+                        &p,
+                        call.as_deref(),
+                        &opts.origin,
+                        now(),
+                    ))
+                }
+                _ => None,
+            };
+            if let Some(mut ping) = ping {
+                if ping.level.is_none() {
+                    ping.level = levels.get(&ping.call_id).copied();
+                }
+                for d in deliveries(&ping, &opts.webhooks, opts.origin.language) {
+                    // On disk before the first attempt, so a crash mid-send loses nothing.
+                    let ping_id = d.ping_id.clone();
+                    if let Err(e) = tx.send(d) {
+                        tracing::error!(error = %e, ping_id = %ping_id,
+                            "cannot store the ping in the outbox; sending it anyway");
                     }
                 }
             }
-            Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
         }
-    }
-    stop.cancel();
-    while tasks.join_next().await.is_some() {}
+        // Dropping the sender ends the worker once the tracker is gone.
+        drop(tx);
+    };
+    tokio::join!(intake, worker);
     tracing::debug!("escalation sink stopped");
 }
 
@@ -206,7 +264,6 @@ fn deliveries(ping: &Ping, hooks: &[WebhookConfig], lang: Language) -> Vec<Deliv
     hooks
         .iter()
         .map(|h| Delivery {
-            schema: outbox::SCHEMA.into(),
             ping_id: ping.id.clone(),
             kind: ping.kind.clone(),
             call_id: ping.call_id.clone(),
@@ -214,13 +271,7 @@ fn deliveries(ping: &Ping, hooks: &[WebhookConfig], lang: Language) -> Vec<Deliv
             format: h.format,
             secret_file: h.secret_file.clone(),
             body: payload::render(ping, h.format, lang),
-            created_at: DateTime::parse_from_rfc3339(&ping.sent_at).unwrap_or_else(|_| now()),
-            attempts: 0,
-            last_error: None,
-            next_attempt_at: None,
-            failed: None,
             reasons: reasons(ping),
-            delivered_at: None,
         })
         .collect()
 }
@@ -245,95 +296,37 @@ fn reasons(ping: &Ping) -> Vec<String> {
     }
 }
 
-/// Tries `d` until it is delivered, refused, expired, or `stop` (then it stays pending on disk).
-async fn deliver(mut d: Delivery, ctx: Arc<Ctx>, stop: CancellationToken) {
-    let receiver = crate::config::mask_url(&d.url);
-    let expires = d.created_at
-        + chrono::Duration::from_std(ctx.retry.retry_for).unwrap_or(chrono::Duration::days(1));
-    loop {
-        if now() >= expires {
-            let reason = format!(
-                "gave up after {} of retries; last error: {}",
-                humantime::format_duration(ctx.retry.retry_for),
-                d.last_error.as_deref().unwrap_or("none")
-            );
-            give_up(&mut d, reason, &receiver, &ctx);
-            return;
-        }
-        let outcome = tokio::select! {
-            _ = stop.cancelled() => return,
-            o = sender::attempt(&ctx.client, &d) => o,
-        };
-        d.attempts += 1;
-        match outcome {
-            Outcome::Delivered(status) => {
-                d.delivered_at = Some(now());
-                d.next_attempt_at = None;
-                tracing::info!(ping_id = %d.ping_id, kind = %d.kind, call_id = %d.call_id,
-                    receiver = %receiver, status, attempts = d.attempts, "team-lead ping delivered");
-                if let Err(e) = ctx.outbox.delivered(&d) {
-                    tracing::warn!(error = %e, "delivered ping could not be moved out of the pending outbox; it may be sent again after a restart (same Idempotency-Key)");
-                }
-                let _ = ctx.reports.send(Report::Note(format!(
-                    "team-lead ping ({}) delivered to {receiver} (HTTP {status})",
-                    d.kind
-                )));
-                return;
-            }
-            Outcome::Permanent(reason) => {
-                give_up(&mut d, reason, &receiver, &ctx);
-                return;
-            }
-            Outcome::Retry { reason, after } => {
-                let backoff = ctx.retry.delay(d.attempts);
-                // The receiver's Retry-After wins over our own spacing, but never shorter than
-                // the first delay (a `Retry-After: 0` loop would hammer it).
-                // Never past the retry window either: a `Retry-After` of a year still gets its
-                // last attempt (and its failure report) when the 24 h are up.
-                let left = (expires - now()).to_std().unwrap_or_default();
-                let delay = after
-                    .map_or(backoff, |a| a.max(ctx.retry.initial))
-                    .min(left.max(ctx.retry.initial));
-                let next = now() + chrono::Duration::from_std(delay).unwrap_or_default();
-                d.last_error = Some(reason.clone());
-                d.next_attempt_at = Some(next);
-                if let Err(e) = ctx.outbox.save(&d) {
-                    tracing::warn!(error = %e, "cannot update the outbox entry");
-                }
-                tracing::warn!(ping_id = %d.ping_id, receiver = %receiver, attempts = d.attempts,
-                    error = %reason, retry_in = %humantime::format_duration(round(delay)),
-                    "team-lead ping not delivered yet; will retry");
-                let _ = ctx.reports.send(Report::Note(format!(
-                    "team-lead ping ({}) to {receiver} not delivered ({reason}); retry in {}",
-                    d.kind,
-                    humantime::format_duration(round(delay))
-                )));
-                tokio::select! {
-                    _ = stop.cancelled() => return,
-                    _ = tokio::time::sleep(delay) => {}
-                }
-            }
-        }
-    }
-}
-
 fn round(d: std::time::Duration) -> std::time::Duration {
     std::time::Duration::from_millis(d.as_millis() as u64)
 }
 
-fn give_up(d: &mut Delivery, reason: String, receiver: &str, ctx: &Ctx) {
-    tracing::error!(ping_id = %d.ping_id, kind = %d.kind, call_id = %d.call_id,
-        receiver = %receiver, attempts = d.attempts, reason = %reason,
-        "TEAM-LEAD PING FAILED PERMANENTLY: the lead was not told; check the webhook (see `callguard status`)");
-    d.failed = Some(reason.clone());
-    d.next_attempt_at = None;
-    if let Err(e) = ctx.outbox.fail(d) {
-        tracing::error!(error = %e, "cannot move the failed ping to the outbox's failed folder");
+/// Team-lead pings as a [`Sink`](crate::sink::Sink).
+pub struct EscalationSink {
+    opts: EscalationOptions,
+}
+
+impl EscalationSink {
+    /// With these options.
+    pub fn new(opts: EscalationOptions) -> EscalationSink {
+        EscalationSink { opts }
     }
-    let _ = ctx.reports.send(Report::Note(format!(
-        "team-lead ping ({}) to {receiver} FAILED: {reason}",
-        d.kind
-    )));
+}
+
+impl crate::sink::Sink for EscalationSink {
+    fn name(&self) -> &str {
+        "escalation"
+    }
+
+    fn run(
+        self: Box<Self>,
+        actions: mpsc::UnboundedReceiver<Action>,
+        ctx: crate::sink::SinkContext,
+    ) -> futures_util::future::BoxFuture<'static, anyhow::Result<()>> {
+        Box::pin(async move {
+            run(self.opts, actions, ctx.reports, ctx.shutdown).await;
+            Ok(())
+        })
+    }
 }
 
 #[cfg(test)]

@@ -1,6 +1,5 @@
-//! The durable outbox: one JSON file per (ping, receiver), written and fsynced before the first
-//! send attempt, rewritten after each failed attempt, removed once delivered. A ping that cannot
-//! be delivered is moved to `failed/` with its reason and stays there for people to see.
+//! The team-lead ping outbox: a [`DurableQueue`] of [`Delivery`] items, one per (ping,
+//! receiver), written before the first send attempt and kept as receipts or failures.
 //!
 //! ```text
 //! <data dir>/outbox/pending/<ping id>-<receiver>.json
@@ -8,29 +7,28 @@
 //! <data dir>/outbox/delivered/<ping id>-<receiver>.json   (receipts, kept DELIVERED_KEEP)
 //! ```
 
-use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, FixedOffset};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::config::WebhookFormat;
-use crate::fsutil;
+use crate::config::{Config, WebhookFormat};
+use crate::queue::{DurableQueue, EntryState, QueueItem};
+
+pub use crate::queue::QueueError as OutboxError;
 
 /// Schema tag of an outbox file.
 pub const SCHEMA: &str = "callguard.outbox/1";
 /// How long delivery receipts are kept (for the incident record sealed at the call's end).
 pub const DELIVERED_KEEP: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
 
-/// One ping on its way to one receiver.
+/// One ping on its way to one receiver (the item; its delivery bookkeeping is in [`Entry`]).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Delivery {
-    /// [`SCHEMA`].
-    pub schema: String,
     /// The ping's id, sent as `Idempotency-Key`.
     pub ping_id: String,
-    /// `escalate`, `terminate`, `manual` or `problem`.
+    /// `escalate`, `terminate`, `manual`, `mark` or `problem`.
     pub kind: String,
     /// The call, if any.
     pub call_id: String,
@@ -42,59 +40,47 @@ pub struct Delivery {
     pub secret_file: String,
     /// The exact bytes sent, every time.
     pub body: String,
-    /// When the ping was raised; retries stop `retry_for` after it.
-    pub created_at: DateTime<FixedOffset>,
-    /// Attempts so far.
-    pub attempts: u32,
-    /// Why the last attempt did not deliver.
-    pub last_error: Option<String>,
-    /// When the next attempt is planned.
-    pub next_attempt_at: Option<DateTime<FixedOffset>>,
-    /// Set when given up: why.
-    pub failed: Option<String>,
-    /// What the ping answers in the call's incident record: `warning:<kind> after <n> s`,
-    /// `manual`, or the names of the harassment rules a mark fired.
+    /// What the ping answers in the call's incident record (see
+    /// [`EscalationReason`](crate::escalation::EscalationReason)).
     #[serde(default)]
     pub reasons: Vec<String>,
-    /// When a receiver took it.
-    #[serde(default)]
-    pub delivered_at: Option<DateTime<FixedOffset>>,
 }
 
-impl Delivery {
-    /// File name: the ping id plus a short hash of the receiver, so one ping to several
-    /// receivers has one file each.
-    pub fn file_name(&self) -> String {
+impl QueueItem for Delivery {
+    /// The ping id plus a short hash of the receiver, so one ping to several receivers has one
+    /// file each.
+    fn key(&self) -> String {
         let digest = Sha256::digest(self.url.as_bytes());
-        format!("{}-{}.json", self.ping_id, &hex::encode(digest)[..8])
+        format!("{}-{}", self.ping_id, &hex::encode(digest)[..8])
+    }
+
+    fn group(&self) -> &str {
+        &self.call_id
     }
 }
 
-/// A file in the outbox that cannot be read back.
-#[derive(Debug, thiserror::Error)]
-pub enum OutboxError {
-    /// Disk trouble.
-    #[error("{path}: {source}")]
-    Io {
-        /// The file or folder.
-        path: PathBuf,
-        /// The error.
-        source: io::Error,
-    },
-    /// The file is not an outbox entry.
-    #[error("{path}: not an outbox entry ({msg})")]
-    Corrupt {
-        /// The file.
-        path: PathBuf,
-        /// What is wrong.
-        msg: String,
-    },
+/// A stored ping with its delivery state.
+pub type Entry = crate::queue::Entry<Delivery>;
+
+/// Where the outbox lives for `cfg`.
+pub fn dir(cfg: &Config) -> PathBuf {
+    cfg.data_dir().join("outbox")
+}
+
+/// The outbox of `cfg` (nothing is created).
+pub fn of(cfg: &Config) -> Outbox {
+    Outbox::new(dir(cfg))
+}
+
+/// The outbox of a data directory (nothing is created).
+pub fn in_data_dir(data_dir: &Path) -> Outbox {
+    Outbox::new(data_dir.join("outbox"))
 }
 
 /// The outbox folder.
 #[derive(Debug, Clone)]
 pub struct Outbox {
-    dir: PathBuf,
+    queue: DurableQueue<Delivery>,
 }
 
 /// One entry as `callguard status` shows it.
@@ -131,108 +117,85 @@ pub struct OutboxStatus {
     pub unreadable: Vec<String>,
 }
 
-fn io_err(path: &Path) -> impl FnOnce(io::Error) -> OutboxError + '_ {
-    move |source| OutboxError::Io {
-        path: path.to_path_buf(),
-        source,
-    }
-}
-
 impl Outbox {
     /// The outbox under `dir` (usually `<data dir>/outbox`); nothing is created yet.
     pub fn new(dir: PathBuf) -> Outbox {
-        Outbox { dir }
+        Outbox {
+            queue: DurableQueue::new(dir, SCHEMA),
+        }
+    }
+
+    /// The generic queue underneath.
+    pub fn queue(&self) -> &DurableQueue<Delivery> {
+        &self.queue
     }
 
     /// Folder of pings waiting for delivery.
     pub fn pending_dir(&self) -> PathBuf {
-        self.dir.join("pending")
+        self.queue.state_dir(EntryState::Pending)
     }
 
     /// Folder of pings given up.
     pub fn failed_dir(&self) -> PathBuf {
-        self.dir.join("failed")
+        self.queue.state_dir(EntryState::Failed)
     }
 
     /// Folder of delivery receipts.
     pub fn delivered_dir(&self) -> PathBuf {
-        self.dir.join("delivered")
+        self.queue.state_dir(EntryState::Delivered)
     }
 
     /// Creates the folders (0700).
     pub fn create(&self) -> Result<(), OutboxError> {
-        for d in [self.pending_dir(), self.failed_dir(), self.delivered_dir()] {
-            fsutil::create_private_dir(&d).map_err(io_err(&d))?;
-        }
-        Ok(())
+        self.queue.create()
     }
 
     /// Stores a new or updated pending delivery; returns once it is on disk.
-    pub fn save(&self, d: &Delivery) -> Result<(), OutboxError> {
-        write_durably(&self.pending_dir(), &d.file_name(), d)
+    pub fn save(&self, d: &Entry) -> Result<(), OutboxError> {
+        self.queue.save(d)
     }
 
     /// Turns a pending entry into a delivery receipt (`delivered/`).
-    pub fn delivered(&self, d: &Delivery) -> Result<(), OutboxError> {
-        write_durably(&self.delivered_dir(), &d.file_name(), d)?;
-        self.remove_pending(d)
+    pub fn delivered(&self, d: &Entry) -> Result<(), OutboxError> {
+        self.queue.delivered(d)
     }
 
-    fn remove_pending(&self, d: &Delivery) -> Result<(), OutboxError> {
-        let dir = self.pending_dir();
-        let path = dir.join(d.file_name());
-        match std::fs::remove_file(&path) {
-            Ok(()) => sync_dir(&dir),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(io_err(&path)(e)),
-        }
+    /// Moves an entry to `failed/` (written there first, so it is never in neither place).
+    pub fn fail(&self, d: &Entry) -> Result<(), OutboxError> {
+        self.queue.fail(d)
     }
 
     /// Deletes receipts older than `keep`; returns how many.
     pub fn prune_delivered(&self, keep: std::time::Duration, now: DateTime<FixedOffset>) -> usize {
-        let keep = chrono::Duration::from_std(keep).unwrap_or(chrono::Duration::days(7));
-        let mut n = 0;
-        for r in read_all(&self.delivered_dir()) {
-            if let Ok(d) = r
-                && d.delivered_at.unwrap_or(d.created_at) + keep < now
-                && std::fs::remove_file(self.delivered_dir().join(d.file_name())).is_ok()
-            {
-                n += 1;
-            }
-        }
-        n
+        self.queue.prune_delivered(keep, now)
+    }
+
+    /// Every pending delivery, oldest first; unreadable files are returned as errors (and left
+    /// where they are, for people to look at).
+    pub fn pending(&self) -> Vec<Result<Entry, OutboxError>> {
+        self.queue.pending()
     }
 
     /// What the outbox knows of the pings of `call_id`: for each incident-record reason, its
     /// state at every receiver (`delivered <time>`, `failed: <why>`, `queued (<n> attempts)`).
     pub fn call_deliveries(&self, call_id: &str) -> Vec<(String, String)> {
         let mut by_reason: std::collections::BTreeMap<String, Vec<String>> = Default::default();
-        let dirs = [
-            (self.delivered_dir(), "delivered"),
-            (self.failed_dir(), "failed"),
-            (self.pending_dir(), "queued"),
-        ];
-        let mut seen = std::collections::HashSet::new();
-        for (dir, what) in dirs {
-            for d in read_all(&dir).into_iter().filter_map(Result::ok) {
-                // One file per (ping, receiver); a file caught mid-move counts once, done first.
-                if d.call_id != call_id || !seen.insert(d.file_name()) {
-                    continue;
+        for (state, d) in self.queue.entries_for(call_id) {
+            let text = match state {
+                EntryState::Delivered => format!(
+                    "delivered {}",
+                    d.delivered_at.unwrap_or(d.created_at).to_rfc3339()
+                ),
+                EntryState::Failed => {
+                    format!("failed: {}", d.failed.as_deref().unwrap_or("unknown"))
                 }
-                let state = match what {
-                    "delivered" => format!(
-                        "delivered {}",
-                        d.delivered_at.unwrap_or(d.created_at).to_rfc3339()
-                    ),
-                    "failed" => format!("failed: {}", d.failed.as_deref().unwrap_or("unknown")),
-                    _ => match &d.last_error {
-                        Some(e) => format!("queued ({} attempts; last: {e})", d.attempts),
-                        None => "queued".to_string(),
-                    },
-                };
-                for r in &d.reasons {
-                    by_reason.entry(r.clone()).or_default().push(state.clone());
-                }
+                EntryState::Pending => match &d.last_error {
+                    Some(e) => format!("queued ({} attempts; last: {e})", d.attempts),
+                    None => "queued".to_string(),
+                },
+            };
+            for r in &d.item.reasons {
+                by_reason.entry(r.clone()).or_default().push(text.clone());
             }
         }
         by_reason
@@ -241,42 +204,30 @@ impl Outbox {
             .collect()
     }
 
-    /// Moves an entry to `failed/` (written there first, so it is never in neither place).
-    pub fn fail(&self, d: &Delivery) -> Result<(), OutboxError> {
-        write_durably(&self.failed_dir(), &d.file_name(), d)?;
-        self.remove_pending(d)
-    }
-
-    /// Every pending delivery, oldest first; unreadable files are returned as errors (and left
-    /// where they are, for people to look at).
-    pub fn pending(&self) -> Vec<Result<Delivery, OutboxError>> {
-        let mut out = read_all(&self.pending_dir());
-        out.sort_by_key(|r| r.as_ref().map(|d| d.created_at).ok());
-        out
-    }
-
     /// The state of the outbox, read from disk.
     pub fn status(&self) -> OutboxStatus {
         let mut st = OutboxStatus {
-            dir: self.dir.display().to_string(),
+            dir: self.queue.dir().display().to_string(),
             ..OutboxStatus::default()
         };
-        let failed_ids: std::collections::HashSet<String> = read_all(&self.failed_dir())
+        let failed_ids: std::collections::HashSet<String> = self
+            .queue
+            .read(EntryState::Failed)
             .into_iter()
             .filter_map(Result::ok)
             .map(|d| d.file_name())
             .collect();
-        for (dir, failed) in [(self.pending_dir(), false), (self.failed_dir(), true)] {
-            for r in read_all(&dir) {
+        for (state, failed) in [(EntryState::Pending, false), (EntryState::Failed, true)] {
+            for r in self.queue.read(state) {
                 match r {
                     // Caught between the two steps of `fail`: it is failed.
                     Ok(d) if !failed && failed_ids.contains(&d.file_name()) => {}
                     Ok(d) => {
                         let e = EntryStatus {
-                            ping_id: d.ping_id.clone(),
-                            kind: d.kind.clone(),
-                            call_id: d.call_id.clone(),
-                            receiver: crate::config::mask_url(&d.url),
+                            ping_id: d.item.ping_id.clone(),
+                            kind: d.item.kind.clone(),
+                            call_id: d.item.call_id.clone(),
+                            receiver: crate::config::mask_url(&d.item.url),
                             created_at: d.created_at.to_rfc3339(),
                             attempts: d.attempts,
                             error: if failed {
@@ -302,93 +253,61 @@ impl Outbox {
     }
 }
 
-fn read_all(dir: &Path) -> Vec<Result<Delivery, OutboxError>> {
-    let entries = match std::fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Vec::new(),
-        Err(e) => return vec![Err(io_err(dir)(e))],
-    };
-    let mut out = Vec::new();
-    for entry in entries {
-        let path = match entry {
-            Ok(e) => e.path(),
-            Err(e) => {
-                out.push(Err(io_err(dir)(e)));
-                continue;
-            }
-        };
-        let is_entry = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .is_some_and(|n| n.ends_with(".json") && !n.starts_with('.'));
-        if !is_entry {
-            continue;
-        }
-        out.push(read_one(&path));
-    }
-    out
-}
-
-fn read_one(path: &Path) -> Result<Delivery, OutboxError> {
-    let bytes = std::fs::read(path).map_err(io_err(path))?;
-    let d: Delivery = serde_json::from_slice(&bytes).map_err(|e| OutboxError::Corrupt {
-        path: path.to_path_buf(),
-        msg: e.to_string(),
-    })?;
-    if d.schema != SCHEMA {
-        return Err(OutboxError::Corrupt {
-            path: path.to_path_buf(),
-            msg: format!("unknown schema `{}`", d.schema),
-        });
-    }
-    Ok(d)
-}
-
-/// Temp file, fsync, rename, fsync the folder: after a crash the entry is either the old or the
-/// new version, never a torn one.
-fn write_durably(dir: &Path, name: &str, d: &Delivery) -> Result<(), OutboxError> {
-    fsutil::create_private_dir(dir).map_err(io_err(dir))?;
-    let tmp = dir.join(format!(".{name}.tmp"));
-    let path = dir.join(name);
-    let bytes = serde_json::to_vec_pretty(d).map_err(|e| OutboxError::Corrupt {
-        path: path.clone(),
-        msg: e.to_string(),
-    })?;
-    let mut f = fsutil::create_private_file(&tmp).map_err(io_err(&tmp))?;
-    f.write_all(&bytes).map_err(io_err(&tmp))?;
-    f.sync_all().map_err(io_err(&tmp))?;
-    drop(f);
-    std::fs::rename(&tmp, &path).map_err(io_err(&path))?;
-    sync_dir(dir)
-}
-
-fn sync_dir(dir: &Path) -> Result<(), OutboxError> {
-    std::fs::File::open(dir)
-        .and_then(|f| f.sync_all())
-        .map_err(io_err(dir))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn delivery(id: &str) -> Delivery {
-        Delivery {
-            schema: SCHEMA.into(),
-            ping_id: id.into(),
-            kind: "manual".into(),
-            call_id: "c-1".into(),
-            url: "http://127.0.0.1:9/hook".into(),
-            format: WebhookFormat::Json,
-            secret_file: String::new(),
-            body: "{}".into(),
-            created_at: DateTime::parse_from_rfc3339("2026-11-22T10:00:00+09:00").unwrap(),
-            attempts: 0,
-            last_error: None,
-            next_attempt_at: None,
-            failed: None,
-            reasons: vec!["manual".into()],
-            delivered_at: None,
+    fn delivery(id: &str) -> Entry {
+        Outbox::new(PathBuf::new()).queue().entry(
+            Delivery {
+                ping_id: id.into(),
+                kind: "manual".into(),
+                call_id: "c-1".into(),
+                url: "http://127.0.0.1:9/hook".into(),
+                format: WebhookFormat::Json,
+                secret_file: String::new(),
+                body: "{}".into(),
+                reasons: vec!["manual".into()],
+            },
+            DateTime::parse_from_rfc3339("2026-11-22T10:00:00+09:00").unwrap(),
+        )
+    }
+
+    /// An outbox file as the webhook outbox wrote it before the queue was generic.
+    #[test]
+    fn files_of_the_previous_format_load() {
+        let tmp = tempfile::tempdir().unwrap();
+        let ob = Outbox::new(tmp.path().join("outbox"));
+        ob.create().unwrap();
+        let old = r#"{
+  "schema": "callguard.outbox/1",
+  "ping_id": "p1",
+  "kind": "escalate",
+  "call_id": "c-9",
+  "url": "http://127.0.0.1:9/hook",
+  "format": "json",
+  "secret_file": "",
+  "body": "{}",
+  "created_at": "2026-11-22T10:00:00+09:00",
+  "attempts": 2,
+  "last_error": "HTTP 503",
+  "next_attempt_at": "2026-11-22T10:00:04+09:00",
+  "failed": null,
+  "reasons": ["warning:escalate after 900 s"],
+  "delivered_at": null
+}"#;
+        std::fs::write(ob.pending_dir().join("p1-00000000.json"), old).unwrap();
+        let pending = ob.pending();
+        let e = pending[0].as_ref().unwrap();
+        assert_eq!(e.item.ping_id, "p1");
+        assert_eq!(e.attempts, 2);
+        assert_eq!(e.last_error.as_deref(), Some("HTTP 503"));
+        assert_eq!(e.item.reasons, vec!["warning:escalate after 900 s"]);
+        // Written back, it keeps every field of the old format.
+        let v: serde_json::Value = serde_json::to_value(e).unwrap();
+        let old: serde_json::Value = serde_json::from_str(old).unwrap();
+        for (k, _) in old.as_object().unwrap() {
+            assert!(v.get(k).is_some(), "field {k} lost");
         }
     }
 

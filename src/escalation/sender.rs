@@ -34,36 +34,7 @@ pub enum Outcome {
     Permanent(String),
 }
 
-/// How retries are spaced and for how long.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct RetryPolicy {
-    /// First delay.
-    pub initial: Duration,
-    /// Largest delay.
-    pub max: Duration,
-    /// Give up this long after the ping was raised.
-    pub retry_for: Duration,
-}
-
-impl RetryPolicy {
-    /// Delay after the `attempts`-th failed attempt: `initial · 2^(attempts-1)`, capped at
-    /// `max`, then scaled by a random factor in [0.5, 1] so a fleet of workstations does not
-    /// hit a recovering receiver all at once.
-    pub fn delay(&self, attempts: u32) -> Duration {
-        let exp = attempts.saturating_sub(1).min(30);
-        let raw = self.initial.saturating_mul(1u32 << exp).min(self.max);
-        raw.mul_f64(0.5 + 0.5 * unit_random())
-    }
-}
-
-fn unit_random() -> f64 {
-    let mut buf = [0u8; 8];
-    match getrandom::fill(&mut buf) {
-        Ok(()) => (u64::from_le_bytes(buf) >> 11) as f64 / (1u64 << 53) as f64,
-        // No randomness: no jitter, still correct.
-        Err(_) => 1.0,
-    }
-}
+pub use crate::queue::RetryPolicy;
 
 /// The HTTP client for pings: no redirects (a redirected POST may turn into a GET and lose the
 /// body), a bounded time per attempt.

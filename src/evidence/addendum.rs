@@ -197,16 +197,27 @@ fn chain(
         sha256: hex::encode(Sha256::digest(bytes)),
     };
     let ledger_path = sealer.root().join(super::layout::LEDGER_FILE);
-    ledger
+    let at = super::incident::rfc3339(Local::now().fixed_offset());
+    let seq = ledger
         .append(
             sealer.key(),
-            super::incident::rfc3339(Local::now().fixed_offset()),
+            at.clone(),
             &note.call_id,
             dir,
             manifest_sha256,
             Some(&r),
         )
         .map_err(io_err("append to", &ledger_path))?;
+    sealer.hand_off(
+        ledger,
+        seq,
+        &at,
+        &note.call_id,
+        dir,
+        manifest_sha256,
+        Some(&r),
+        None,
+    );
     Ok(())
 }
 

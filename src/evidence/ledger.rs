@@ -204,6 +204,11 @@ impl Ledger {
         self.next_seq += 1;
         Ok(entry.seq)
     }
+
+    /// SHA-256 of the last line written (what the next line's `prev` will hold).
+    pub fn last_line_sha256(&self) -> &str {
+        &self.prev
+    }
 }
 
 /// One checked ledger line.

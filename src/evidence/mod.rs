@@ -6,6 +6,7 @@
 
 pub mod addendum;
 pub mod disk;
+pub mod followers;
 pub mod g711;
 pub mod incident;
 pub mod keys;
@@ -134,17 +135,70 @@ struct CallHandle {
     thread: std::thread::JoinHandle<()>,
 }
 
+/// Recording and sealing as a [`Sink`](crate::sink::Sink); the only sink that takes audio.
+pub struct EvidenceSink {
+    opts: EvidenceOptions,
+}
+
+impl EvidenceSink {
+    /// With these options; sealed evidence goes to the daemon's followers (see
+    /// [`SinkContext::handoff`](crate::sink::SinkContext::handoff)).
+    pub fn new(opts: EvidenceOptions) -> EvidenceSink {
+        EvidenceSink { opts }
+    }
+}
+
+impl crate::sink::Sink for EvidenceSink {
+    fn name(&self) -> &str {
+        "evidence"
+    }
+
+    fn wants_media(&self) -> bool {
+        true
+    }
+
+    fn run(
+        self: Box<Self>,
+        actions: mpsc::UnboundedReceiver<Action>,
+        ctx: crate::sink::SinkContext,
+    ) -> futures_util::future::BoxFuture<'static, anyhow::Result<()>> {
+        Box::pin(async move {
+            run_with_handoff(self.opts, ctx.handoff, actions, ctx.reports, ctx.commands).await;
+            Ok(())
+        })
+    }
+}
+
 /// Runs the evidence sink until the tracker closes its queue, then seals every open call.
 pub async fn run(
     opts: EvidenceOptions,
+    actions: mpsc::UnboundedReceiver<Action>,
+    reports: broadcast::Sender<Report>,
+    problems: mpsc::Sender<Command>,
+) {
+    run_with_handoff(
+        opts,
+        followers::Handoff::default(),
+        actions,
+        reports,
+        problems,
+    )
+    .await
+}
+
+/// [`run`], handing every sealed folder and chained addendum to `handoff`'s followers.
+pub async fn run_with_handoff(
+    opts: EvidenceOptions,
+    handoff: followers::Handoff,
     mut actions: mpsc::UnboundedReceiver<Action>,
     reports: broadcast::Sender<Report>,
     problems: mpsc::Sender<Command>,
 ) {
     let open_opts = opts.clone();
-    let sealer =
-        tokio::task::spawn_blocking(move || Sealer::open(&open_opts.root, &open_opts.data_dir))
-            .await;
+    let sealer = tokio::task::spawn_blocking(move || {
+        Sealer::open(&open_opts.root, &open_opts.data_dir).map(|s| s.with_handoff(handoff))
+    })
+    .await;
     let sealer = match sealer {
         Ok(Ok(s)) => Some(s),
         Ok(Err(e)) => {
@@ -173,6 +227,9 @@ pub async fn run(
                     Err(e) => tracing::error!(error = %e, "recovery failed"),
                 }
             }
+            // Anything sealed (by this recovery or a previous run) but not yet handed to a
+            // follower is offered again.
+            s.handoff().reoffer(s.root());
         }
     })
     .await;

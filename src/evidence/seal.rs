@@ -171,6 +171,7 @@ pub struct Sealer {
     host: String,
     data_dir: PathBuf,
     ledger: Mutex<Ledger>,
+    handoff: super::followers::Handoff,
 }
 
 /// SHA-256 of a file, and of its first `head` bytes.
@@ -226,7 +227,56 @@ impl Sealer {
             host: manifest::host_name(),
             data_dir: data_dir.to_path_buf(),
             ledger: Mutex::new(ledger),
+            handoff: Default::default(),
         })
+    }
+
+    /// Hands every sealed folder and chained addendum to `handoff`'s followers.
+    pub fn with_handoff(mut self, handoff: super::followers::Handoff) -> Sealer {
+        self.handoff = handoff;
+        self
+    }
+
+    /// The followers' hand-off.
+    pub fn handoff(&self) -> &super::followers::Handoff {
+        &self.handoff
+    }
+
+    /// Hands the line just appended to `ledger` to the followers (under the ledger lock, so the
+    /// line hash is this line's).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn hand_off(
+        &self,
+        ledger: &Ledger,
+        seq: u64,
+        at: &str,
+        call_id: &str,
+        rel: &str,
+        manifest_sha256: &str,
+        addendum: Option<&super::ledger::AddendumRef>,
+        level: Option<u8>,
+    ) {
+        if self.handoff.is_empty() {
+            return;
+        }
+        use super::followers::{Sealed as Item, SealedKind};
+        self.handoff.offer(&Item {
+            kind: if addendum.is_some() {
+                SealedKind::Addendum
+            } else {
+                SealedKind::Folder
+            },
+            call_id: call_id.to_string(),
+            dir: self.root.join(rel),
+            rel: rel.to_string(),
+            file: addendum.map(|a| a.file.clone()),
+            file_sha256: addendum.map(|a| a.sha256.clone()),
+            ledger_seq: seq,
+            ledger_line_sha256: ledger.last_line_sha256().to_string(),
+            manifest_sha256: manifest_sha256.to_string(),
+            level,
+            at: at.to_string(),
+        });
     }
 
     /// The evidence root.
@@ -313,7 +363,8 @@ impl Sealer {
         fsync_dir(dir).map_err(io_err("sync", dir))?;
         let manifest_sha256 = hex::encode(Sha256::digest(&bytes));
         let rel = self.rel(dir);
-        let seq = self.append_ledger(&rec.call_id, &rel, &manifest_sha256, sealed_at)?;
+        let level = Some(rec.incident.level().0);
+        let seq = self.append_ledger(&rec.call_id, &rel, &manifest_sha256, sealed_at, level)?;
         // The seal is complete: what recovery needed goes.
         let _ = std::fs::remove_file(dir.join(META_FILE));
         let _ = fsync_dir(dir);
@@ -404,7 +455,7 @@ impl Sealer {
         let manifest_path = dir.join(MANIFEST_FILE);
         let bytes = std::fs::read(&manifest_path).map_err(io_err("read", &manifest_path))?;
         let sha = hex::encode(Sha256::digest(&bytes));
-        self.append_ledger(call_id, &rel, &sha, Local::now().fixed_offset())
+        self.append_ledger(call_id, &rel, &sha, Local::now().fixed_offset(), None)
             .map(Some)
     }
 
@@ -414,6 +465,7 @@ impl Sealer {
         rel: &str,
         manifest_sha256: &str,
         at: DateTime<FixedOffset>,
+        level: Option<u8>,
     ) -> Result<u64, SealError> {
         let path = self.root.join(layout::LEDGER_FILE);
         let mut ledger = self.ledger.lock().map_err(|_| SealError::Io {
@@ -421,16 +473,23 @@ impl Sealer {
             path: path.clone(),
             source: io::Error::other("ledger lock poisoned"),
         })?;
-        ledger
-            .append(
-                &self.key,
-                local_rfc3339(at),
-                call_id,
-                rel,
-                manifest_sha256,
-                None,
-            )
-            .map_err(io_err("append to", &path))
+        let at = local_rfc3339(at);
+        let seq = ledger
+            .append(&self.key, at.clone(), call_id, rel, manifest_sha256, None)
+            .map_err(io_err("append to", &path))?;
+        // In the same step as the ledger line: a follower's queue is durable, the report
+        // broadcast is not.
+        self.hand_off(
+            &ledger,
+            seq,
+            &at,
+            call_id,
+            rel,
+            manifest_sha256,
+            None,
+            level,
+        );
+        Ok(seq)
     }
 
     /// The ledger, locked (addenda are numbered and chained under this lock).
