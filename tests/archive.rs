@@ -292,7 +292,11 @@ async fn archives_with_lock_headers_and_verify_s3_catches_tampering() {
     // Both folders came through the archive follower's durable queue and were delivered there.
     let delivered = site.state().join("followers/archive/delivered");
     let deadline = tokio::time::Instant::now() + PATIENCE;
-    while std::fs::read_dir(&delivered).map(|d| d.count()).unwrap_or(0) < 2 {
+    while std::fs::read_dir(&delivered)
+        .map(|d| d.count())
+        .unwrap_or(0)
+        < 2
+    {
         assert!(tokio::time::Instant::now() < deadline, "{}", daemon.log());
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -559,5 +563,37 @@ async fn an_existing_object_with_other_content_is_reported_and_never_overwritten
     let (_, out, _) = common::cli(&site.config, &["doctor"]).await;
     assert!(out.contains("CONFLICT"), "{out}");
     assert_no_object_delete(&seen);
+    daemon.kill9().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keep_local_days_removes_a_folder_only_after_its_archived_copy_verified() {
+    let site = Site::new("keep_local_days = 0").await;
+    let dirs = site.seal(&[("c-1", 30_000, 1)]);
+    let ledger_before = std::fs::read(site.evidence().join("ledger.jsonl")).unwrap();
+    let mut daemon = Daemon::start(&site);
+    site.wait_archived(&mut daemon).await;
+    let local = site.evidence().join(&dirs[0]);
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while local.exists() {
+        assert!(tokio::time::Instant::now() < deadline, "{}", daemon.log());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The archived copy was read back (manifest and signature) before the removal.
+    let seen = site.proxy.seen();
+    let manifest_key = site.prefix_key(&format!("{}/manifest.json", dirs[0]));
+    assert!(
+        seen.iter()
+            .any(|s| s.method == "GET" && s.key(BUCKET) == manifest_key && s.status == 200),
+        "the archived manifest was not downloaded before the removal"
+    );
+    assert!(site.archive_state().removed_local.contains(&dirs[0]));
+    // The ledger stays whole, and the archive still verifies.
+    assert_eq!(
+        std::fs::read(site.evidence().join("ledger.jsonl")).unwrap(),
+        ledger_before
+    );
+    let (code, out, err) = site.verify(&[]).await;
+    assert_eq!(code, 0, "{out}\n{err}");
     daemon.kill9().await;
 }
