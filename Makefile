@@ -13,7 +13,7 @@ DEB_PACKAGES += postgresql chromium chromium-driver
 # report tests.
 REPORT_PACKAGES := fonts-ipafont-gothic poppler-utils
 
-.PHONY: demo demo-floor test deps check lint bench sounds clean deb
+.PHONY: demo demo-floor test deps check lint bench sounds clean deb s3-tools
 
 demo: deps
 	$(CARGO) run --quiet -- demo
@@ -22,7 +22,7 @@ demo: deps
 demo-floor: deps
 	$(CARGO) run --quiet -- demo --floor
 
-test: deps
+test: deps s3-tools
 	$(CARGO) test --no-fail-fast
 
 # Format and lint gate (CI runs it after the tests).
@@ -54,6 +54,11 @@ deb: deps
 
 deps:
 	@scripts/ensure-deps.sh $(DEB_PACKAGES) $(REPORT_PACKAGES)
+
+# The S3 server of the archive tests (s3s-fs), built once per machine into
+# $(HOME)/.cache/callguard-tools/s3s-fs; skipped when it is already there.
+s3-tools:
+	@scripts/ensure-s3s-fs.sh
 
 clean:
 	$(CARGO) clean

@@ -171,6 +171,8 @@ pub struct Config {
     /// The floor bus and the `callguard floor` service; absent = this workstation works alone.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub floor: Option<crate::floor::config::FloorConfig>,
+    /// Copies of sealed evidence in S3-compatible object storage (off when `bucket` is empty).
+    pub archive: crate::archive::config::ArchiveConfig,
 }
 
 /// `[marks]`.
@@ -365,6 +367,7 @@ impl Default for Config {
             control: ControlConfig::default(),
             marks: MarksConfig::default(),
             floor: None,
+            archive: Default::default(),
         }
     }
 }
@@ -676,6 +679,9 @@ impl Config {
                 ));
             }
         }
+        self.archive
+            .validate()
+            .map_err(|e| ConfigError::Load(e.to_string()))?;
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
             return Err(invalid(
                 "log.level",

@@ -162,6 +162,26 @@ impl Daemon {
         };
         let tracker_opts = TrackerOptions::from_config(&cfg, opts.time_scale, memory);
         let mut sup = Supervisor::with_parts(shutdown.clone(), parts.clone());
+        // The archive (opt-in): refused at start on a missing bucket or wrong credentials.
+        let archive = crate::archive::preflight(&cfg)
+            .await?
+            .map(|s| crate::archive::shared(&cfg, s));
+        let mut followers = followers;
+        if let Some(a) = &archive {
+            followers.push(Arc::new(crate::archive::follower::ArchiveFollower::new(
+                &cfg,
+                a.clone(),
+            )));
+            sup.spawn(
+                "archive",
+                crate::archive::run(
+                    cfg.clone(),
+                    a.clone(),
+                    commands_tx.clone(),
+                    shutdown.clone(),
+                ),
+            );
+        }
         let (handoff, workers) =
             crate::evidence::followers::start(followers, &cfg.data_dir(), shutdown.clone());
         for w in workers {

@@ -153,6 +153,7 @@ pub async fn run_checks(cfg: &Config, opts: &Options) -> Vec<Check> {
     checks.push(check_key(&cfg.data_dir()));
     checks.extend(check_webhooks(cfg, opts).await);
     checks.extend(crate::floor::sink::doctor_checks(cfg).await);
+    checks.extend(crate::archive::doctor::checks(cfg).await);
     checks
 }
 

@@ -4,6 +4,7 @@
 //! Data flows one way: [`pbx`] → [`calls`] → [`alerts`] (and the evidence and escalation sinks).
 
 pub mod alerts;
+pub mod archive;
 pub mod bus;
 pub mod calls;
 pub mod cli;

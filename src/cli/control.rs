@@ -50,10 +50,16 @@ pub fn status_command(cfg: &Config, json: bool) -> ExitCode {
         let mut v = serde_json::to_value(&status).unwrap_or_default();
         if let Some(o) = v.as_object_mut() {
             o.insert("running".into(), true.into());
+            if let Some(b) = crate::archive::status(cfg) {
+                o.insert("archive".into(), b);
+            }
         }
         println!("{v}");
     } else {
         print!("{}", render_status(&status));
+        if let Some(line) = crate::archive::status_line(cfg) {
+            println!("{line}");
+        }
     }
     ExitCode::SUCCESS
 }

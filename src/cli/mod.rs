@@ -221,6 +221,14 @@ pub fn main() -> ExitCode {
             paths,
             pubkey,
             json,
+            ..
+        } if paths.iter().any(|p| crate::archive::cli::is_s3(p)) => {
+            crate::archive::cli::verify(cli.config.as_deref(), paths, pubkey, json)
+        }
+        Command::Verify {
+            paths,
+            pubkey,
+            json,
             head,
             strict,
             against_floor,

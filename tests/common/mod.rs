@@ -9,6 +9,7 @@ pub mod floor;
 pub mod http;
 pub mod nats;
 pub mod postgres;
+pub mod s3;
 
 use std::time::Duration;
 

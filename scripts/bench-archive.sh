@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Runs the archive benchmark (benches/archive.rs) and prints the figures of the README:
+# archiving a sealed 60-minute stereo call (≈115 MB) to a real S3 server (s3s-fs on loopback)
+# as a ratio to boto3's upload_file of the same WAV to the same server in the same run
+# (target ≤ 1.2), the archiver's CPU while uploading, and the drain rate of a backlog of
+# one-minute calls (folders/s, MB/s).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/ensure-s3s-fs.sh
+python3 -c 'import boto3' 2>/dev/null || pip3 install --quiet boto3
+# Optimized like release, without LTO: the figures are network- and hash-bound, and a thin-LTO
+# build of the S3 client stack takes many more minutes.
+CARGO_PROFILE_BENCH_LTO=false CARGO_PROFILE_BENCH_CODEGEN_UNITS=16 cargo bench --bench archive

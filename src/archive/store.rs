@@ -1,0 +1,785 @@
+//! The S3 side: a client built from `[archive]`, and write-once uploads under Object Lock whose
+//! checksums the server confirms. Nothing here deletes an object or bypasses a retention.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use aws_sdk_s3::Client;
+use aws_sdk_s3::config::http::HttpResponse;
+use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::primitives::{ByteStream, DateTime};
+use aws_sdk_s3::types::{
+    ChecksumAlgorithm, ChecksumMode, CompletedMultipartUpload, CompletedPart,
+    ObjectLockLegalHoldStatus, ObjectLockMode,
+};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use futures_util::StreamExt;
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+
+use super::config::ArchiveConfig;
+
+/// What went wrong talking to the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Local configuration (key files, CA) is not usable.
+    #[error("{0}")]
+    Setup(String),
+    /// The store could not be reached or answered with an error; retried later.
+    #[error("{op} {key}: {msg}")]
+    Remote {
+        /// S3 operation.
+        op: &'static str,
+        /// Object key (or bucket).
+        key: String,
+        /// The server's code and message, or the transport error.
+        msg: String,
+        /// HTTP status when there was an answer.
+        status: Option<u16>,
+        /// S3 error code when there was one.
+        code: Option<String>,
+    },
+    /// An object already exists under the key with other content: never overwritten.
+    #[error(
+        "{key}: an object with other content is already archived under this key (archived sha256 {found}, local {expected}); it was left as it is"
+    )]
+    Conflict {
+        /// Object key.
+        key: String,
+        /// SHA-256 (hex) of the local file.
+        expected: String,
+        /// What the store holds (hex SHA-256, or a description).
+        found: String,
+    },
+    /// The server's answer does not confirm what was sent.
+    #[error("{key}: the store did not confirm the checksum ({msg})")]
+    Unconfirmed {
+        /// Object key.
+        key: String,
+        /// Details.
+        msg: String,
+    },
+    /// A local file could not be read.
+    #[error("{path}: {source}")]
+    Local {
+        /// The file.
+        path: String,
+        /// Cause.
+        source: std::io::Error,
+    },
+}
+
+impl StoreError {
+    /// The S3 error code, when the server sent one.
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            StoreError::Remote { code, .. } => code.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// HTTP status of the failed request, when there was an answer.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            StoreError::Remote { status, .. } => *status,
+            _ => None,
+        }
+    }
+}
+
+fn remote<E>(op: &'static str, key: &str, e: SdkError<E, HttpResponse>) -> StoreError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    let status = e.raw_response().map(|r| r.status().as_u16());
+    let (code, msg) = match &e {
+        SdkError::ServiceError(se) => {
+            let err = se.err();
+            let code = err.code().map(str::to_string);
+            let text = match (err.code(), err.message()) {
+                (Some(c), Some(m)) => format!("{c}: {m}"),
+                (Some(c), None) => c.to_string(),
+                (None, Some(m)) => m.to_string(),
+                (None, None) => match status {
+                    Some(404) => "not found (404)".into(),
+                    Some(403) => "access denied (403): check the credentials and the policy".into(),
+                    Some(s) => format!("HTTP {s}"),
+                    None => "error without details".into(),
+                },
+            };
+            (code, text)
+        }
+        other => (None, error_chain(other)),
+    };
+    StoreError::Remote {
+        op,
+        key: key.to_string(),
+        msg,
+        status,
+        code,
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let t = c.to_string();
+        if !s.contains(&t) {
+            s.push_str(": ");
+            s.push_str(&t);
+        }
+        cur = c.source();
+    }
+    s
+}
+
+/// A part the store took: number, ETag, base64 SHA-256, raw SHA-256.
+type SentPart = (i32, String, String, [u8; 32]);
+
+/// Object Lock settings of one object.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Lock {
+    /// COMPLIANCE retention until (seconds since the epoch).
+    pub retain_until_secs: i64,
+    /// Legal hold on.
+    pub legal_hold: bool,
+}
+
+/// What an upload found or did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Put {
+    /// Written now; the server confirmed the checksum.
+    Written,
+    /// Was already there with the same content.
+    AlreadyThere,
+}
+
+/// What HEAD says about an object.
+#[derive(Debug, Clone)]
+pub struct Head {
+    /// Length.
+    pub len: u64,
+    /// `x-amz-checksum-sha256` as stored (base64; a multipart object's ends in `-N`).
+    pub checksum_sha256: Option<String>,
+    /// Our own `sha256` metadata (hex of the whole object), set on multipart uploads.
+    pub meta_sha256: Option<String>,
+}
+
+/// The archive store: one bucket, one prefix.
+#[derive(Clone)]
+pub struct Store {
+    client: Client,
+    /// Bucket.
+    pub bucket: String,
+    part_size: u64,
+    concurrency: usize,
+}
+
+/// SHA-256 of bytes, base64 (the `x-amz-checksum-sha256` form).
+pub fn b64_sha256(bytes: &[u8]) -> String {
+    B64.encode(Sha256::digest(bytes))
+}
+
+fn hex_to_b64(hex_digest: &str) -> Option<String> {
+    hex::decode(hex_digest).ok().map(|b| B64.encode(b))
+}
+
+fn b64_to_hex(b64: &str) -> Option<String> {
+    B64.decode(b64).ok().map(hex::encode)
+}
+
+/// Reads one line of a key file.
+fn read_key_file(key: &str, path: &str) -> Result<String, StoreError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| StoreError::Setup(format!("archive.{key} {path}: {e}")))?;
+    let line = text.lines().next().unwrap_or_default().trim().to_string();
+    if line.is_empty() {
+        return Err(StoreError::Setup(format!("archive.{key} {path}: empty")));
+    }
+    Ok(line)
+}
+
+impl Store {
+    /// Builds the client: rustls (ring) with the system roots plus `ca_file`, credentials from
+    /// the key files or else the standard AWS chain (environment, profile, instance).
+    pub async fn connect(cfg: &ArchiveConfig) -> Result<Store, StoreError> {
+        let mut trust = aws_smithy_http_client::tls::TrustStore::default();
+        if !cfg.ca_file.is_empty() {
+            let pem = std::fs::read(&cfg.ca_file)
+                .map_err(|e| StoreError::Setup(format!("archive.ca_file {}: {e}", cfg.ca_file)))?;
+            trust = trust.with_pem_certificate(pem);
+        }
+        let tls = aws_smithy_http_client::tls::TlsContext::builder()
+            .with_trust_store(trust)
+            .build()
+            .map_err(|e| StoreError::Setup(format!("archive.ca_file: {e}")))?;
+        let http = aws_smithy_http_client::Builder::new()
+            .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
+                aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
+            ))
+            .tls_context(tls)
+            .build_https();
+        let region = Region::new(cfg.region.clone());
+        let mut b = if cfg.access_key_file.is_empty() {
+            let shared = aws_config::defaults(BehaviorVersion::latest())
+                .http_client(http.clone())
+                .region(region.clone())
+                .load()
+                .await;
+            aws_sdk_s3::config::Builder::from(&shared)
+        } else {
+            let ak = read_key_file("access_key_file", &cfg.access_key_file)?;
+            let sk = read_key_file("secret_key_file", &cfg.secret_key_file)?;
+            aws_sdk_s3::config::Builder::new()
+                .behavior_version(BehaviorVersion::latest())
+                .credentials_provider(Credentials::new(ak, sk, None, None, "callguard-archive"))
+        };
+        b = b
+            .region(region)
+            .http_client(http)
+            .force_path_style(cfg.path_style)
+            // We send our own SHA-256 with every write; no second checksum from the SDK.
+            .request_checksum_calculation(
+                aws_sdk_s3::config::RequestChecksumCalculation::WhenRequired,
+            )
+            .response_checksum_validation(
+                aws_sdk_s3::config::ResponseChecksumValidation::WhenRequired,
+            )
+            .retry_config(aws_sdk_s3::config::retry::RetryConfig::standard().with_max_attempts(2))
+            .timeout_config(
+                aws_sdk_s3::config::timeout::TimeoutConfig::builder()
+                    .connect_timeout(std::time::Duration::from_secs(10))
+                    .read_timeout(std::time::Duration::from_secs(60))
+                    .build(),
+            );
+        if !cfg.endpoint.is_empty() {
+            b = b.endpoint_url(cfg.endpoint.trim_end_matches('/'));
+        }
+        Ok(Store {
+            client: Client::from_conf(b.build()),
+            bucket: cfg.bucket.clone(),
+            part_size: cfg.part_size(),
+            concurrency: cfg.concurrency.max(1),
+        })
+    }
+
+    /// The SDK client (for the checks of `doctor` and `verify`).
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// HEAD of the bucket: reachable, credentials accepted, bucket there.
+    pub async fn check_bucket(&self) -> Result<(), StoreError> {
+        self.client
+            .head_bucket()
+            .bucket(&self.bucket)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| {
+                let err = remote("HeadBucket", &self.bucket, e);
+                match err.status() {
+                    Some(404) => StoreError::Setup(format!(
+                        "bucket {} does not exist on the archive store (create it with Object Lock on)",
+                        self.bucket
+                    )),
+                    Some(403) => StoreError::Setup(format!(
+                        "the archive store refused the credentials for bucket {} (access denied: check archive.access_key_file / secret_key_file and the policy)",
+                        self.bucket
+                    )),
+                    _ => err,
+                }
+            })
+    }
+
+    /// HEAD of an object with its checksum; `None` when it does not exist.
+    pub async fn head(&self, key: &str) -> Result<Option<Head>, StoreError> {
+        match self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .checksum_mode(ChecksumMode::Enabled)
+            .send()
+            .await
+        {
+            Ok(h) => Ok(Some(Head {
+                len: h.content_length().unwrap_or(0).max(0) as u64,
+                checksum_sha256: h.checksum_sha256().map(str::to_string),
+                meta_sha256: h.metadata().and_then(|m| m.get("sha256")).cloned(),
+            })),
+            Err(e) => {
+                let err = remote("HeadObject", key, e);
+                if err.status() == Some(404) {
+                    Ok(None)
+                } else {
+                    Err(err)
+                }
+            }
+        }
+    }
+
+    /// Downloads a whole object into memory.
+    pub async fn get(&self, key: &str) -> Result<Vec<u8>, StoreError> {
+        let out = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| remote("GetObject", key, e))?;
+        let body = out.body.collect().await.map_err(|e| StoreError::Remote {
+            op: "GetObject",
+            key: key.to_string(),
+            msg: error_chain(&e),
+            status: None,
+            code: None,
+        })?;
+        Ok(body.into_bytes().to_vec())
+    }
+
+    /// Streams an object and returns (hex SHA-256, length) of what the store serves.
+    pub async fn hash_remote(&self, key: &str) -> Result<(String, u64), StoreError> {
+        let out = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| remote("GetObject", key, e))?;
+        let mut body = out.body;
+        let mut h = Sha256::new();
+        let mut n = 0u64;
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(|e| StoreError::Remote {
+                op: "GetObject",
+                key: key.to_string(),
+                msg: error_chain(&e),
+                status: None,
+                code: None,
+            })?;
+            n += chunk.len() as u64;
+            h.update(&chunk);
+        }
+        Ok((hex::encode(h.finalize()), n))
+    }
+
+    /// Downloads an object into a file (streamed).
+    pub async fn download_to(&self, key: &str, path: &Path) -> Result<u64, StoreError> {
+        use tokio::io::AsyncWriteExt;
+        let out = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| remote("GetObject", key, e))?;
+        let local = |source| StoreError::Local {
+            path: path.display().to_string(),
+            source,
+        };
+        if let Some(d) = path.parent() {
+            tokio::fs::create_dir_all(d).await.map_err(local)?;
+        }
+        let mut f = tokio::fs::File::create(path).await.map_err(local)?;
+        let mut body = out.body;
+        let mut n = 0u64;
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(|e| StoreError::Remote {
+                op: "GetObject",
+                key: key.to_string(),
+                msg: error_chain(&e),
+                status: None,
+                code: None,
+            })?;
+            n += chunk.len() as u64;
+            f.write_all(&chunk).await.map_err(local)?;
+        }
+        f.flush().await.map_err(local)?;
+        Ok(n)
+    }
+
+    /// The COMPLIANCE/GOVERNANCE mode and retain-until (seconds) of an object; `Err` with the
+    /// store's answer when it cannot say.
+    pub async fn retention(&self, key: &str) -> Result<(Option<String>, Option<i64>), StoreError> {
+        let out = self
+            .client
+            .get_object_retention()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| remote("GetObjectRetention", key, e))?;
+        let r = out.retention();
+        Ok((
+            r.and_then(|r| r.mode()).map(|m| m.as_str().to_string()),
+            r.and_then(|r| r.retain_until_date()).map(|d| d.secs()),
+        ))
+    }
+
+    /// Every key under `prefix`.
+    pub async fn list(&self, prefix: &str) -> Result<Vec<(String, u64)>, StoreError> {
+        let mut out = Vec::new();
+        let mut pages = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(prefix)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| remote("ListObjectsV2", prefix, e))?;
+            for o in page.contents() {
+                if let Some(k) = o.key() {
+                    out.push((k.to_string(), o.size().unwrap_or(0).max(0) as u64));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Whether the object at `key` holds exactly the bytes whose SHA-256 is `sha_hex`
+    /// (`Some(true)`), other bytes (`Some(false)`), or is absent (`None`). A checksum the
+    /// server keeps is trusted; otherwise the object is read back and hashed.
+    pub async fn matches(
+        &self,
+        key: &str,
+        sha_hex: &str,
+        len: u64,
+    ) -> Result<Option<bool>, StoreError> {
+        let Some(h) = self.head(key).await? else {
+            return Ok(None);
+        };
+        if h.len != len {
+            return Ok(Some(false));
+        }
+        if let Some(c) = &h.checksum_sha256
+            && !c.contains('-')
+        {
+            return Ok(Some(b64_to_hex(c).as_deref() == Some(sha_hex)));
+        }
+        let (remote_sha, n) = self.hash_remote(key).await?;
+        Ok(Some(remote_sha == sha_hex && n == len))
+    }
+
+    /// Writes `bytes` once under `key` with COMPLIANCE retention, an optional legal hold and
+    /// its SHA-256; an existing object with the same bytes counts as done, with other bytes
+    /// is a [`StoreError::Conflict`] and is left untouched.
+    pub async fn put_once(
+        &self,
+        key: &str,
+        bytes: Vec<u8>,
+        lock: &Lock,
+    ) -> Result<Put, StoreError> {
+        let sha_hex = hex::encode(Sha256::digest(&bytes));
+        let len = bytes.len() as u64;
+        match self.matches(key, &sha_hex, len).await? {
+            Some(true) => return Ok(Put::AlreadyThere),
+            Some(false) => return Err(self.conflict(key, &sha_hex).await),
+            None => {}
+        }
+        let sum = hex_to_b64(&sha_hex).unwrap_or_default();
+        let mut req = self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .content_length(len as i64)
+            .body(ByteStream::from(bytes))
+            .checksum_algorithm(ChecksumAlgorithm::Sha256)
+            .checksum_sha256(&sum)
+            .if_none_match("*")
+            .object_lock_mode(ObjectLockMode::Compliance)
+            .object_lock_retain_until_date(DateTime::from_secs(lock.retain_until_secs));
+        if lock.legal_hold {
+            req = req.object_lock_legal_hold_status(ObjectLockLegalHoldStatus::On);
+        }
+        match req.send().await {
+            Ok(out) => match out.checksum_sha256() {
+                Some(c) if c == sum => Ok(Put::Written),
+                Some(c) => Err(StoreError::Unconfirmed {
+                    key: key.to_string(),
+                    msg: format!("sent {sum}, the store answered {c}"),
+                }),
+                // The server does not echo checksums: confirm by HEAD (or reading back).
+                None => match self.matches(key, &sha_hex, len).await? {
+                    Some(true) => Ok(Put::Written),
+                    Some(false) => Err(self.conflict(key, &sha_hex).await),
+                    None => Err(StoreError::Unconfirmed {
+                        key: key.to_string(),
+                        msg: "the object is not there after the upload".into(),
+                    }),
+                },
+            },
+            Err(e) => {
+                let err = remote("PutObject", key, e);
+                // Someone (an earlier run of ours) wrote it in between: compare again.
+                if err.status() == Some(412) || err.code() == Some("PreconditionFailed") {
+                    return match self.matches(key, &sha_hex, len).await? {
+                        Some(true) => Ok(Put::AlreadyThere),
+                        _ => Err(self.conflict(key, &sha_hex).await),
+                    };
+                }
+                Err(err)
+            }
+        }
+    }
+
+    async fn conflict(&self, key: &str, expected: &str) -> StoreError {
+        let found = match self.head(key).await {
+            Ok(Some(Head {
+                checksum_sha256: Some(c),
+                ..
+            })) if !c.contains('-') => b64_to_hex(&c).unwrap_or(c),
+            _ => match self.hash_remote(key).await {
+                Ok((sha, _)) => sha,
+                Err(e) => format!("unreadable: {e}"),
+            },
+        };
+        StoreError::Conflict {
+            key: key.to_string(),
+            expected: expected.to_string(),
+            found,
+        }
+    }
+
+    /// Part size in bytes.
+    pub fn part_size(&self) -> u64 {
+        self.part_size
+    }
+
+    /// Uploads a local file once under `key`: in one PUT up to the part size, else multipart
+    /// with a SHA-256 per part. `sha_hex` is the file's SHA-256 (from the manifest, or computed).
+    /// `on_upload` is told the upload id as soon as the server gives it (so a crash can abort
+    /// it later).
+    pub async fn put_file_once(
+        &self,
+        key: &str,
+        path: &Path,
+        sha_hex: &str,
+        lock: &Lock,
+        on_upload: &(dyn Fn(&str) + Send + Sync),
+    ) -> Result<Put, StoreError> {
+        let local = |source| StoreError::Local {
+            path: path.display().to_string(),
+            source,
+        };
+        let len = tokio::fs::metadata(path).await.map_err(local)?.len();
+        if len <= self.part_size {
+            let bytes = tokio::fs::read(path).await.map_err(local)?;
+            return self.put_once(key, bytes, lock).await;
+        }
+        match self.matches(key, sha_hex, len).await? {
+            Some(true) => return Ok(Put::AlreadyThere),
+            Some(false) => return Err(self.conflict(key, sha_hex).await),
+            None => {}
+        }
+        let mut create = self
+            .client
+            .create_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key)
+            .checksum_algorithm(ChecksumAlgorithm::Sha256)
+            .metadata("sha256", sha_hex)
+            .object_lock_mode(ObjectLockMode::Compliance)
+            .object_lock_retain_until_date(DateTime::from_secs(lock.retain_until_secs));
+        if lock.legal_hold {
+            create = create.object_lock_legal_hold_status(ObjectLockLegalHoldStatus::On);
+        }
+        let created = create
+            .send()
+            .await
+            .map_err(|e| remote("CreateMultipartUpload", key, e))?;
+        let upload_id = created.upload_id().unwrap_or_default().to_string();
+        on_upload(&upload_id);
+        let result = self.send_parts(key, path, len, sha_hex, &upload_id).await;
+        if result.is_err() {
+            // Leave no open upload behind (an abort ends an upload, it deletes no object).
+            let _ = self.abort(key, &upload_id).await;
+        }
+        result
+    }
+
+    async fn send_parts(
+        &self,
+        key: &str,
+        path: &Path,
+        len: u64,
+        sha_hex: &str,
+        upload_id: &str,
+    ) -> Result<Put, StoreError> {
+        let parts = len.div_ceil(self.part_size);
+        let path = Arc::new(path.to_path_buf());
+        let results: Vec<Result<SentPart, StoreError>> = futures_util::stream::iter(1..=parts)
+            .map(|n| {
+                let path = path.clone();
+                async move { self.send_part(key, &path, n, len, upload_id).await }
+            })
+            .buffered(self.concurrency)
+            .collect()
+            .await;
+        let mut completed = Vec::new();
+        let mut composite = Sha256::new();
+        for r in results {
+            let (n, etag, sum, digest) = r?;
+            composite.update(digest);
+            completed.push(
+                CompletedPart::builder()
+                    .part_number(n)
+                    .e_tag(etag)
+                    .checksum_sha256(sum)
+                    .build(),
+            );
+        }
+        let expected_composite = format!("{}-{}", B64.encode(composite.finalize()), parts);
+        let done = self
+            .client
+            .complete_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .if_none_match("*")
+            .multipart_upload(
+                CompletedMultipartUpload::builder()
+                    .set_parts(Some(completed))
+                    .build(),
+            )
+            .send()
+            .await;
+        match done {
+            Ok(out) => match out.checksum_sha256() {
+                Some(c) if c == expected_composite => Ok(Put::Written),
+                Some(c) => Err(StoreError::Unconfirmed {
+                    key: key.to_string(),
+                    msg: format!("composite checksum {c}, expected {expected_composite}"),
+                }),
+                // No composite checksum from the server: read the object back.
+                None => {
+                    let (remote_sha, n) = self.hash_remote(key).await?;
+                    if remote_sha == sha_hex && n == len {
+                        Ok(Put::Written)
+                    } else {
+                        Err(StoreError::Unconfirmed {
+                            key: key.to_string(),
+                            msg: format!(
+                                "read back {n} bytes with sha256 {remote_sha}, sent {len} with {sha_hex}"
+                            ),
+                        })
+                    }
+                }
+            },
+            Err(e) => {
+                let err = remote("CompleteMultipartUpload", key, e);
+                if err.status() == Some(412) || err.code() == Some("PreconditionFailed") {
+                    return match self.matches(key, sha_hex, len).await? {
+                        Some(true) => Ok(Put::AlreadyThere),
+                        _ => Err(self.conflict(key, sha_hex).await),
+                    };
+                }
+                Err(err)
+            }
+        }
+    }
+
+    async fn send_part(
+        &self,
+        key: &str,
+        path: &Path,
+        n: u64,
+        len: u64,
+        upload_id: &str,
+    ) -> Result<SentPart, StoreError> {
+        let local = |source| StoreError::Local {
+            path: path.display().to_string(),
+            source,
+        };
+        let start = (n - 1) * self.part_size;
+        let size = self.part_size.min(len - start) as usize;
+        let mut f = tokio::fs::File::open(path).await.map_err(local)?;
+        f.seek(std::io::SeekFrom::Start(start))
+            .await
+            .map_err(local)?;
+        let mut buf = vec![0u8; size];
+        f.read_exact(&mut buf).await.map_err(local)?;
+        let digest: [u8; 32] = Sha256::digest(&buf).into();
+        let sum = B64.encode(digest);
+        let part_number = n as i32;
+        let out = self
+            .client
+            .upload_part()
+            .bucket(&self.bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .part_number(part_number)
+            .content_length(size as i64)
+            .checksum_algorithm(ChecksumAlgorithm::Sha256)
+            .checksum_sha256(&sum)
+            .body(ByteStream::from(buf))
+            .send()
+            .await
+            .map_err(|e| remote("UploadPart", key, e))?;
+        if let Some(c) = out.checksum_sha256()
+            && c != sum
+        {
+            return Err(StoreError::Unconfirmed {
+                key: key.to_string(),
+                msg: format!("part {n}: sent {sum}, the store answered {c}"),
+            });
+        }
+        Ok((
+            part_number,
+            out.e_tag().unwrap_or_default().to_string(),
+            sum,
+            digest,
+        ))
+    }
+
+    /// Ends an unfinished multipart upload (no object is deleted; the parts are dropped).
+    pub async fn abort(&self, key: &str, upload_id: &str) -> Result<(), StoreError> {
+        match self
+            .client
+            .abort_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                let err = remote("AbortMultipartUpload", key, e);
+                // Already gone (completed or aborted before): nothing left open.
+                if err.status() == Some(404) || err.code() == Some("NoSuchUpload") {
+                    Ok(())
+                } else {
+                    Err(err)
+                }
+            }
+        }
+    }
+
+    /// Unfinished uploads under `prefix` as (key, upload id); `None` when the server cannot
+    /// list them.
+    pub async fn open_uploads(&self, prefix: &str) -> Option<Vec<(String, String)>> {
+        let out = self
+            .client
+            .list_multipart_uploads()
+            .bucket(&self.bucket)
+            .prefix(prefix)
+            .send()
+            .await
+            .ok()?;
+        Some(
+            out.uploads()
+                .iter()
+                .filter_map(|u| Some((u.key()?.to_string(), u.upload_id()?.to_string())))
+                .collect(),
+        )
+    }
+}

@@ -1,0 +1,600 @@
+//! The archive follower against a real S3 server (s3s-fs on loopback) through a recording proxy
+//! of our own, with the real daemon binary: every object written once with COMPLIANCE
+//! retention, a legal hold where due and a checksum; never a DELETE of an object; outages,
+//! restarts and `kill -9` mid-multipart end with each folder archived exactly once; tampering
+//! in the store is caught by `verify s3://…`.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use callguard::archive::archiver::State;
+use callguard::evidence::incident::LevelChange;
+use callguard::evidence::seal::{CallRecord, Sealer};
+use common::s3::{ACCESS_KEY, Mode, Proxy, S3Server, SECRET_KEY, Seen};
+
+const BUCKET: &str = "evidence";
+const PATIENCE: Duration = Duration::from_secs(90);
+
+fn record(id: &str, level: u8) -> CallRecord {
+    let now = chrono::Local::now().fixed_offset();
+    let mut incident = callguard::evidence::incident::IncidentData::default();
+    let mut warnings = Vec::new();
+    if level > 1 {
+        // A warning makes the call an incident (incident.json); the level change sets its level.
+        warnings.push(callguard::evidence::manifest::WarningRecord {
+            kind: "escalate".into(),
+            after_secs: 900,
+            fired_at: now.to_rfc3339(),
+        });
+        incident.level_changes.push(LevelChange {
+            from: 1,
+            to: level,
+            reason: "test".into(),
+            at: now.to_rfc3339(),
+        });
+    }
+    CallRecord {
+        call_id: id.into(),
+        agent: "1001".into(),
+        caller: "0312345678".into(),
+        direction: "inbound".into(),
+        channel: String::new(),
+        started_at: now,
+        ended_at: Some(now),
+        duration_secs: Some(4),
+        end_cause: "normal".into(),
+        warnings,
+        source: "stream".into(),
+        source_name: String::new(),
+        stream_encoding: String::new(),
+        truncated: false,
+        recovered: false,
+        continues: None,
+        problems: Vec::new(),
+        gaps: 0,
+        late_frames: 0,
+        incident,
+    }
+}
+
+/// A stereo 8 kHz 16-bit WAV of about `bytes` bytes with varying content.
+fn wav(path: &Path, bytes: usize) {
+    let spec = hound::WavSpec {
+        channels: 2,
+        sample_rate: 8000,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut w = hound::WavWriter::create(path, spec).unwrap();
+    let mut x: u32 = 12345;
+    for _ in 0..bytes / 2 {
+        x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+        w.write_sample((x >> 16) as i16).unwrap();
+    }
+    w.finalize().unwrap();
+}
+
+struct Site {
+    dir: tempfile::TempDir,
+    server: S3Server,
+    proxy: Proxy,
+    config: PathBuf,
+    host: String,
+}
+
+impl Site {
+    async fn new(extra: &str) -> Site {
+        let dir = tempfile::tempdir().unwrap();
+        let server = S3Server::start(dir.path(), BUCKET).await;
+        let proxy = Proxy::start(server.port).await;
+        let config = write_config(dir.path(), &proxy.endpoint(), BUCKET, SECRET_KEY, extra);
+        Site {
+            host: callguard::evidence::manifest::host_name(),
+            dir,
+            server,
+            proxy,
+            config,
+        }
+    }
+
+    fn evidence(&self) -> PathBuf {
+        self.dir.path().join("evidence")
+    }
+
+    fn state(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    fn pubkey(&self) -> PathBuf {
+        self.state().join("keys/evidence.pub")
+    }
+
+    /// Seals calls (the daemon must not be running): (id, WAV bytes, incident level).
+    fn seal(&self, calls: &[(&str, usize, u8)]) -> Vec<String> {
+        let sealer = Sealer::open(&self.evidence(), &self.state()).unwrap();
+        calls
+            .iter()
+            .map(|(id, bytes, level)| {
+                let src = self.dir.path().join(format!("{id}.wav"));
+                wav(&src, *bytes);
+                sealer
+                    .seal_wav_as_new_call(&src, &record(id, *level))
+                    .unwrap()
+                    .rel
+            })
+            .collect()
+    }
+
+    fn ledger_lines(&self) -> u64 {
+        std::fs::read_to_string(self.evidence().join("ledger.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| !l.is_empty())
+            .count() as u64
+    }
+
+    fn archive_state(&self) -> State {
+        State::load(&callguard::archive::archiver::state_dir(&self.state()))
+    }
+
+    /// Waits (bounded) until every ledger line is archived.
+    async fn wait_archived(&self, daemon: &mut Daemon) {
+        let want = self.ledger_lines();
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        loop {
+            if self.archive_state().done_through >= want {
+                return;
+            }
+            if let Ok(Some(st)) = daemon.child.try_wait() {
+                panic!("daemon exited ({st}):\n{}", daemon.log());
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "not archived in time; state {:?}\nlog:\n{}",
+                self.archive_state(),
+                daemon.log()
+            );
+            // Poll interval only: the state file is what the daemon writes when it is done.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn prefix_key(&self, rel: &str) -> String {
+        format!("callguard/{}/{rel}", self.host)
+    }
+
+    async fn verify(&self, extra: &[&str]) -> (i32, String, String) {
+        let url = format!("s3://{BUCKET}/callguard");
+        let mut args = vec!["verify", url.as_str(), "--pubkey"];
+        let pk = self.pubkey().display().to_string();
+        args.push(&pk);
+        args.extend_from_slice(extra);
+        common::cli(&self.config, &args).await
+    }
+}
+
+fn write_config(dir: &Path, endpoint: &str, bucket: &str, secret: &str, extra: &str) -> PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
+    let ak = dir.join("access.key");
+    let sk = dir.join("secret.key");
+    std::fs::write(&ak, format!("{ACCESS_KEY}\n")).unwrap();
+    std::fs::write(&sk, format!("{secret}\n")).unwrap();
+    let config = dir.join("callguard.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[pbx]\nurl = \"ws://127.0.0.1:9/\"\n[prompt]\nlocal = false\n[state]\ndir = \"{state}\"\n\
+             [evidence]\ndir = \"{ev}\"\n[control]\nsocket = \"{sock}\"\n\
+             [archive]\nendpoint = \"{endpoint}\"\nbucket = \"{bucket}\"\npath_style = true\n\
+             access_key_file = \"{ak}\"\nsecret_key_file = \"{sk}\"\npart_size_mb = 5\n\
+             concurrency = 2\nretry_max = \"500ms\"\n{extra}\n",
+            state = dir.join("state").display(),
+            ev = dir.join("evidence").display(),
+            sock = dir.join("control.sock").display(),
+            ak = ak.display(),
+            sk = sk.display(),
+        ),
+    )
+    .unwrap();
+    config
+}
+
+struct Daemon {
+    child: tokio::process::Child,
+    log: PathBuf,
+}
+
+impl Daemon {
+    fn start(site: &Site) -> Daemon {
+        let n = std::fs::read_dir(site.dir.path())
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with("daemon-"))
+            .count();
+        let log = site.dir.path().join(format!("daemon-{n}.log"));
+        let out = std::fs::File::create(&log).unwrap();
+        let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_callguard"))
+            .args(["run", "--config"])
+            .arg(&site.config)
+            .env("DBUS_SESSION_BUS_ADDRESS", "unix:path=/nonexistent")
+            .env("RUST_LOG", "callguard=debug")
+            .env_remove("CALLGUARD_CONFIG")
+            .stdout(Stdio::null())
+            .stderr(out)
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        Daemon { child, log }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// `kill -9`.
+    async fn kill9(mut self) {
+        self.child.start_kill().unwrap();
+        let _ = self.child.wait().await;
+    }
+}
+
+fn is_object_put(s: &Seen) -> bool {
+    s.method == "PUT" && !s.query().contains("partNumber=") && !s.query().contains("uploadId=")
+}
+
+fn is_part(s: &Seen) -> bool {
+    s.method == "PUT" && s.query().contains("partNumber=")
+}
+
+fn is_create_multipart(s: &Seen) -> bool {
+    s.method == "POST"
+        && s.query()
+            .split('&')
+            .any(|q| q == "uploads" || q == "uploads=")
+}
+
+/// No DELETE of an object ever (aborting an unfinished upload, `DELETE ?uploadId=`, is not one).
+fn assert_no_object_delete(seen: &[Seen]) {
+    for s in seen {
+        assert!(
+            s.method != "DELETE" || s.query().contains("uploadId="),
+            "an object DELETE was sent: {s:?}"
+        );
+        assert!(
+            !s.headers.contains_key("x-amz-bypass-governance-retention"),
+            "a governance bypass was sent: {s:?}"
+        );
+    }
+}
+
+/// Successful writes per key (a PutObject or a completed multipart upload).
+fn writes_per_key(seen: &[Seen]) -> BTreeMap<String, usize> {
+    let mut m = BTreeMap::new();
+    for s in seen {
+        let completed = s.method == "POST" && s.query().contains("uploadId=");
+        if (is_object_put(s) || completed) && s.status == 200 {
+            *m.entry(s.key(BUCKET)).or_default() += 1;
+        }
+    }
+    m
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn archives_with_lock_headers_and_verify_s3_catches_tampering() {
+    let site = Site::new("").await;
+    // A plain call and a level-3 incident (legal hold); the second WAV goes multipart.
+    let dirs = site.seal(&[("c-plain", 40_000, 1), ("c-incident", 12 * 1024 * 1024, 3)]);
+    let mut daemon = Daemon::start(&site);
+    site.wait_archived(&mut daemon).await;
+    // Both folders came through the archive follower's durable queue and were delivered there.
+    let delivered = site.state().join("followers/archive/delivered");
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while std::fs::read_dir(&delivered)
+        .map(|d| d.count())
+        .unwrap_or(0)
+        < 2
+    {
+        assert!(tokio::time::Instant::now() < deadline, "{}", daemon.log());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let seen = site.proxy.seen();
+    assert_no_object_delete(&seen);
+
+    let keys = site.server.keys(BUCKET);
+    for (i, d) in dirs.iter().enumerate() {
+        for f in ["call.wav", "manifest.json", "manifest.sig"] {
+            let k = site.prefix_key(&format!("{d}/{f}"));
+            assert!(keys.contains(&k), "{k} missing in {keys:?}");
+        }
+        let k = site.prefix_key(&format!("ledger/{}.json", i + 1));
+        assert!(keys.contains(&k), "{k} missing in {keys:?}");
+    }
+    assert!(keys.contains(&site.prefix_key(&format!("{}/incident.json", dirs[1]))));
+
+    // Every write carries COMPLIANCE, a retain-until date ~1095 days out, and a checksum.
+    let writes: Vec<&Seen> = seen
+        .iter()
+        .filter(|s| is_object_put(s) || is_create_multipart(s))
+        .collect();
+    assert!(writes.len() >= 8, "{writes:?}");
+    let min_until = chrono::Utc::now() + chrono::Duration::days(1094);
+    for w in &writes {
+        assert_eq!(
+            w.header("x-amz-object-lock-mode"),
+            Some("COMPLIANCE"),
+            "{w:?}"
+        );
+        let until = w
+            .header("x-amz-object-lock-retain-until-date")
+            .unwrap_or_else(|| panic!("no retain-until: {w:?}"));
+        let until = chrono::DateTime::parse_from_rfc3339(until).unwrap();
+        assert!(until > min_until, "{until} too early");
+        let incident = w.key(BUCKET).contains(&dirs[1]) || w.key(BUCKET).ends_with("/2.json");
+        assert_eq!(
+            w.header("x-amz-object-lock-legal-hold"),
+            incident.then_some("ON"),
+            "legal hold only on the level-3 call: {w:?}"
+        );
+        if is_object_put(w) {
+            assert!(w.header("x-amz-checksum-sha256").is_some(), "{w:?}");
+        } else {
+            assert_eq!(
+                w.header("x-amz-checksum-algorithm"),
+                Some("SHA256"),
+                "{w:?}"
+            );
+        }
+    }
+    let parts: Vec<&Seen> = seen.iter().filter(|s| is_part(s)).collect();
+    assert_eq!(parts.len(), 3, "12 MiB in 5 MiB parts");
+    for p in &parts {
+        assert!(p.header("x-amz-checksum-sha256").is_some(), "{p:?}");
+    }
+    // Each object written exactly once.
+    for (k, n) in writes_per_key(&seen) {
+        assert_eq!(n, 1, "{k} written {n} times");
+    }
+
+    // verify s3://… passes with the public key alone.
+    let (code, out, err) = site.verify(&[]).await;
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert_eq!(
+        out.lines().filter(|l| l.starts_with("OK s3://")).count(),
+        2,
+        "{out}"
+    );
+    assert!(
+        err.contains("does not report Object Lock retention"),
+        "s3s-fs keeps no retention and verify says so: {err}"
+    );
+    // The local ledger beside the URL matches the archived one.
+    let ev = site.evidence().display().to_string();
+    let (code, out, err) = site.verify(&[&ev]).await;
+    assert_eq!(code, 0, "{out}\n{err}");
+
+    // Tampering in the store's own files is caught.
+    let wav_key = site.prefix_key(&format!("{}/call.wav", dirs[0]));
+    let path = site.server.object_path(BUCKET, &wav_key);
+    let mut b = std::fs::read(&path).unwrap();
+    let at = b.len() - 10;
+    b[at] ^= 0x40;
+    std::fs::write(&path, &b).unwrap();
+    let (code, out, err) = site.verify(&[]).await;
+    assert_eq!(code, 1, "{out}\n{err}");
+    let fail = out
+        .lines()
+        .find(|l| l.starts_with("FAIL") && l.contains(&dirs[0]))
+        .unwrap_or_else(|| panic!("no FAIL for the tampered call:\n{out}"));
+    assert!(fail.contains("call.wav: SHA-256 mismatch"), "{fail}");
+    daemon.kill9().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_down_and_daemon_restarted_then_up_archives_once() {
+    let site = Site::new("").await;
+    let dirs = site.seal(&[("c-1", 30_000, 1), ("c-2", 30_000, 1)]);
+    site.proxy.set_mode(Mode::Fail(503));
+    let daemon = Daemon::start(&site);
+    // The daemon starts although the store fails, and records the error.
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while site.archive_state().last_error.is_none() {
+        assert!(tokio::time::Instant::now() < deadline, "{}", daemon.log());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let st = common::status_until(&site.config, |v| v.get("archive").is_some()).await;
+    assert_eq!(st["archive"]["folders"], 2, "{st}");
+    assert!(st["archive"]["last_error"].as_str().is_some(), "{st}");
+    daemon.kill9().await;
+    // Restarted while the store is still down.
+    let daemon = Daemon::start(&site);
+    site.proxy
+        .wait_for("a retry after the restart", |s| {
+            s.status == 503 && s.headers.contains_key("authorization")
+        })
+        .await;
+    let failed_so_far = site.proxy.seen().len();
+    while site.proxy.seen().len() < failed_so_far + 2 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    drop(daemon);
+    // The store itself restarts too (same data) and the proxy lets requests through again.
+    let mut site = site;
+    site.server.restart().await;
+    site.proxy.set_mode(Mode::Pass);
+    let mut daemon = Daemon::start(&site);
+    site.wait_archived(&mut daemon).await;
+    let seen = site.proxy.seen();
+    assert_no_object_delete(&seen);
+    let writes = writes_per_key(&seen);
+    for d in &dirs {
+        for f in ["call.wav", "manifest.json", "manifest.sig"] {
+            let k = site.prefix_key(&format!("{d}/{f}"));
+            assert_eq!(writes.get(&k), Some(&1), "{k}: {writes:?}");
+        }
+    }
+    assert_eq!(writes.len(), 8, "{writes:?}");
+    daemon.kill9().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_mid_multipart_then_restart_archives_once_and_leaves_no_open_upload() {
+    let site = Site::new("").await;
+    let dirs = site.seal(&[("c-big", 16 * 1024 * 1024, 1)]);
+    site.proxy
+        .set_mode(Mode::HoldMatching("partNumber=2".into()));
+    let daemon = Daemon::start(&site);
+    site.proxy
+        .wait_for("part 2 on its way", |s| {
+            is_part(s) && s.query().contains("partNumber=2")
+        })
+        .await;
+    daemon.kill9().await;
+    assert_eq!(
+        site.server.open_uploads().len(),
+        1,
+        "the killed upload is open"
+    );
+    site.proxy.release();
+    let mut daemon = Daemon::start(&site);
+    site.wait_archived(&mut daemon).await;
+    let seen = site.proxy.seen();
+    assert_no_object_delete(&seen);
+    assert!(
+        seen.iter()
+            .any(|s| s.method == "DELETE" && s.query().contains("uploadId=") && s.status == 204),
+        "the interrupted upload was aborted"
+    );
+    assert!(
+        site.server.open_uploads().is_empty(),
+        "open uploads left: {:?}",
+        site.server.open_uploads()
+    );
+    let k = site.prefix_key(&format!("{}/call.wav", dirs[0]));
+    assert_eq!(writes_per_key(&seen).get(&k), Some(&1));
+    let local = std::fs::read(site.evidence().join(&dirs[0]).join("call.wav")).unwrap();
+    assert_eq!(
+        std::fs::read(site.server.object_path(BUCKET, &k)).unwrap(),
+        local
+    );
+    daemon.kill9().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_credentials_and_missing_bucket_are_refused_at_start() {
+    let site = Site::new("").await;
+    let cases = [
+        (
+            write_config(
+                &site.dir.path().join("wrong"),
+                &site.proxy.endpoint(),
+                BUCKET,
+                "not-the-secret",
+                "",
+            ),
+            "refused the credentials",
+        ),
+        (
+            write_config(
+                &site.dir.path().join("nobucket"),
+                &site.proxy.endpoint(),
+                "no-such-bucket",
+                SECRET_KEY,
+                "",
+            ),
+            "bucket no-such-bucket does not exist",
+        ),
+    ];
+    for (config, needle) in cases {
+        let out = tokio::time::timeout(
+            PATIENCE,
+            tokio::process::Command::new(env!("CARGO_BIN_EXE_callguard"))
+                .args(["run", "--config"])
+                .arg(&config)
+                .env("DBUS_SESSION_BUS_ADDRESS", "unix:path=/nonexistent")
+                .env_remove("CALLGUARD_CONFIG")
+                .output(),
+        )
+        .await
+        .expect("the daemon did not stop")
+        .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{err}");
+        assert!(err.contains(needle), "{needle} not in: {err}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_existing_object_with_other_content_is_reported_and_never_overwritten() {
+    let site = Site::new("").await;
+    let dirs = site.seal(&[("c-1", 30_000, 1), ("c-2", 30_000, 1)]);
+    // Someone else's bytes under the key of call 1's manifest.
+    let k = site.prefix_key(&format!("{}/manifest.json", dirs[0]));
+    let path = site.server.object_path(BUCKET, &k);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(&path, b"{\"not\":\"ours\"}").unwrap();
+    let daemon = Daemon::start(&site);
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let st = site.archive_state();
+        if !st.conflicts.is_empty() && st.is_done(2) {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{}", daemon.log());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Call 2 went on; call 1 is held back and shown.
+    assert!(!site.archive_state().is_done(1));
+    let seen = site.proxy.seen();
+    assert!(
+        !seen.iter().any(|s| is_object_put(s) && s.key(BUCKET) == k),
+        "the existing object was written to"
+    );
+    assert_eq!(std::fs::read(&path).unwrap(), b"{\"not\":\"ours\"}");
+    assert!(
+        daemon.log().contains("ARCHIVE CONFLICT"),
+        "{}",
+        daemon.log()
+    );
+    let st = common::status_until(&site.config, |v| v.get("archive").is_some()).await;
+    assert_eq!(st["archive"]["conflicts"], 1, "{st}");
+    let (_, out, _) = common::cli(&site.config, &["doctor"]).await;
+    assert!(out.contains("CONFLICT"), "{out}");
+    assert_no_object_delete(&seen);
+    daemon.kill9().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keep_local_days_removes_a_folder_only_after_its_archived_copy_verified() {
+    let site = Site::new("keep_local_days = 0").await;
+    let dirs = site.seal(&[("c-1", 30_000, 1)]);
+    let ledger_before = std::fs::read(site.evidence().join("ledger.jsonl")).unwrap();
+    let mut daemon = Daemon::start(&site);
+    site.wait_archived(&mut daemon).await;
+    let local = site.evidence().join(&dirs[0]);
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while local.exists() {
+        assert!(tokio::time::Instant::now() < deadline, "{}", daemon.log());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The archived copy was read back (manifest and signature) before the removal.
+    let seen = site.proxy.seen();
+    let manifest_key = site.prefix_key(&format!("{}/manifest.json", dirs[0]));
+    assert!(
+        seen.iter()
+            .any(|s| s.method == "GET" && s.key(BUCKET) == manifest_key && s.status == 200),
+        "the archived manifest was not downloaded before the removal"
+    );
+    assert!(site.archive_state().removed_local.contains(&dirs[0]));
+    // The ledger stays whole, and the archive still verifies.
+    assert_eq!(
+        std::fs::read(site.evidence().join("ledger.jsonl")).unwrap(),
+        ledger_before
+    );
+    let (code, out, err) = site.verify(&[]).await;
+    assert_eq!(code, 0, "{out}\n{err}");
+    daemon.kill9().await;
+}
