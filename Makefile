@@ -3,26 +3,27 @@
 
 SHELL := /bin/bash
 CARGO ?= cargo
-# Debian packages: ALSA headers for rodio/cpal, a session D-Bus for the notification tests,
-# pkg-config for the -sys crates; gsettings + GNOME's media-keys schema and kwriteconfig5 for the
-# hotkey set-up test; nats-server for the floor-bus tests.
-DEB_PACKAGES := libasound2-dev pkg-config dbus dbus-daemon libglib2.0-bin gnome-settings-daemon-common libkf5config-bin nats-server
-# The floor board's tests: PostgreSQL (a temp cluster per test) and headless Chromium.
-DEB_PACKAGES += postgresql chromium chromium-driver
-# Floor reports: the Japanese font embedded in PDFs (IPA Gothic), pdftotext/pdftoppm for the
-# report tests.
-REPORT_PACKAGES := fonts-ipafont-gothic poppler-utils
+# Debian packages. To build and run (`make demo`): ALSA headers for rodio/cpal, pkg-config for
+# the -sys crates, a session D-Bus.
+BUILD_PACKAGES := libasound2-dev pkg-config dbus dbus-daemon
+# To test (`make test`): gsettings + GNOME's media-keys schema and kwriteconfig5 for the hotkey
+# set-up test; nats-server for the floor bus; PostgreSQL (a temp cluster per test) and headless
+# Chromium for the floor board; the Japanese font embedded in report PDFs (IPA Gothic) and
+# pdftotext/pdftoppm for the report tests.
+TEST_PACKAGES := libglib2.0-bin gnome-settings-daemon-common libkf5config-bin nats-server \
+	postgresql chromium chromium-driver fonts-ipafont-gothic poppler-utils
 
-.PHONY: demo demo-floor test deps check lint bench sounds clean deb s3-tools
+.PHONY: demo demo-floor test deps test-deps check lint bench sounds clean deb s3-tools
 
 demo: deps
 	$(CARGO) run --quiet -- demo
 
 # The floor board with simulated workstations (README "The floor board").
 demo-floor: deps
+	@scripts/ensure-deps.sh nats-server
 	$(CARGO) run --quiet -- demo --floor
 
-test: deps s3-tools
+test: test-deps s3-tools
 	$(CARGO) test --no-fail-fast
 
 # Format and lint gate (CI runs it after the tests).
@@ -30,7 +31,7 @@ lint:
 	$(CARGO) fmt --check
 	$(CARGO) clippy --all-targets -- -D warnings
 
-bench: deps
+bench: test-deps
 	$(CARGO) bench
 
 sounds:
@@ -53,7 +54,10 @@ deb: deps
 	scripts/check-deb.sh target/debian/callguard_*.deb
 
 deps:
-	@scripts/ensure-deps.sh $(DEB_PACKAGES) $(REPORT_PACKAGES)
+	@scripts/ensure-deps.sh $(BUILD_PACKAGES)
+
+test-deps:
+	@scripts/ensure-deps.sh $(BUILD_PACKAGES) $(TEST_PACKAGES)
 
 # The S3 server of the archive tests (s3s-fs), built once per machine into
 # $(HOME)/.cache/callguard-tools/s3s-fs; skipped when it is already there.

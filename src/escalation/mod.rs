@@ -208,6 +208,7 @@ pub async fn run(
         // Calls that ended after pinging the lead: their closing ping waits for the seal (to
         // say where the record is), but never longer than SEAL_WAIT.
         let mut ending: HashMap<String, Ending> = HashMap::new();
+        let mut sealed_open = true;
         loop {
             let next_due = calls
                 .values()
@@ -318,11 +319,20 @@ pub async fn run(
                         }
                     }
                 }
-                r = sealed.recv() => {
-                    if let Ok(Report::Sealed { call_id, dir, .. }) = r
-                        && let Some(end) = ending.remove(&call_id)
-                    {
-                        send(end.ping(RecordPlace::Sealed(dir.display().to_string()), &opts));
+                r = sealed.recv(), if sealed_open => {
+                    match r {
+                        Ok(Report::Sealed { call_id, dir, .. }) => {
+                            if let Some(end) = ending.remove(&call_id) {
+                                send(end.ping(
+                                    RecordPlace::Sealed(dir.display().to_string()),
+                                    &opts,
+                                ));
+                            }
+                        }
+                        // Nobody reports seals any more: closing pings wait for their deadline
+                        // (a closed receiver answers at once, and would spin this loop).
+                        Err(broadcast::error::RecvError::Closed) => sealed_open = false,
+                        _ => {}
                     }
                 }
                 _ = sleep_until(next_due), if next_due.is_some() => {

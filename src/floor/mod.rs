@@ -10,7 +10,7 @@ pub mod follower;
 pub mod link;
 pub mod mapping;
 pub mod publisher;
+pub mod service;
 pub mod sink;
 pub mod state;
-pub mod service;
 pub mod texts;
