@@ -16,34 +16,6 @@ use serde_json::json;
 
 const FLOOD: usize = 1100;
 
-fn config(tmp: &Path, url: &str) -> PathBuf {
-    let path = tmp.join("callguard.toml");
-    let text = format!(
-        r#"
-[pbx]
-url = "{url}"
-
-[prompt]
-local = false
-
-[state]
-dir = "{state}"
-
-[control]
-socket = "{socket}"
-
-[evidence]
-dir = "{evidence}"
-min_free_mb = 0
-"#,
-        state = tmp.join("state").display(),
-        evidence = tmp.join("evidence").display(),
-        socket = tmp.join("control.sock").display(),
-    );
-    std::fs::write(&path, text).unwrap();
-    path
-}
-
 /// The daemon with soft and hard descriptor limits of 1,024 (util-linux `prlimit`).
 fn spawn(cfg: &Path, log: &Path) -> Child {
     Command::new("prlimit")
@@ -98,7 +70,7 @@ async fn a_thousand_idle_connections_starve_neither_status_nor_evidence() {
 
     let tmp = tempfile::tempdir().unwrap();
     let mut pbx = FakePbx::start().await;
-    let cfg = config(tmp.path(), &pbx.url);
+    let cfg = common::config_file(tmp.path(), &pbx.url);
     let log = tmp.path().join("run.log");
     let mut child = spawn(&cfg, &log);
     let mut conn = pbx.accept().await;

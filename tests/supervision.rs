@@ -14,34 +14,6 @@ use std::time::{Duration, Instant};
 use common::FakePbx;
 use serde_json::json;
 
-fn config(tmp: &Path, url: &str) -> PathBuf {
-    let path = tmp.join("callguard.toml");
-    let text = format!(
-        r#"
-[pbx]
-url = "{url}"
-
-[prompt]
-local = false
-
-[state]
-dir = "{state}"
-
-[control]
-socket = "{socket}"
-
-[evidence]
-dir = "{evidence}"
-min_free_mb = 0
-"#,
-        state = tmp.join("state").display(),
-        evidence = tmp.join("evidence").display(),
-        socket = tmp.join("control.sock").display(),
-    );
-    std::fs::write(&path, text).unwrap();
-    path
-}
-
 fn spawn(cfg: &Path, log: &Path, fault: Option<&str>) -> Child {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_callguard"));
     cmd.arg("run")
@@ -93,7 +65,7 @@ fn find(root: &Path, name: &str) -> Vec<PathBuf> {
 async fn a_sink_that_panics_mid_call_stops_the_daemon_non_zero_after_sealing_the_call() {
     let tmp = tempfile::tempdir().unwrap();
     let mut pbx = FakePbx::start().await;
-    let cfg = config(tmp.path(), &pbx.url);
+    let cfg = common::config_file(tmp.path(), &pbx.url);
     let log = tmp.path().join("run.log");
     let mut child = spawn(&cfg, &log, Some("alerts:panic-on-call"));
     let mut conn = pbx.accept().await;
@@ -124,7 +96,7 @@ async fn a_sink_that_panics_mid_call_stops_the_daemon_non_zero_after_sealing_the
 async fn a_tracker_that_panics_stops_the_daemon_non_zero() {
     let tmp = tempfile::tempdir().unwrap();
     let pbx = FakePbx::start().await;
-    let cfg = config(tmp.path(), &pbx.url);
+    let cfg = common::config_file(tmp.path(), &pbx.url);
     let log = tmp.path().join("run.log");
     let mut child = spawn(&cfg, &log, Some("tracker:panic"));
     let status = exited(&mut child).await;
@@ -137,7 +109,7 @@ async fn a_tracker_that_panics_stops_the_daemon_non_zero() {
 async fn a_part_that_returns_early_stops_the_daemon_non_zero() {
     let tmp = tempfile::tempdir().unwrap();
     let pbx = FakePbx::start().await;
-    let cfg = config(tmp.path(), &pbx.url);
+    let cfg = common::config_file(tmp.path(), &pbx.url);
     let log = tmp.path().join("run.log");
     let mut child = spawn(&cfg, &log, Some("control:return"));
     let status = exited(&mut child).await;
@@ -153,7 +125,7 @@ async fn a_part_that_returns_early_stops_the_daemon_non_zero() {
 async fn status_lists_every_part_running_and_sigterm_exits_zero() {
     let tmp = tempfile::tempdir().unwrap();
     let mut pbx = FakePbx::start().await;
-    let cfg = config(tmp.path(), &pbx.url);
+    let cfg = common::config_file(tmp.path(), &pbx.url);
     let log = tmp.path().join("run.log");
     let mut child = spawn(&cfg, &log, None);
     let _conn = pbx.accept().await;

@@ -195,3 +195,33 @@ pub async fn status_until(
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// A configuration file for the real binary: PBX at `url`, state, control socket and evidence
+/// under `tmp`, no local sound.
+pub fn config_file(tmp: &std::path::Path, url: &str) -> std::path::PathBuf {
+    let path = tmp.join("callguard.toml");
+    let text = format!(
+        r#"
+[pbx]
+url = "{url}"
+
+[prompt]
+local = false
+
+[state]
+dir = "{state}"
+
+[control]
+socket = "{socket}"
+
+[evidence]
+dir = "{evidence}"
+min_free_mb = 0
+"#,
+        state = tmp.join("state").display(),
+        evidence = tmp.join("evidence").display(),
+        socket = tmp.join("control.sock").display(),
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
