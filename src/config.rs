@@ -470,6 +470,45 @@ impl Sources {
     }
 }
 
+impl Sources {
+    /// The control socket even when the configuration is invalid (`callguard reload` must
+    /// reach a daemon whose new files are broken): `control.socket` and `state.dir` as the
+    /// layers set them, every other key ignored; a layer that is not TOML at all is skipped.
+    pub fn control_socket_leniently(&self) -> PathBuf {
+        let mut cfg = Config::default();
+        for file in &self.files {
+            let Some(table) = std::fs::read_to_string(file)
+                .ok()
+                .and_then(|t| t.parse::<toml::Table>().ok())
+            else {
+                continue;
+            };
+            let get = |section: &str, key: &str| {
+                table
+                    .get(section)
+                    .and_then(|s| s.get(key))
+                    .and_then(|v| v.as_str())
+                    .map(str::to_string)
+            };
+            if let Some(v) = get("control", "socket") {
+                cfg.control.socket = v;
+            }
+            if let Some(v) = get("state", "dir") {
+                cfg.state.dir = v;
+            }
+        }
+        if self.env {
+            if let Ok(v) = std::env::var(format!("{ENV_PREFIX}__CONTROL__SOCKET")) {
+                cfg.control.socket = v;
+            }
+            if let Ok(v) = std::env::var(format!("{ENV_PREFIX}__STATE__DIR")) {
+                cfg.state.dir = v;
+            }
+        }
+        cfg.control_socket()
+    }
+}
+
 /// `path` made absolute for messages, `..` resolved through its folder (which exists) while the
 /// file name stays the one the administrator gave (a symlinked drop-in keeps its own name).
 fn absolute(path: &Path) -> PathBuf {

@@ -72,6 +72,9 @@ pub struct Daemon {
     commands_rx: mpsc::Receiver<Command>,
     parts: Parts,
     floor: Option<Arc<crate::floor::state::FloorState>>,
+    /// Where a reload reads the configuration (`Some(None)`: the usual lookup); `None`: this
+    /// daemon does not reload (tests, demo).
+    reload_from: Option<Option<std::path::PathBuf>>,
 }
 
 impl Daemon {
@@ -103,11 +106,19 @@ impl Daemon {
             commands_rx,
             parts: Parts::default(),
             floor: None,
+            reload_from: None,
         };
         for s in sinks {
             d.add_sink(s);
         }
         d
+    }
+
+    /// Reloads on `callguard reload` and SIGHUP from `explicit` (`--config PATH`), else from
+    /// the usual lookup ([`crate::reload`]).
+    pub fn reload_from(mut self, explicit: Option<std::path::PathBuf>) -> Daemon {
+        self.reload_from = Some(explicit);
+        self
     }
 
     /// Adds a sink; it gets every action published from now on.
@@ -150,11 +161,29 @@ impl Daemon {
             commands_rx,
             parts,
             floor,
+            reload_from,
         } = self;
         // One daemon per data and evidence folder: two would fork the ledger's chain and
         // recover each other's live recordings.
         let _locks = lock_folders(&cfg)?;
         raise_descriptor_limit();
+        // Listening for SIGHUP before any part runs: its default action ends the process.
+        let reloader = match reload_from {
+            Some(explicit) => {
+                let r = Arc::new(crate::reload::Reloader::new(
+                    &cfg,
+                    explicit,
+                    commands_tx.clone(),
+                    opts.desktop && !opts.volatile,
+                ));
+                let hangups =
+                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+                        .map_err(|e| tracing::warn!(error = %e, "cannot listen for SIGHUP; `callguard reload` still works"))
+                        .ok();
+                Some((r, hangups))
+            }
+            None => None,
+        };
         let memory = if opts.volatile {
             Memory::volatile()
         } else {
@@ -205,9 +234,19 @@ impl Daemon {
             sup.spawn(name, sink.run(rx, ctx.clone()));
         }
         drop(ctx);
-        let control = crate::control::ControlContext::new(&cfg, commands_tx, &bus)
+        let mut control = crate::control::ControlContext::new(&cfg, commands_tx, &bus)
             .with_parts(parts.clone())
             .with_floor(floor);
+        if let Some((reloader, hangups)) = reloader {
+            control = control.with_reloader(reloader.clone());
+            if let Some(hangups) = hangups {
+                let stop = shutdown.clone();
+                sup.spawn("reload", async move {
+                    crate::reload::on_hangup(hangups, reloader, stop).await;
+                    Ok(())
+                });
+            }
+        }
         let control_stop = shutdown.clone();
         sup.spawn("control", async move {
             crate::control::serve(control, control_stop).await;

@@ -332,6 +332,10 @@ pub enum Action {
         /// Raw bytes.
         payload: Vec<u8>,
     },
+    /// The configuration was reloaded (`callguard reload`, SIGHUP) and the tracker already
+    /// runs on it: a sink that applies keys live takes them from here, in order with the
+    /// actions around it. Only keys [`crate::reload`] classifies as live differ from before.
+    Reconfigured(Arc<crate::config::Config>),
 }
 
 impl Action {

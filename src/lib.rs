@@ -27,6 +27,7 @@ pub mod pbx;
 pub mod protocol;
 pub mod queue;
 pub mod redact;
+pub mod reload;
 pub mod sdnotify;
 pub mod sink;
 pub mod supervisor;

@@ -174,7 +174,7 @@ pub fn parse_frame(text: &str) -> Result<Parsed, FrameError> {
                             )
                         });
                     parsed
-                        .map_err(|e| tracing::warn!(error = %e, "snapshot entry skipped"))
+                        .map_err(|e| crate::pbx::generic::SNAPSHOT_SKIPPED.warn(&e.to_string()))
                         .ok()
                 })
                 .collect();

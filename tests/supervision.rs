@@ -130,7 +130,7 @@ async fn status_lists_every_part_running_and_sigterm_exits_zero() {
     let mut child = spawn(&cfg, &log, None);
     let _conn = pbx.accept().await;
     let v = common::status_until(&cfg, |v| {
-        v["parts"].as_array().is_some_and(|a| a.len() == 7)
+        v["parts"].as_array().is_some_and(|a| a.len() == 8)
     })
     .await;
     let names: Vec<&str> = v["parts"]
@@ -147,6 +147,7 @@ async fn status_lists_every_part_running_and_sigterm_exits_zero() {
         "evidence",
         "tray",
         "control",
+        "reload",
     ] {
         assert!(names.contains(&want), "{names:?}");
     }

@@ -74,6 +74,13 @@ impl Desktop {
         }
     }
 
+    /// The escalate button's label from now on (a reloaded `language`).
+    pub fn set_button_label(&mut self, label: &str) {
+        if let Some(b) = &mut self.button {
+            b.label = label.to_string();
+        }
+    }
+
     async fn server_has_actions(&mut self) -> bool {
         if let Some(a) = self.actions {
             return a;
@@ -282,6 +289,34 @@ pub async fn show_not_running(lang: Language) -> Result<u32, String> {
         .icon("dialog-error")
         .hint(notify_rust::Hint::Category("callguard.not_running".into()))
         .urgency(Urgency::Critical)
+        .timeout(Timeout::Never);
+    match tokio::time::timeout(DBUS_TIMEOUT, note.show_async()).await {
+        Ok(r) => r.map(|h| h.id()).map_err(|e| e.to_string()),
+        Err(_) => Err(format!(
+            "the notification server did not answer within {DBUS_TIMEOUT:?}"
+        )),
+    }
+}
+
+/// A configuration problem for the agent's screen: a reload refused (`critical` false: the
+/// daemon goes on as before) or a start refused (`critical`: nothing runs). Never expires, so
+/// it is there when someone looks.
+pub async fn show_config_problem(
+    summary: &str,
+    body: &str,
+    critical: bool,
+) -> Result<u32, String> {
+    let mut note = Notification::new();
+    note.appname(APP_NAME)
+        .summary(summary)
+        .body(body)
+        .icon(if critical { "dialog-error" } else { "dialog-warning" })
+        .hint(notify_rust::Hint::Category("callguard.config".into()))
+        .urgency(if critical {
+            Urgency::Critical
+        } else {
+            Urgency::Normal
+        })
         .timeout(Timeout::Never);
     match tokio::time::timeout(DBUS_TIMEOUT, note.show_async()).await {
         Ok(r) => r.map(|h| h.id()).map_err(|e| e.to_string()),

@@ -49,11 +49,11 @@ impl AlertOptions {
 
 /// Runs until the tracker closes the queue.
 pub async fn run(
-    opts: AlertOptions,
+    mut opts: AlertOptions,
     mut actions: mpsc::UnboundedReceiver<Action>,
     reports: broadcast::Sender<Report>,
 ) {
-    let player = if opts.local_sound {
+    let mut player = if opts.local_sound {
         Player::start(opts.sounds.clone(), reports.clone())
     } else {
         Player::disabled()
@@ -107,6 +107,29 @@ pub async fn run(
                 });
             }
             Action::CallEnded { call, .. } => desktop.call_ended(&call.call_id),
+            Action::Reconfigured(cfg) => {
+                let sounds_before = (opts.local_sound, opts.language);
+                let quiet_probe = opts.sounds.quiet_probe;
+                opts.language = cfg.language;
+                opts.warnings = cfg.warning.clone();
+                opts.local_sound = cfg.prompt.local;
+                opts.sounds = Sounds::from_config(&cfg);
+                opts.sounds.quiet_probe = quiet_probe;
+                opts.lead_receivers = cfg.escalation.webhook.len();
+                desktop.set_button_label(desktop::escalate_label(opts.language));
+                // The sound files are read again on every reload (a file replaced in place is
+                // a change too); the audio thread restarts only when it must.
+                if sounds_before != (opts.local_sound, opts.language)
+                    || !cfg.prompt.notice.is_empty()
+                    || !cfg.prompt.chime.is_empty()
+                {
+                    player = if opts.local_sound {
+                        Player::start(opts.sounds.clone(), reports.clone())
+                    } else {
+                        Player::disabled()
+                    };
+                }
+            }
             Action::Marked(ev) => {
                 // Every mark is confirmed (the agent pressed a key and must see it counted); the
                 // confirmation says whether the lead was told, so an escalating rule needs no

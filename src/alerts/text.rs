@@ -279,6 +279,38 @@ pub fn not_running(lang: Language) -> (&'static str, &'static str) {
     }
 }
 
+/// A reloaded configuration was refused: the daemon goes on with the one it had.
+pub fn config_refused(lang: Language, detail: &str) -> (String, String) {
+    match lang {
+        Language::Ja => (
+            "callguard: 新しい設定に誤りがあります".into(),
+            format!(
+                "これまでの設定のまま動いています（警告・記録・上長への連絡は続きます）。IT 担当に連絡してください。\n{detail}"
+            ),
+        ),
+        Language::En => (
+            "callguard: the new configuration has a mistake".into(),
+            format!(
+                "callguard goes on with the configuration it had (warnings, recording and lead pings continue). Tell IT.\n{detail}"
+            ),
+        ),
+    }
+}
+
+/// The configuration is invalid at start: callguard is not running.
+pub fn config_invalid_at_start(lang: Language, detail: &str) -> (String, String) {
+    match lang {
+        Language::Ja => (
+            "callguard が設定の誤りで起動できません。上長に直接連絡してください".into(),
+            format!("警告も記録も動いていません。IT 担当に連絡してください。\n{detail}"),
+        ),
+        Language::En => (
+            "callguard cannot start: its configuration has a mistake. Contact your team lead directly".into(),
+            format!("No warnings and no recording until it is fixed. Tell IT.\n{detail}"),
+        ),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

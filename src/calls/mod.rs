@@ -19,8 +19,33 @@ use crate::events::{
     Action, CallInfo, CallNote, CallStart, MarkEvent, NoteField, PbxEvent, Report, WarningFired,
 };
 use crate::harassment::{self, CallRules, Level, Mark, MarkKind, Rule};
+use crate::logging::WarnLimiter;
 use clock::{Origin, Refused};
 use memory::Memory;
+
+/// The tracker's warnings that a PBX can repeat once per event: a few lines a minute each, then
+/// a count, however many events a broken or hostile PBX sends.
+static START_IN_FUTURE: WarnLimiter =
+    WarnLimiter::per_minute("call start time is in the future; counting from receipt");
+static START_TOO_OLD: WarnLimiter =
+    WarnLimiter::per_minute("call start time is more than 24 h old; counting from receipt");
+static FIRED_LATE: WarnLimiter = WarnLimiter::per_minute(
+    "warning fired late: the call was already past the threshold when it became known",
+);
+static LOST_FROM_SNAPSHOT: WarnLimiter =
+    WarnLimiter::per_minute("call missing from the PBX snapshot: ended as lost");
+static PBX_PROBLEM: WarnLimiter = WarnLimiter::per_minute("PBX problem");
+static SINK_PROBLEM: WarnLimiter = WarnLimiter::per_minute("problem reported");
+const LIMITERS: [&WarnLimiter; 6] = [
+    &START_IN_FUTURE,
+    &START_TOO_OLD,
+    &FIRED_LATE,
+    &LOST_FROM_SNAPSHOT,
+    &PBX_PROBLEM,
+    &SINK_PROBLEM,
+];
+/// How often the limiters write the count of what they left out.
+const LIMITER_TICK: Duration = Duration::from_secs(10);
 
 /// One step of the threshold ladder.
 #[derive(Debug, Clone, PartialEq)]
@@ -47,6 +72,18 @@ pub struct TrackerOptions {
     pub rules: Vec<Rule>,
 }
 
+/// The threshold ladder of `cfg`.
+pub fn ladder(cfg: &Config) -> Vec<Step> {
+    cfg.warning
+        .iter()
+        .map(|w| Step {
+            after: w.after,
+            kind: w.kind,
+            notify_lead: w.notify_lead,
+        })
+        .collect()
+}
+
 impl TrackerOptions {
     /// Options from the configuration.
     pub fn from_config(cfg: &Config, time_scale: f64, memory: Memory) -> TrackerOptions {
@@ -55,15 +92,7 @@ impl TrackerOptions {
             crate::config::PbxKind::Asterisk => cfg.agent.endpoint.trim(),
         };
         TrackerOptions {
-            ladder: cfg
-                .warning
-                .iter()
-                .map(|w| Step {
-                    after: w.after,
-                    kind: w.kind,
-                    notify_lead: w.notify_lead,
-                })
-                .collect(),
+            ladder: ladder(cfg),
             // The Asterisk connector filters by channel name itself.
             agent: (!agent.is_empty() && cfg.pbx.kind == crate::config::PbxKind::Generic)
                 .then(|| agent.to_string()),
@@ -114,6 +143,15 @@ pub enum Command {
         text: String,
         /// The answer for the agent.
         reply: oneshot::Sender<Result<String, CallError>>,
+    },
+    /// A reloaded configuration, already validated and holding changes to live keys only
+    /// ([`crate::reload`]): the ladder and the mark rules change here, and every sink hears
+    /// of it through [`Action::Reconfigured`]. Answered once the sinks have it queued.
+    Reconfigure {
+        /// The new configuration.
+        cfg: Arc<Config>,
+        /// Done.
+        reply: oneshot::Sender<()>,
     },
 }
 
@@ -192,6 +230,9 @@ struct Call {
     order: u64,
     /// Marks, rules fired and level.
     rules: CallRules,
+    /// The mark rules the call started with: `rules` counts against these, so a reload that
+    /// changes the rule table applies from the next call on.
+    table: Arc<Vec<Rule>>,
 }
 
 /// Timer key: due instant, then a sequence number so equal instants stay distinct and ordered.
@@ -200,6 +241,8 @@ type TimerKey = (Instant, u64);
 /// The tracker state; [`run`] drives it.
 pub struct Tracker {
     opts: TrackerOptions,
+    /// The current mark rules (`opts.rules`), shared with the calls started under them.
+    table: Arc<Vec<Rule>>,
     calls: HashMap<String, Call>,
     timers: BTreeMap<TimerKey, (String, usize)>,
     timer_seq: u64,
@@ -222,11 +265,14 @@ pub async fn run(
 ) {
     let mut t = Tracker::new(opts, bus);
     let mut commands_open = true;
+    let mut limiter_tick = tokio::time::interval(LIMITER_TICK);
+    limiter_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let next_due = t.next_due();
         tokio::select! {
             biased;
             _ = shutdown.cancelled() => break,
+            _ = limiter_tick.tick() => LIMITERS.iter().for_each(|l| l.tick()),
             // Due warnings go before a burst of events or audio.
             _ = sleep_until_opt(next_due), if next_due.is_some() => t.fire_due(Instant::now()),
             ev = events.recv() => match ev {
@@ -239,6 +285,7 @@ pub async fn run(
             },
         }
     }
+    LIMITERS.iter().for_each(|l| l.flush());
     tracing::debug!(calls = t.calls.len(), "call tracker stopped");
 }
 
@@ -252,6 +299,7 @@ impl Tracker {
     /// A tracker with no calls.
     pub fn new(opts: TrackerOptions, bus: Bus) -> Tracker {
         Tracker {
+            table: Arc::new(opts.rules.clone()),
             opts,
             calls: HashMap::new(),
             timers: BTreeMap::new(),
@@ -338,7 +386,7 @@ impl Tracker {
                 self.bus.publish(Action::Recording { call_id, outcome });
             }
             PbxEvent::Problem(p) => {
-                tracing::warn!(call_id = ?p.call_id, kind = %p.kind, text = %p.text, "PBX problem");
+                PBX_PROBLEM.warn(&problem_line(&p));
                 self.bus.publish(Action::Problem(p));
             }
         }
@@ -354,10 +402,8 @@ impl Tracker {
     fn start_call(&mut self, start: CallStart, adopted: bool, now: Instant) {
         let origin = clock::origin(start.at, clock::wall_now(), now);
         match origin.refused {
-            Some(Refused::Future) => tracing::warn!(call_id = %start.call_id, at = ?start.at,
-                "call start time is in the future; counting from receipt"),
-            Some(Refused::TooOld) => tracing::warn!(call_id = %start.call_id, at = ?start.at,
-                "call start time is more than 24 h old; counting from receipt"),
+            Some(Refused::Future) => START_IN_FUTURE.warn(&start_line(&start)),
+            Some(Refused::TooOld) => START_TOO_OLD.warn(&start_line(&start)),
             None => {}
         }
         let info = Arc::new(CallInfo {
@@ -377,7 +423,8 @@ impl Tracker {
             origin,
             next: 0,
             order: self.start_seq,
-            rules: CallRules::new(&self.opts.rules),
+            rules: CallRules::new(&self.table),
+            table: self.table.clone(),
         };
         // Steps that fired before a restart are not repeated.
         while let Some(step) = self.opts.ladder.get(call.next) {
@@ -456,9 +503,12 @@ impl Tracker {
         let info = call.info.clone();
         let raised = call.rules.warning(step.kind);
         if late {
-            tracing::warn!(call_id = %call_id, kind = step.kind.as_str(),
-                after_secs = step.after.as_secs(), elapsed_secs = elapsed.as_secs(),
-                "warning fired late: the call was already past the threshold when it became known");
+            FIRED_LATE.warn(&format!(
+                "call {call_id}: {} after {} s, at {} s",
+                step.kind.as_str(),
+                step.after.as_secs(),
+                elapsed.as_secs()
+            ));
         } else {
             tracing::info!(call_id = %call_id, kind = step.kind.as_str(),
                 after_secs = step.after.as_secs(), "warning fired");
@@ -519,7 +569,7 @@ impl Tracker {
             .cloned()
             .collect();
         for id in lost {
-            tracing::warn!(call_id = %id, "call missing from the PBX snapshot: ended as lost");
+            LOST_FROM_SNAPSHOT.warn(&format!("call {id}"));
             self.end_call(&id, None, "lost", now);
         }
         for c in wanted {
@@ -539,7 +589,7 @@ impl Tracker {
                 let _ = reply.send(self.status(Instant::now()));
             }
             Command::Problem(p) => {
-                tracing::warn!(call_id = ?p.call_id, kind = %p.kind, text = %p.text, "problem reported");
+                SINK_PROBLEM.warn(&problem_line(&p));
                 self.bus.publish(Action::Problem(p));
             }
             Command::Mark {
@@ -571,7 +621,46 @@ impl Tracker {
             } => {
                 let _ = reply.send(self.escalate(call_id, note, source, Instant::now()));
             }
+            Command::Reconfigure { cfg, reply } => {
+                self.reconfigure(cfg, Instant::now());
+                let _ = reply.send(());
+            }
         }
+    }
+
+    /// Takes a reloaded configuration's ladder and mark rules. A call in progress keeps the
+    /// warnings it already had (a step is kept as fired where the new ladder has the same kind
+    /// at a position that fired, or its exact step fired before a restart); its next step takes
+    /// the new time, and fires at once if the call is already past it. Mark rules apply from the
+    /// next call (a call's rule counts belong to the table it started with).
+    pub fn reconfigure(&mut self, cfg: Arc<Config>, now: Instant) {
+        let old = std::mem::replace(&mut self.opts.ladder, ladder(&cfg));
+        self.opts.rules = cfg.marks.rule.clone();
+        self.table = Arc::new(self.opts.rules.clone());
+        for (id, call) in &mut self.calls {
+            let fired = call.next;
+            let mut next = 0;
+            while let Some(step) = self.opts.ladder.get(next) {
+                let same_kind_fired =
+                    next < fired && old.get(next).is_some_and(|o| o.kind == step.kind);
+                if same_kind_fired || self.opts.memory.has_fired(id, step_key(step)) {
+                    next += 1;
+                } else {
+                    break;
+                }
+            }
+            call.next = next;
+        }
+        self.timers.clear();
+        let ids: Vec<String> = self.calls.keys().cloned().collect();
+        for id in &ids {
+            self.schedule(id);
+        }
+        tracing::info!(steps = self.opts.ladder.len(), calls = ids.len(),
+            "configuration reloaded: the ladder applies to the calls in progress");
+        // Before any warning the new ladder fires, so the sinks show it with its own texts.
+        self.bus.publish(Action::Reconfigured(cfg));
+        self.fire_due(now);
     }
 
     /// The agent calls the lead to the current call (or `call_id`): published for the
@@ -662,7 +751,7 @@ impl Tracker {
             at: clock::wall_now(),
             offset_secs: harassment::offset_secs(elapsed),
         };
-        let change = call.rules.mark(&self.opts.rules, mark.clone());
+        let change = call.rules.mark(&call.table, mark.clone());
         let info = call.info.clone();
         let event = MarkEvent {
             call: info.clone(),
@@ -740,6 +829,22 @@ impl Tracker {
             bad_frames: self.bad_frames,
             last_bad_frame: self.last_bad_frame.clone(),
         }
+    }
+}
+
+/// The reason field of a limited warning about a call's start time.
+fn start_line(start: &CallStart) -> String {
+    match start.at {
+        Some(at) => format!("call {}: start {}", start.call_id, at.to_rfc3339()),
+        None => format!("call {}", start.call_id),
+    }
+}
+
+/// The reason field of a limited warning about a problem.
+fn problem_line(p: &crate::events::Problem) -> String {
+    match &p.call_id {
+        Some(id) => format!("call {id}: {}: {}", p.kind, p.text),
+        None => format!("{}: {}", p.kind, p.text),
     }
 }
 

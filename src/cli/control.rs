@@ -160,6 +160,9 @@ pub fn render_status(s: &DaemonStatus) -> String {
     if let Some(f) = &s.floor {
         let _ = writeln!(o, "Floor bus: {}", f.describe());
     }
+    if let Some(r) = &s.config_reload {
+        let _ = writeln!(o, "{}", r.describe());
+    }
     if !s.parts.is_empty() {
         let _ = writeln!(o, "Parts:");
         for p in &s.parts {
@@ -226,6 +229,71 @@ pub fn render_status(s: &DaemonStatus) -> String {
         }
     }
     o
+}
+
+/// `callguard reload`: 0 when the daemon runs the files' configuration now (or already did),
+/// 2 when it refused them as invalid (it keeps the configuration it has), 3 when they are valid
+/// but change keys that only a restart applies (nothing applied), 1 when no daemon answers.
+/// The socket is found even when the new files are broken.
+pub fn reload_command(explicit: Option<&std::path::Path>) -> ExitCode {
+    use crate::config::Sources;
+    use crate::reload::{Outcome, Record};
+    let path = match Sources::discover(explicit) {
+        Ok(sources) => match Config::load(&sources) {
+            Ok(cfg) => cfg.control_socket(),
+            Err(_) => sources.control_socket_leniently(),
+        },
+        Err(e) => {
+            eprintln!("callguard: configuration error: {e}");
+            return ExitCode::from(super::EXIT_USAGE);
+        }
+    };
+    let Some(rt) = client_runtime() else {
+        return ExitCode::FAILURE;
+    };
+    let response = match rt.block_on(request(&path, &Request::Reload)) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("callguard: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let record = response
+        .result
+        .clone()
+        .and_then(|v| serde_json::from_value::<Record>(v).ok());
+    match (response.ok, record) {
+        (true, Some(r)) if r.outcome == Outcome::Unchanged => {
+            println!("configuration reloaded: nothing changed");
+            ExitCode::SUCCESS
+        }
+        (true, Some(r)) => {
+            println!(
+                "configuration reloaded: {} changed: {}",
+                r.keys.len(),
+                r.keys.join(", ")
+            );
+            ExitCode::SUCCESS
+        }
+        (false, Some(r)) if r.outcome == Outcome::Refused => {
+            eprintln!(
+                "callguard: the new configuration was REFUSED; the daemon goes on with the one it had:\n  {}",
+                r.detail
+            );
+            ExitCode::from(super::EXIT_USAGE)
+        }
+        (false, Some(r)) if r.outcome == Outcome::NeedsRestart => {
+            eprintln!("callguard: the new configuration was not applied: {}", r.detail);
+            ExitCode::from(super::EXIT_NEEDS_RESTART)
+        }
+        _ => {
+            eprintln!(
+                "callguard: the daemon did not reload: {}",
+                response.error.unwrap_or_default()
+            );
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// Sends one request and maps a refusal to an exit code: 2 for "no such call" and bad

@@ -13,8 +13,12 @@ use crate::config::{Config, Sources};
 
 mod floor;
 
-/// Exit code for usage and configuration errors.
+/// Exit code for usage and configuration errors (also: `run` with an invalid configuration,
+/// which the systemd unit does not restart on, and `reload` of an invalid one).
 pub const EXIT_USAGE: u8 = 2;
+/// Exit code of `reload` when the new configuration is valid but changes keys that only a
+/// restart applies (nothing was applied).
+pub const EXIT_NEEDS_RESTART: u8 = 3;
 
 /// callguard: call-duration guard for contact-center agents.
 #[derive(Debug, Parser)]
@@ -72,6 +76,9 @@ pub enum Command {
         #[arg(long)]
         against_floor: bool,
     },
+    /// Make the running daemon read its configuration again (as SIGHUP does): applied if valid
+    /// and live; else the daemon keeps the one it has. Exit 2: invalid; 3: needs a restart.
+    Reload,
     /// Show the running daemon's state (through the control socket).
     Status {
         /// JSON output.
@@ -167,10 +174,22 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Run { time_scale } => {
-            let cfg = match load(cli.config.as_deref()) {
+            warn_misspelt_env();
+            let cfg = match Sources::discover(cli.config.as_deref()).and_then(|s| Config::load(&s))
+            {
                 Ok(c) => c,
-                Err(code) => return code,
+                Err(e) => {
+                    // Exit 2, which the unit does not restart on (RestartPreventExitStatus=2):
+                    // a fleet with a bad drop-in stops once and says why, instead of looping.
+                    eprintln!("callguard: configuration error: {e}");
+                    eprintln!(
+                        "callguard: not started; fix the configuration (`callguard config check`) and start again"
+                    );
+                    show_start_refused(&e.to_string());
+                    return ExitCode::from(EXIT_USAGE);
+                }
             };
+            let reload_from = cli.config.clone();
             crate::logging::init(&cfg.log);
             runtime(async move {
                 let shutdown = tokio_util::sync::CancellationToken::new();
@@ -180,7 +199,7 @@ pub fn main() -> ExitCode {
                     ..Default::default()
                 };
                 tracing::info!(version = env!("CARGO_PKG_VERSION"), pbx = %crate::pbx::display_url(&cfg.pbx.url), "callguard starting");
-                let daemon = crate::daemon::Daemon::new(cfg, opts);
+                let daemon = crate::daemon::Daemon::new(cfg, opts).reload_from(reload_from);
                 // Joined, not spawned: STOPPING=1 must go out before the runtime is dropped.
                 let (result, ()) =
                     tokio::join!(daemon.run(shutdown.clone()), crate::sdnotify::run(shutdown));
@@ -243,6 +262,7 @@ pub fn main() -> ExitCode {
             let code = verify::cli(cli.config.as_deref(), paths, pubkey, head, json, strict);
             if anchored { code } else { ExitCode::from(1) }
         }
+        Command::Reload => control::reload_command(cli.config.as_deref()),
         Command::Status { json } => match load(cli.config.as_deref()) {
             Ok(cfg) => control::status_command(&cfg, json),
             Err(code) => code,
@@ -304,6 +324,22 @@ pub fn load(explicit: Option<&std::path::Path>) -> Result<Config, ExitCode> {
         eprintln!("callguard: configuration error: {e}");
         ExitCode::from(EXIT_USAGE)
     })
+}
+
+/// The desktop notice of a daemon that refused to start on its configuration: under systemd
+/// nobody reads stderr. Best effort, bounded by the notification timeout.
+fn show_start_refused(detail: &str) {
+    let Some(rt) = start_runtime(false) else {
+        return;
+    };
+    let lang = crate::config::Language::default();
+    let (summary, body) = crate::alerts::text::config_invalid_at_start(lang, detail);
+    let shown = rt.block_on(crate::alerts::desktop::show_config_problem(
+        &summary, &body, true,
+    ));
+    if let Err(e) = shown {
+        eprintln!("callguard: (not shown on the desktop either: {e})");
+    }
 }
 
 /// `CALLGUARD_PBX_URL` and the like are not read: say so rather than ignore them silently.

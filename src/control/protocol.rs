@@ -48,6 +48,10 @@ pub enum Request {
         /// The text, verbatim.
         text: String,
     },
+    /// Read the configuration files again and apply them (see [`crate::reload`]). Answered
+    /// with the [`crate::reload::Record`]; refused with `config_invalid` (the daemon keeps its
+    /// configuration) or `needs_restart` (valid, but nothing was applied).
+    Reload,
 }
 
 /// An answer on the control socket.
@@ -59,7 +63,7 @@ pub struct Response {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub result: Option<serde_json::Value>,
     /// Machine-readable reason when not ok: `no_current_call`, `bad_request`,
-    /// `unknown_command`, `refused`, `unavailable`.
+    /// `unknown_command`, `refused`, `unavailable`, `config_invalid`, `needs_restart`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub code: Option<String>,
     /// Reason for people when not ok.
@@ -123,6 +127,9 @@ pub struct DaemonStatus {
     /// The floor bus link and backlog, with `[floor]`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub floor: Option<crate::floor::state::FloorStatus>,
+    /// The last configuration reload since start, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_reload: Option<crate::reload::Record>,
 }
 
 /// [`TrackerStatus`], (de)serializable for clients.

@@ -83,6 +83,7 @@ pub struct ControlContext {
     started_at: String,
     parts: crate::supervisor::Parts,
     floor: Option<std::sync::Arc<crate::floor::state::FloorState>>,
+    reloader: Option<Arc<crate::reload::Reloader>>,
 }
 
 impl ControlContext {
@@ -105,6 +106,31 @@ impl ControlContext {
             started_at: chrono::Local::now().fixed_offset().to_rfc3339(),
             parts: Default::default(),
             floor: None,
+            reloader: None,
+        }
+    }
+
+    /// Serves `reload`; `status` then shows the receivers and sounds of the configuration
+    /// that runs now, and the last reload.
+    pub fn with_reloader(mut self, reloader: Arc<crate::reload::Reloader>) -> ControlContext {
+        self.reloader = Some(reloader);
+        self
+    }
+
+    /// The team-lead receivers as shown (masked), and whether sounds play here, as running now.
+    fn live(&self) -> (Vec<String>, bool) {
+        match &self.reloader {
+            Some(r) => {
+                let cfg = r.current();
+                let hooks = cfg
+                    .escalation
+                    .webhook
+                    .iter()
+                    .map(|h| crate::config::mask_url(&h.url))
+                    .collect();
+                (hooks, cfg.prompt.local)
+            }
+            None => (self.webhooks.clone(), self.local_sound),
         }
     }
 
@@ -408,7 +434,11 @@ async fn answer(line: &str, shared: &Shared) -> Response {
         .to_string();
     let req: Request = match serde_json::from_value(value) {
         Ok(r) => r,
-        Err(e) if matches!(cmd.as_str(), "status" | "escalate" | "mark" | "note") => {
+        Err(e) if matches!(
+            cmd.as_str(),
+            "status" | "escalate" | "mark" | "note" | "reload"
+        ) =>
+        {
             return Response::err("bad_request", format!("bad `{cmd}` request: {e}"));
         }
         Err(_) => {
@@ -420,6 +450,20 @@ async fn answer(line: &str, shared: &Shared) -> Response {
     };
     match req {
         Request::Status => Response::ok(status(shared).await),
+        Request::Reload => {
+            let Some(reloader) = &shared.ctx.reloader else {
+                return Response::err("unavailable", "this daemon cannot reload its configuration");
+            };
+            let record = reloader.reload("callguard reload").await;
+            let code = match record.outcome {
+                crate::reload::Outcome::Refused => "config_invalid",
+                crate::reload::Outcome::NeedsRestart => "needs_restart",
+                _ => return Response::ok(record),
+            };
+            let mut r = Response::err(code, record.detail.clone());
+            r.result = serde_json::to_value(&record).ok();
+            r
+        }
         Request::Mark { kind, quote, call } => {
             let kind = match kind.parse::<crate::harassment::MarkKind>() {
                 Ok(k) => k,
@@ -461,7 +505,7 @@ async fn answer(line: &str, shared: &Shared) -> Response {
             match tokio::time::timeout(IO_TIMEOUT, rx).await {
                 Ok(Ok(Ok(call))) => Response::ok(EscalateResult {
                     call,
-                    receivers: shared.ctx.webhooks.len(),
+                    receivers: shared.ctx.live().0.len(),
                 }),
                 Ok(Ok(Err(CallError::NoCall))) => Response::err(
                     "no_current_call",
@@ -513,7 +557,8 @@ async fn status(shared: &Shared) -> DaemonStatus {
         Ok(o) => (o.audio.clone(), o.errors.iter().cloned().collect()),
         Err(_) => (None, Vec::new()),
     };
-    let audio = match (ctx.local_sound, audio) {
+    let (webhooks, local_sound) = ctx.live();
+    let audio = match (local_sound, audio) {
         (false, _) => AudioCapability {
             state: "off".into(),
             detail: Some("prompt.local = false".into()),
@@ -536,7 +581,7 @@ async fn status(shared: &Shared) -> DaemonStatus {
         pid: std::process::id(),
         started_at: ctx.started_at.clone(),
         tracker,
-        webhooks: ctx.webhooks.clone(),
+        webhooks,
         outbox,
         capabilities: Capabilities {
             notifications: probe_notifications().await,
@@ -546,6 +591,7 @@ async fn status(shared: &Shared) -> DaemonStatus {
         recent_errors,
         parts: ctx.parts.snapshot(),
         floor: ctx.floor.as_ref().map(|f| f.snapshot()),
+        config_reload: ctx.reloader.as_ref().and_then(|r| r.last()),
     }
 }
 

@@ -192,8 +192,9 @@ pub async fn run(
     if opts.webhooks.is_empty() {
         tracing::info!("no [[escalation.webhook]] configured: team leads are not pinged");
     }
+    let mut opts = opts;
     let intake = async move {
-        let send = |mut ping: Ping| {
+        let send = |mut ping: Ping, opts: &EscalationOptions| {
             payload::finish(&mut ping, opts.origin.language);
             for d in deliveries(&ping, &opts.webhooks, opts.origin.language) {
                 // On disk before the first attempt, so a crash mid-send loses nothing.
@@ -227,7 +228,7 @@ pub async fn run(
                             if let Some(mut c) = calls.remove(&call.call_id) {
                                 // What was held back goes now, before the call's closing ping.
                                 if let Some(p) = c.take_held(opts.origin.language) {
-                                    send(p);
+                                    send(p, &opts);
                                 }
                                 if c.pinged {
                                     let end = Ending {
@@ -240,7 +241,7 @@ pub async fn run(
                                         Some(_) => {
                                             ending.insert(call.call_id.clone(), end);
                                         }
-                                        None => send(end.ping(RecordPlace::Off, &opts)),
+                                        None => send(end.ping(RecordPlace::Off, &opts), &opts),
                                     }
                                 }
                             }
@@ -282,6 +283,17 @@ pub async fn run(
                             ev.pings_lead()
                                 .then(|| payload::for_mark(new_ping_id(), &ev, &opts.origin, now()))
                         }
+                        // Pings from now on go to the new receivers, in the new language; those
+                        // already in the outbox keep the receiver they were made for.
+                        Action::Reconfigured(cfg) => {
+                            opts.webhooks = cfg.escalation.webhook.clone();
+                            opts.origin.language = cfg.language;
+                            opts.coalesce = cfg.escalation.coalesce;
+                            if opts.webhooks.is_empty() {
+                                tracing::info!("no [[escalation.webhook]] configured any more: team leads are not pinged");
+                            }
+                            None
+                        }
                         Action::LevelChanged { call, to, .. } => {
                             if let Some(c) = calls.get_mut(&call.call_id) {
                                 c.level = c.level.max(to.0);
@@ -312,10 +324,10 @@ pub async fn run(
                                     ping.level = Some(c.level);
                                 }
                                 if let Some(p) = c.offer(ping, opts.coalesce) {
-                                    send(p);
+                                    send(p, &opts);
                                 }
                             }
-                            None => send(ping),
+                            None => send(ping, &opts),
                         }
                     }
                 }
@@ -323,10 +335,10 @@ pub async fn run(
                     match r {
                         Ok(Report::Sealed { call_id, dir, .. }) => {
                             if let Some(end) = ending.remove(&call_id) {
-                                send(end.ping(
-                                    RecordPlace::Sealed(dir.display().to_string()),
+                                send(
+                                    end.ping(RecordPlace::Sealed(dir.display().to_string()), &opts),
                                     &opts,
-                                ));
+                                );
                             }
                         }
                         // Nobody reports seals any more: closing pings wait for their deadline
@@ -341,7 +353,7 @@ pub async fn run(
                         if c.flush_at.is_some_and(|at| at <= t)
                             && let Some(p) = c.take_held(opts.origin.language)
                         {
-                            send(p);
+                            send(p, &opts);
                         }
                     }
                     let due: Vec<String> = ending
@@ -351,7 +363,7 @@ pub async fn run(
                         .collect();
                     for id in due {
                         if let Some(end) = ending.remove(&id) {
-                            send(end.ping(RecordPlace::NotYet, &opts));
+                            send(end.ping(RecordPlace::NotYet, &opts), &opts);
                         }
                     }
                 }
@@ -360,11 +372,11 @@ pub async fn run(
         // Shutting down: nothing held back is lost; it goes to the outbox now.
         for c in calls.values_mut() {
             if let Some(p) = c.take_held(opts.origin.language) {
-                send(p);
+                send(p, &opts);
             }
         }
         for (_, end) in ending.drain() {
-            send(end.ping(RecordPlace::NotYet, &opts));
+            send(end.ping(RecordPlace::NotYet, &opts), &opts);
         }
         // Dropping the sender ends the worker once the tracker is gone.
         drop(tx);

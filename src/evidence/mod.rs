@@ -81,6 +81,8 @@ struct Ctx {
     opts: EvidenceOptions,
     reports: broadcast::Sender<Report>,
     problems: mpsc::Sender<Command>,
+    /// The incident record's language for calls starting now (`language` can be reloaded).
+    language: std::sync::RwLock<Language>,
 }
 
 impl Ctx {
@@ -230,6 +232,7 @@ pub async fn run_with_handoff(
     };
     let ctx = Arc::new(Ctx {
         sealer,
+        language: std::sync::RwLock::new(opts.language),
         opts,
         reports,
         problems,
@@ -257,6 +260,12 @@ pub async fn run_with_handoff(
     while let Some(action) = actions.recv().await {
         finishing.retain(|(_, t)| !t.is_finished());
         match action {
+            // A call in progress keeps the language its record started in.
+            Action::Reconfigured(cfg) => {
+                if let Ok(mut l) = ctx.language.write() {
+                    *l = cfg.language;
+                }
+            }
             Action::CallStarted(call) if recording => {
                 if calls.contains_key(&call.call_id) {
                     continue;
@@ -542,7 +551,8 @@ fn call_thread(ctx: &Ctx, call: &CallInfo, rx: std_mpsc::Receiver<Msg>, backlog:
         _ => EvidenceSource::Stream,
     };
     let mut rec = CallRecord::from_call(call, source.as_str());
-    rec.incident.language = match ctx.opts.language {
+    let language = ctx.language.read().map_or(ctx.opts.language, |l| *l);
+    rec.incident.language = match language {
         Language::En => "en",
         Language::Ja => "ja",
     }

@@ -19,6 +19,9 @@ use super::ws::{PING_EVERY, SILENCE_LIMIT, describe};
 /// Refused frames: a broken or hostile PBX costs a few log lines a minute, not one per frame.
 static REFUSED: crate::logging::WarnLimiter =
     crate::logging::WarnLimiter::per_minute("PBX frame refused");
+/// Snapshot entries that do not parse (`crate::protocol`): limited like refused frames.
+pub(crate) static SNAPSHOT_SKIPPED: crate::logging::WarnLimiter =
+    crate::logging::WarnLimiter::per_minute("snapshot entry skipped");
 
 /// What the connector needs.
 #[derive(Debug, Clone)]
@@ -73,6 +76,7 @@ pub async fn run(opts: Options, events: mpsc::Sender<PbxEvent>, shutdown: Cancel
         let mut connected = false;
         let ended = connect_and_read(&opts, &shown, &events, &shutdown, &mut connected).await;
         REFUSED.flush();
+        SNAPSHOT_SKIPPED.flush();
         if matches!(ended, Ended::Shutdown) || shutdown.is_cancelled() {
             return;
         }
@@ -129,6 +133,7 @@ async fn connect_and_read(
                     return Ended::Lost(describe(&e));
                 }
                 REFUSED.tick();
+                SNAPSHOT_SKIPPED.tick();
             }
             msg = stream.next() => {
                 last_rx = Instant::now();

@@ -239,6 +239,7 @@ pub async fn run(
     shutdown: CancellationToken,
 ) {
     let said_offline = Arc::new(AtomicBool::new(false));
+    let mut lang = lang;
     let tray = CallTray {
         lang,
         view: View::default(),
@@ -282,6 +283,7 @@ pub async fn run(
                 Some(Action::CallEnded { call, .. }) => {
                     counts.remove(&call.call_id);
                 }
+                Some(Action::Reconfigured(cfg)) => lang = cfg.language,
                 Some(_) => {}
                 None => break,
             },
@@ -293,7 +295,12 @@ pub async fn run(
             call.by_kind = counts.get(&call.call_id).cloned().unwrap_or_default();
         }
         active = view.call.is_some();
-        handle.update(|t| t.view = view).await;
+        handle
+            .update(|t| {
+                t.view = view;
+                t.lang = lang;
+            })
+            .await;
     }
     if let Some(handle) = handle {
         handle.shutdown().await;
