@@ -263,7 +263,7 @@ pub fn main() -> ExitCode {
             if anchored { code } else { ExitCode::from(1) }
         }
         Command::Reload => control::reload_command(cli.config.as_deref()),
-        Command::Status { json } => match load(cli.config.as_deref()) {
+        Command::Status { json } => match status_config(cli.config.as_deref()) {
             Ok(cfg) => control::status_command(&cfg, json),
             Err(code) => code,
         },
@@ -340,6 +340,25 @@ fn show_start_refused(detail: &str) {
     if let Err(e) = shown {
         eprintln!("callguard: (not shown on the desktop either: {e})");
     }
+}
+
+/// The configuration `status` asks the daemon with. Files broken since the daemon started (a
+/// reload refused them) must not hide its state: their mistake is said, and the daemon is
+/// asked on the socket they name.
+fn status_config(explicit: Option<&std::path::Path>) -> Result<Config, ExitCode> {
+    warn_misspelt_env();
+    let sources = Sources::discover(explicit).map_err(|e| {
+        eprintln!("callguard: configuration error: {e}");
+        ExitCode::from(EXIT_USAGE)
+    })?;
+    Config::load(&sources).or_else(|e| {
+        eprintln!(
+            "callguard: warning: the configuration files are invalid ({e}); asking the daemon anyway"
+        );
+        let mut cfg = Config::default();
+        cfg.control.socket = sources.control_socket_leniently().display().to_string();
+        Ok(cfg)
+    })
 }
 
 /// `CALLGUARD_PBX_URL` and the like are not read: say so rather than ignore them silently.
