@@ -442,3 +442,68 @@ async fn a_reused_call_id_is_not_silenced_by_an_old_journal_entry() {
     );
     h.stop().await;
 }
+
+/// A reload during a call (issue 11, item 8): a warning already given is not given again; the
+/// next step takes its new time, to the second; the sinks hear of the new configuration before
+/// any warning it causes.
+#[tokio::test(start_paused = true)]
+async fn a_reloaded_ladder_applies_to_the_call_in_progress_without_repeating_a_warning() {
+    let mut h = start(None, 1.0, Memory::volatile());
+    let t0 = Instant::now();
+    h.send(start_event("c-r", "1001", None)).await;
+    assert!(matches!(h.next().await, Action::CallStarted(_)));
+    let (_, w) = h.next_warning().await;
+    assert_eq!(w.kind, WarningKind::Escalate);
+    tokio::time::advance(5 * MIN).await;
+    h.settle().await;
+    assert!(h.drain().is_empty());
+
+    let cfg = callguard::config::Config::from_toml(
+        "[[warning]]\nafter = \"5m\"\nkind = \"escalate\"\n\
+         [[warning]]\nafter = \"25m\"\nkind = \"terminate\"\n",
+    )
+    .unwrap();
+    let (reply, done) = oneshot::channel();
+    h.commands
+        .send(Command::Reconfigure {
+            cfg: std::sync::Arc::new(cfg),
+            reply,
+        })
+        .await
+        .unwrap();
+    done.await.unwrap();
+    assert!(matches!(h.next().await, Action::Reconfigured(_)));
+    let (_, w) = h.next_warning().await;
+    assert_eq!((w.kind, w.step), (WarningKind::Terminate, 1));
+    assert_eq!(Instant::now() - t0, 25 * MIN, "terminate off its new time");
+    tokio::time::advance(60 * MIN).await;
+    h.settle().await;
+    assert!(h.drain().is_empty(), "a warning was repeated");
+
+    // Lowered below the call's time: the step not yet given fires at once.
+    h.send(start_event("c-s", "1001", None)).await;
+    assert!(matches!(h.next().await, Action::CallStarted(_)));
+    tokio::time::advance(3 * MIN).await;
+    h.settle().await;
+    let cfg = callguard::config::Config::from_toml(
+        "[[warning]]\nafter = \"2m\"\nkind = \"escalate\"\n",
+    )
+    .unwrap();
+    let (reply, done) = oneshot::channel();
+    h.commands
+        .send(Command::Reconfigure {
+            cfg: std::sync::Arc::new(cfg),
+            reply,
+        })
+        .await
+        .unwrap();
+    done.await.unwrap();
+    let actions = h.drain();
+    assert!(matches!(actions[0], Action::Reconfigured(_)), "{actions:?}");
+    assert!(
+        matches!(&actions[1], Action::Warning(c, w) if c.call_id == "c-s" && w.kind == WarningKind::Escalate),
+        "{actions:?}"
+    );
+    assert_eq!(actions.len(), 2, "c-r is past the whole new ladder: {actions:?}");
+    h.stop().await;
+}
