@@ -100,7 +100,9 @@ impl Record {
                 "config: reload failed at {hhmm}: {} — running on the previous configuration",
                 self.detail
             ),
-            Outcome::NeedsRestart => format!("config: reload at {hhmm} not applied: {}", self.detail),
+            Outcome::NeedsRestart => {
+                format!("config: reload at {hhmm} not applied: {}", self.detail)
+            }
         }
     }
 }
@@ -191,10 +193,16 @@ impl Reloader {
             Outcome::Unchanged => {
                 tracing::info!(trigger, "configuration reloaded: nothing changed")
             }
-            Outcome::Refused => tracing::error!(trigger,
-                "CONFIGURATION RELOAD REFUSED, keeping the running configuration: {}", record.detail),
-            Outcome::NeedsRestart => tracing::warn!(trigger,
-                "configuration reload not applied: {}", record.detail),
+            Outcome::Refused => tracing::error!(
+                trigger,
+                "CONFIGURATION RELOAD REFUSED, keeping the running configuration: {}",
+                record.detail
+            ),
+            Outcome::NeedsRestart => tracing::warn!(
+                trigger,
+                "configuration reload not applied: {}",
+                record.detail
+            ),
         }
         if let Ok(mut last) = self.last.lock() {
             *last = Some(record.clone());
@@ -347,10 +355,8 @@ mod tests {
     #[test]
     fn changed_keys_are_dotted_and_classified() {
         let old = cfg("[[warning]]\nafter = \"15m\"\nkind = \"escalate\"\n");
-        let new = cfg(
-            "language = \"en\"\n[pbx]\nurl = \"ws://10.0.0.1:9/\"\n\
-             [[warning]]\nafter = \"5m\"\nkind = \"escalate\"\n",
-        );
+        let new = cfg("language = \"en\"\n[pbx]\nurl = \"ws://10.0.0.1:9/\"\n\
+             [[warning]]\nafter = \"5m\"\nkind = \"escalate\"\n");
         let keys = changed_keys(&old, &new);
         assert_eq!(keys, ["language", "pbx.url", "warning[0].after"]);
         let restart: Vec<&String> = keys

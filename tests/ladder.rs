@@ -485,10 +485,9 @@ async fn a_reloaded_ladder_applies_to_the_call_in_progress_without_repeating_a_w
     assert!(matches!(h.next().await, Action::CallStarted(_)));
     tokio::time::advance(3 * MIN).await;
     h.settle().await;
-    let cfg = callguard::config::Config::from_toml(
-        "[[warning]]\nafter = \"2m\"\nkind = \"escalate\"\n",
-    )
-    .unwrap();
+    let cfg =
+        callguard::config::Config::from_toml("[[warning]]\nafter = \"2m\"\nkind = \"escalate\"\n")
+            .unwrap();
     let (reply, done) = oneshot::channel();
     h.commands
         .send(Command::Reconfigure {
@@ -504,6 +503,10 @@ async fn a_reloaded_ladder_applies_to_the_call_in_progress_without_repeating_a_w
         matches!(&actions[1], Action::Warning(c, w) if c.call_id == "c-s" && w.kind == WarningKind::Escalate),
         "{actions:?}"
     );
-    assert_eq!(actions.len(), 2, "c-r is past the whole new ladder: {actions:?}");
+    assert_eq!(
+        actions.len(),
+        2,
+        "c-r is past the whole new ladder: {actions:?}"
+    );
     h.stop().await;
 }

@@ -121,9 +121,11 @@ async fn a_flood_of_bad_events_and_snapshot_entries_is_logged_in_a_bounded_numbe
         .fixed_offset()
         .to_rfc3339();
     for i in 0..CALLS {
-        conn.send(serde_json::json!({"type": "call.start", "call_id": format!("f-{i}"),
-            "at": tomorrow, "agent": "1001", "caller": "0312345678"}))
-            .await;
+        conn.send(
+            serde_json::json!({"type": "call.start", "call_id": format!("f-{i}"),
+            "at": tomorrow, "agent": "1001", "caller": "0312345678"}),
+        )
+        .await;
     }
     status_until(&config, |v| {
         v["tracker"]["calls"]
@@ -134,7 +136,9 @@ async fn a_flood_of_bad_events_and_snapshot_entries_is_logged_in_a_bounded_numbe
     conn.send(serde_json::json!({"type": "calls.snapshot", "calls": []}))
         .await;
     status_until(&config, |v| {
-        v["tracker"]["calls"].as_array().is_some_and(|c| c.is_empty())
+        v["tracker"]["calls"]
+            .as_array()
+            .is_some_and(|c| c.is_empty())
     })
     .await;
     rustix::process::kill_process(

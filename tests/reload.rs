@@ -171,10 +171,7 @@ async fn a_good_reload_applies_the_new_threshold_and_receiver_to_the_call_in_pro
     assert!(text.contains("no warning left"), "{text}");
     assert!(text.contains("1 receiver(s)"), "{text}");
     let log_text = std::fs::read_to_string(&log).unwrap();
-    assert!(
-        log_text.contains("configuration reloaded"),
-        "{log_text}"
-    );
+    assert!(log_text.contains("configuration reloaded"), "{log_text}");
     assert!(daemon.stop().success());
 }
 
@@ -240,7 +237,10 @@ async fn a_bad_reload_keeps_the_running_configuration_and_says_so_everywhere() {
     );
     let (code, shown, err) = cli(&config, &bus, &["status"]).await;
     assert_eq!(code, 0, "{err}");
-    assert!(err.contains("warning[0].after"), "the file's own mistake: {err}");
+    assert!(
+        err.contains("warning[0].after"),
+        "the file's own mistake: {err}"
+    );
     assert!(shown.contains("config: reload failed at "), "{shown}");
     assert!(shown.contains("warning[0].after"), "{shown}");
     assert!(daemon.alive());
@@ -404,5 +404,8 @@ async fn an_invalid_configuration_at_start_exits_2_and_says_why_on_the_desktop()
     .unwrap();
     let keys: Vec<&str> = unit.lines().filter(|l| !l.starts_with('#')).collect();
     assert!(keys.contains(&"RestartPreventExitStatus=2"), "{unit}");
-    assert!(keys.contains(&"ExecReload=/usr/bin/callguard reload"), "{unit}");
+    assert!(
+        keys.contains(&"ExecReload=/usr/bin/callguard reload"),
+        "{unit}"
+    );
 }

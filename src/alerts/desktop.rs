@@ -301,16 +301,16 @@ pub async fn show_not_running(lang: Language) -> Result<u32, String> {
 /// A configuration problem for the agent's screen: a reload refused (`critical` false: the
 /// daemon goes on as before) or a start refused (`critical`: nothing runs). Never expires, so
 /// it is there when someone looks.
-pub async fn show_config_problem(
-    summary: &str,
-    body: &str,
-    critical: bool,
-) -> Result<u32, String> {
+pub async fn show_config_problem(summary: &str, body: &str, critical: bool) -> Result<u32, String> {
     let mut note = Notification::new();
     note.appname(APP_NAME)
         .summary(summary)
         .body(body)
-        .icon(if critical { "dialog-error" } else { "dialog-warning" })
+        .icon(if critical {
+            "dialog-error"
+        } else {
+            "dialog-warning"
+        })
         .hint(notify_rust::Hint::Category("callguard.config".into()))
         .urgency(if critical {
             Urgency::Critical

@@ -656,8 +656,11 @@ impl Tracker {
         for id in &ids {
             self.schedule(id);
         }
-        tracing::info!(steps = self.opts.ladder.len(), calls = ids.len(),
-            "configuration reloaded: the ladder applies to the calls in progress");
+        tracing::info!(
+            steps = self.opts.ladder.len(),
+            calls = ids.len(),
+            "configuration reloaded: the ladder applies to the calls in progress"
+        );
         // Before any warning the new ladder fires, so the sinks show it with its own texts.
         self.bus.publish(Action::Reconfigured(cfg));
         self.fire_due(now);

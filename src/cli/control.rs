@@ -283,7 +283,10 @@ pub fn reload_command(explicit: Option<&std::path::Path>) -> ExitCode {
             ExitCode::from(super::EXIT_USAGE)
         }
         (false, Some(r)) if r.outcome == Outcome::NeedsRestart => {
-            eprintln!("callguard: the new configuration was not applied: {}", r.detail);
+            eprintln!(
+                "callguard: the new configuration was not applied: {}",
+                r.detail
+            );
             ExitCode::from(super::EXIT_NEEDS_RESTART)
         }
         _ => {

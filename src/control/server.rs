@@ -434,10 +434,11 @@ async fn answer(line: &str, shared: &Shared) -> Response {
         .to_string();
     let req: Request = match serde_json::from_value(value) {
         Ok(r) => r,
-        Err(e) if matches!(
-            cmd.as_str(),
-            "status" | "escalate" | "mark" | "note" | "reload"
-        ) =>
+        Err(e)
+            if matches!(
+                cmd.as_str(),
+                "status" | "escalate" | "mark" | "note" | "reload"
+            ) =>
         {
             return Response::err("bad_request", format!("bad `{cmd}` request: {e}"));
         }
