@@ -143,7 +143,7 @@ async fn a_good_reload_applies_the_new_threshold_and_receiver_to_the_call_in_pro
     assert_eq!(v["tracker"]["calls"][0]["next_warning_after_secs"], 3600);
     assert_eq!(v["webhooks"].as_array().unwrap().len(), 0);
 
-    // The call is already past the new threshold: the warning comes at once.
+    // A threshold of 1 s, which the call is (nearly) past: the warning comes at once.
     write_config(
         d,
         &pbx.url,
@@ -153,14 +153,22 @@ async fn a_good_reload_applies_the_new_threshold_and_receiver_to_the_call_in_pro
             lead.url("/hooks/SECRET/lead")
         ),
     );
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, format!("language = \"en\"\n{text}")).unwrap();
     let (code, out, err) = cli(&config, &bus, &["reload"]).await;
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("warning[0].after"), "{out}");
+    assert!(out.contains("language"), "{out}");
     assert!(out.contains("escalation.webhook[0].url"), "{out}");
     assert!(!out.contains("SECRET"), "{out}");
 
     let n = next_of(&mut notes, "callguard.warning").await;
     assert_eq!(n.summary, "new ladder", "{n:?}");
+    // The body is the built-in text, now in English.
+    assert!(
+        n.body.starts_with("The call with 0312345678 has run"),
+        "{n:?}"
+    );
     let hit = lead.next().await;
     assert_eq!(hit.path, "/hooks/SECRET/lead");
     assert_eq!(hit.json()["call_id"], "c-1", "{}", hit.body);
