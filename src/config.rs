@@ -472,9 +472,16 @@ impl Sources {
 
 impl Sources {
     /// The control socket even when the configuration is invalid (`callguard reload` must
-    /// reach a daemon whose new files are broken): `control.socket` and `state.dir` as the
-    /// layers set them, every other key ignored; a layer that is not TOML at all is skipped.
+    /// reach a daemon whose new files are broken).
     pub fn control_socket_leniently(&self) -> PathBuf {
+        self.leniently().control_socket()
+    }
+
+    /// What a client of the running daemon needs when the files are invalid (a bad drop-in
+    /// the daemon refused to reload must not break `status` or the agent's hotkeys): the
+    /// defaults with `control.socket`, `state.dir` and `language` as the layers set them,
+    /// every other key ignored; a layer that is not TOML at all is skipped.
+    pub fn leniently(&self) -> Config {
         let mut cfg = Config::default();
         for file in &self.files {
             let Some(table) = std::fs::read_to_string(file)
@@ -496,6 +503,11 @@ impl Sources {
             if let Some(v) = get("state", "dir") {
                 cfg.state.dir = v;
             }
+            match table.get("language").and_then(|v| v.as_str()) {
+                Some("en") => cfg.language = Language::En,
+                Some("ja") => cfg.language = Language::Ja,
+                _ => {}
+            }
         }
         if self.env {
             if let Ok(v) = std::env::var(format!("{ENV_PREFIX}__CONTROL__SOCKET")) {
@@ -505,7 +517,7 @@ impl Sources {
                 cfg.state.dir = v;
             }
         }
-        cfg.control_socket()
+        cfg
     }
 }
 

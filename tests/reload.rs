@@ -214,7 +214,10 @@ async fn a_bad_reload_keeps_the_running_configuration_and_says_so_everywhere() {
     assert!(err.contains(&format!("{file}, line 2: pbx.urll")), "{err}");
     let n = next_of(&mut notes, "callguard.config").await;
     assert!(n.body.contains("pbx.urll"), "{n:?}");
-    // `status` reaches the daemon with the broken file too.
+    // The agent's hotkeys and `status` reach the daemon with the broken file too.
+    let (code, out, err) = cli(&config, &bus, &["mark", "abuse"]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(err.contains("pbx.urll"), "the file's own mistake: {err}");
     let v = status_json(&config, &bus).await;
     let line = v["config_reload"].clone();
     assert_eq!(line["outcome"], "refused", "{v}");

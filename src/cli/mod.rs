@@ -263,7 +263,7 @@ pub fn main() -> ExitCode {
             if anchored { code } else { ExitCode::from(1) }
         }
         Command::Reload => control::reload_command(cli.config.as_deref()),
-        Command::Status { json } => match status_config(cli.config.as_deref()) {
+        Command::Status { json } => match client_config(cli.config.as_deref()) {
             Ok(cfg) => control::status_command(&cfg, json),
             Err(code) => code,
         },
@@ -283,11 +283,11 @@ pub fn main() -> ExitCode {
             print!("{}", crate::tray::keys::cheat_sheet(lang));
             ExitCode::SUCCESS
         }
-        Command::Escalate { note } => match load(cli.config.as_deref()) {
+        Command::Escalate { note } => match client_config(cli.config.as_deref()) {
             Ok(cfg) => control::escalate_command(&cfg, note),
             Err(code) => code,
         },
-        Command::Mark { kind, quote } => match load(cli.config.as_deref()) {
+        Command::Mark { kind, quote } => match client_config(cli.config.as_deref()) {
             Ok(cfg) => control::mark_command(&cfg, &kind, quote),
             Err(code) => code,
         },
@@ -297,7 +297,7 @@ pub fn main() -> ExitCode {
             response,
             quote,
             next,
-        } => match load(cli.config.as_deref()) {
+        } => match client_config(cli.config.as_deref()) {
             Ok(cfg) => {
                 use crate::events::NoteField;
                 let items: Vec<(NoteField, String)> = [
@@ -342,10 +342,11 @@ fn show_start_refused(detail: &str) {
     }
 }
 
-/// The configuration `status` asks the daemon with. Files broken since the daemon started (a
-/// reload refused them) must not hide its state: their mistake is said, and the daemon is
-/// asked on the socket they name.
-fn status_config(explicit: Option<&std::path::Path>) -> Result<Config, ExitCode> {
+/// The configuration `status`, `escalate`, `mark` and `note` reach the daemon with. Files
+/// broken since the daemon started (a reload refused them; it runs on) must not hide its state
+/// or break the agent's hotkeys: their mistake is said, and the daemon is asked on the socket
+/// they name ([`Sources::leniently`]).
+fn client_config(explicit: Option<&std::path::Path>) -> Result<Config, ExitCode> {
     warn_misspelt_env();
     let sources = Sources::discover(explicit).map_err(|e| {
         eprintln!("callguard: configuration error: {e}");
@@ -355,9 +356,7 @@ fn status_config(explicit: Option<&std::path::Path>) -> Result<Config, ExitCode>
         eprintln!(
             "callguard: warning: the configuration files are invalid ({e}); asking the daemon anyway"
         );
-        let mut cfg = Config::default();
-        cfg.control.socket = sources.control_socket_leniently().display().to_string();
-        Ok(cfg)
+        Ok(sources.leniently())
     })
 }
 
