@@ -8,6 +8,7 @@ pub mod addendum;
 pub mod disk;
 pub mod followers;
 pub mod g711;
+pub mod health;
 pub mod incident;
 pub mod keys;
 pub mod layout;
@@ -169,6 +170,14 @@ impl crate::sink::Sink for EvidenceSink {
             run_with_handoff(self.opts, ctx.handoff, actions, ctx.reports, ctx.commands).await;
             Ok(())
         })
+    }
+
+    fn healthcheck<'a>(
+        &'a self,
+        opts: &'a crate::sink::HealthOptions,
+    ) -> futures_util::future::BoxFuture<'a, Vec<crate::health::Check>> {
+        let rows = health::checks(&self.opts, opts.language);
+        Box::pin(async move { rows })
     }
 }
 

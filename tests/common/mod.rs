@@ -197,11 +197,13 @@ pub async fn status_until(
 }
 
 /// A configuration file for the real binary: PBX at `url`, state, control socket and evidence
-/// under `tmp`, no local sound.
+/// under `tmp`, no local sound, English answers (what the tests read).
 pub fn config_file(tmp: &std::path::Path, url: &str) -> std::path::PathBuf {
     let path = tmp.join("callguard.toml");
     let text = format!(
         r#"
+language = "en"
+
 [pbx]
 url = "{url}"
 
