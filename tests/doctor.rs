@@ -484,7 +484,14 @@ async fn doctor_changes_nothing_and_its_fixes_point_to_installed_files() {
 
 /// The status labels of the table in English; none may appear in the Japanese table.
 const ENGLISH_WORDS: [&str; 8] = [
-    "pass ", "WARN", "FAIL", "fix:", "CHECK", "DETAIL", "cannot", "not there yet",
+    "pass ",
+    "WARN",
+    "FAIL",
+    "fix:",
+    "CHECK",
+    "DETAIL",
+    "cannot",
+    "not there yet",
 ];
 
 /// Issue 12: with `language = "ja"` the table is Japanese (headings, states, details, fixes,
@@ -532,7 +539,10 @@ async fn the_table_follows_language_ja_and_json_stays_english() {
         "{table}"
     );
     for word in ENGLISH_WORDS {
-        assert!(!table.contains(word), "`{word}` in the Japanese table:\n{table}");
+        assert!(
+            !table.contains(word),
+            "`{word}` in the Japanese table:\n{table}"
+        );
     }
     // The status column stays aligned: each check name starts at the same display column.
     let column = |l: &str| {
@@ -560,7 +570,10 @@ async fn the_table_follows_language_ja_and_json_stays_english() {
         "{v}"
     );
     assert!(
-        by_name("pbx")["fix"].as_str().unwrap().starts_with("check pbx.url"),
+        by_name("pbx")["fix"]
+            .as_str()
+            .unwrap()
+            .starts_with("check pbx.url"),
         "{v}"
     );
 }
@@ -603,7 +616,10 @@ async fn a_running_daemons_parts_are_shown_in_doctor_and_status_in_both_language
                 break v;
             }
         }
-        assert!(std::time::Instant::now() < deadline, "daemon never answered");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "daemon never answered"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     // Machine output: the same keys and English values whatever `language` says.
@@ -619,8 +635,17 @@ async fn a_running_daemons_parts_are_shown_in_doctor_and_status_in_both_language
     assert!(text.contains("構成部分：\n  connector："), "{text}");
     assert!(text.contains("から動作中"), "{text}");
     assert!(text.contains("最近のエラー："), "{text}");
-    for word in ["running", "Calls in progress", "Parts:", "Capabilities", "Recent errors"] {
-        assert!(!text.contains(word), "`{word}` in the Japanese status:\n{text}");
+    for word in [
+        "running",
+        "Calls in progress",
+        "Parts:",
+        "Capabilities",
+        "Recent errors",
+    ] {
+        assert!(
+            !text.contains(word),
+            "`{word}` in the Japanese status:\n{text}"
+        );
     }
 
     let out = ws.doctor(&config, None, &[]).await;
@@ -629,7 +654,12 @@ async fn a_running_daemons_parts_are_shown_in_doctor_and_status_in_both_language
         line(&table, "daemon").starts_with("正常") && table.contains("動作中（pid"),
         "{table}"
     );
-    for part in ["part:connector", "part:tracker", "part:alerts", "part:escalation"] {
+    for part in [
+        "part:connector",
+        "part:tracker",
+        "part:alerts",
+        "part:escalation",
+    ] {
         let l = line(&table, part);
         assert!(l.starts_with("正常") && l.contains("から動作中"), "{table}");
     }
@@ -644,7 +674,10 @@ async fn a_running_daemons_parts_are_shown_in_doctor_and_status_in_both_language
         .unwrap_or_else(|| panic!("no part:evidence in {v}"));
     assert_eq!(row["status"], "pass", "{row}");
     assert!(
-        row["detail"].as_str().unwrap().starts_with("running since "),
+        row["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("running since "),
         "{row}"
     );
 

@@ -475,7 +475,10 @@ mod tests {
             ),
             "{text}"
         );
-        assert!(text.contains("上長への通知：通知先が設定されていません"), "{text}");
+        assert!(
+            text.contains("上長への通知：通知先が設定されていません"),
+            "{text}"
+        );
         assert!(text.contains("最低値を下回っています"), "{text}");
         for english in ["running", "Calls in progress", "next:", "Recent errors"] {
             assert!(!text.contains(english), "{english} in:\n{text}");

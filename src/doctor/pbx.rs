@@ -82,7 +82,12 @@ async fn check_pbx(cfg: &Config, lang: Language) -> (Check, Option<String>) {
     };
     let mut request = match url.as_str().into_client_request() {
         Ok(r) => r,
-        Err(e) => return (Check::new(NAME, Status::Fail, e.to_string(), fix_url()), None),
+        Err(e) => {
+            return (
+                Check::new(NAME, Status::Fail, e.to_string(), fix_url()),
+                None,
+            );
+        }
     };
     // The header the connector sends (`pbx::ws`).
     let creds = crate::pbx::ws::Credentials {

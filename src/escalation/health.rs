@@ -94,7 +94,9 @@ async fn reachable(
                 name,
                 say(
                     lang,
-                    format!("{shown}：到達できます（HTTP {code}）。--send-test-ping で実際にテスト送信します"),
+                    format!(
+                        "{shown}：到達できます（HTTP {code}）。--send-test-ping で実際にテスト送信します"
+                    ),
                     format!("{shown}: reachable (HTTP {code}); --send-test-ping sends a real ping"),
                 ),
             )

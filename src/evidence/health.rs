@@ -36,11 +36,7 @@ fn folder(opts: &EvidenceOptions, lang: Language) -> Vec<Check> {
         "evidence.dir には、担当者のユーザーが所有するローカルディスク上のフォルダーを指定してください",
         "set evidence.dir to a folder on a local disk the agent's user owns",
     );
-    let Some(base) = dir
-        .ancestors()
-        .find(|a| a.is_dir())
-        .map(Path::to_path_buf)
-    else {
+    let Some(base) = dir.ancestors().find(|a| a.is_dir()).map(Path::to_path_buf) else {
         return vec![Check::new(
             "evidence",
             Status::Fail,
@@ -61,7 +57,9 @@ fn folder(opts: &EvidenceOptions, lang: Language) -> Vec<Check> {
                 "evidence",
                 say(
                     lang,
-                    format!("{shown}：まだありません。最初に録音した通話で作られます（モード 0700）"),
+                    format!(
+                        "{shown}：まだありません。最初に録音した通話で作られます（モード 0700）"
+                    ),
                     format!("{shown}: not there yet; the first recorded call makes it (mode 0700)"),
                 ),
             ),
@@ -100,7 +98,9 @@ fn folder(opts: &EvidenceOptions, lang: Language) -> Vec<Check> {
                 Status::Warn,
                 say(
                     lang,
-                    format!("{shown}：書き込めますが、ほかのユーザーにも開いています（モード {mode:o}）"),
+                    format!(
+                        "{shown}：書き込めますが、ほかのユーザーにも開いています（モード {mode:o}）"
+                    ),
                     format!("{shown}: writable, but open to other users (mode {mode:o})"),
                 ),
                 say(
@@ -127,7 +127,9 @@ fn folder(opts: &EvidenceOptions, lang: Language) -> Vec<Check> {
                 ),
                 say(
                     lang,
-                    format!("{shown} の所有者を担当者のユーザーにしてください（chown -R USER {shown}）"),
+                    format!(
+                        "{shown} の所有者を担当者のユーザーにしてください（chown -R USER {shown}）"
+                    ),
                     format!("give the agent's user ownership of {shown} (chown -R USER {shown})"),
                 ),
             ),

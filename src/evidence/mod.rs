@@ -15,6 +15,7 @@ pub mod layout;
 pub mod ledger;
 pub mod ledger_head;
 pub mod manifest;
+pub mod record;
 pub mod recorder;
 pub mod recovery;
 pub mod seal;
