@@ -182,23 +182,11 @@ impl Workstation {
     }
 
     async fn doctor(&self, config: &Path, bus: Option<&SessionBus>, args: &[&str]) -> Output {
-        let mut cmd = tokio::process::Command::new(BIN);
-        cmd.arg("doctor").arg("--config").arg(config).args(args);
-        for (k, _) in std::env::vars_os() {
-            if k.to_string_lossy().starts_with("CALLGUARD") {
-                cmd.env_remove(k);
-            }
+        let mut cmd = self.command(&["doctor"], config);
+        cmd.args(args);
+        if let Some(b) = bus {
+            cmd.env("DBUS_SESSION_BUS_ADDRESS", &b.address);
         }
-        cmd.env("HOME", self.path())
-            .env("XDG_CONFIG_HOME", self.path().join("config"))
-            .env("XDG_DATA_HOME", self.path().join("data"))
-            .env("CALLGUARD_SYSTEM_DIR", self.path().join("etc"))
-            .env(
-                "DBUS_SESSION_BUS_ADDRESS",
-                bus.map(|b| b.address.clone())
-                    .unwrap_or_else(|| format!("unix:path={}/no-bus", self.path().display())),
-            )
-            .kill_on_drop(true);
         tokio::time::timeout(WAIT, cmd.output())
             .await
             .expect("doctor did not finish")

@@ -2,7 +2,6 @@
 //! for machines). The words follow the rest of the product: 担当者 for the agent, お客様 for
 //! the caller, 上長 for the team lead.
 
-use std::fmt::Write;
 use std::time::Duration;
 
 use crate::config::Language;
@@ -49,339 +48,238 @@ fn audio_ja(state: &str) -> &str {
 
 /// The status document for people, in `lang`.
 pub fn render(s: &DaemonStatus, lang: Language) -> String {
-    match lang {
-        Language::En => render_en(s),
-        Language::Ja => render_ja(s),
-    }
-}
-
-fn render_en(s: &DaemonStatus) -> String {
+    let ja = lang == Language::Ja;
+    // Each line in both languages; `pick` chooses. The structure is shared.
+    let pick = |j: String, e: String| if ja { j } else { e };
+    let dur = |secs_: u64| if ja { secs_ja(secs_) } else { secs(secs_) };
     let mut o = String::new();
-    let _ = writeln!(
-        o,
-        "callguard {} — running (pid {}, since {})",
-        s.version, s.pid, s.started_at
-    );
+    let mut line = |text: String| {
+        o.push_str(&text);
+        o.push('\n');
+    };
+    line(pick(
+        format!(
+            "callguard {} — 動作中（pid {}、{} から）",
+            s.version, s.pid, s.started_at
+        ),
+        format!(
+            "callguard {} — running (pid {}, since {})",
+            s.version, s.pid, s.started_at
+        ),
+    ));
     match &s.tracker {
         Some(t) => {
-            let _ = writeln!(o, "PBX: {} ({})", t.pbx, t.pbx_detail);
+            line(pick(
+                if t.pbx_detail.is_empty() {
+                    format!("PBX：{}", pbx_state_ja(&t.pbx))
+                } else {
+                    format!("PBX：{}（{}）", pbx_state_ja(&t.pbx), t.pbx_detail)
+                },
+                format!("PBX: {} ({})", t.pbx, t.pbx_detail),
+            ));
             if t.bad_frames > 0 {
-                let _ = writeln!(
-                    o,
-                    "  {} frames refused; last: {}",
-                    t.bad_frames,
-                    t.last_bad_frame.as_deref().unwrap_or("")
-                );
+                let last = t.last_bad_frame.as_deref().unwrap_or("");
+                line(pick(
+                    format!(
+                        "  受け付けなかったフレーム {} 件。最後：{last}",
+                        t.bad_frames
+                    ),
+                    format!("  {} frames refused; last: {last}", t.bad_frames),
+                ));
             }
-            let _ = writeln!(o, "Calls in progress: {}", t.calls.len());
+            line(pick(
+                format!("通話中：{} 件", t.calls.len()),
+                format!("Calls in progress: {}", t.calls.len()),
+            ));
             for c in &t.calls {
                 let next = match (&c.next_warning, c.next_warning_after_secs) {
-                    (Some(k), Some(a)) => format!(
-                        "next: {k} at {} (in {})",
-                        secs(a),
-                        secs(a.saturating_sub(c.elapsed_secs))
-                    ),
-                    _ => "no warning left".into(),
+                    (Some(k), Some(a)) => {
+                        let left = dur(a.saturating_sub(c.elapsed_secs));
+                        pick(
+                            format!("次の警告：{}（{}）まで あと {left}", dur(a), warning_ja(k)),
+                            format!("next: {k} at {} (in {left})", dur(a)),
+                        )
+                    }
+                    _ => pick("次の警告：なし".into(), "no warning left".into()),
                 };
-                let _ = writeln!(
-                    o,
-                    "  {}  agent {}  caller {}  elapsed {}  {next}  level {} ({} marks)",
-                    c.call_id,
-                    c.agent,
-                    c.caller,
-                    secs(c.elapsed_secs),
-                    c.level,
-                    c.marks
-                );
+                let elapsed = dur(c.elapsed_secs);
+                line(pick(
+                    format!(
+                        "  {}  担当者 {}  お客様 {}  経過 {elapsed}  {next}  レベル {}（記録 {} 件）",
+                        c.call_id, c.agent, c.caller, c.level, c.marks
+                    ),
+                    format!(
+                        "  {}  agent {}  caller {}  elapsed {elapsed}  {next}  level {} ({} marks)",
+                        c.call_id, c.agent, c.caller, c.level, c.marks
+                    ),
+                ));
             }
         }
-        None => {
-            let _ = writeln!(o, "PBX: unknown (the call tracker did not answer)");
+        None => line(pick(
+            "PBX：不明（通話の管理部分が応答しませんでした）".into(),
+            "PBX: unknown (the call tracker did not answer)".into(),
+        )),
+    }
+    let n = s.webhooks.len();
+    line(match (s.webhooks.is_empty(), ja) {
+        (true, true) => "上長への通知：通知先が設定されていません。上長には連絡されません".into(),
+        (false, true) => format!("上長への通知：通知先 {n} 件：{}", s.webhooks.join("、")),
+        (true, false) => {
+            format!("Team-lead pings: {n} receiver(s) — none configured, leads are not pinged")
+        }
+        (false, false) => format!(
+            "Team-lead pings: {n} receiver(s): {}",
+            s.webhooks.join(", ")
+        ),
+    });
+    let (dir, pending, failed) = (&s.outbox.dir, s.outbox.pending.len(), s.outbox.failed.len());
+    line(pick(
+        format!("  送信待ち {dir}：未送信 {pending} 件、失敗 {failed} 件"),
+        format!("  outbox {dir}: {pending} pending, {failed} failed"),
+    ));
+    for e in &s.outbox.pending {
+        let err = e.error.as_deref();
+        line(pick(
+            format!(
+                "  未送信 {} {} 通話 {} → {}（{} 回試行、最後のエラー：{}）",
+                e.ping_id,
+                e.kind,
+                e.call_id,
+                e.receiver,
+                e.attempts,
+                err.unwrap_or("まだなし")
+            ),
+            format!(
+                "  PENDING {} {} call {} → {} ({} attempts; last error: {})",
+                e.ping_id,
+                e.kind,
+                e.call_id,
+                e.receiver,
+                e.attempts,
+                err.unwrap_or("none yet")
+            ),
+        ));
+    }
+    for e in &s.outbox.failed {
+        let err = e.error.as_deref().unwrap_or("");
+        line(pick(
+            format!(
+                "  失敗   {} {} 通話 {} → {}：{err}",
+                e.ping_id, e.kind, e.call_id, e.receiver
+            ),
+            format!(
+                "  FAILED  {} {} call {} → {}: {err}",
+                e.ping_id, e.kind, e.call_id, e.receiver
+            ),
+        ));
+    }
+    for u in &s.outbox.unreadable {
+        line(pick(
+            format!("  読めないファイル {u}"),
+            format!("  UNREADABLE {u}"),
+        ));
+    }
+    if let Some(f) = &s.floor {
+        line(pick(
+            format!("フロア連携：{}", floor_ja(f)),
+            format!("Floor bus: {}", f.describe()),
+        ));
+    }
+    if !s.parts.is_empty() {
+        line(pick("構成部分：".into(), "Parts:".into()));
+        for p in &s.parts {
+            let state = crate::doctor::parts::describe(p, lang);
+            line(pick(
+                format!("  {}：{state}", p.name),
+                format!("  {}: {state}", p.name),
+            ));
         }
     }
-    let _ = writeln!(
-        o,
-        "Team-lead pings: {} receiver(s){}",
-        s.webhooks.len(),
-        if s.webhooks.is_empty() {
-            " — none configured, leads are not pinged".to_string()
+    line(pick(
+        "この端末でできること：".into(),
+        "Capabilities:".into(),
+    ));
+    let n = &s.capabilities.notifications;
+    if n.present {
+        let server = n.server.as_deref().unwrap_or("?");
+        line(pick(
+            format!(
+                "  通知：あり（{server}）、操作ボタン：{}",
+                if n.actions { "あり" } else { "なし" }
+            ),
+            format!(
+                "  notifications: yes ({server}), action buttons: {}",
+                if n.actions { "yes" } else { "no" }
+            ),
+        ));
+    } else {
+        line(pick(
+            format!(
+                "  通知：なし（{}）",
+                n.error.as_deref().unwrap_or("通知サーバーがありません")
+            ),
+            format!(
+                "  notifications: NO ({})",
+                n.error.as_deref().unwrap_or("no server")
+            ),
+        ));
+    }
+    let a = &s.capabilities.audio;
+    let detail = a.detail.as_deref().unwrap_or("");
+    line(pick(
+        if detail.is_empty() {
+            format!("  音声：{}", audio_ja(&a.state))
         } else {
-            format!(": {}", s.webhooks.join(", "))
-        }
-    );
-    let _ = writeln!(
-        o,
-        "  outbox {}: {} pending, {} failed",
-        s.outbox.dir,
-        s.outbox.pending.len(),
-        s.outbox.failed.len()
-    );
-    for e in &s.outbox.pending {
-        let _ = writeln!(
-            o,
-            "  PENDING {} {} call {} → {} ({} attempts; last error: {})",
-            e.ping_id,
-            e.kind,
-            e.call_id,
-            e.receiver,
-            e.attempts,
-            e.error.as_deref().unwrap_or("none yet")
-        );
-    }
-    for e in &s.outbox.failed {
-        let _ = writeln!(
-            o,
-            "  FAILED  {} {} call {} → {}: {}",
-            e.ping_id,
-            e.kind,
-            e.call_id,
-            e.receiver,
-            e.error.as_deref().unwrap_or("")
-        );
-    }
-    for u in &s.outbox.unreadable {
-        let _ = writeln!(o, "  UNREADABLE {u}");
-    }
-    if let Some(f) = &s.floor {
-        let _ = writeln!(o, "Floor bus: {}", f.describe());
-    }
-    if !s.parts.is_empty() {
-        let _ = writeln!(o, "Parts:");
-        for p in &s.parts {
-            let _ = writeln!(o, "  {}: {}", p.name, p.describe());
-        }
-    }
-    let n = &s.capabilities.notifications;
-    let _ = writeln!(o, "Capabilities:");
-    if n.present {
-        let _ = writeln!(
-            o,
-            "  notifications: yes ({}), action buttons: {}",
-            n.server.as_deref().unwrap_or("?"),
-            if n.actions { "yes" } else { "no" }
-        );
-    } else {
-        let _ = writeln!(
-            o,
-            "  notifications: NO ({})",
-            n.error.as_deref().unwrap_or("no server")
-        );
-    }
-    let a = &s.capabilities.audio;
-    let _ = writeln!(
-        o,
-        "  audio: {} ({})",
-        a.state,
-        a.detail.as_deref().unwrap_or("")
-    );
+            format!("  音声：{}（{detail}）", audio_ja(&a.state))
+        },
+        format!("  audio: {} ({detail})", a.state),
+    ));
     let ev = &s.capabilities.evidence;
-    match ev.free_mb {
+    let (dir, min) = (&ev.dir, ev.min_free_mb);
+    line(match ev.free_mb {
         Some(free) => {
-            let low = if free < ev.min_free_mb {
-                " — BELOW the minimum, calls are not recorded"
-            } else {
-                ""
-            };
-            let _ = writeln!(
-                o,
-                "  evidence: {} — {free} MiB free (minimum {}){low}",
-                ev.dir, ev.min_free_mb
-            );
+            let low = free < min;
+            pick(
+                format!(
+                    "  証拠：{dir} — 空き {free} MiB（最低 {min}）{}",
+                    if low {
+                        " — 最低値を下回っています。通話は録音されません"
+                    } else {
+                        ""
+                    }
+                ),
+                format!(
+                    "  evidence: {dir} — {free} MiB free (minimum {min}){}",
+                    if low {
+                        " — BELOW the minimum, calls are not recorded"
+                    } else {
+                        ""
+                    }
+                ),
+            )
         }
         None => {
-            let _ = writeln!(
-                o,
-                "  evidence: {} — free space unknown ({})",
-                ev.dir,
-                ev.error.as_deref().unwrap_or("")
-            );
+            let why = ev.error.as_deref().unwrap_or("");
+            pick(
+                format!("  証拠：{dir} — 空き容量がわかりません（{why}）"),
+                format!("  evidence: {dir} — free space unknown ({why})"),
+            )
         }
-    }
+    });
     if s.recent_errors.is_empty() {
-        let _ = writeln!(o, "Recent errors: none");
+        line(pick(
+            "最近のエラー：なし".into(),
+            "Recent errors: none".into(),
+        ));
     } else {
-        let _ = writeln!(o, "Recent errors:");
+        line(pick("最近のエラー：".into(), "Recent errors:".into()));
         for e in &s.recent_errors {
-            let again = if e.repeats > 0 {
-                format!(" (×{})", e.repeats + 1)
-            } else {
-                String::new()
+            let again = match (e.repeats, ja) {
+                (0, _) => String::new(),
+                (r, true) => format!("（{} 回）", r + 1),
+                (r, false) => format!(" (×{})", r + 1),
             };
-            let _ = writeln!(o, "  {} {}{again}", e.at, e.what);
-        }
-    }
-    o
-}
-
-fn render_ja(s: &DaemonStatus) -> String {
-    let mut o = String::new();
-    let _ = writeln!(
-        o,
-        "callguard {} — 動作中（pid {}、{} から）",
-        s.version, s.pid, s.started_at
-    );
-    match &s.tracker {
-        Some(t) => {
-            let detail = if t.pbx_detail.is_empty() {
-                String::new()
-            } else {
-                format!("（{}）", t.pbx_detail)
-            };
-            let _ = writeln!(o, "PBX：{}{detail}", pbx_state_ja(&t.pbx));
-            if t.bad_frames > 0 {
-                let _ = writeln!(
-                    o,
-                    "  受け付けなかったフレーム {} 件。最後：{}",
-                    t.bad_frames,
-                    t.last_bad_frame.as_deref().unwrap_or("")
-                );
-            }
-            let _ = writeln!(o, "通話中：{} 件", t.calls.len());
-            for c in &t.calls {
-                let next = match (&c.next_warning, c.next_warning_after_secs) {
-                    (Some(k), Some(a)) => format!(
-                        "次の警告：{}（{}）まで あと {}",
-                        secs_ja(a),
-                        warning_ja(k),
-                        secs_ja(a.saturating_sub(c.elapsed_secs))
-                    ),
-                    _ => "次の警告：なし".into(),
-                };
-                let _ = writeln!(
-                    o,
-                    "  {}  担当者 {}  お客様 {}  経過 {}  {next}  レベル {}（記録 {} 件）",
-                    c.call_id,
-                    c.agent,
-                    c.caller,
-                    secs_ja(c.elapsed_secs),
-                    c.level,
-                    c.marks
-                );
-            }
-        }
-        None => {
-            let _ = writeln!(o, "PBX：不明（通話の管理部分が応答しませんでした）");
-        }
-    }
-    if s.webhooks.is_empty() {
-        let _ = writeln!(
-            o,
-            "上長への通知：通知先が設定されていません。上長には連絡されません"
-        );
-    } else {
-        let _ = writeln!(
-            o,
-            "上長への通知：通知先 {} 件：{}",
-            s.webhooks.len(),
-            s.webhooks.join("、")
-        );
-    }
-    let _ = writeln!(
-        o,
-        "  送信待ち {}：未送信 {} 件、失敗 {} 件",
-        s.outbox.dir,
-        s.outbox.pending.len(),
-        s.outbox.failed.len()
-    );
-    for e in &s.outbox.pending {
-        let _ = writeln!(
-            o,
-            "  未送信 {} {} 通話 {} → {}（{} 回試行、最後のエラー：{}）",
-            e.ping_id,
-            e.kind,
-            e.call_id,
-            e.receiver,
-            e.attempts,
-            e.error.as_deref().unwrap_or("まだなし")
-        );
-    }
-    for e in &s.outbox.failed {
-        let _ = writeln!(
-            o,
-            "  失敗   {} {} 通話 {} → {}：{}",
-            e.ping_id,
-            e.kind,
-            e.call_id,
-            e.receiver,
-            e.error.as_deref().unwrap_or("")
-        );
-    }
-    for u in &s.outbox.unreadable {
-        let _ = writeln!(o, "  読めないファイル {u}");
-    }
-    if let Some(f) = &s.floor {
-        let _ = writeln!(o, "フロア連携：{}", floor_ja(f));
-    }
-    if !s.parts.is_empty() {
-        let _ = writeln!(o, "構成部分：");
-        for p in &s.parts {
-            let _ = writeln!(
-                o,
-                "  {}：{}",
-                p.name,
-                crate::doctor::parts::describe(p, Language::Ja)
-            );
-        }
-    }
-    let n = &s.capabilities.notifications;
-    let _ = writeln!(o, "この端末でできること：");
-    if n.present {
-        let _ = writeln!(
-            o,
-            "  通知：あり（{}）、操作ボタン：{}",
-            n.server.as_deref().unwrap_or("?"),
-            if n.actions { "あり" } else { "なし" }
-        );
-    } else {
-        let _ = writeln!(
-            o,
-            "  通知：なし（{}）",
-            n.error.as_deref().unwrap_or("通知サーバーがありません")
-        );
-    }
-    let a = &s.capabilities.audio;
-    match a.detail.as_deref() {
-        Some(d) if !d.is_empty() => {
-            let _ = writeln!(o, "  音声：{}（{d}）", audio_ja(&a.state));
-        }
-        _ => {
-            let _ = writeln!(o, "  音声：{}", audio_ja(&a.state));
-        }
-    }
-    let ev = &s.capabilities.evidence;
-    match ev.free_mb {
-        Some(free) => {
-            let low = if free < ev.min_free_mb {
-                " — 最低値を下回っています。通話は録音されません"
-            } else {
-                ""
-            };
-            let _ = writeln!(
-                o,
-                "  証拠：{} — 空き {free} MiB（最低 {}）{low}",
-                ev.dir, ev.min_free_mb
-            );
-        }
-        None => {
-            let _ = writeln!(
-                o,
-                "  証拠：{} — 空き容量がわかりません（{}）",
-                ev.dir,
-                ev.error.as_deref().unwrap_or("")
-            );
-        }
-    }
-    if s.recent_errors.is_empty() {
-        let _ = writeln!(o, "最近のエラー：なし");
-    } else {
-        let _ = writeln!(o, "最近のエラー：");
-        for e in &s.recent_errors {
-            let again = if e.repeats > 0 {
-                format!("（{} 回）", e.repeats + 1)
-            } else {
-                String::new()
-            };
-            let _ = writeln!(o, "  {} {}{again}", e.at, e.what);
+            line(format!("  {} {}{again}", e.at, e.what));
         }
     }
     o

@@ -52,6 +52,11 @@ pub fn pbx_probe_url(cfg: &Config) -> Result<url::Url, String> {
     Ok(u)
 }
 
+/// A failing `pbx` row, before the PBX was reached (so no `Date` for the clock).
+fn fail(detail: impl Into<String>, fix: impl Into<String>) -> (Check, Option<String>) {
+    (Check::new("pbx", Status::Fail, detail, fix), None)
+}
+
 /// Opens the PBX websocket with the configured credentials and closes it again. Returns the
 /// check and the PBX's `Date` header, if any, for the clock check.
 async fn check_pbx(cfg: &Config, lang: Language) -> (Check, Option<String>) {
@@ -59,34 +64,26 @@ async fn check_pbx(cfg: &Config, lang: Language) -> (Check, Option<String>) {
     let fix_url = || say(lang, "pbx.url を直してください", "fix pbx.url");
     let url = match pbx_probe_url(cfg) {
         Ok(u) => u,
-        Err(e) => return (Check::new(NAME, Status::Fail, e, fix_url()), None),
+        Err(e) => return fail(e, fix_url()),
     };
     let shown = crate::pbx::display_url(url.as_str());
     let password = match cfg.pbx_password() {
         Ok(p) => p,
         Err(e) => {
-            return (
-                Check::new(
-                    NAME,
-                    Status::Fail,
-                    e.to_string(),
-                    say(
-                        lang,
-                        "pbx.password_file を担当者のユーザーが読めるようにするか（モード 0600、所有者は担当者）、CALLGUARD__PBX__PASSWORD を設定してください",
-                        "make pbx.password_file readable by the agent's user (mode 0600, owned by them) or set CALLGUARD__PBX__PASSWORD",
-                    ),
+            return fail(
+                e.to_string(),
+                say(
+                    lang,
+                    "pbx.password_file を担当者のユーザーが読めるようにするか（モード 0600、所有者は担当者）、CALLGUARD__PBX__PASSWORD を設定してください",
+                    "make pbx.password_file readable by the agent's user (mode 0600, owned by them) or set CALLGUARD__PBX__PASSWORD",
                 ),
-                None,
             );
         }
     };
     let mut request = match url.as_str().into_client_request() {
         Ok(r) => r,
         Err(e) => {
-            return (
-                Check::new(NAME, Status::Fail, e.to_string(), fix_url()),
-                None,
-            );
+            return fail(e.to_string(), fix_url());
         }
     };
     // The header the connector sends (`pbx::ws`).
@@ -101,22 +98,17 @@ async fn check_pbx(cfg: &Config, lang: Language) -> (Check, Option<String>) {
                 request.headers_mut().insert("Authorization", v);
             }
             Err(e) => {
-                return (
-                    Check::new(
-                        NAME,
-                        Status::Fail,
-                        say(
-                            lang,
-                            format!("認証情報を送れません：{e}"),
-                            format!("the credentials cannot be sent: {e}"),
-                        ),
-                        say(
-                            lang,
-                            "pbx.username とパスワードは改行を含まないプレーンテキストにしてください",
-                            "pbx.username and the password must be plain text without line breaks",
-                        ),
+                return fail(
+                    say(
+                        lang,
+                        format!("認証情報を送れません：{e}"),
+                        format!("the credentials cannot be sent: {e}"),
                     ),
-                    None,
+                    say(
+                        lang,
+                        "pbx.username とパスワードは改行を含まないプレーンテキストにしてください",
+                        "pbx.username and the password must be plain text without line breaks",
+                    ),
                 );
             }
         }
@@ -125,18 +117,13 @@ async fn check_pbx(cfg: &Config, lang: Language) -> (Check, Option<String>) {
         match crate::tls::client_config(&cfg.pbx.ca_file) {
             Ok(c) => Some(tokio_tungstenite::Connector::Rustls(c)),
             Err(e) => {
-                return (
-                    Check::new(
-                        NAME,
-                        Status::Fail,
-                        e.to_string(),
-                        say(
-                            lang,
-                            "pbx.ca_file には、PBX の証明書に署名した CA の PEM 証明書を指定してください",
-                            "point pbx.ca_file at the PEM certificate of the CA that signed the PBX's certificate",
-                        ),
+                return fail(
+                    e.to_string(),
+                    say(
+                        lang,
+                        "pbx.ca_file には、PBX の証明書に署名した CA の PEM 証明書を指定してください",
+                        "point pbx.ca_file at the PEM certificate of the CA that signed the PBX's certificate",
                     ),
-                    None,
                 );
             }
         }
@@ -197,19 +184,17 @@ async fn check_pbx(cfg: &Config, lang: Language) -> (Check, Option<String>) {
                         format!("{shown}：認証情報が拒否されました（HTTP {status}）"),
                         format!("{shown}: credentials refused (HTTP {status})"),
                     ),
-                    match (cfg.pbx.kind, lang) {
-                        (PbxKind::Asterisk, Language::Ja) => {
-                            "pbx.username と pbx.password_file を、PBX の ari.conf のユーザーと照らし合わせてください"
-                        }
-                        (PbxKind::Asterisk, Language::En) => {
-                            "check pbx.username and pbx.password_file against the user in the PBX's ari.conf"
-                        }
-                        (PbxKind::Generic, Language::Ja) => {
-                            "pbx.username と pbx.password_file を確かめてください"
-                        }
-                        (PbxKind::Generic, Language::En) => {
-                            "check pbx.username and pbx.password_file"
-                        }
+                    match cfg.pbx.kind {
+                        PbxKind::Asterisk => say(
+                            lang,
+                            "pbx.username と pbx.password_file を、PBX の ari.conf のユーザーと照らし合わせてください",
+                            "check pbx.username and pbx.password_file against the user in the PBX's ari.conf",
+                        ),
+                        PbxKind::Generic => say(
+                            lang,
+                            "pbx.username と pbx.password_file を確かめてください",
+                            "check pbx.username and pbx.password_file",
+                        ),
                     },
                 )
             } else {
@@ -221,19 +206,17 @@ async fn check_pbx(cfg: &Config, lang: Language) -> (Check, Option<String>) {
                         format!("{shown}：PBX が WebSocket ではなく HTTP {status} で応答しました"),
                         format!("{shown}: the PBX answered HTTP {status} instead of a websocket"),
                     ),
-                    match (cfg.pbx.kind, lang) {
-                        (PbxKind::Asterisk, Language::Ja) => {
-                            "pbx.url は ARI のベース（ws://HOST:8088）にしてください。ARI とその HTTP サーバーが有効か確かめてください"
-                        }
-                        (PbxKind::Asterisk, Language::En) => {
-                            "pbx.url must be the ARI base (ws://HOST:8088); check that ARI and its HTTP server are enabled"
-                        }
-                        (PbxKind::Generic, Language::Ja) => {
-                            "pbx.url は PBX のプロトコル v1 の WebSocket エンドポイントにしてください"
-                        }
-                        (PbxKind::Generic, Language::En) => {
-                            "pbx.url must be the PBX's protocol v1 websocket endpoint"
-                        }
+                    match cfg.pbx.kind {
+                        PbxKind::Asterisk => say(
+                            lang,
+                            "pbx.url は ARI のベース（ws://HOST:8088）にしてください。ARI とその HTTP サーバーが有効か確かめてください",
+                            "pbx.url must be the ARI base (ws://HOST:8088); check that ARI and its HTTP server are enabled",
+                        ),
+                        PbxKind::Generic => say(
+                            lang,
+                            "pbx.url は PBX のプロトコル v1 の WebSocket エンドポイントにしてください",
+                            "pbx.url must be the PBX's protocol v1 websocket endpoint",
+                        ),
                     },
                 )
             };

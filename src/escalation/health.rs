@@ -71,11 +71,22 @@ pub async fn checks(from: &Sender<'_>, send_test_ping: bool, lang: Language) -> 
     rows
 }
 
-fn fix_unreachable(lang: Language) -> String {
-    say(
-        lang,
-        "URL、DNS、プロキシ、この端末と受信側の間のファイアウォールを確かめてください",
-        "check the URL, DNS, proxy and firewall between this machine and the receiver",
+/// The row of a receiver that could not be reached.
+fn unreachable(name: &str, shown: &str, e: &reqwest::Error, lang: Language) -> Check {
+    let why = crate::host::error_chain(e);
+    Check::new(
+        name,
+        Status::Fail,
+        say(
+            lang,
+            format!("{shown}：到達できません：{why}"),
+            format!("{shown}: unreachable: {why}"),
+        ),
+        say(
+            lang,
+            "URL、DNS、プロキシ、この端末と受信側の間のファイアウォールを確かめてください",
+            "check the URL, DNS, proxy and firewall between this machine and the receiver",
+        ),
     )
 }
 
@@ -101,19 +112,7 @@ async fn reachable(
                 ),
             )
         }
-        Err(e) => {
-            let why = crate::host::error_chain(&e);
-            Check::new(
-                name,
-                Status::Fail,
-                say(
-                    lang,
-                    format!("{shown}：到達できません：{why}"),
-                    format!("{shown}: unreachable: {why}"),
-                ),
-                fix_unreachable(lang),
-            )
-        }
+        Err(e) => unreachable(name, shown, &e, lang),
     }
 }
 
@@ -213,19 +212,7 @@ async fn test_ping(
                 ),
             )
         }
-        Err(e) => {
-            let why = crate::host::error_chain(&e);
-            Check::new(
-                name,
-                Status::Fail,
-                say(
-                    lang,
-                    format!("{shown}：到達できません：{why}"),
-                    format!("{shown}: unreachable: {why}"),
-                ),
-                fix_unreachable(lang),
-            )
-        }
+        Err(e) => unreachable(name, shown, &e, lang),
     }
 }
 

@@ -109,6 +109,48 @@ pub fn test_config(dir: &std::path::Path, url: &str) -> Config {
     cfg
 }
 
+/// How an in-process test daemon runs, built from the one default the tests share: headless
+/// (no desktop notifications, no tray), fired warnings kept in memory only, real time.
+#[derive(Debug, Clone)]
+pub struct TestRun {
+    opts: RunOptions,
+}
+
+impl TestRun {
+    /// The shared default.
+    pub fn headless() -> TestRun {
+        TestRun {
+            opts: RunOptions {
+                time_scale: 1.0,
+                volatile: true,
+                desktop: false,
+            },
+        }
+    }
+
+    /// Thresholds divided by `scale` (`--time-scale`).
+    pub fn time_scale(mut self, scale: f64) -> TestRun {
+        self.opts.time_scale = scale;
+        self
+    }
+
+    /// Fired warnings kept on disk, as in production.
+    pub fn remembering(mut self) -> TestRun {
+        self.opts.volatile = false;
+        self
+    }
+
+    /// The options, for [`Daemon::new`].
+    pub fn opts(self) -> RunOptions {
+        self.opts
+    }
+
+    /// Starts a daemon with `cfg` in-process.
+    pub fn start(self, cfg: Config) -> RunningDaemon {
+        start_daemon(cfg, self.opts)
+    }
+}
+
 pub fn start_daemon(cfg: Config, opts: RunOptions) -> RunningDaemon {
     let daemon = Daemon::new(cfg, opts);
     let reports = daemon.reports();

@@ -179,7 +179,7 @@ fn en(rec: &CallRecord) -> bool {
     rec.incident.language == "en"
 }
 
-fn stmt(m: &Mark) -> Statement {
+pub(super) fn stmt(m: &Mark) -> Statement {
     Statement {
         kind: m.kind.as_str().into(),
         quote: m.quote.clone().unwrap_or_default(),

@@ -24,7 +24,8 @@ pub use super::record::{
 pub use build::*;
 pub use render::{human_duration, human_time, render_md};
 
-fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<RecordFile> {
+/// Writes one record file atomically and says what the manifest lists for it.
+fn write_listed(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<RecordFile> {
     crate::fsutil::write_atomic(dir, name, bytes)?;
     Ok(RecordFile {
         file: name.into(),
@@ -39,15 +40,19 @@ pub fn write(dir: &Path, r: &IncidentRecord, english: bool) -> io::Result<Vec<Re
     json.push(b'\n');
     let md = render_md(r, english);
     Ok(vec![
-        write_atomic(dir, JSON_FILE, &json)?,
-        write_atomic(dir, MD_FILE, md.as_bytes())?,
+        write_listed(dir, JSON_FILE, &json)?,
+        write_listed(dir, MD_FILE, md.as_bytes())?,
     ])
 }
 
 #[cfg(test)]
 mod tests {
+    use super::build::stmt;
+    use super::render::human_dt_as_is;
     use super::*;
-    use crate::harassment::{Mark, Rule};
+    use crate::evidence::manifest::WarningRecord;
+    use crate::harassment::{FiredRule, Mark, MarkKind, Rule, RuleAction};
+    use chrono::DateTime;
 
     /// A record with every part: marks with quotes, demands, symptoms, notes, both warnings,
     /// rules of both kinds, escalations delivered, failed and still queued, legal information.

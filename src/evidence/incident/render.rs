@@ -35,7 +35,7 @@ fn human_dt(t: DateTime<FixedOffset>, english: bool) -> String {
 }
 
 /// [`human_dt`] in `t`'s own offset.
-fn human_dt_as_is(t: DateTime<FixedOffset>, english: bool) -> String {
+pub(super) fn human_dt_as_is(t: DateTime<FixedOffset>, english: bool) -> String {
     if english {
         t.format("%-d %b %Y %H:%M:%S").to_string()
     } else {
