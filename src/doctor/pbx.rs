@@ -175,51 +175,40 @@ async fn check_pbx(cfg: &Config, lang: Language) -> (Check, Option<String>) {
         Ok(Err(WsError::Http(response))) => {
             let date = date_header(response.headers());
             let status = response.status();
-            let check = if status.as_u16() == 401 || status.as_u16() == 403 {
-                Check::new(
-                    NAME,
-                    Status::Fail,
-                    say(
-                        lang,
-                        format!("{shown}：認証情報が拒否されました（HTTP {status}）"),
-                        format!("{shown}: credentials refused (HTTP {status})"),
-                    ),
-                    match cfg.pbx.kind {
-                        PbxKind::Asterisk => say(
-                            lang,
-                            "pbx.username と pbx.password_file を、PBX の ari.conf のユーザーと照らし合わせてください",
-                            "check pbx.username and pbx.password_file against the user in the PBX's ari.conf",
-                        ),
-                        PbxKind::Generic => say(
-                            lang,
-                            "pbx.username と pbx.password_file を確かめてください",
-                            "check pbx.username and pbx.password_file",
-                        ),
-                    },
+            let refused = status.as_u16() == 401 || status.as_u16() == 403;
+            let detail = if refused {
+                say(
+                    lang,
+                    format!("{shown}：認証情報が拒否されました（HTTP {status}）"),
+                    format!("{shown}: credentials refused (HTTP {status})"),
                 )
             } else {
-                Check::new(
-                    NAME,
-                    Status::Fail,
-                    say(
-                        lang,
-                        format!("{shown}：PBX が WebSocket ではなく HTTP {status} で応答しました"),
-                        format!("{shown}: the PBX answered HTTP {status} instead of a websocket"),
-                    ),
-                    match cfg.pbx.kind {
-                        PbxKind::Asterisk => say(
-                            lang,
-                            "pbx.url は ARI のベース（ws://HOST:8088）にしてください。ARI とその HTTP サーバーが有効か確かめてください",
-                            "pbx.url must be the ARI base (ws://HOST:8088); check that ARI and its HTTP server are enabled",
-                        ),
-                        PbxKind::Generic => say(
-                            lang,
-                            "pbx.url は PBX のプロトコル v1 の WebSocket エンドポイントにしてください",
-                            "pbx.url must be the PBX's protocol v1 websocket endpoint",
-                        ),
-                    },
+                say(
+                    lang,
+                    format!("{shown}：PBX が WebSocket ではなく HTTP {status} で応答しました"),
+                    format!("{shown}: the PBX answered HTTP {status} instead of a websocket"),
                 )
             };
+            let (ja, en) = match (refused, cfg.pbx.kind) {
+                (true, PbxKind::Asterisk) => (
+                    "pbx.username と pbx.password_file を、PBX の ari.conf のユーザーと照らし合わせてください",
+                    "check pbx.username and pbx.password_file against the user in the PBX's ari.conf",
+                ),
+                (true, PbxKind::Generic) => (
+                    "pbx.username と pbx.password_file を確かめてください",
+                    "check pbx.username and pbx.password_file",
+                ),
+                (false, PbxKind::Asterisk) => (
+                    "pbx.url は ARI のベース（ws://HOST:8088）にしてください。ARI とその HTTP サーバーが有効か確かめてください",
+                    "pbx.url must be the ARI base (ws://HOST:8088); check that ARI and its HTTP server are enabled",
+                ),
+                (false, PbxKind::Generic) => (
+                    "pbx.url は PBX のプロトコル v1 の WebSocket エンドポイントにしてください",
+                    "pbx.url must be the PBX's protocol v1 websocket endpoint",
+                ),
+            };
+            let fix = say(lang, ja, en);
+            let check = Check::new(NAME, Status::Fail, detail, fix);
             (check, date)
         }
         Ok(Err(e)) => (

@@ -256,39 +256,32 @@ pub fn check_key(data_dir: &Path, lang: Language) -> Check {
     }
     let mode = meta.mode() & 0o777;
     let me = rustix::process::getuid().as_raw();
-    if meta.uid() != me {
-        return Check::new(
-            NAME,
-            Status::Fail,
-            say(
-                lang,
-                format!(
-                    "{shown}：所有者が uid {} で、このユーザー（{me}）ではありません",
-                    meta.uid()
-                ),
-                format!(
-                    "{shown}: owned by uid {}, not by this user ({me})",
-                    meta.uid()
-                ),
+    // Someone else's key, or one others can read: either way evidence could be forged.
+    let unsafe_key = if meta.uid() != me {
+        Some((
+            format!(
+                "{shown}：所有者が uid {} で、このユーザー（{me}）ではありません",
+                meta.uid()
+            ),
+            format!(
+                "{shown}: owned by uid {}, not by this user ({me})",
+                meta.uid()
             ),
             format!("chown {me} {shown}"),
-        );
-    }
-    if mode & 0o077 != 0 {
-        return Check::new(
-            NAME,
-            Status::Fail,
-            say(
-                lang,
-                format!(
-                    "{shown}：モード {mode:04o}：ほかのユーザーが鍵を読めるため、証拠を偽造できます"
-                ),
-                format!(
-                    "{shown}: mode {mode:04o}: other users can read the key and forge evidence"
-                ),
+        ))
+    } else if mode & 0o077 != 0 {
+        Some((
+            format!(
+                "{shown}：モード {mode:04o}：ほかのユーザーが鍵を読めるため、証拠を偽造できます"
             ),
+            format!("{shown}: mode {mode:04o}: other users can read the key and forge evidence"),
             format!("chmod 600 {shown}"),
-        );
+        ))
+    } else {
+        None
+    };
+    if let Some((ja, en, fix)) = unsafe_key {
+        return Check::new(NAME, Status::Fail, say(lang, ja, en), fix);
     }
     match std::fs::File::open(&path) {
         Ok(_) => Check::pass(
