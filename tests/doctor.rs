@@ -206,6 +206,16 @@ fn line<'a>(table: &'a str, check: &str) -> &'a str {
         .unwrap_or_else(|| panic!("no `{check}` line in:\n{table}"))
 }
 
+/// The `--json` row of `check`.
+fn row<'a>(v: &'a serde_json::Value, check: &str) -> &'a serde_json::Value {
+    v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["check"] == check)
+        .unwrap_or_else(|| panic!("no {check} in {v}"))
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_working_workstation_passes() {
     let bus = SessionBus::start();
@@ -282,11 +292,7 @@ async fn a_working_workstation_passes() {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_unreachable_pbx_fails_and_json_has_the_fleet_shape() {
     // A port that was just free: nothing listens there.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = common::http::free_port().await;
     let ws = Workstation::new();
     let config = ws.config(&format!("ws://127.0.0.1:{port}/"), "");
 
@@ -376,11 +382,7 @@ async fn an_invalid_configuration_is_one_failing_line() {
 /// nor `--json` may show the token, and the port stays so receivers can be told apart.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_down_receiver_shows_no_token_and_keeps_the_port() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = common::http::free_port().await;
     let ws = Workstation::new();
     let config = ws.config(
         "ws://127.0.0.1:9/",
@@ -402,12 +404,7 @@ async fn a_down_receiver_shows_no_token_and_keeps_the_port() {
     let text = stdout(&out);
     assert!(!text.contains("T0KEN5ecret"), "{text}");
     let v: serde_json::Value = serde_json::from_str(&text).unwrap();
-    let hook = v["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["check"] == "webhook[0]")
-        .unwrap_or_else(|| panic!("no webhook[0] in {v}"));
+    let hook = row(&v, "webhook[0]");
     assert_eq!(hook["status"], "fail", "{hook}");
     assert!(
         hook["detail"]
@@ -420,11 +417,7 @@ async fn a_down_receiver_shows_no_token_and_keeps_the_port() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn doctor_changes_nothing_and_its_fixes_point_to_installed_files() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = common::http::free_port().await;
     let ws = Workstation::new();
     let config = ws.config(&format!("ws://127.0.0.1:{port}/"), "");
     let evidence = ws.state().join("evidence");
@@ -486,11 +479,7 @@ const ENGLISH_WORDS: [&str; 8] = [
 /// the summary), while `--json` stays English with the same keys for fleet tooling.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_table_follows_language_ja_and_json_stays_english() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = common::http::free_port().await;
     let ws = Workstation::new();
     let config = ws.config_in("ja", &format!("ws://127.0.0.1:{port}/"), "");
 
@@ -542,13 +531,7 @@ async fn the_table_follows_language_ja_and_json_stays_english() {
 
     let out = ws.doctor(&config, None, &["--json"]).await;
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let checks = v["checks"].as_array().unwrap();
-    let by_name = |name: &str| {
-        checks
-            .iter()
-            .find(|c| c["check"] == name)
-            .unwrap_or_else(|| panic!("no {name} in {v}"))
-    };
+    let by_name = |name: &str| row(&v, name);
     assert_eq!(by_name("signing-key")["status"], "warn");
     assert!(
         by_name("signing-key")["detail"]
@@ -654,19 +637,14 @@ async fn a_running_daemons_parts_are_shown_in_doctor_and_status_in_both_language
 
     let out = ws.doctor(&config, None, &["--json"]).await;
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let row = v["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["check"] == "part:evidence")
-        .unwrap_or_else(|| panic!("no part:evidence in {v}"));
-    assert_eq!(row["status"], "pass", "{row}");
+    let part = row(&v, "part:evidence");
+    assert_eq!(part["status"], "pass", "{part}");
     assert!(
-        row["detail"]
+        part["detail"]
             .as_str()
             .unwrap()
             .starts_with("running since "),
-        "{row}"
+        "{part}"
     );
 
     // The same daemon read with `language = "en"`: English for people too.
