@@ -57,16 +57,7 @@ pub fn render(s: &DaemonStatus, lang: Language) -> String {
         o.push_str(&text);
         o.push('\n');
     };
-    line(pick(
-        format!(
-            "callguard {} — 動作中（pid {}、{} から）",
-            s.version, s.pid, s.started_at
-        ),
-        format!(
-            "callguard {} — running (pid {}, since {})",
-            s.version, s.pid, s.started_at
-        ),
-    ));
+    line(crate::doctor::parts::daemon_line(s, lang));
     match &s.tracker {
         Some(t) => {
             line(pick(

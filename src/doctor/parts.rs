@@ -28,22 +28,25 @@ pub async fn checks(cfg: &Config, lang: Language) -> Vec<Check> {
     }
 }
 
+/// `callguard 0.1.0 — running (pid 4711, since …)`: the first line of `status` and the
+/// detail of the doctor's `daemon` row.
+pub fn daemon_line(s: &DaemonStatus, lang: Language) -> String {
+    say(
+        lang,
+        format!(
+            "callguard {} — 動作中（pid {}、{} から）",
+            s.version, s.pid, s.started_at
+        ),
+        format!(
+            "callguard {} — running (pid {}, since {})",
+            s.version, s.pid, s.started_at
+        ),
+    )
+}
+
 /// The rows for a daemon's status.
 pub fn rows(s: &DaemonStatus, lang: Language) -> Vec<Check> {
-    let mut out = vec![Check::pass(
-        "daemon",
-        say(
-            lang,
-            format!(
-                "動作中（pid {}、{} から、バージョン {}）",
-                s.pid, s.started_at, s.version
-            ),
-            format!(
-                "running (pid {}, since {}, version {})",
-                s.pid, s.started_at, s.version
-            ),
-        ),
-    )];
+    let mut out = vec![Check::pass("daemon", daemon_line(s, lang))];
     out.extend(s.parts.iter().map(|p| part_row(p, lang)));
     out
 }
