@@ -133,12 +133,12 @@ fn recorder(c: &mut Criterion) {
             let path = tmp.path().join(format!("r{n}.wav.part"));
             let mut r = Recorder::new(path.clone(), Encoding::Mulaw, 8000);
             for text in &json {
-                if let Ok(callguard::protocol::Parsed::Event(PbxEvent::Media {
+                if let Ok(callguard::pbx::generic::protocol::Parsed::Event(PbxEvent::Media {
                     track,
                     seq,
                     payload,
                     ..
-                })) = callguard::protocol::parse_frame(text)
+                })) = callguard::pbx::generic::protocol::parse_frame(text)
                 {
                     r.push(track, seq, &payload).unwrap();
                 }

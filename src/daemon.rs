@@ -47,9 +47,7 @@ pub fn sinks(cfg: &Config, opts: &RunOptions) -> Vec<Box<dyn Sink>> {
     alert_opts.sounds.quiet_probe = opts.volatile;
     let mut sinks: Vec<Box<dyn Sink>> = vec![
         Box::new(crate::alerts::AlertsSink::new(alert_opts)),
-        Box::new(crate::escalation::EscalationSink::new(
-            crate::escalation::EscalationOptions::from_config(cfg),
-        )),
+        Box::new(crate::escalation::EscalationSink::from_config(cfg)),
         Box::new(crate::evidence::EvidenceSink::new(
             crate::evidence::EvidenceOptions::from_config(cfg),
         )),
@@ -59,6 +57,17 @@ pub fn sinks(cfg: &Config, opts: &RunOptions) -> Vec<Box<dyn Sink>> {
         sinks.push(Box::new(crate::tray::TraySink::new(cfg.language)));
     }
     sinks
+}
+
+/// Every sink the daemon runs for `cfg` in production: [`sinks`] and the floor publisher. The
+/// doctor asks each for its [`healthcheck`](Sink::healthcheck) rows.
+pub fn checked_sinks(cfg: &Config) -> Vec<Box<dyn Sink>> {
+    let opts = RunOptions::default();
+    let mut all = sinks(cfg, &opts);
+    if let Some(f) = crate::floor::sink::FloorSink::from_config(cfg, opts.desktop) {
+        all.push(Box::new(f));
+    }
+    all
 }
 
 /// A daemon ready to run: the sinks are subscribed, reports can be listened to.

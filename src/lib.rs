@@ -24,7 +24,6 @@ pub mod host;
 pub mod logging;
 pub mod messages;
 pub mod pbx;
-pub mod protocol;
 pub mod queue;
 pub mod redact;
 pub mod reload;

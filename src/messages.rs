@@ -124,6 +124,20 @@ pub fn not_running(lang: Language) -> &'static str {
     }
 }
 
+/// `callguard status` with no daemon on the control socket at `path`.
+pub fn status_not_running(path: &std::path::Path, lang: Language) -> String {
+    match lang {
+        Language::Ja => format!(
+            "callguard が動いていません（{} で応答するデーモンがありません）",
+            path.display()
+        ),
+        Language::En => format!(
+            "callguard is not running (no daemon answers on {})",
+            path.display()
+        ),
+    }
+}
+
 /// The daemon refused a request: `code` is the protocol's reason, `error` its English text.
 pub fn refused(code: Option<&str>, error: &str, lang: Language) -> String {
     match (lang, code) {

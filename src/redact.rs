@@ -83,7 +83,25 @@ pub fn redact(text: &str) -> String {
             continue;
         }
         let end = rest[i + 3..]
-            .find(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | ')' | ']' | '>' | '`'))
+            .find(|c: char| {
+                // Full-width punctuation ends a URL too (Japanese text has no spaces); a real
+                // URL carries such characters percent-encoded.
+                c.is_whitespace()
+                    || matches!(
+                        c,
+                        '"' | '\''
+                            | ')'
+                            | ']'
+                            | '>'
+                            | '`'
+                            | '：'
+                            | '（'
+                            | '）'
+                            | '、'
+                            | '。'
+                            | '」'
+                    )
+            })
             .map(|j| i + 3 + j)
             .unwrap_or(rest.len());
         // Already masked (text built from a masked URL): kept as is, so masking twice
@@ -161,5 +179,14 @@ mod tests {
             "{once}"
         );
         assert_eq!(redact("odd ://x"), "odd ://x");
+        // Japanese text runs on without spaces: full-width punctuation ends the URL.
+        assert_eq!(
+            redact("ws://127.0.0.1:1/：接続できません：IO error"),
+            "ws://127.0.0.1:1/：接続できません：IO error"
+        );
+        assert_eq!(
+            redact("http://h:1/hooks/SECRET：到達できません"),
+            "http://h:1/hooks/…(masked)：到達できません"
+        );
     }
 }

@@ -107,6 +107,30 @@ impl Record {
     }
 }
 
+impl Record {
+    /// [`Record::describe`] in Japanese, for `status` under `language = "ja"`.
+    pub fn describe_ja(&self) -> String {
+        let hhmm = chrono::DateTime::parse_from_rfc3339(&self.at)
+            .map(|t| t.format("%H:%M").to_string())
+            .unwrap_or_else(|_| self.at.clone());
+        match self.outcome {
+            Outcome::Applied => format!(
+                "設定：{hhmm} に再読み込みしました（{} 件変更：{}）",
+                self.keys.len(),
+                self.keys.join("、")
+            ),
+            Outcome::Unchanged => format!("設定：{hhmm} に再読み込みしました（変更なし）"),
+            Outcome::Refused => format!(
+                "設定：{hhmm} の再読み込みは失敗しました：{}（以前の設定で動作中）",
+                self.detail
+            ),
+            Outcome::NeedsRestart => {
+                format!("設定：{hhmm} の再読み込みは適用されていません：{}", self.detail)
+            }
+        }
+    }
+}
+
 /// Reloads for one daemon; shared by the control socket and the SIGHUP listener.
 pub struct Reloader {
     /// `--config PATH` of the daemon (else the usual lookup, done again at each reload so a

@@ -30,6 +30,8 @@ pub struct SinkContext {
 pub struct HealthOptions {
     /// Send a real test message to each receiver (`doctor --send-test-ping`).
     pub send_test_ping: bool,
+    /// The language of the rows' details and fixes (the doctor's `--json` asks for English).
+    pub language: crate::config::Language,
 }
 
 /// A consumer of the tracker's actions.

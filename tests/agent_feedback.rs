@@ -37,21 +37,15 @@ impl Drop for Daemon {
 }
 
 fn write_config(dir: &Path, pbx: &str, hook: &str, lang: &str) -> PathBuf {
-    let path = dir.join("callguard.toml");
-    let d = dir.display();
-    std::fs::write(
-        &path,
-        format!(
-            "language = \"{lang}\"\n[pbx]\nurl = \"{pbx}\"\n[agent]\nextension = \"1001\"\nname = \"佐藤\"\n\
-             [prompt]\nlocal = false\n[state]\ndir = \"{d}/state\"\n\
-             [evidence]\ndir = \"{d}/evidence\"\nsource = \"off\"\n\
-             [control]\nsocket = \"{d}/control.sock\"\n\
-             [escalation]\ncoalesce = \"0s\"\n\
-             [[escalation.webhook]]\nurl = \"{hook}\"\nformat = \"json\"\n"
-        ),
-    )
-    .unwrap();
-    path
+    common::ConfigFile::new(dir, pbx)
+        .language(lang)
+        .extension("1001")
+        .agent_name("佐藤")
+        .evidence_off()
+        .control_socket()
+        .coalesce("0s")
+        .webhook(hook, "json")
+        .write()
 }
 
 fn daemon(config: &Path, bus: &SessionBus) -> Daemon {

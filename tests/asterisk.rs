@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use callguard::calls::Command;
 use callguard::config::{Config, EvidenceSource, PbxKind};
-use callguard::daemon::RunOptions;
 use callguard::events::{PbxEvent, RecordingOutcome, Report};
 use callguard::pbx::ari::event::parse_time;
 use callguard::pbx::asterisk::{self, Options};
@@ -16,7 +15,7 @@ use common::ari::{
     AriConn, Failure, FakeAri, fixture_bytes, fixture_lines, is_own_snoop_stasis_start,
     rest_responses,
 };
-use common::{start_daemon, test_config};
+use common::{TestRun, test_config};
 use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -229,14 +228,7 @@ async fn the_daemon_tracks_the_bridged_call_once() {
     let mut ari = FakeAri::start(USER, PASSWORD).await;
     let mut cfg = ari_config(dir.path(), &ari.url);
     cfg.evidence.source = EvidenceSource::Off;
-    let mut d = start_daemon(
-        cfg,
-        RunOptions {
-            volatile: true,
-            desktop: false,
-            ..RunOptions::default()
-        },
-    );
+    let mut d = TestRun::headless().start(cfg);
     let mut conn = ari.accept().await;
     d.next(|r| matches!(r, Report::Connected(_)).then_some(()))
         .await;
@@ -289,14 +281,7 @@ async fn reconnect_mid_call_resyncs_without_a_second_start_and_ends_gone_calls_a
         "Local/1001@agentphones2".into(),
     ];
     cfg.evidence.source = EvidenceSource::Off;
-    let mut d = start_daemon(
-        cfg,
-        RunOptions {
-            volatile: true,
-            desktop: false,
-            ..RunOptions::default()
-        },
-    );
+    let mut d = TestRun::headless().start(cfg);
     let mut conn = ari.accept().await;
     d.next(|r| matches!(r, Report::Connected(_)).then_some(()))
         .await;

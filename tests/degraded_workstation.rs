@@ -26,17 +26,10 @@ async fn no_notification_server_one_warning_and_sound_still_plays() {
     )
     .unwrap();
     let mut pbx = FakePbx::start().await;
-    let config = dir.path().join("callguard.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[pbx]\nurl = \"{}\"\n[prompt]\nlocal = true\n[state]\ndir = \"{}\"\n[evidence]\nsource = \"off\"\ndir = \"{}\"\n",
-            pbx.url,
-            dir.path().join("state").display(),
-            dir.path().join("evidence").display()
-        ),
-    )
-    .unwrap();
+    let config = common::ConfigFile::new(dir.path(), &pbx.url)
+        .local_sound()
+        .evidence_off()
+        .write();
     let mut child = Command::new(env!("CARGO_BIN_EXE_callguard"))
         .args(["run", "--time-scale", "600", "--config"])
         .arg(&config)

@@ -12,18 +12,10 @@ use common::dbus::{SessionBus, serve_notifications};
 use serde_json::json;
 
 fn write_config(dir: &std::path::Path, url: &str) -> std::path::PathBuf {
-    let path = dir.join("callguard.toml");
-    std::fs::write(
-        &path,
-        format!(
-            "[pbx]\nurl = \"{url}\"\n[agent]\nextension = \"1001\"\n[prompt]\nlocal = false\n\
-             [state]\ndir = \"{}\"\n[evidence]\ndir = \"{}\"\nsource = \"off\"\n",
-            dir.join("state").display(),
-            dir.join("evidence").display()
-        ),
-    )
-    .unwrap();
-    path
+    common::ConfigFile::new(dir, url)
+        .extension("1001")
+        .evidence_off()
+        .write()
 }
 
 #[tokio::test]

@@ -130,18 +130,45 @@ impl Workstation {
         self.path().join("state")
     }
 
-    /// Writes the config file with `pbx_url` and the extra TOML.
+    /// Writes the config file with `pbx_url` and the extra TOML, in English (what most tests
+    /// read).
     fn config(&self, pbx_url: &str, extra: &str) -> PathBuf {
-        let file = self.path().join("callguard.toml");
+        self.config_in("en", pbx_url, extra)
+    }
+
+    /// [`config`](Self::config) with `language = LANG`.
+    fn config_in(&self, lang: &str, pbx_url: &str, extra: &str) -> PathBuf {
+        let file = self.path().join(format!("callguard-{lang}.toml"));
         std::fs::write(
             &file,
             format!(
-                "[pbx]\nurl = \"{pbx_url}\"\n{extra}\n[state]\ndir = \"{}\"\n",
+                "language = \"{lang}\"\n[pbx]\nurl = \"{pbx_url}\"\n{extra}\n[state]\ndir = \"{}\"\n",
                 self.state().display()
             ),
         )
         .unwrap();
         file
+    }
+
+    /// The real binary with this workstation's environment (and no session bus).
+    fn command(&self, args: &[&str], config: &Path) -> tokio::process::Command {
+        let mut cmd = tokio::process::Command::new(BIN);
+        cmd.args(args).arg("--config").arg(config);
+        for (k, _) in std::env::vars_os() {
+            if k.to_string_lossy().starts_with("CALLGUARD") {
+                cmd.env_remove(k);
+            }
+        }
+        cmd.env("HOME", self.path())
+            .env("XDG_CONFIG_HOME", self.path().join("config"))
+            .env("XDG_DATA_HOME", self.path().join("data"))
+            .env("CALLGUARD_SYSTEM_DIR", self.path().join("etc"))
+            .env(
+                "DBUS_SESSION_BUS_ADDRESS",
+                format!("unix:path={}/no-bus", self.path().display()),
+            )
+            .kill_on_drop(true);
+        cmd
     }
 
     /// A signing key with the given mode.
@@ -155,23 +182,11 @@ impl Workstation {
     }
 
     async fn doctor(&self, config: &Path, bus: Option<&SessionBus>, args: &[&str]) -> Output {
-        let mut cmd = tokio::process::Command::new(BIN);
-        cmd.arg("doctor").arg("--config").arg(config).args(args);
-        for (k, _) in std::env::vars_os() {
-            if k.to_string_lossy().starts_with("CALLGUARD") {
-                cmd.env_remove(k);
-            }
+        let mut cmd = self.command(&["doctor"], config);
+        cmd.args(args);
+        if let Some(b) = bus {
+            cmd.env("DBUS_SESSION_BUS_ADDRESS", &b.address);
         }
-        cmd.env("HOME", self.path())
-            .env("XDG_CONFIG_HOME", self.path().join("config"))
-            .env("XDG_DATA_HOME", self.path().join("data"))
-            .env("CALLGUARD_SYSTEM_DIR", self.path().join("etc"))
-            .env(
-                "DBUS_SESSION_BUS_ADDRESS",
-                bus.map(|b| b.address.clone())
-                    .unwrap_or_else(|| format!("unix:path={}/no-bus", self.path().display())),
-            )
-            .kill_on_drop(true);
         tokio::time::timeout(WAIT, cmd.output())
             .await
             .expect("doctor did not finish")
@@ -189,6 +204,16 @@ fn line<'a>(table: &'a str, check: &str) -> &'a str {
         .lines()
         .find(|l| l.split_whitespace().nth(1) == Some(check))
         .unwrap_or_else(|| panic!("no `{check}` line in:\n{table}"))
+}
+
+/// The `--json` row of `check`.
+fn row<'a>(v: &'a serde_json::Value, check: &str) -> &'a serde_json::Value {
+    v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["check"] == check)
+        .unwrap_or_else(|| panic!("no {check} in {v}"))
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -267,11 +292,7 @@ async fn a_working_workstation_passes() {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_unreachable_pbx_fails_and_json_has_the_fleet_shape() {
     // A port that was just free: nothing listens there.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = common::http::free_port().await;
     let ws = Workstation::new();
     let config = ws.config(&format!("ws://127.0.0.1:{port}/"), "");
 
@@ -361,11 +382,7 @@ async fn an_invalid_configuration_is_one_failing_line() {
 /// nor `--json` may show the token, and the port stays so receivers can be told apart.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_down_receiver_shows_no_token_and_keeps_the_port() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = common::http::free_port().await;
     let ws = Workstation::new();
     let config = ws.config(
         "ws://127.0.0.1:9/",
@@ -387,12 +404,7 @@ async fn a_down_receiver_shows_no_token_and_keeps_the_port() {
     let text = stdout(&out);
     assert!(!text.contains("T0KEN5ecret"), "{text}");
     let v: serde_json::Value = serde_json::from_str(&text).unwrap();
-    let hook = v["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["check"] == "webhook[0]")
-        .unwrap_or_else(|| panic!("no webhook[0] in {v}"));
+    let hook = row(&v, "webhook[0]");
     assert_eq!(hook["status"], "fail", "{hook}");
     assert!(
         hook["detail"]
@@ -405,11 +417,7 @@ async fn a_down_receiver_shows_no_token_and_keeps_the_port() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn doctor_changes_nothing_and_its_fixes_point_to_installed_files() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = common::http::free_port().await;
     let ws = Workstation::new();
     let config = ws.config(&format!("ws://127.0.0.1:{port}/"), "");
     let evidence = ws.state().join("evidence");
@@ -453,4 +461,208 @@ async fn doctor_changes_nothing_and_its_fixes_point_to_installed_files() {
         let mode = std::fs::metadata(&evidence).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o755, "doctor changed the folder's mode");
     }
+}
+
+/// The status labels of the table in English; none may appear in the Japanese table.
+const ENGLISH_WORDS: [&str; 8] = [
+    "pass ",
+    "WARN",
+    "FAIL",
+    "fix:",
+    "CHECK",
+    "DETAIL",
+    "cannot",
+    "not there yet",
+];
+
+/// Issue 12: with `language = "ja"` the table is Japanese (headings, states, details, fixes,
+/// the summary), while `--json` stays English with the same keys for fleet tooling.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_table_follows_language_ja_and_json_stays_english() {
+    let port = common::http::free_port().await;
+    let ws = Workstation::new();
+    let config = ws.config_in("ja", &format!("ws://127.0.0.1:{port}/"), "");
+
+    let out = ws.doctor(&config, None, &[]).await;
+    let table = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{table}");
+    let head = table.lines().next().unwrap();
+    assert!(head.contains("項目") && head.contains("内容"), "{table}");
+    let pbx = line(&table, "pbx");
+    assert!(
+        pbx.starts_with("異常") && pbx.contains("接続できません"),
+        "{table}"
+    );
+    assert!(
+        pbx.contains(&format!("ws://127.0.0.1:{port}/：")),
+        "the URL stays whole before Japanese text: {table}"
+    );
+    let key = line(&table, "signing-key");
+    assert!(
+        key.starts_with("注意") && key.contains("最初の起動で作られます"),
+        "{table}"
+    );
+    let key_fix = table
+        .split_once(key)
+        .and_then(|(_, rest)| rest.lines().nth(1))
+        .unwrap();
+    assert!(
+        key_fix.trim_start().starts_with("対処：デーモンを一度起動"),
+        "{table}"
+    );
+    assert!(line(&table, "evidence").starts_with("正常"), "{table}");
+    assert!(
+        table.contains("：正常 ") && table.contains("件、注意 ") && table.contains("件、異常 "),
+        "{table}"
+    );
+    for word in ENGLISH_WORDS {
+        assert!(
+            !table.contains(word),
+            "`{word}` in the Japanese table:\n{table}"
+        );
+    }
+    // The status column stays aligned: each check name starts at the same display column.
+    let column = |l: &str| {
+        use unicode_width::UnicodeWidthStr;
+        let name = l.split_whitespace().nth(1).unwrap();
+        UnicodeWidthStr::width(&l[..l.find(name).unwrap()])
+    };
+    assert_eq!(column(pbx), column(key), "{table}");
+
+    let out = ws.doctor(&config, None, &["--json"]).await;
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let by_name = |name: &str| row(&v, name);
+    assert_eq!(by_name("signing-key")["status"], "warn");
+    assert!(
+        by_name("signing-key")["detail"]
+            .as_str()
+            .unwrap()
+            .contains("created on first run"),
+        "{v}"
+    );
+    assert!(
+        by_name("pbx")["fix"]
+            .as_str()
+            .unwrap()
+            .starts_with("check pbx.url"),
+        "{v}"
+    );
+}
+
+/// Issue 10/11: a running daemon adds its own row and one per part, in the table (in the
+/// configured language) and in `--json`; `status` speaks Japanese with `language = "ja"` and
+/// English with `"en"`, its `--json` the same in both.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_running_daemons_parts_are_shown_in_doctor_and_status_in_both_languages() {
+    let pbx = start_pbx(PbxBehaviour {
+        auth: None,
+        clock_offset: chrono::TimeDelta::zero(),
+    })
+    .await;
+    let ws = Workstation::new();
+    let extra = format!(
+        "[prompt]\nlocal = false\n[control]\nsocket = \"{}\"\n[evidence]\ndir = \"{}\"\nmin_free_mb = 0\n",
+        ws.path().join("control.sock").display(),
+        ws.path().join("evidence").display()
+    );
+    let config = ws.config_in("ja", &pbx, &extra);
+    let mut daemon = ws
+        .command(&["run"], &config)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Bounded wait for the control socket: each round is a real exchange.
+    let deadline = std::time::Instant::now() + WAIT;
+    let json = loop {
+        let out = ws
+            .command(&["status", "--json"], &config)
+            .output()
+            .await
+            .unwrap();
+        if out.status.success() {
+            let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            let parts = v["parts"].as_array().map_or(0, |p| p.len());
+            if parts > 0 && v["tracker"]["pbx"] == "connected" {
+                break v;
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "daemon never answered"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    // Machine output: the same keys and English values whatever `language` says.
+    assert_eq!(json["running"], true);
+    assert!(json["parts"][0]["state"].is_string(), "{json}");
+
+    let out = ws.command(&["status"], &config).output().await.unwrap();
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("— 動作中（pid "), "{text}");
+    assert!(text.contains("PBX：接続済み"), "{text}");
+    assert!(text.contains("通話中：0 件"), "{text}");
+    assert!(text.contains("構成部分：\n  connector："), "{text}");
+    assert!(text.contains("から動作中"), "{text}");
+    assert!(text.contains("最近のエラー："), "{text}");
+    for word in [
+        "running",
+        "Calls in progress",
+        "Parts:",
+        "Capabilities",
+        "Recent errors",
+    ] {
+        assert!(
+            !text.contains(word),
+            "`{word}` in the Japanese status:\n{text}"
+        );
+    }
+
+    let out = ws.doctor(&config, None, &[]).await;
+    let table = stdout(&out);
+    assert!(
+        line(&table, "daemon").starts_with("正常") && table.contains("動作中（pid"),
+        "{table}"
+    );
+    for part in [
+        "part:connector",
+        "part:tracker",
+        "part:alerts",
+        "part:escalation",
+    ] {
+        let l = line(&table, part);
+        assert!(l.starts_with("正常") && l.contains("から動作中"), "{table}");
+    }
+
+    let out = ws.doctor(&config, None, &["--json"]).await;
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let part = row(&v, "part:evidence");
+    assert_eq!(part["status"], "pass", "{part}");
+    assert!(
+        part["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("running since "),
+        "{part}"
+    );
+
+    // The same daemon read with `language = "en"`: English for people too.
+    let en = ws.config_in("en", &pbx, &extra);
+    let out = ws.command(&["status"], &en).output().await.unwrap();
+    let text = stdout(&out);
+    assert!(
+        text.contains("Parts:\n  connector: running since ") && text.contains("PBX: connected"),
+        "{text}"
+    );
+    let out = ws.doctor(&en, None, &[]).await;
+    let table = stdout(&out);
+    assert!(
+        line(&table, "part:tracker").starts_with("pass")
+            && line(&table, "part:tracker").contains("running since "),
+        "{table}"
+    );
+
+    let _ = daemon.start_kill();
+    let _ = daemon.wait().await;
 }

@@ -14,7 +14,7 @@ use callguard::config::{WebhookConfig, WebhookFormat};
 use callguard::daemon::RunOptions;
 use callguard::events::Report;
 use common::http::{Receiver, Reply, free_port, reply};
-use common::{FakePbx, start_daemon, test_config};
+use common::{FakePbx, TestRun, start_daemon, test_config};
 use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
 use sha2::Sha256;
@@ -49,10 +49,7 @@ fn hook(url: String, format: WebhookFormat, secret_file: &str) -> WebhookConfig 
 }
 
 fn quiet() -> RunOptions {
-    RunOptions {
-        desktop: false,
-        ..RunOptions::default()
-    }
+    TestRun::headless().remembering().opts()
 }
 
 fn pending_files(state: &Path) -> Vec<PathBuf> {

@@ -178,14 +178,7 @@ async fn the_daemon_seals_the_recording_asterisk_made_of_a_real_call() {
     cfg.agent.endpoint = "Local/1001@agentphones".into();
     cfg.evidence.source = EvidenceSource::Asterisk;
     cfg.evidence.min_free_mb = 0;
-    let mut d = common::start_daemon(
-        cfg,
-        callguard::daemon::RunOptions {
-            volatile: true,
-            desktop: false,
-            ..Default::default()
-        },
-    );
+    let mut d = common::TestRun::headless().start(cfg);
     let mut conn = ari.accept().await;
     d.next(|r| matches!(r, Report::Connected(_)).then_some(()))
         .await;
@@ -261,14 +254,7 @@ async fn a_recording_asterisk_never_started_is_loud_at_once_and_the_sealed_manif
         format: WebhookFormat::Json,
         secret_file: String::new(),
     }];
-    let mut d = common::start_daemon(
-        cfg,
-        callguard::daemon::RunOptions {
-            volatile: true,
-            desktop: false,
-            ..Default::default()
-        },
-    );
+    let mut d = common::TestRun::headless().start(cfg);
     let mut conn = ari.accept().await;
     d.next(|r| matches!(r, Report::Connected(_)).then_some(()))
         .await;

@@ -9,18 +9,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use base64::Engine;
-use callguard::daemon::RunOptions;
 use callguard::events::Report;
-use common::{FakePbx, start_daemon, test_config};
+use common::{FakePbx, TestRun, test_config};
 use serde_json::json;
-
-fn opts() -> RunOptions {
-    RunOptions {
-        time_scale: 1.0,
-        volatile: true,
-        desktop: false,
-    }
-}
 
 /// A mounted tmpfs, unmounted on drop.
 struct Tmpfs(PathBuf);
@@ -103,7 +94,7 @@ async fn enospc_mid_call_seals_what_is_there_as_truncated_and_tracking_goes_on()
     cfg.evidence.dir = mnt.join("evidence").display().to_string();
     cfg.evidence.min_free_mb = 0;
     let state = PathBuf::from(&cfg.state.dir);
-    let mut d = start_daemon(cfg, opts());
+    let mut d = TestRun::headless().start(cfg);
     let mut conn = pbx.accept().await;
     conn.send(json!({"type":"call.start","call_id":"c-full",
         "at":chrono::Local::now().fixed_offset().to_rfc3339(),
@@ -178,7 +169,7 @@ async fn too_little_free_space_at_call_start_is_sealed_without_audio_and_reporte
     let mut cfg = test_config(tmp.path(), &pbx.url);
     cfg.evidence.min_free_mb = u64::MAX / (2 << 20); // more than any disk has
     let state = PathBuf::from(&cfg.state.dir);
-    let mut d = start_daemon(cfg, opts());
+    let mut d = TestRun::headless().start(cfg);
     let mut conn = pbx.accept().await;
     conn.send(json!({"type":"call.start","call_id":"c-low",
         "at":chrono::Local::now().fixed_offset().to_rfc3339(),

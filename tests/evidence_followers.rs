@@ -9,10 +9,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use callguard::daemon::{Daemon, RunOptions};
+use callguard::daemon::Daemon;
 use callguard::evidence::followers::{self, EvidenceFollower, Sealed, SealedKind};
 use callguard::queue::{Outcome, RetryPolicy};
-use common::{FakePbx, test_config};
+use common::{FakePbx, TestRun, test_config};
 use futures_util::future::BoxFuture;
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -52,14 +52,6 @@ impl EvidenceFollower for Recorder {
     }
 }
 
-fn opts() -> RunOptions {
-    RunOptions {
-        time_scale: 1.0,
-        volatile: true,
-        desktop: false,
-    }
-}
-
 struct Run {
     shutdown: CancellationToken,
     handle: tokio::task::JoinHandle<anyhow::Result<()>>,
@@ -69,7 +61,7 @@ struct Run {
 
 fn start(cfg: callguard::config::Config, follower: Option<bool>) -> Run {
     let (tx, seen) = mpsc::unbounded_channel();
-    let mut d = Daemon::new(cfg, opts());
+    let mut d = Daemon::new(cfg, TestRun::headless().opts());
     let follower = follower.map(|down| {
         let f = Arc::new(Recorder {
             seen: tx,

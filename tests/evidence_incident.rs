@@ -10,21 +10,12 @@ use std::time::Duration;
 use base64::Engine;
 use callguard::calls::{Command, MarkReceipt};
 use callguard::config::{Config, Language, WarningConfig, WarningKind};
-use callguard::daemon::RunOptions;
 use callguard::events::{NoteField, Report};
 use callguard::harassment::MarkKind;
-use common::{FakePbx, PbxConn, RunningDaemon, start_daemon, test_config};
+use common::{FakePbx, PbxConn, RunningDaemon, TestRun, test_config};
 use serde_json::json;
 use sha2::Digest;
 use tokio::sync::oneshot;
-
-fn opts() -> RunOptions {
-    RunOptions {
-        time_scale: 1.0,
-        volatile: true,
-        desktop: false,
-    }
-}
 
 fn config(tmp: &Path, url: &str) -> Config {
     let mut cfg = test_config(tmp, url);
@@ -134,7 +125,7 @@ async fn an_incident_is_sealed_verified_and_added_to_after_the_seal() {
     let cfg = config(tmp.path(), &pbx.url);
     let root = PathBuf::from(&cfg.evidence.dir);
     let pubkey = tmp.path().join("state/keys/evidence.pub");
-    let mut d = start_daemon(cfg, opts());
+    let mut d = TestRun::headless().start(cfg);
     let mut conn = pbx.accept().await;
     let dir = incident_call(&mut d, &mut conn, "c-inc").await;
 
@@ -361,7 +352,7 @@ async fn the_record_is_in_english_with_language_en() {
     let mut pbx = FakePbx::start().await;
     let mut cfg = config(tmp.path(), &pbx.url);
     cfg.language = Language::En;
-    let mut d = start_daemon(cfg, opts());
+    let mut d = TestRun::headless().start(cfg);
     let mut conn = pbx.accept().await;
     let dir = incident_call(&mut d, &mut conn, "c-en").await;
     d.stop().await;
@@ -389,7 +380,7 @@ async fn a_call_without_marks_or_warnings_has_no_record() {
     let mut pbx = FakePbx::start().await;
     let mut cfg = config(tmp.path(), &pbx.url);
     cfg.warning.clear();
-    let mut d = start_daemon(cfg, opts());
+    let mut d = TestRun::headless().start(cfg);
     let mut conn = pbx.accept().await;
     conn.send(
         json!({"type":"call.start","call_id":"c-quiet","agent":"1001",

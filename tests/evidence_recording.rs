@@ -8,18 +8,9 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use base64::Engine;
-use callguard::daemon::RunOptions;
 use callguard::events::Report;
-use common::{FakePbx, PbxConn, start_daemon, test_config};
+use common::{FakePbx, PbxConn, TestRun, test_config};
 use serde_json::json;
-
-fn opts() -> RunOptions {
-    RunOptions {
-        time_scale: 1.0,
-        volatile: true,
-        desktop: false,
-    }
-}
 
 /// μ-law decode per ITU-T G.711 by the classic exponent table (independent of the crate's code).
 fn ulaw(b: u8) -> i16 {
@@ -91,7 +82,7 @@ async fn stereo_mulaw_frames_become_the_samples_of_an_independent_decode() {
     let mut cfg = test_config(tmp.path(), &pbx.url);
     cfg.evidence.min_free_mb = 0;
     let root = PathBuf::from(&cfg.evidence.dir);
-    let mut d = start_daemon(cfg, opts());
+    let mut d = TestRun::headless().start(cfg);
     let mut conn = pbx.accept().await;
     start_call(&mut conn, "c-stereo").await;
     conn.send(
@@ -179,7 +170,7 @@ async fn alaw_and_l16_mono_calls_decode_exactly() {
     let mut pbx = FakePbx::start().await;
     let mut cfg = test_config(tmp.path(), &pbx.url);
     cfg.evidence.min_free_mb = 0;
-    let mut d = start_daemon(cfg, opts());
+    let mut d = TestRun::headless().start(cfg);
     let mut conn = pbx.accept().await;
 
     // A-law, mixed track, 16 kHz.
@@ -235,7 +226,7 @@ async fn hostile_call_ids_stay_inside_the_evidence_dir() {
     let mut cfg = test_config(tmp.path(), &pbx.url);
     cfg.evidence.min_free_mb = 0;
     let root = PathBuf::from(&cfg.evidence.dir);
-    let mut d = start_daemon(cfg, opts());
+    let mut d = TestRun::headless().start(cfg);
     let mut conn = pbx.accept().await;
     let long = "x/".repeat(128); // 256 bytes, the protocol's limit
     let ids = [
@@ -286,7 +277,7 @@ async fn stopping_the_daemon_mid_call_seals_the_open_recording() {
     let mut cfg = test_config(tmp.path(), &pbx.url);
     cfg.evidence.min_free_mb = 0;
     let root = PathBuf::from(&cfg.evidence.dir);
-    let mut d = start_daemon(cfg, opts());
+    let mut d = TestRun::headless().start(cfg);
     let mut conn = pbx.accept().await;
     start_call(&mut conn, "c-open").await;
     for seq in 1..=10u64 {
@@ -334,7 +325,7 @@ async fn silence_filling_is_bounded_by_the_calls_real_time() {
     let mut pbx = FakePbx::start().await;
     let mut cfg = test_config(tmp.path(), &pbx.url);
     cfg.evidence.min_free_mb = 0;
-    let mut d = start_daemon(cfg, opts());
+    let mut d = TestRun::headless().start(cfg);
     let mut conn = pbx.accept().await;
 
     // A PBX that puts an RTP timestamp into seq: +160 per 20 ms frame of μ-law.

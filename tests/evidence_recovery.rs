@@ -13,27 +13,7 @@ use common::FakePbx;
 use serde_json::json;
 
 fn config(tmp: &Path, url: &str) -> PathBuf {
-    let path = tmp.join("callguard.toml");
-    let text = format!(
-        r#"
-[pbx]
-url = "{url}"
-
-[prompt]
-local = false
-
-[state]
-dir = "{state}"
-
-[evidence]
-dir = "{evidence}"
-min_free_mb = 0
-"#,
-        state = tmp.join("state").display(),
-        evidence = tmp.join("evidence").display(),
-    );
-    std::fs::write(&path, text).unwrap();
-    path
+    common::ConfigFile::new(tmp, url).min_free_mb(0).write()
 }
 
 fn spawn(cfg: &Path, log: &Path) -> Child {

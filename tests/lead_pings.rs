@@ -47,26 +47,16 @@ async fn pings_of_one_call_are_merged_never_dropped_and_the_call_end_closes_them
     let mut pbx = FakePbx::start().await;
     let mut rx = Receiver::start(Vec::new()).await;
     let dir = tempfile::tempdir().unwrap();
-    let d = dir.path().display();
-    let config = dir.path().join("callguard.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[pbx]\nurl = \"{}\"\n[agent]\nextension = \"1001\"\nname = \"佐藤\"\n\
-             [prompt]\nlocal = false\n[state]\ndir = \"{d}/state\"\n\
-             [evidence]\ndir = \"{d}/evidence\"\nmin_free_mb = 1\n\
-             [control]\nsocket = \"{d}/control.sock\"\n\
-             [escalation]\ncoalesce = \"3s\"\n\
-             [[escalation.webhook]]\nurl = \"{}\"\nformat = \"json\"\n\
-             [[escalation.webhook]]\nurl = \"{}\"\nformat = \"slack\"\n\
-             [[escalation.webhook]]\nurl = \"{}\"\nformat = \"teams\"\n",
-            pbx.url,
-            rx.url("/json"),
-            rx.url("/slack"),
-            rx.url("/teams"),
-        ),
-    )
-    .unwrap();
+    let config = common::ConfigFile::new(dir.path(), &pbx.url)
+        .extension("1001")
+        .agent_name("佐藤")
+        .min_free_mb(1)
+        .control_socket()
+        .coalesce("3s")
+        .webhook(&rx.url("/json"), "json")
+        .webhook(&rx.url("/slack"), "slack")
+        .webhook(&rx.url("/teams"), "teams")
+        .write();
     let _daemon = Daemon(
         Command::new(env!("CARGO_BIN_EXE_callguard"))
             .args(["run", "--config"])

@@ -13,18 +13,10 @@ const FRAMES: u64 = 100_000;
 async fn a_flood_of_bad_frames_is_logged_in_a_bounded_number_of_lines_with_the_count() {
     let dir = tempfile::tempdir().unwrap();
     let mut pbx = FakePbx::start().await;
-    let config = dir.path().join("callguard.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[pbx]\nurl = \"{}\"\n[prompt]\nlocal = false\n[state]\ndir = \"{}\"\n[evidence]\nsource = \"off\"\ndir = \"{}\"\n[control]\nsocket = \"{}\"\n",
-            pbx.url,
-            dir.path().join("state").display(),
-            dir.path().join("evidence").display(),
-            dir.path().join("control.sock").display(),
-        ),
-    )
-    .unwrap();
+    let config = common::ConfigFile::new(dir.path(), &pbx.url)
+        .evidence_off()
+        .control_socket()
+        .write();
     let log = dir.path().join("stderr.log");
     let mut child = Command::new(env!("CARGO_BIN_EXE_callguard"))
         .args(["run", "--config"])

@@ -24,19 +24,13 @@ struct Setup {
 impl Setup {
     fn new(pbx: &str, hook: &str) -> Setup {
         let dir = tempfile::tempdir().unwrap();
-        let config = dir.path().join("callguard.toml");
-        let d = dir.path().display();
-        std::fs::write(
-            &config,
-            format!(
-                "[pbx]\nurl = \"{pbx}\"\n[agent]\nname = \"佐藤\"\n[prompt]\nlocal = false\n\
-                 [state]\ndir = \"{d}/state\"\n[evidence]\ndir = \"{d}/evidence\"\nmin_free_mb = 1\n\
-                 [control]\nsocket = \"{d}/control.sock\"\n\
-                 [escalation]\ncoalesce = \"0s\"\n\
-                 [[escalation.webhook]]\nurl = \"{hook}\"\nformat = \"json\"\n"
-            ),
-        )
-        .unwrap();
+        let config = common::ConfigFile::new(dir.path(), pbx)
+            .agent_name("佐藤")
+            .min_free_mb(1)
+            .control_socket()
+            .coalesce("0s")
+            .webhook(hook, "json")
+            .write();
         Setup { dir, config }
     }
 

@@ -5,9 +5,8 @@ mod common;
 
 use std::sync::Arc;
 
-use callguard::daemon::RunOptions;
 use callguard::events::Report;
-use common::{start_daemon, test_config};
+use common::{TestRun, test_config};
 use futures_util::SinkExt;
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
 use serde_json::json;
@@ -74,12 +73,7 @@ async fn wss_with_a_private_ca_connects_and_carries_calls() {
 
     let mut cfg = test_config(dir.path(), &format!("wss://localhost:{port}/"));
     cfg.pbx.ca_file = ca_file.display().to_string();
-    let opts = RunOptions {
-        time_scale: 1.0,
-        volatile: true,
-        desktop: false,
-    };
-    let mut d = start_daemon(cfg, opts);
+    let mut d = TestRun::headless().start(cfg);
     let url = d
         .next(|r| match r {
             Report::Connected(u) => Some(u.clone()),
@@ -99,14 +93,7 @@ async fn wss_with_a_private_ca_connects_and_carries_calls() {
     // Without the private CA the certificate is refused, and the daemon says why.
     let mut cfg = test_config(dir.path(), &format!("wss://localhost:{port}/"));
     cfg.pbx.ca_file = String::new();
-    let mut d = start_daemon(
-        cfg,
-        RunOptions {
-            time_scale: 1.0,
-            volatile: true,
-            desktop: false,
-        },
-    );
+    let mut d = TestRun::headless().start(cfg);
     let why = d
         .next(|r| match r {
             Report::Disconnected(w) => Some(w.clone()),

@@ -9,7 +9,7 @@ use callguard::calls::Command;
 use callguard::config::WarningKind;
 use callguard::daemon::RunOptions;
 use callguard::events::Report;
-use common::{FakePbx, start_daemon, test_config};
+use common::{FakePbx, TestRun, start_daemon, test_config};
 use serde_json::json;
 use tokio::sync::oneshot;
 use tokio_tungstenite::tungstenite::Message;
@@ -18,11 +18,7 @@ use tokio_tungstenite::tungstenite::Message;
 const SCALE: f64 = 600.0;
 
 fn opts() -> RunOptions {
-    RunOptions {
-        time_scale: SCALE,
-        volatile: true,
-        desktop: false,
-    }
+    TestRun::headless().time_scale(SCALE).opts()
 }
 
 fn start_frame(id: &str) -> serde_json::Value {

@@ -2,6 +2,7 @@
 //! desktop notification. Runs as its own task fed by the tracker.
 
 pub mod desktop;
+pub mod health;
 pub mod sound;
 pub mod text;
 
@@ -265,5 +266,12 @@ impl crate::sink::Sink for AlertsSink {
             run(opts, actions, ctx.reports).await;
             Ok(())
         })
+    }
+
+    fn healthcheck<'a>(
+        &'a self,
+        opts: &'a crate::sink::HealthOptions,
+    ) -> futures_util::future::BoxFuture<'a, Vec<crate::health::Check>> {
+        Box::pin(health::checks(&self.opts, opts.language))
     }
 }

@@ -98,16 +98,21 @@ impl Memory {
                 }
             }
         }
-        let tmp = path.with_extension("tmp");
-        {
-            let mut out = crate::fsutil::create_private_file(&tmp)?;
-            for e in &kept {
-                serde_json::to_writer(&mut out, e)?;
-                out.write_all(b"\n")?;
-            }
-            out.sync_all()?;
+        let mut text = Vec::new();
+        for e in &kept {
+            serde_json::to_writer(&mut text, e)?;
+            text.push(b'\n');
         }
-        std::fs::rename(&tmp, path)?;
+        let (dir, name) = match (path.parent(), path.file_name().and_then(|n| n.to_str())) {
+            (Some(dir), Some(name)) => (dir, name),
+            _ => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    format!("{}: not a file path", path.display()),
+                ));
+            }
+        };
+        crate::fsutil::write_atomic(dir, name, &text)?;
         let file = std::fs::OpenOptions::new().append(true).open(path)?;
         let (tx, rx) = mpsc::channel::<Entry>();
         let shown = PathBuf::from(path);

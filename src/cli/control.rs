@@ -25,8 +25,15 @@ pub fn status_command(cfg: &Config, json: bool) -> ExitCode {
                     "{}",
                     serde_json::json!({"running": false, "error": e.to_string()})
                 );
+                eprintln!("callguard: {e}");
+            } else if let ClientError::NotRunning(path) = &e {
+                eprintln!(
+                    "callguard: {}",
+                    crate::messages::status_not_running(path, cfg.language)
+                );
+            } else {
+                eprintln!("callguard: {e}");
             }
-            eprintln!("callguard: {e}");
             return ExitCode::FAILURE;
         }
     };
@@ -56,179 +63,12 @@ pub fn status_command(cfg: &Config, json: bool) -> ExitCode {
         }
         println!("{v}");
     } else {
-        print!("{}", render_status(&status));
+        print!("{}", super::status::render(&status, cfg.language));
         if let Some(line) = crate::archive::status_line(cfg) {
             println!("{line}");
         }
     }
     ExitCode::SUCCESS
-}
-
-fn secs(s: u64) -> String {
-    humantime::format_duration(Duration::from_secs(s)).to_string()
-}
-
-/// `callguard status` for people.
-pub fn render_status(s: &DaemonStatus) -> String {
-    use std::fmt::Write;
-    let mut o = String::new();
-    let _ = writeln!(
-        o,
-        "callguard {} — running (pid {}, since {})",
-        s.version, s.pid, s.started_at
-    );
-    match &s.tracker {
-        Some(t) => {
-            let _ = writeln!(o, "PBX: {} ({})", t.pbx, t.pbx_detail);
-            if t.bad_frames > 0 {
-                let _ = writeln!(
-                    o,
-                    "  {} frames refused; last: {}",
-                    t.bad_frames,
-                    t.last_bad_frame.as_deref().unwrap_or("")
-                );
-            }
-            let _ = writeln!(o, "Calls in progress: {}", t.calls.len());
-            for c in &t.calls {
-                let next = match (&c.next_warning, c.next_warning_after_secs) {
-                    (Some(k), Some(a)) => format!(
-                        "next: {k} at {} (in {})",
-                        secs(a),
-                        secs(a.saturating_sub(c.elapsed_secs))
-                    ),
-                    _ => "no warning left".into(),
-                };
-                let _ = writeln!(
-                    o,
-                    "  {}  agent {}  caller {}  elapsed {}  {next}  level {} ({} marks)",
-                    c.call_id,
-                    c.agent,
-                    c.caller,
-                    secs(c.elapsed_secs),
-                    c.level,
-                    c.marks
-                );
-            }
-        }
-        None => {
-            let _ = writeln!(o, "PBX: unknown (the call tracker did not answer)");
-        }
-    }
-    let _ = writeln!(
-        o,
-        "Team-lead pings: {} receiver(s){}",
-        s.webhooks.len(),
-        if s.webhooks.is_empty() {
-            " — none configured, leads are not pinged".to_string()
-        } else {
-            format!(": {}", s.webhooks.join(", "))
-        }
-    );
-    let _ = writeln!(
-        o,
-        "  outbox {}: {} pending, {} failed",
-        s.outbox.dir,
-        s.outbox.pending.len(),
-        s.outbox.failed.len()
-    );
-    for e in &s.outbox.pending {
-        let _ = writeln!(
-            o,
-            "  PENDING {} {} call {} → {} ({} attempts; last error: {})",
-            e.ping_id,
-            e.kind,
-            e.call_id,
-            e.receiver,
-            e.attempts,
-            e.error.as_deref().unwrap_or("none yet")
-        );
-    }
-    for e in &s.outbox.failed {
-        let _ = writeln!(
-            o,
-            "  FAILED  {} {} call {} → {}: {}",
-            e.ping_id,
-            e.kind,
-            e.call_id,
-            e.receiver,
-            e.error.as_deref().unwrap_or("")
-        );
-    }
-    for u in &s.outbox.unreadable {
-        let _ = writeln!(o, "  UNREADABLE {u}");
-    }
-    if let Some(f) = &s.floor {
-        let _ = writeln!(o, "Floor bus: {}", f.describe());
-    }
-    if let Some(r) = &s.config_reload {
-        let _ = writeln!(o, "{}", r.describe());
-    }
-    if !s.parts.is_empty() {
-        let _ = writeln!(o, "Parts:");
-        for p in &s.parts {
-            let _ = writeln!(o, "  {}: {}", p.name, p.describe());
-        }
-    }
-    let n = &s.capabilities.notifications;
-    let _ = writeln!(o, "Capabilities:");
-    if n.present {
-        let _ = writeln!(
-            o,
-            "  notifications: yes ({}), action buttons: {}",
-            n.server.as_deref().unwrap_or("?"),
-            if n.actions { "yes" } else { "no" }
-        );
-    } else {
-        let _ = writeln!(
-            o,
-            "  notifications: NO ({})",
-            n.error.as_deref().unwrap_or("no server")
-        );
-    }
-    let a = &s.capabilities.audio;
-    let _ = writeln!(
-        o,
-        "  audio: {} ({})",
-        a.state,
-        a.detail.as_deref().unwrap_or("")
-    );
-    let ev = &s.capabilities.evidence;
-    match ev.free_mb {
-        Some(free) => {
-            let low = if free < ev.min_free_mb {
-                " — BELOW the minimum, calls are not recorded"
-            } else {
-                ""
-            };
-            let _ = writeln!(
-                o,
-                "  evidence: {} — {free} MiB free (minimum {}){low}",
-                ev.dir, ev.min_free_mb
-            );
-        }
-        None => {
-            let _ = writeln!(
-                o,
-                "  evidence: {} — free space unknown ({})",
-                ev.dir,
-                ev.error.as_deref().unwrap_or("")
-            );
-        }
-    }
-    if s.recent_errors.is_empty() {
-        let _ = writeln!(o, "Recent errors: none");
-    } else {
-        let _ = writeln!(o, "Recent errors:");
-        for e in &s.recent_errors {
-            let again = if e.repeats > 0 {
-                format!(" (×{})", e.repeats + 1)
-            } else {
-                String::new()
-            };
-            let _ = writeln!(o, "  {} {}{again}", e.at, e.what);
-        }
-    }
-    o
 }
 
 /// `callguard reload`: 0 when the daemon runs the files' configuration now (or already did),

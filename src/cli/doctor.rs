@@ -11,7 +11,12 @@ pub fn main(explicit: Option<&Path>, json: bool, send_test_ping: bool) -> ExitCo
     let Some(rt) = super::start_runtime(true) else {
         return ExitCode::FAILURE;
     };
-    let report = rt.block_on(diagnose(explicit, &Options { send_test_ping }));
+    // Machine output stays English whatever `language` says.
+    let opts = Options {
+        send_test_ping,
+        language: json.then_some(crate::config::Language::En),
+    };
+    let report = rt.block_on(diagnose(explicit, &opts));
     if json {
         match serde_json::to_string_pretty(&report) {
             Ok(text) => println!("{text}"),

@@ -2,6 +2,7 @@
 
 mod control;
 mod doctor;
+mod status;
 mod verify;
 
 use std::path::PathBuf;

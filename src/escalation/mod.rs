@@ -2,6 +2,7 @@
 //! help, marks that fire harassment rules and sink problems into webhook pings, stores each in the durable outbox before the first
 //! send, and retries it until delivered, refused for good, or 24 h old.
 
+pub mod health;
 pub mod outbox;
 pub mod payload;
 pub mod sender;
@@ -539,12 +540,25 @@ fn round(d: std::time::Duration) -> std::time::Duration {
 /// Team-lead pings as a [`Sink`](crate::sink::Sink).
 pub struct EscalationSink {
     opts: EscalationOptions,
+    /// The agent's extension, which the doctor's test ping names (real pings take the call's).
+    agent: String,
 }
 
 impl EscalationSink {
     /// With these options.
     pub fn new(opts: EscalationOptions) -> EscalationSink {
-        EscalationSink { opts }
+        EscalationSink {
+            opts,
+            agent: String::new(),
+        }
+    }
+
+    /// The sink the daemon runs for `cfg`.
+    pub fn from_config(cfg: &Config) -> EscalationSink {
+        EscalationSink {
+            opts: EscalationOptions::from_config(cfg),
+            agent: cfg.agent.extension.clone(),
+        }
     }
 }
 
@@ -561,6 +575,19 @@ impl crate::sink::Sink for EscalationSink {
         Box::pin(async move {
             run(self.opts, actions, ctx.reports, ctx.shutdown).await;
             Ok(())
+        })
+    }
+
+    fn healthcheck<'a>(
+        &'a self,
+        opts: &'a crate::sink::HealthOptions,
+    ) -> futures_util::future::BoxFuture<'a, Vec<crate::health::Check>> {
+        Box::pin(async move {
+            let from = health::Sender {
+                opts: &self.opts,
+                agent: &self.agent,
+            };
+            health::checks(&from, opts.send_test_ping, opts.language).await
         })
     }
 }

@@ -16,7 +16,7 @@ use sha2::{Digest, Sha256};
 
 use super::layout::MANIFEST_FILE;
 use super::ledger::{AddendumRef, Entry};
-use super::seal::{SealError, Sealer};
+use super::seal::{SealError, Sealer, write_new};
 use crate::events::{CallNote, NoteField};
 
 /// Value of `schema` in an addendum.
@@ -167,9 +167,7 @@ pub fn add(sealer: &Sealer, note: &CallNote) -> Result<PathBuf, AddendumError> {
     write_new(&json_path, &bytes)?;
     let sig = B64.encode(sealer.key().sign(&bytes).to_bytes());
     write_new(&dir.join(sig_name(n)), format!("{sig}\n").as_bytes())?;
-    std::fs::File::open(&dir)
-        .and_then(|f| f.sync_all())
-        .map_err(io_err("sync", &dir))?;
+    crate::fsutil::sync_dir(&dir).map_err(io_err("sync", &dir))?;
     chain(
         &mut ledger,
         sealer,
@@ -219,12 +217,6 @@ fn chain(
         None,
     );
     Ok(())
-}
-
-fn write_new(path: &Path, bytes: &[u8]) -> Result<(), SealError> {
-    let mut f = crate::fsutil::create_new_private_file(path).map_err(io_err("create", path))?;
-    f.write_all(bytes).map_err(io_err("write", path))?;
-    f.sync_all().map_err(io_err("sync", path))
 }
 
 /// Appends a note whose call is unknown to `<root>/orphan-notes.jsonl`, so its text is kept.

@@ -38,10 +38,13 @@ pub enum KeyError {
     },
 }
 
+/// The public key's file name in the keys folder.
+const PUB_NAME: &str = "evidence.pub";
+
 /// Where the key files are, under the data dir.
 pub fn key_paths(data_dir: &Path) -> (PathBuf, PathBuf) {
     let dir = data_dir.join("keys");
-    (dir.join("evidence.key"), dir.join("evidence.pub"))
+    (dir.join("evidence.key"), dir.join(PUB_NAME))
 }
 
 /// `key_id`: the first 16 hex of the SHA-256 of the 32 public key bytes.
@@ -132,10 +135,8 @@ pub fn load_or_create(data_dir: &Path) -> Result<SigningKey, KeyError> {
     // The public file is derived; (re)write it when missing or different.
     let want = public_pem(&key.verifying_key());
     if std::fs::read_to_string(&pub_path).ok().as_deref() != Some(want.as_str()) {
-        let mut f = fsutil::create_private_file(&pub_path).map_err(io(&pub_path))?;
-        f.write_all(want.as_bytes())
-            .and_then(|()| f.sync_all())
-            .map_err(io(&pub_path))?;
+        let keys_dir = pub_path.parent().unwrap_or(data_dir);
+        fsutil::write_atomic(keys_dir, PUB_NAME, want.as_bytes()).map_err(io(&pub_path))?;
         // Public by nature: readable so it can be handed out.
         std::fs::set_permissions(&pub_path, std::fs::Permissions::from_mode(0o644))
             .map_err(io(&pub_path))?;

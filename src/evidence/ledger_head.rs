@@ -8,7 +8,7 @@
 //! JSON of the fields, as for ledger lines). It is written to a temp file, fsynced and renamed,
 //! so a crash leaves the old head or the new one, never half of either.
 
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 
 use base64::Engine;
@@ -113,18 +113,12 @@ impl LedgerHead {
     }
 }
 
-/// Writes the head atomically (temp file, fsync, rename, fsync of the folder).
+/// Writes the head atomically ([`fsutil::write_atomic`]).
 pub fn write(data_dir: &Path, key: &SigningKey, head: &LedgerHead) -> io::Result<()> {
     let unsigned = head.unsigned_json();
     let sig = B64.encode(key.sign(unsigned.as_bytes()).to_bytes());
     let text = format!("{},\"sig\":\"{sig}\"}}\n", &unsigned[..unsigned.len() - 1]);
-    let tmp = data_dir.join(format!(".{HEAD_FILE}.tmp"));
-    let mut f = fsutil::create_private_file(&tmp)?;
-    f.write_all(text.as_bytes())?;
-    f.sync_all()?;
-    drop(f);
-    std::fs::rename(&tmp, path(data_dir))?;
-    std::fs::File::open(data_dir)?.sync_all()
+    fsutil::write_atomic(data_dir, HEAD_FILE, text.as_bytes())
 }
 
 /// Reads and checks the head under `data_dir`: `Ok(None)` when there is none.

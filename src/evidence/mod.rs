@@ -8,12 +8,14 @@ pub mod addendum;
 pub mod disk;
 pub mod followers;
 pub mod g711;
+pub mod health;
 pub mod incident;
 pub mod keys;
 pub mod layout;
 pub mod ledger;
 pub mod ledger_head;
 pub mod manifest;
+pub mod record;
 pub mod recorder;
 pub mod recovery;
 pub mod seal;
@@ -171,6 +173,14 @@ impl crate::sink::Sink for EvidenceSink {
             run_with_handoff(self.opts, ctx.handoff, actions, ctx.reports, ctx.commands).await;
             Ok(())
         })
+    }
+
+    fn healthcheck<'a>(
+        &'a self,
+        opts: &'a crate::sink::HealthOptions,
+    ) -> futures_util::future::BoxFuture<'a, Vec<crate::health::Check>> {
+        let rows = health::checks(&self.opts, opts.language);
+        Box::pin(async move { rows })
     }
 }
 

@@ -10,13 +10,13 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use chrono::{DateTime, FixedOffset, Local, SecondsFormat};
 use ed25519_dalek::{Signer, SigningKey};
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::keys;
 use super::layout::{self, MANIFEST_FILE, META_FILE, PART_FILE, RESERVE_FILE, SIG_FILE, WAV_FILE};
 use super::ledger::Ledger;
-use super::manifest::{self, Audio, Manifest, WarningRecord};
+use super::manifest::{self, Audio, Manifest};
+pub use super::record::CallRecord;
 use crate::fsutil;
 
 /// Read size for hashing: large enough that the hash, not the reads, sets the pace.
@@ -40,110 +40,6 @@ pub enum SealError {
 fn io_err(what: &'static str, path: &Path) -> impl FnOnce(io::Error) -> SealError {
     let path = path.to_path_buf();
     move |source| SealError::Io { what, path, source }
-}
-
-/// Everything known about a call besides its audio; kept in `meta.json` while the call runs so
-/// a crash loses none of it.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct CallRecord {
-    /// PBX call id.
-    pub call_id: String,
-    /// Agent.
-    pub agent: String,
-    /// Caller.
-    pub caller: String,
-    /// Direction.
-    pub direction: String,
-    /// PBX channel.
-    #[serde(default)]
-    pub channel: String,
-    /// Start (as the tracker has it).
-    pub started_at: DateTime<FixedOffset>,
-    /// End, once known.
-    #[serde(default)]
-    pub ended_at: Option<DateTime<FixedOffset>>,
-    /// Call time, once known.
-    #[serde(default)]
-    pub duration_secs: Option<u64>,
-    /// End cause, once known.
-    #[serde(default)]
-    pub end_cause: String,
-    /// Warnings so far.
-    #[serde(default)]
-    pub warnings: Vec<WarningRecord>,
-    /// `stream` or `asterisk`.
-    pub source: String,
-    /// Recording name at the PBX (`asterisk`).
-    #[serde(default)]
-    pub source_name: String,
-    /// Wire encoding (`audio/x-mulaw`, …).
-    #[serde(default)]
-    pub stream_encoding: String,
-    /// Recording stopped early.
-    #[serde(default)]
-    pub truncated: bool,
-    /// Sealed at start-up after a crash.
-    #[serde(default)]
-    pub recovered: bool,
-    /// What went wrong, for people.
-    #[serde(default)]
-    pub problems: Vec<String>,
-    /// Stream counters.
-    #[serde(default)]
-    pub gaps: u64,
-    /// Stream counters.
-    #[serde(default)]
-    pub late_frames: u64,
-    /// Marks, rules, levels, notes and escalations, for the incident record.
-    #[serde(default)]
-    pub incident: super::incident::IncidentData,
-    /// The earlier part of this call, when a restart of callguard split its recording.
-    #[serde(default)]
-    pub continues: Option<manifest::Continuation>,
-}
-
-impl CallRecord {
-    /// A record for a call as the tracker announced it.
-    pub fn from_call(call: &crate::events::CallInfo, source: &str) -> CallRecord {
-        CallRecord {
-            call_id: call.call_id.clone(),
-            agent: call.agent.clone(),
-            caller: call.caller.clone(),
-            direction: call.direction.clone(),
-            channel: call.channel.clone(),
-            started_at: call.started_at,
-            ended_at: None,
-            duration_secs: None,
-            end_cause: String::new(),
-            warnings: Vec::new(),
-            source: source.to_string(),
-            source_name: String::new(),
-            stream_encoding: String::new(),
-            truncated: false,
-            recovered: false,
-            problems: Vec::new(),
-            gaps: 0,
-            late_frames: 0,
-            incident: Default::default(),
-            continues: None,
-        }
-    }
-
-    /// Writes `meta.json` into `dir` atomically (temp file, fsync, rename).
-    pub fn save(&self, dir: &Path) -> io::Result<()> {
-        let tmp = dir.join(".meta.json.tmp");
-        let mut f = fsutil::create_private_file(&tmp)?;
-        let text = serde_json::to_vec_pretty(self).map_err(io::Error::other)?;
-        f.write_all(&text)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, dir.join(META_FILE))
-    }
-
-    /// Reads `meta.json` from `dir`.
-    pub fn load(dir: &Path) -> io::Result<CallRecord> {
-        let text = std::fs::read(dir.join(META_FILE))?;
-        serde_json::from_slice(&text).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
-    }
 }
 
 /// A sealed call.
@@ -204,10 +100,6 @@ pub fn hash_file(path: &Path, head: u64) -> io::Result<(String, String, u64)> {
         hex::encode(first.finalize()),
         total,
     ))
-}
-
-fn fsync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
 }
 
 fn local_rfc3339(t: DateTime<FixedOffset>) -> String {
@@ -315,7 +207,7 @@ impl Sealer {
                 });
             }
             std::fs::rename(&part, &wav).map_err(io_err("rename", &part))?;
-            fsync_dir(dir).map_err(io_err("sync", dir))?;
+            fsutil::sync_dir(dir).map_err(io_err("sync", dir))?;
         }
         // Room for the manifest and the ledger line even on a full disk.
         let _ = std::fs::remove_file(dir.join(RESERVE_FILE));
@@ -379,14 +271,14 @@ impl Sealer {
         write_new(&manifest_path, &bytes)?;
         let sig = B64.encode(self.key.sign(&bytes).to_bytes());
         write_new(&dir.join(SIG_FILE), format!("{sig}\n").as_bytes())?;
-        fsync_dir(dir).map_err(io_err("sync", dir))?;
+        fsutil::sync_dir(dir).map_err(io_err("sync", dir))?;
         let manifest_sha256 = hex::encode(Sha256::digest(&bytes));
         let rel = self.rel(dir);
         let level = Some(rec.incident.level().0);
         let seq = self.append_ledger(&rec.call_id, &rel, &manifest_sha256, sealed_at, level)?;
         // The seal is complete: what recovery needed goes.
         let _ = std::fs::remove_file(dir.join(META_FILE));
-        let _ = fsync_dir(dir);
+        let _ = fsutil::sync_dir(dir);
         Ok(Sealed {
             call_id: rec.call_id.clone(),
             dir: dir.to_path_buf(),
@@ -585,7 +477,9 @@ impl Sealer {
     }
 }
 
-fn write_new(path: &Path, bytes: &[u8]) -> Result<(), SealError> {
+/// Writes a new file that must not exist yet (`create_new`), fsynced; the caller fsyncs the
+/// folder once after its last new file ([`fsutil::sync_dir`]).
+pub(super) fn write_new(path: &Path, bytes: &[u8]) -> Result<(), SealError> {
     let mut f = fsutil::create_new_private_file(path).map_err(io_err("create", path))?;
     f.write_all(bytes).map_err(io_err("write", path))?;
     f.sync_all().map_err(io_err("sync", path))

@@ -31,7 +31,7 @@ impl LedgerAnchor {
     /// The follower for `cfg`, or `None` without `[floor]`.
     pub fn from_config(cfg: &crate::config::Config) -> Option<Arc<dyn EvidenceFollower>> {
         let floor = cfg.floor.clone()?;
-        let host = crate::doctor::hostname();
+        let host = crate::host::name();
         let agent = floor.agent_id(&cfg.agent, &host);
         Some(Arc::new(LedgerAnchor {
             floor,

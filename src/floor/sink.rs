@@ -57,7 +57,7 @@ impl FloorSink {
     /// The sink for `cfg`, or `None` without `[floor]`.
     pub fn from_config(cfg: &Config, desktop: bool) -> Option<FloorSink> {
         let floor = cfg.floor.clone()?;
-        let host = crate::doctor::hostname();
+        let host = crate::host::name();
         let agent = floor.agent_id(&cfg.agent, &host);
         let state = Arc::new(FloorState::new(
             &floor.site,
@@ -416,7 +416,7 @@ pub async fn doctor_checks(cfg: &Config) -> Vec<Check> {
     let Some(floor) = &cfg.floor else {
         return Vec::new();
     };
-    let host = crate::doctor::hostname();
+    let host = crate::host::name();
     let agent = floor.agent_id(&cfg.agent, &host);
     checks(floor, &agent, &host, cfg).await
 }

@@ -109,6 +109,48 @@ pub fn test_config(dir: &std::path::Path, url: &str) -> Config {
     cfg
 }
 
+/// How an in-process test daemon runs, built from the one default the tests share: headless
+/// (no desktop notifications, no tray), fired warnings kept in memory only, real time.
+#[derive(Debug, Clone)]
+pub struct TestRun {
+    opts: RunOptions,
+}
+
+impl TestRun {
+    /// The shared default.
+    pub fn headless() -> TestRun {
+        TestRun {
+            opts: RunOptions {
+                time_scale: 1.0,
+                volatile: true,
+                desktop: false,
+            },
+        }
+    }
+
+    /// Thresholds divided by `scale` (`--time-scale`).
+    pub fn time_scale(mut self, scale: f64) -> TestRun {
+        self.opts.time_scale = scale;
+        self
+    }
+
+    /// Fired warnings kept on disk, as in production.
+    pub fn remembering(mut self) -> TestRun {
+        self.opts.volatile = false;
+        self
+    }
+
+    /// The options, for [`Daemon::new`].
+    pub fn opts(self) -> RunOptions {
+        self.opts
+    }
+
+    /// Starts a daemon with `cfg` in-process.
+    pub fn start(self, cfg: Config) -> RunningDaemon {
+        start_daemon(cfg, self.opts)
+    }
+}
+
 pub fn start_daemon(cfg: Config, opts: RunOptions) -> RunningDaemon {
     let daemon = Daemon::new(cfg, opts);
     let reports = daemon.reports();
@@ -196,32 +238,138 @@ pub async fn status_until(
     }
 }
 
+/// The configuration file of a real-binary test, as TOML: the PBX, state and evidence under the
+/// test's folder, no local sound; everything else only when a test asks for it.
+#[derive(Debug, Clone)]
+pub struct ConfigFile {
+    dir: std::path::PathBuf,
+    pbx: String,
+    language: Option<String>,
+    agent: Vec<String>,
+    local_sound: bool,
+    evidence: Vec<String>,
+    control: bool,
+    coalesce: Option<String>,
+    webhooks: Vec<(String, String)>,
+}
+
+impl ConfigFile {
+    /// PBX at `url`, `state/` and `evidence/` under `dir`.
+    pub fn new(dir: &std::path::Path, url: &str) -> ConfigFile {
+        ConfigFile {
+            dir: dir.to_path_buf(),
+            pbx: url.to_string(),
+            language: None,
+            agent: Vec::new(),
+            local_sound: false,
+            evidence: Vec::new(),
+            control: false,
+            coalesce: None,
+            webhooks: Vec::new(),
+        }
+    }
+
+    /// `language = LANG` (else the default, Japanese).
+    pub fn language(mut self, lang: &str) -> ConfigFile {
+        self.language = Some(lang.to_string());
+        self
+    }
+
+    /// `agent.extension`.
+    pub fn extension(mut self, ext: &str) -> ConfigFile {
+        self.agent.push(format!("extension = \"{ext}\""));
+        self
+    }
+
+    /// `agent.name`.
+    pub fn agent_name(mut self, name: &str) -> ConfigFile {
+        self.agent.push(format!("name = \"{name}\""));
+        self
+    }
+
+    /// `prompt.local = true`: sounds on this machine.
+    pub fn local_sound(mut self) -> ConfigFile {
+        self.local_sound = true;
+        self
+    }
+
+    /// `evidence.source = "off"`.
+    pub fn evidence_off(mut self) -> ConfigFile {
+        self.evidence.push("source = \"off\"".into());
+        self
+    }
+
+    /// `evidence.min_free_mb`.
+    pub fn min_free_mb(mut self, mb: u64) -> ConfigFile {
+        self.evidence.push(format!("min_free_mb = {mb}"));
+        self
+    }
+
+    /// The control socket at `DIR/control.sock`.
+    pub fn control_socket(mut self) -> ConfigFile {
+        self.control = true;
+        self
+    }
+
+    /// `escalation.coalesce`.
+    pub fn coalesce(mut self, window: &str) -> ConfigFile {
+        self.coalesce = Some(window.to_string());
+        self
+    }
+
+    /// One more `[[escalation.webhook]]`.
+    pub fn webhook(mut self, url: &str, format: &str) -> ConfigFile {
+        self.webhooks.push((url.to_string(), format.to_string()));
+        self
+    }
+
+    /// The TOML.
+    pub fn text(&self) -> String {
+        use std::fmt::Write;
+        let d = self.dir.display();
+        let mut t = String::new();
+        if let Some(l) = &self.language {
+            let _ = writeln!(t, "language = \"{l}\"");
+        }
+        let _ = writeln!(t, "[pbx]\nurl = \"{}\"", self.pbx);
+        if !self.agent.is_empty() {
+            let _ = writeln!(t, "[agent]\n{}", self.agent.join("\n"));
+        }
+        let _ = writeln!(t, "[prompt]\nlocal = {}", self.local_sound);
+        let _ = writeln!(t, "[state]\ndir = \"{d}/state\"");
+        let _ = writeln!(t, "[evidence]\ndir = \"{d}/evidence\"");
+        for line in &self.evidence {
+            let _ = writeln!(t, "{line}");
+        }
+        if self.control {
+            let _ = writeln!(t, "[control]\nsocket = \"{d}/control.sock\"");
+        }
+        if let Some(c) = &self.coalesce {
+            let _ = writeln!(t, "[escalation]\ncoalesce = \"{c}\"");
+        }
+        for (url, format) in &self.webhooks {
+            let _ = writeln!(
+                t,
+                "[[escalation.webhook]]\nurl = \"{url}\"\nformat = \"{format}\""
+            );
+        }
+        t
+    }
+
+    /// Writes `DIR/callguard.toml`.
+    pub fn write(&self) -> std::path::PathBuf {
+        let path = self.dir.join("callguard.toml");
+        std::fs::write(&path, self.text()).unwrap();
+        path
+    }
+}
+
 /// A configuration file for the real binary: PBX at `url`, state, control socket and evidence
-/// under `tmp`, no local sound.
+/// under `tmp`, no local sound, English answers (what the tests read).
 pub fn config_file(tmp: &std::path::Path, url: &str) -> std::path::PathBuf {
-    let path = tmp.join("callguard.toml");
-    let text = format!(
-        r#"
-[pbx]
-url = "{url}"
-
-[prompt]
-local = false
-
-[state]
-dir = "{state}"
-
-[control]
-socket = "{socket}"
-
-[evidence]
-dir = "{evidence}"
-min_free_mb = 0
-"#,
-        state = tmp.join("state").display(),
-        evidence = tmp.join("evidence").display(),
-        socket = tmp.join("control.sock").display(),
-    );
-    std::fs::write(&path, text).unwrap();
-    path
+    ConfigFile::new(tmp, url)
+        .language("en")
+        .min_free_mb(0)
+        .control_socket()
+        .write()
 }

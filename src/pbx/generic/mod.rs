@@ -1,5 +1,7 @@
 //! Generic PBX protocol v1 over a websocket: the daemon is the client, reconnects with backoff,
-//! and hands every frame to [`crate::protocol`].
+//! and hands every frame to [`protocol`] (the wire format).
+
+pub mod protocol;
 
 use std::time::Duration;
 
@@ -12,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use super::backoff::Reconnect;
 use crate::config::Config;
 use crate::events::PbxEvent;
-use crate::protocol::{self, Parsed};
+use protocol::Parsed;
 
 use super::ws::{PING_EVERY, SILENCE_LIMIT, describe};
 
