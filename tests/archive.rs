@@ -358,6 +358,15 @@ async fn archives_with_lock_headers_and_verify_s3_catches_tampering() {
     for (k, n) in writes_per_key(&seen) {
         assert_eq!(n, 1, "{k} written {n} times");
     }
+    // s3s-fs returns no composite checksum: the multipart object was confirmed by its
+    // MD5-of-parts ETag, not by reading 12 MiB back.
+    let big = site.prefix_key(&format!("{}/call.wav", dirs[1]));
+    assert!(
+        !seen
+            .iter()
+            .any(|s| s.method == "GET" && s.key(BUCKET) == big),
+        "the multipart upload was read back"
+    );
 
     // verify s3://… passes with the public key alone.
     let (code, out, err) = site.verify(&[]).await;
