@@ -122,6 +122,27 @@ where
     }
 }
 
+/// The TLS verdict when the endpoint's certificate was refused (unknown CA, wrong name,
+/// expired), found anywhere in the error's chain of causes.
+fn untrusted_certificate(e: &(dyn std::error::Error + 'static)) -> Option<String> {
+    let mut cur = Some(e);
+    while let Some(c) = cur {
+        if let Some(t @ rustls::Error::InvalidCertificate(_)) = c.downcast_ref::<rustls::Error>() {
+            return Some(t.to_string());
+        }
+        // An `io::Error`'s `source()` skips its own payload, where the TLS connector puts the
+        // rustls error (nested in another `io::Error`): step into the payload instead.
+        cur = match c
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+        {
+            Some(payload) => Some(payload as &(dyn std::error::Error + 'static)),
+            None => c.source(),
+        };
+    }
+    None
+}
+
 fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut cur = e.source();
@@ -203,6 +224,23 @@ pub struct Lock {
     pub legal_hold: bool,
 }
 
+/// Object Lock retention as the store reports it with an object (`x-amz-object-lock-mode`,
+/// `x-amz-object-lock-retain-until-date`); both `None` when it reports none.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Retention {
+    /// `COMPLIANCE` or `GOVERNANCE`.
+    pub mode: Option<String>,
+    /// Retain until (seconds since the epoch).
+    pub retain_until_secs: Option<i64>,
+}
+
+impl Retention {
+    /// Whether the store said anything about retention.
+    pub fn reported(&self) -> bool {
+        self.mode.is_some() || self.retain_until_secs.is_some()
+    }
+}
+
 /// What an upload found or did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Put {
@@ -231,6 +269,11 @@ pub struct Store {
     pub bucket: String,
     part_size: u64,
     concurrency: usize,
+    /// As configured, for messages.
+    endpoint: String,
+    ca_file: String,
+    /// Credentials come from `access_key_file` / `secret_key_file` (else the AWS chain).
+    key_files: bool,
 }
 
 /// SHA-256 of bytes, base64 (the `x-amz-checksum-sha256` form).
@@ -318,6 +361,9 @@ impl Store {
             bucket: cfg.bucket.clone(),
             part_size: cfg.part_size(),
             concurrency: cfg.concurrency.max(1),
+            endpoint: cfg.endpoint.clone(),
+            ca_file: cfg.ca_file.clone(),
+            key_files: !cfg.access_key_file.is_empty(),
         })
     }
 
@@ -335,6 +381,17 @@ impl Store {
             .await
             .map(|_| ())
             .map_err(|e| {
+                if let Some(why) = untrusted_certificate(&e) {
+                    return StoreError::Setup(format!(
+                        "the archive endpoint {} presented a certificate that is not trusted ({why}); give the CA that signed it in archive.ca_file{}",
+                        self.endpoint,
+                        if self.ca_file.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" (now {}, which did not sign it)", self.ca_file)
+                        }
+                    ));
+                }
                 let err = remote("HeadBucket", &self.bucket, e);
                 match err.status() {
                     Some(404) => StoreError::Setup(format!(
@@ -342,8 +399,13 @@ impl Store {
                         self.bucket
                     )),
                     Some(403) => StoreError::Setup(format!(
-                        "the archive store refused the credentials for bucket {} (access denied: check archive.access_key_file / secret_key_file and the policy)",
-                        self.bucket
+                        "the archive store refused the credentials for bucket {} (access denied: check {} and the policy)",
+                        self.bucket,
+                        if self.key_files {
+                            "archive.access_key_file / secret_key_file"
+                        } else {
+                            "the AWS credentials in use: AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, the profile or the instance role"
+                        }
                     )),
                     _ => err,
                 }
@@ -377,8 +439,9 @@ impl Store {
         }
     }
 
-    /// The body of an object, read chunk by chunk.
-    async fn body(&self, key: &str) -> Result<Body, StoreError> {
+    /// The body of an object, read chunk by chunk, with the retention the store reports
+    /// with it.
+    async fn body(&self, key: &str) -> Result<(Body, Retention), StoreError> {
         let out = self
             .client
             .get_object()
@@ -387,25 +450,35 @@ impl Store {
             .send()
             .await
             .map_err(|e| remote("GetObject", key, e))?;
-        Ok(Body {
+        let retention = Retention {
+            mode: out.object_lock_mode().map(|m| m.as_str().to_string()),
+            retain_until_secs: out.object_lock_retain_until_date().map(|d| d.secs()),
+        };
+        let body = Body {
             stream: out.body,
             key: key.to_string(),
-        })
+        };
+        Ok((body, retention))
     }
 
     /// Downloads a whole object into memory.
     pub async fn get(&self, key: &str) -> Result<Vec<u8>, StoreError> {
-        let mut body = self.body(key).await?;
+        Ok(self.get_with_retention(key).await?.0)
+    }
+
+    /// Downloads a whole object into memory, with the retention the store reports with it.
+    pub async fn get_with_retention(&self, key: &str) -> Result<(Vec<u8>, Retention), StoreError> {
+        let (mut body, retention) = self.body(key).await?;
         let mut out = Vec::new();
         while let Some(chunk) = body.next().await {
             out.extend_from_slice(&chunk?);
         }
-        Ok(out)
+        Ok((out, retention))
     }
 
     /// Streams an object and returns (hex SHA-256, length) of what the store serves.
     pub async fn hash_remote(&self, key: &str) -> Result<(String, u64), StoreError> {
-        let mut body = self.body(key).await?;
+        let (mut body, _) = self.body(key).await?;
         let mut h = Sha256::new();
         let mut n = 0u64;
         while let Some(chunk) = body.next().await {
@@ -418,8 +491,18 @@ impl Store {
 
     /// Downloads an object into a file (streamed).
     pub async fn download_to(&self, key: &str, path: &Path) -> Result<u64, StoreError> {
+        Ok(self.download_with_retention(key, path).await?.0)
+    }
+
+    /// Downloads an object into a file (streamed), with the retention the store reports with
+    /// it.
+    pub async fn download_with_retention(
+        &self,
+        key: &str,
+        path: &Path,
+    ) -> Result<(u64, Retention), StoreError> {
         use tokio::io::AsyncWriteExt;
-        let mut body = self.body(key).await?;
+        let (mut body, retention) = self.body(key).await?;
         let local = |source| StoreError::Local {
             path: path.display().to_string(),
             source,
@@ -435,7 +518,7 @@ impl Store {
             f.write_all(&chunk).await.map_err(local)?;
         }
         f.flush().await.map_err(local)?;
-        Ok(n)
+        Ok((n, retention))
     }
 
     /// The COMPLIANCE/GOVERNANCE mode and retain-until (seconds) of an object; `Err` with the
