@@ -30,6 +30,11 @@ pub enum RemoteError {
     Scratch(std::io::Error),
 }
 
+/// Whether a `verify` argument names the archive (`s3://…`).
+pub fn is_s3(p: &Path) -> bool {
+    p.to_string_lossy().starts_with("s3://")
+}
+
 /// A parsed `s3://` URL.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Target {
