@@ -122,14 +122,29 @@ async fn run() {
     let endpoint = server.endpoint();
     std::fs::write(tmp.path().join("ak"), s3::ACCESS_KEY).expect("ak");
     std::fs::write(tmp.path().join("sk"), s3::SECRET_KEY).expect("sk");
+    // The shipped defaults, unless ARCHIVE_BENCH_PART_MB / ARCHIVE_BENCH_CONCURRENCY say
+    // otherwise (to try other settings without a rebuild).
+    let defaults = ArchiveConfig::default();
+    let env_or = |name: &str, default: u64| {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
     let base = ArchiveConfig {
         endpoint: endpoint.clone(),
         bucket: BUCKET.into(),
         path_style: true,
         access_key_file: tmp.path().join("ak").display().to_string(),
         secret_key_file: tmp.path().join("sk").display().to_string(),
-        ..ArchiveConfig::default()
+        part_size_mb: env_or("ARCHIVE_BENCH_PART_MB", defaults.part_size_mb),
+        concurrency: env_or("ARCHIVE_BENCH_CONCURRENCY", defaults.concurrency as u64) as usize,
+        ..defaults
     };
+    println!(
+        "settings: part_size_mb = {}, concurrency = {}",
+        base.part_size_mb, base.concurrency
+    );
     let host = "bench-host";
 
     // One sealed 60-minute stereo call.
