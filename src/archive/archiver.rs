@@ -463,7 +463,7 @@ impl Archiver {
         path: &Path,
         sha: Option<String>,
         lock: &Lock,
-    ) -> Result<(String, Put, u64), StoreError> {
+    ) -> Result<FileUpload, StoreError> {
         let key = object_key(&self.prefix, &self.host, dir, name);
         let local = |source| StoreError::Local {
             path: path.display().to_string(),
@@ -534,18 +534,17 @@ impl Archiver {
                 .collect();
             // The folder's files go up side by side (a one-minute call is four small objects,
             // each a round trip or two); its ledger line only after all of them are confirmed.
-            let uploads: Vec<BoxFuture<'_, Result<(String, Put, u64), StoreError>>> = present
+            let uploads: Vec<BoxFuture<'_, Result<FileUpload, StoreError>>> = present
                 .iter()
                 .map(|(name, path, sha)| {
                     Box::pin(self.put_file(&e.dir, name, path, sha.clone(), &lock))
                         as BoxFuture<'_, _>
                 })
                 .collect();
-            let results: Vec<Result<(String, Put, u64), StoreError>> =
-                futures_util::stream::iter(uploads)
-                    .buffered(self.cfg.concurrency.max(1))
-                    .collect()
-                    .await;
+            let results: Vec<Result<FileUpload, StoreError>> = futures_util::stream::iter(uploads)
+                .buffered(self.cfg.concurrency.max(1))
+                .collect()
+                .await;
             for r in results {
                 let (key, put, len) = r?;
                 match put {
@@ -578,6 +577,9 @@ impl Archiver {
         Ok(())
     }
 }
+
+/// One file of a folder uploaded: its key, what happened, its length.
+type FileUpload = (String, Put, u64);
 
 /// Where the upload id of a multipart upload to `key` is recorded while it runs.
 fn upload_record(state_dir: &Path, key: &str) -> PathBuf {
