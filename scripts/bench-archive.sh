@@ -8,6 +8,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/ensure-s3s-fs.sh
 python3 -c 'import boto3' 2>/dev/null || pip3 install --quiet boto3
-# Optimized like release, without LTO: the figures are network- and hash-bound, and a thin-LTO
-# build of the S3 client stack takes many more minutes.
-CARGO_PROFILE_BENCH_LTO=false CARGO_PROFILE_BENCH_CODEGEN_UNITS=16 cargo bench --bench archive
+# The bench profile is the release profile, so a release build's dependencies are reused.
+# ARCHIVE_BENCH_PART_MB / ARCHIVE_BENCH_CONCURRENCY try other settings without a rebuild.
+cargo bench --bench archive

@@ -9,6 +9,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::Arc;
 use std::time::Duration;
 
 use callguard::archive::archiver::State;
@@ -88,10 +89,23 @@ struct Site {
 
 impl Site {
     async fn new(extra: &str) -> Site {
+        Site::build(extra, None, Some(SECRET_KEY)).await
+    }
+
+    /// A site whose proxy speaks TLS with `tls` when given, and whose configuration names key
+    /// files holding `secret` (none: the AWS environment credentials).
+    async fn build(
+        extra: &str,
+        tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
+        secret: Option<&str>,
+    ) -> Site {
         let dir = tempfile::tempdir().unwrap();
         let server = S3Server::start(dir.path(), BUCKET).await;
-        let proxy = Proxy::start(server.port).await;
-        let config = write_config(dir.path(), &proxy.endpoint(), BUCKET, SECRET_KEY, extra);
+        let proxy = match tls {
+            Some(tls) => Proxy::start_tls(server.port, tls).await,
+            None => Proxy::start(server.port).await,
+        };
+        let config = write_config_keys(dir.path(), &proxy.endpoint(), BUCKET, secret, extra);
         Site {
             host: callguard::evidence::manifest::host_name(),
             dir,
@@ -178,11 +192,33 @@ impl Site {
 }
 
 fn write_config(dir: &Path, endpoint: &str, bucket: &str, secret: &str, extra: &str) -> PathBuf {
+    write_config_keys(dir, endpoint, bucket, Some(secret), extra)
+}
+
+/// The test configuration; `secret: None` configures no key files (the AWS environment
+/// credentials are used).
+fn write_config_keys(
+    dir: &Path,
+    endpoint: &str,
+    bucket: &str,
+    secret: Option<&str>,
+    extra: &str,
+) -> PathBuf {
     std::fs::create_dir_all(dir).unwrap();
-    let ak = dir.join("access.key");
-    let sk = dir.join("secret.key");
-    std::fs::write(&ak, format!("{ACCESS_KEY}\n")).unwrap();
-    std::fs::write(&sk, format!("{secret}\n")).unwrap();
+    let keys = match secret {
+        Some(secret) => {
+            let ak = dir.join("access.key");
+            let sk = dir.join("secret.key");
+            std::fs::write(&ak, format!("{ACCESS_KEY}\n")).unwrap();
+            std::fs::write(&sk, format!("{secret}\n")).unwrap();
+            format!(
+                "access_key_file = \"{}\"\nsecret_key_file = \"{}\"\n",
+                ak.display(),
+                sk.display()
+            )
+        }
+        None => String::new(),
+    };
     let config = dir.join("callguard.toml");
     std::fs::write(
         &config,
@@ -190,13 +226,11 @@ fn write_config(dir: &Path, endpoint: &str, bucket: &str, secret: &str, extra: &
             "[pbx]\nurl = \"ws://127.0.0.1:9/\"\n[prompt]\nlocal = false\n[state]\ndir = \"{state}\"\n\
              [evidence]\ndir = \"{ev}\"\n[control]\nsocket = \"{sock}\"\n\
              [archive]\nendpoint = \"{endpoint}\"\nbucket = \"{bucket}\"\npath_style = true\n\
-             access_key_file = \"{ak}\"\nsecret_key_file = \"{sk}\"\npart_size_mb = 5\n\
+             {keys}part_size_mb = 5\n\
              concurrency = 2\nretry_max = \"500ms\"\n{extra}\n",
             state = dir.join("state").display(),
             ev = dir.join("evidence").display(),
             sock = dir.join("control.sock").display(),
-            ak = ak.display(),
-            sk = sk.display(),
         ),
     )
     .unwrap();
@@ -210,6 +244,10 @@ struct Daemon {
 
 impl Daemon {
     fn start(site: &Site) -> Daemon {
+        Daemon::start_with_env(site, &[])
+    }
+
+    fn start_with_env(site: &Site, env: &[(&str, &str)]) -> Daemon {
         let n = std::fs::read_dir(site.dir.path())
             .unwrap()
             .flatten()
@@ -223,6 +261,7 @@ impl Daemon {
             .env("DBUS_SESSION_BUS_ADDRESS", "unix:path=/nonexistent")
             .env("RUST_LOG", "callguard=debug")
             .env_remove("CALLGUARD_CONFIG")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(out)
             .kill_on_drop(true)
@@ -358,6 +397,15 @@ async fn archives_with_lock_headers_and_verify_s3_catches_tampering() {
     for (k, n) in writes_per_key(&seen) {
         assert_eq!(n, 1, "{k} written {n} times");
     }
+    // s3s-fs returns no composite checksum: the multipart object was confirmed by its
+    // MD5-of-parts ETag, not by reading 12 MiB back.
+    let big = site.prefix_key(&format!("{}/call.wav", dirs[1]));
+    assert!(
+        !seen
+            .iter()
+            .any(|s| s.method == "GET" && s.key(BUCKET) == big),
+        "the multipart upload was read back"
+    );
 
     // verify s3://… passes with the public key alone.
     let (code, out, err) = site.verify(&[]).await;
@@ -597,4 +645,333 @@ async fn keep_local_days_removes_a_folder_only_after_its_archived_copy_verified(
     let (code, out, err) = site.verify(&[]).await;
     assert_eq!(code, 0, "{out}\n{err}");
     daemon.kill9().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backlog_older_than_alert_after_pings_the_lead_once() {
+    let mut hook = common::http::Receiver::start(Vec::new()).await;
+    let extra = format!(
+        "alert_after = \"1s\"\n[escalation]\ncoalesce = \"0s\"\n\
+         [[escalation.webhook]]\nurl = \"{}\"\nformat = \"json\"\n",
+        hook.url("/lead")
+    );
+    let site = Site::new(&extra).await;
+    site.seal(&[("c-1", 30_000, 1), ("c-2", 30_000, 1)]);
+    site.proxy.set_mode(Mode::Fail(503));
+    let mut daemon = Daemon::start(&site);
+    // The store keeps failing; once the oldest waiting call is older than 1 s the lead hears.
+    let ping = hook.next().await.json();
+    assert_eq!(ping["problem"], "archive.backlog", "{ping}");
+    let what = ping.to_string();
+    assert!(
+        what.contains("evidence not archived for") && what.contains("2 call(s)"),
+        "{what}"
+    );
+    assert!(what.contains("503"), "the last error is named: {what}");
+    // Several more failed passes later: still one ping, one log line.
+    let failed = site.proxy.seen().iter().filter(|s| s.status == 503).count();
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while site.proxy.seen().iter().filter(|s| s.status == 503).count() < failed + 4 {
+        assert!(tokio::time::Instant::now() < deadline, "{}", daemon.log());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        daemon.log().matches("archive backlog too old").count(),
+        1,
+        "{}",
+        daemon.log()
+    );
+    assert_eq!(hook.requests(), 1, "one ping for one backlog");
+    // The store comes back: the backlog drains and no further ping follows.
+    site.proxy.set_mode(Mode::Pass);
+    site.wait_archived(&mut daemon).await;
+    assert_eq!(hook.requests(), 1);
+    daemon.kill9().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn addenda_of_calls_at_or_above_legal_hold_level_carry_the_hold() {
+    let site = Site::new("legal_hold_level = 2").await;
+    // Below, at and above the level.
+    let dirs = site.seal(&[("c-1", 30_000, 1), ("c-2", 30_000, 2), ("c-3", 30_000, 3)]);
+    {
+        let sealer = Sealer::open(&site.evidence(), &site.state()).unwrap();
+        for id in ["c-1", "c-2", "c-3"] {
+            callguard::evidence::addendum::add(
+                &sealer,
+                &callguard::events::CallNote {
+                    call_id: id.into(),
+                    in_progress: false,
+                    field: callguard::events::NoteField::Next,
+                    text: format!("follow-up for {id}"),
+                    at: chrono::Local::now().fixed_offset(),
+                },
+            )
+            .unwrap();
+        }
+    }
+    // Ledger: the three calls (1–3), then their addenda (4–6).
+    assert_eq!(site.ledger_lines(), 6);
+    let mut daemon = Daemon::start(&site);
+    site.wait_archived(&mut daemon).await;
+    let seen = site.proxy.seen();
+    assert_no_object_delete(&seen);
+    let puts: BTreeMap<String, &Seen> = seen
+        .iter()
+        .filter(|s| is_object_put(s) && s.status == 200)
+        .map(|s| (s.key(BUCKET), s))
+        .collect();
+    for (i, dir) in dirs.iter().enumerate() {
+        let held = i >= 1;
+        let keys = [
+            site.prefix_key(&format!("{dir}/addendum-1.json")),
+            site.prefix_key(&format!("{dir}/addendum-1.sig")),
+            site.prefix_key(&format!("ledger/{}.json", i + 4)),
+        ];
+        for k in keys {
+            let w = puts
+                .get(&k)
+                .unwrap_or_else(|| panic!("{k} not written: {:?}", puts.keys()));
+            assert_eq!(
+                w.header("x-amz-object-lock-mode"),
+                Some("COMPLIANCE"),
+                "{w:?}"
+            );
+            assert!(
+                w.header("x-amz-object-lock-retain-until-date").is_some(),
+                "{w:?}"
+            );
+            assert!(w.header("x-amz-checksum-sha256").is_some(), "{w:?}");
+            assert_eq!(
+                w.header("x-amz-object-lock-legal-hold"),
+                held.then_some("ON"),
+                "level {} with legal_hold_level 2: {w:?}",
+                i + 1
+            );
+        }
+    }
+    daemon.kill9().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_s3_checks_the_retention_the_store_reports() {
+    let site = Site::new("").await;
+    let dirs = site.seal(&[("c-1", 30_000, 1), ("c-2", 30_000, 1)]);
+    let mut daemon = Daemon::start(&site);
+    site.wait_archived(&mut daemon).await;
+    daemon.kill9().await;
+    let iso = |days: i64| {
+        (chrono::Utc::now() + chrono::Duration::days(days))
+            .format("%Y-%m-%dT%H:%M:%S%.3fZ")
+            .to_string()
+    };
+
+    // s3s-fs keeps no retention: said once, not per object.
+    let (code, out, err) = site.verify(&[]).await;
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert_eq!(
+        err.matches("does not report Object Lock retention").count(),
+        1,
+        "{err}"
+    );
+
+    // The store reports COMPLIANCE retention long enough on every object: all good, no note.
+    let long = iso(1100);
+    site.proxy.add_response_headers(
+        "",
+        &[
+            ("x-amz-object-lock-mode", "COMPLIANCE"),
+            ("x-amz-object-lock-retain-until-date", &long),
+        ],
+    );
+    let (code, out, err) = site.verify(&[]).await;
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(!err.contains("does not report"), "{err}");
+    assert!(
+        !site
+            .proxy
+            .seen()
+            .iter()
+            .any(|s| s.query().contains("retention") && s.status == 200),
+        "the retention came with the downloads"
+    );
+
+    // One call's objects are kept only 30 days: that call fails, the other passes.
+    let short = iso(30);
+    site.proxy
+        .add_response_headers(&dirs[0], &[("x-amz-object-lock-retain-until-date", &short)]);
+    let (code, out, err) = site.verify(&[]).await;
+    assert_eq!(code, 1, "{out}\n{err}");
+    let fail = out
+        .lines()
+        .find(|l| l.starts_with("FAIL") && l.contains(&dirs[0]))
+        .unwrap_or_else(|| panic!("no FAIL for the short retention:\n{out}"));
+    assert!(fail.contains("retention shorter than 1095 days"), "{fail}");
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("OK s3://") && l.contains(&dirs[1])),
+        "{out}"
+    );
+
+    // GOVERNANCE can be lifted by whoever holds the bypass right: not accepted.
+    site.proxy
+        .add_response_headers(&dirs[1], &[("x-amz-object-lock-mode", "GOVERNANCE")]);
+    let (code, out, _) = site.verify(&[]).await;
+    assert_eq!(code, 1, "{out}");
+    let fail = out
+        .lines()
+        .find(|l| l.starts_with("FAIL") && l.contains(&dirs[1]))
+        .unwrap_or_else(|| panic!("no FAIL for GOVERNANCE:\n{out}"));
+    assert!(fail.contains("retention mode GOVERNANCE"), "{fail}");
+}
+
+/// A private CA and a certificate for 127.0.0.1 signed by it; the CA's PEM.
+fn private_ca() -> (String, Arc<tokio_rustls::rustls::ServerConfig>) {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
+    let leaf_key = KeyPair::generate().unwrap();
+    let leaf = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
+        .unwrap()
+        .signed_by(&leaf_key, &ca)
+        .unwrap();
+    let key =
+        tokio_rustls::rustls::pki_types::PrivateKeyDer::try_from(leaf_key.serialize_der()).unwrap();
+    let server = tokio_rustls::rustls::ServerConfig::builder_with_provider(Arc::new(
+        tokio_rustls::rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(vec![leaf.der().clone()], key)
+    .unwrap();
+    (ca.pem(), Arc::new(server))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ca_file_trusts_a_private_ca_and_a_wrong_ca_is_refused_at_start() {
+    let (ca_pem, tls) = private_ca();
+    let (other_ca, _) = private_ca();
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("store-ca.pem");
+    let wrong = dir.path().join("other-ca.pem");
+    std::fs::write(&ca, ca_pem).unwrap();
+    std::fs::write(&wrong, other_ca).unwrap();
+    let site = Site::build(
+        &format!("ca_file = \"{}\"", ca.display()),
+        Some(tls),
+        Some(SECRET_KEY),
+    )
+    .await;
+    assert!(site.proxy.endpoint().starts_with("https://"));
+    let dirs = site.seal(&[("c-1", 30_000, 1)]);
+    let mut daemon = Daemon::start(&site);
+    site.wait_archived(&mut daemon).await;
+    let k = site.prefix_key(&format!("{}/call.wav", dirs[0]));
+    assert!(site.server.keys(BUCKET).contains(&k));
+    assert!(
+        site.proxy
+            .seen()
+            .iter()
+            .any(|s| is_object_put(s) && s.key(BUCKET) == k),
+        "the upload went through the TLS endpoint"
+    );
+    daemon.kill9().await;
+    // verify s3://… over the same endpoint trusts the same ca_file.
+    let (code, out, err) = site.verify(&[]).await;
+    assert_eq!(code, 0, "{out}\n{err}");
+
+    // Another CA, and no CA at all (system roots only): refused at start, saying why.
+    let before = site.proxy.seen().len();
+    for ca_line in [format!("ca_file = \"{}\"", wrong.display()), String::new()] {
+        let config = write_config(
+            &site.dir.path().join(format!("wrong-ca-{}", ca_line.len())),
+            &site.proxy.endpoint(),
+            BUCKET,
+            SECRET_KEY,
+            &ca_line,
+        );
+        let out = tokio::time::timeout(
+            PATIENCE,
+            tokio::process::Command::new(env!("CARGO_BIN_EXE_callguard"))
+                .args(["run", "--config"])
+                .arg(&config)
+                .env("DBUS_SESSION_BUS_ADDRESS", "unix:path=/nonexistent")
+                .env_remove("CALLGUARD_CONFIG")
+                .output(),
+        )
+        .await
+        .expect("the daemon did not stop")
+        .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{err}");
+        assert!(
+            err.contains("presented a certificate that is not trusted")
+                && err.contains("invalid peer certificate")
+                && err.contains("archive.ca_file"),
+            "{err}"
+        );
+        if !ca_line.is_empty() {
+            assert!(err.contains(&wrong.display().to_string()), "{err}");
+        }
+    }
+    assert_eq!(
+        site.proxy.seen().len(),
+        before,
+        "no request crossed an untrusted connection"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aws_environment_credentials_are_used_without_key_files() {
+    let site = Site::build("", None, None).await;
+    let dirs = site.seal(&[("c-1", 30_000, 1)]);
+    // Only the environment: no profile files, no instance metadata to fall back on.
+    let env = |secret: &'static str| {
+        [
+            ("AWS_ACCESS_KEY_ID", ACCESS_KEY),
+            ("AWS_SECRET_ACCESS_KEY", secret),
+            ("AWS_CONFIG_FILE", "/nonexistent/aws-config"),
+            (
+                "AWS_SHARED_CREDENTIALS_FILE",
+                "/nonexistent/aws-credentials",
+            ),
+            ("AWS_EC2_METADATA_DISABLED", "true"),
+        ]
+    };
+    let mut daemon = Daemon::start_with_env(&site, &env(SECRET_KEY));
+    site.wait_archived(&mut daemon).await;
+    let k = site.prefix_key(&format!("{}/call.wav", dirs[0]));
+    let put = site
+        .proxy
+        .seen()
+        .into_iter()
+        .find(|s| is_object_put(s) && s.key(BUCKET) == k)
+        .unwrap_or_else(|| panic!("{k} not uploaded"));
+    assert!(
+        put.header("authorization")
+            .is_some_and(|a| a.contains(&format!("Credential={ACCESS_KEY}/"))),
+        "{put:?}"
+    );
+    daemon.kill9().await;
+
+    // A wrong secret in the environment is refused at start like a wrong key file.
+    let out = tokio::time::timeout(
+        PATIENCE,
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_callguard"))
+            .args(["run", "--config"])
+            .arg(&site.config)
+            .env("DBUS_SESSION_BUS_ADDRESS", "unix:path=/nonexistent")
+            .env_remove("CALLGUARD_CONFIG")
+            .envs(env("not-the-secret"))
+            .output(),
+    )
+    .await
+    .expect("the daemon did not stop")
+    .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("refused the credentials"), "{err}");
+    assert!(err.contains("AWS_ACCESS_KEY_ID"), "{err}");
 }

@@ -9,6 +9,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, FixedOffset, Utc};
+use futures_util::StreamExt;
+use futures_util::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -453,6 +455,42 @@ impl Archiver {
         Ok(report)
     }
 
+    /// Uploads one file of the folder `dir` once; (its key, what happened, its length).
+    async fn put_file(
+        &self,
+        dir: &str,
+        name: &str,
+        path: &Path,
+        sha: Option<String>,
+        lock: &Lock,
+    ) -> Result<FileUpload, StoreError> {
+        let key = object_key(&self.prefix, &self.host, dir, name);
+        let local = |source| StoreError::Local {
+            path: path.display().to_string(),
+            source,
+        };
+        let sha = match sha {
+            Some(s) => s,
+            None => hash_file(path).map_err(local)?,
+        };
+        let len = std::fs::metadata(path).map_err(local)?.len();
+        let record = upload_record(&self.state_dir, &key);
+        let put = self
+            .store
+            .put_file_once(&key, path, &sha, lock, &|id: &str| {
+                // On disk before the first part: a crash leaves a record to abort.
+                let body = serde_json::json!({ "key": key, "upload_id": id }).to_string();
+                if let Err(e) = write_record(&record, body.as_bytes()) {
+                    tracing::warn!(error = %e, "cannot record the multipart upload id");
+                }
+            })
+            .await;
+        if put.is_ok() {
+            let _ = std::fs::remove_file(&record);
+        }
+        Ok((key, put?, len))
+    }
+
     async fn archive_line(
         &mut self,
         line: &Line,
@@ -482,37 +520,34 @@ impl Archiver {
             } else {
                 folder_files(&dir)
             };
-            for (name, path, sha) in files {
-                if !path.exists() {
+            let present: Vec<(String, PathBuf, Option<String>)> = files
+                .into_iter()
+                .filter(|(_, path, _)| {
                     // Already archived and removed locally, or never there: the verifier of the
                     // archive reports a missing object; the ledger line still goes up.
-                    tracing::warn!(file = %path.display(), "a file named by the ledger is missing locally; not archived");
-                    continue;
-                }
-                let key = object_key(&self.prefix, &self.host, &e.dir, &name);
-                let sha = match sha {
-                    Some(s) => s,
-                    None => hash_file(&path).map_err(|source| StoreError::Local {
-                        path: path.display().to_string(),
-                        source,
-                    })?,
-                };
-                let len = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-                let record = upload_record(&self.state_dir, &key);
-                let put = self
-                    .store
-                    .put_file_once(&key, &path, &sha, &lock, &|id: &str| {
-                        // On disk before the first part: a crash leaves a record to abort.
-                        let body = serde_json::json!({ "key": key, "upload_id": id }).to_string();
-                        if let Err(e) = write_record(&record, body.as_bytes()) {
-                            tracing::warn!(error = %e, "cannot record the multipart upload id");
-                        }
-                    })
-                    .await;
-                if put.is_ok() {
-                    let _ = std::fs::remove_file(&record);
-                }
-                match put? {
+                    let there = path.exists();
+                    if !there {
+                        tracing::warn!(file = %path.display(), "a file named by the ledger is missing locally; not archived");
+                    }
+                    there
+                })
+                .collect();
+            // The folder's files go up side by side (a one-minute call is four small objects,
+            // each a round trip or two); its ledger line only after all of them are confirmed.
+            let uploads: Vec<BoxFuture<'_, Result<FileUpload, StoreError>>> = present
+                .iter()
+                .map(|(name, path, sha)| {
+                    Box::pin(self.put_file(&e.dir, name, path, sha.clone(), &lock))
+                        as BoxFuture<'_, _>
+                })
+                .collect();
+            let results: Vec<Result<FileUpload, StoreError>> = futures_util::stream::iter(uploads)
+                .buffered(self.cfg.concurrency.max(1))
+                .collect()
+                .await;
+            for r in results {
+                let (key, put, len) = r?;
+                match put {
                     Put::Written => {
                         report.written += 1;
                         report.bytes += len;
@@ -542,6 +577,9 @@ impl Archiver {
         Ok(())
     }
 }
+
+/// One file of a folder uploaded: its key, what happened, its length.
+type FileUpload = (String, Put, u64);
 
 /// Where the upload id of a multipart upload to `key` is recorded while it runs.
 fn upload_record(state_dir: &Path, key: &str) -> PathBuf {

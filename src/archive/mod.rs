@@ -5,7 +5,6 @@
 //! `<prefix>/<host>/YYYY/MM/DD/<folder>/<file>` and `<prefix>/<host>/ledger/<seq>.json`.
 
 pub mod archiver;
-pub mod cli;
 pub mod config;
 pub mod doctor;
 pub mod follower;

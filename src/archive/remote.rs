@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use ed25519_dalek::VerifyingKey;
 
 use super::config::ArchiveConfig;
-use super::store::{Store, StoreError};
+use super::store::{Retention, Store, StoreError};
 use crate::evidence::layout::LEDGER_FILE;
 use crate::evidence::verify::Outcome;
 
@@ -28,6 +28,11 @@ pub enum RemoteError {
     /// Scratch space.
     #[error("scratch folder: {0}")]
     Scratch(std::io::Error),
+}
+
+/// Whether a `verify` argument names the archive (`s3://…`).
+pub fn is_s3(p: &Path) -> bool {
+    p.to_string_lossy().starts_with("s3://")
 }
 
 /// A parsed `s3://` URL.
@@ -128,6 +133,8 @@ pub async fn verify(
             .join(host_path.replace('/', "_").trim_start_matches('.'));
         std::fs::create_dir_all(&root).map_err(RemoteError::Scratch)?;
         let mut ledger: BTreeMap<u64, Vec<u8>> = BTreeMap::new();
+        // What the store said about each object's retention with its download.
+        let mut reported: BTreeMap<&str, Retention> = BTreeMap::new();
         for (k, rel) in objects {
             if let Some(seq) = rel
                 .strip_prefix("ledger/")
@@ -136,9 +143,12 @@ pub async fn verify(
                 let Ok(seq) = seq.parse::<u64>() else {
                     continue;
                 };
-                ledger.insert(seq, store.get(k).await?);
+                let (line, r) = store.get_with_retention(k).await?;
+                ledger.insert(seq, line);
+                reported.insert(k, r);
             } else {
-                store.download_to(k, &root.join(rel)).await?;
+                let (_, r) = store.download_with_retention(k, &root.join(rel)).await?;
+                reported.insert(k, r);
             }
         }
         let mut text = Vec::new();
@@ -194,20 +204,14 @@ pub async fn verify(
                 } else {
                     sealed_at.get(&dir_of).map(|t| t + days)
                 };
-                match store.retention(k).await {
+                // The retention sent with the download, else asked for on its own.
+                let answer = match reported.get(k.as_str()).filter(|r| r.reported()) {
+                    Some(r) => Ok((r.mode.clone(), r.retain_until_secs)),
+                    None => store.retention(k).await,
+                };
+                match answer {
                     Ok((mode, until)) => {
-                        let why = match (mode.as_deref(), until) {
-                            (Some("COMPLIANCE"), Some(u)) if need.is_none_or(|n| u >= n) => None,
-                            (Some("COMPLIANCE"), Some(_)) => Some(format!(
-                                "{rel}: retention shorter than {} days",
-                                cfg.retention_days
-                            )),
-                            (None, _) | (_, None) => Some(format!("{rel}: no retention")),
-                            (Some(m), _) => {
-                                Some(format!("{rel}: retention mode {m}, not COMPLIANCE"))
-                            }
-                        };
-                        if let Some(w) = why {
+                        if let Some(w) = retention_problem(rel, mode.as_deref(), until, need, cfg) {
                             short.entry(dir_of).or_default().push(w);
                         }
                     }
@@ -274,6 +278,26 @@ pub async fn verify(
         result.notes.push(n);
     }
     Ok(result)
+}
+
+/// What is wrong with an object's retention (`rel` as shown), if anything: it must be
+/// COMPLIANCE until at least `need` (sealing + `retention_days`).
+fn retention_problem(
+    rel: &str,
+    mode: Option<&str>,
+    until: Option<i64>,
+    need: Option<i64>,
+    cfg: &ArchiveConfig,
+) -> Option<String> {
+    match (mode, until) {
+        (Some("COMPLIANCE"), Some(u)) if need.is_none_or(|n| u >= n) => None,
+        (Some("COMPLIANCE"), Some(_)) => Some(format!(
+            "{rel}: retention shorter than {} days",
+            cfg.retention_days
+        )),
+        (None, _) | (_, None) => Some(format!("{rel}: no retention")),
+        (Some(m), _) => Some(format!("{rel}: retention mode {m}, not COMPLIANCE")),
+    }
 }
 
 /// The host name in the manifests of a local evidence root (its first sealed call).

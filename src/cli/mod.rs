@@ -1,5 +1,6 @@
 //! The command line (DESIGN.md, contract): parses arguments and dispatches to the subcommands.
 
+mod archive;
 mod control;
 mod doctor;
 mod status;
@@ -242,8 +243,8 @@ pub fn main() -> ExitCode {
             pubkey,
             json,
             ..
-        } if paths.iter().any(|p| crate::archive::cli::is_s3(p)) => {
-            crate::archive::cli::verify(cli.config.as_deref(), paths, pubkey, json)
+        } if paths.iter().any(|p| crate::archive::remote::is_s3(p)) => {
+            archive::verify(cli.config.as_deref(), paths, pubkey, json)
         }
         Command::Verify {
             paths,

@@ -29,20 +29,9 @@ pub fn cli(
     } else {
         None
     };
-    let key_path = match (&pubkey, &cfg) {
-        (Some(p), _) => p.clone(),
-        (None, Some(c)) => keys::key_paths(&c.data_dir()).1,
-        (None, None) => {
-            eprintln!("callguard verify: give --pubkey FILE");
-            return ExitCode::from(super::EXIT_USAGE);
-        }
-    };
-    let key = match keys::read_public(&key_path) {
+    let key = match public_key(pubkey.as_deref(), cfg.as_ref()) {
         Ok(k) => k,
-        Err(e) => {
-            eprintln!("callguard verify: public key: {e}");
-            return ExitCode::from(super::EXIT_USAGE);
-        }
+        Err(code) => return code,
     };
     let paths = if paths.is_empty() {
         match &cfg {
@@ -75,6 +64,27 @@ pub fn cli(
             ExitCode::from(super::EXIT_USAGE)
         }
     }
+}
+
+/// The key `verify` checks signatures with: `--pubkey FILE`, else this workstation's own
+/// (found through its configuration). Says why not on stderr, with the usage exit code.
+pub(super) fn public_key(
+    pubkey: Option<&Path>,
+    cfg: Option<&crate::config::Config>,
+) -> Result<ed25519_dalek::VerifyingKey, std::process::ExitCode> {
+    let usage = std::process::ExitCode::from(super::EXIT_USAGE);
+    let key_path = match (pubkey, cfg) {
+        (Some(p), _) => p.to_path_buf(),
+        (None, Some(c)) => keys::key_paths(&c.data_dir()).1,
+        (None, None) => {
+            eprintln!("callguard verify: give --pubkey FILE");
+            return Err(usage);
+        }
+    };
+    keys::read_public(&key_path).map_err(|e| {
+        eprintln!("callguard verify: public key: {e}");
+        usage
+    })
 }
 
 /// `callguard key show`: the public key (PEM), its `key_id` and file; the key is made if missing.

@@ -244,12 +244,16 @@ pub enum Mode {
 struct ProxyState {
     seen: Vec<Seen>,
     mode: Mode,
+    /// Headers added to the answers of HEAD and GET requests whose path contains the text;
+    /// later rules win.
+    add_headers: Vec<(String, Vec<(String, String)>)>,
 }
 
 /// The recording proxy.
 pub struct Proxy {
     pub port: u16,
     state: Arc<Mutex<ProxyState>>,
+    tls: bool,
 }
 
 type ProxyBody = BoxBody<Bytes, hyper::Error>;
@@ -257,37 +261,77 @@ type ProxyBody = BoxBody<Bytes, hyper::Error>;
 impl Proxy {
     /// Listens on 127.0.0.1:0 and forwards to `127.0.0.1:upstream`.
     pub async fn start(upstream: u16) -> Proxy {
+        Proxy::start_with(upstream, None).await
+    }
+
+    /// The same, speaking HTTPS to its clients with `tls` (the step that terminates TLS in
+    /// front of a store); it still forwards plain HTTP to the server.
+    pub async fn start_tls(upstream: u16, tls: Arc<tokio_rustls::rustls::ServerConfig>) -> Proxy {
+        Proxy::start_with(upstream, Some(tokio_rustls::TlsAcceptor::from(tls))).await
+    }
+
+    async fn start_with(upstream: u16, tls: Option<tokio_rustls::TlsAcceptor>) -> Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let state = Arc::new(Mutex::new(ProxyState {
             seen: Vec::new(),
             mode: Mode::Pass,
+            add_headers: Vec::new(),
         }));
         let client: Client<HttpConnector, Incoming> =
             Client::builder(TokioExecutor::new()).build_http();
         let st = state.clone();
+        let secure = tls.is_some();
         tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
                 let st = st.clone();
                 let client = client.clone();
+                let tls = tls.clone();
                 tokio::spawn(async move {
                     let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
                         let st = st.clone();
                         let client = client.clone();
                         async move { handle(req, upstream, st, client).await }
                     });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .await;
+                    let http = hyper::server::conn::http1::Builder::new();
+                    match tls {
+                        // A client that does not trust the certificate ends the handshake.
+                        Some(acceptor) => {
+                            if let Ok(stream) = acceptor.accept(stream).await {
+                                let _ = http.serve_connection(TokioIo::new(stream), svc).await;
+                            }
+                        }
+                        None => {
+                            let _ = http.serve_connection(TokioIo::new(stream), svc).await;
+                        }
+                    }
                 });
             }
         });
-        Proxy { port, state }
+        Proxy {
+            port,
+            state,
+            tls: secure,
+        }
     }
 
-    /// `http://127.0.0.1:PORT`.
+    /// `http://127.0.0.1:PORT` (`https://` when it speaks TLS).
     pub fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}", self.port)
+    }
+
+    /// Adds `headers` to the answers to HEAD and GET requests whose path contains `path_part`
+    /// ("" for all); a later rule overrides an earlier one for the same header. This is how
+    /// a test makes the store report Object Lock retention, which s3s-fs does not keep.
+    pub fn add_response_headers(&self, path_part: &str, headers: &[(&str, &str)]) {
+        self.state.lock().unwrap().add_headers.push((
+            path_part.to_string(),
+            headers
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        ));
     }
 
     pub fn set_mode(&self, mode: Mode) {
@@ -344,6 +388,16 @@ async fn handle(
         })
         .collect();
     let method = req.method().as_str().to_string();
+    let extra: Vec<(String, String)> = if matches!(method.as_str(), "GET" | "HEAD") {
+        let s = st.lock().unwrap();
+        s.add_headers
+            .iter()
+            .filter(|(part, _)| path.contains(part.as_str()))
+            .flat_map(|(_, h)| h.iter().cloned())
+            .collect()
+    } else {
+        Vec::new()
+    };
     let idx;
     let mode;
     {
@@ -380,8 +434,16 @@ async fn handle(
     let uri = format!("http://127.0.0.1:{upstream}{path}");
     *req.uri_mut() = uri.parse().unwrap();
     match client.request(req).await {
-        Ok(resp) => {
+        Ok(mut resp) => {
             set_status(resp.status().as_u16());
+            if resp.status().is_success() {
+                for (k, v) in extra {
+                    resp.headers_mut().insert(
+                        hyper::header::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                        hyper::header::HeaderValue::from_str(&v).unwrap(),
+                    );
+                }
+            }
             Ok(resp.map(|b| b.boxed()))
         }
         Err(_) => {

@@ -1,15 +1,11 @@
-//! The command-line side of `callguard verify s3://…`: same flags, output and exit codes as
-//! for local folders (0 all good, 1 any failure, 2 cannot verify).
+//! `callguard verify s3://…`: the checks are `archive::remote`'s, the printing and exit codes
+//! are here; same flags, output and exit codes as for local folders (0 all good, 1 any
+//! failure, 2 cannot verify).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use super::remote;
-
-/// Whether a `verify` argument names the archive.
-pub fn is_s3(p: &Path) -> bool {
-    p.to_string_lossy().starts_with("s3://")
-}
+use crate::archive::remote;
 
 /// `callguard verify s3://BUCKET/PREFIX[/HOST] [LOCAL_EVIDENCE_ROOT…]`: credentials and endpoint
 /// from `[archive]` (or the AWS environment); local roots given beside the URL have their
@@ -20,32 +16,22 @@ pub fn verify(
     pubkey: Option<PathBuf>,
     json: bool,
 ) -> ExitCode {
-    let usage = ExitCode::from(crate::cli::EXIT_USAGE);
+    let usage = ExitCode::from(super::EXIT_USAGE);
     let cfg = if config.is_some() || pubkey.is_none() {
-        match crate::cli::load(config) {
+        match super::load(config) {
             Ok(c) => Some(c),
             Err(code) => return code,
         }
     } else {
         None
     };
-    let key_path = match (&pubkey, &cfg) {
-        (Some(p), _) => p.clone(),
-        (None, Some(c)) => crate::evidence::keys::key_paths(&c.data_dir()).1,
-        (None, None) => {
-            eprintln!("callguard verify: give --pubkey FILE");
-            return usage;
-        }
-    };
-    let key = match crate::evidence::keys::read_public(&key_path) {
+    let key = match super::verify::public_key(pubkey.as_deref(), cfg.as_ref()) {
         Ok(k) => k,
-        Err(e) => {
-            eprintln!("callguard verify: public key: {e}");
-            return usage;
-        }
+        Err(code) => return code,
     };
     let archive = cfg.map(|c| c.archive).unwrap_or_default();
-    let (urls, locals): (Vec<PathBuf>, Vec<PathBuf>) = paths.into_iter().partition(|p| is_s3(p));
+    let (urls, locals): (Vec<PathBuf>, Vec<PathBuf>) =
+        paths.into_iter().partition(|p| remote::is_s3(p));
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
