@@ -194,21 +194,36 @@ impl Link {
         id: &str,
         payload: Vec<u8>,
     ) -> Result<bool, LinkError> {
+        self.send(subject, id, payload).await?.await
+    }
+
+    /// Hands `payload` to the connection (with `id` as `Nats-Msg-Id`) and returns the wait for
+    /// its PubAck, so that several publishes can be on their way at once; the server
+    /// acknowledges them in the order they were sent. The wait ends after at most
+    /// [`ACK_TIMEOUT`].
+    pub async fn send(
+        &self,
+        subject: String,
+        id: &str,
+        payload: Vec<u8>,
+    ) -> Result<impl Future<Output = Result<bool, LinkError>> + Send + 'static, LinkError> {
         let mut headers = HeaderMap::new();
         headers.insert(contract::MSG_ID_HEADER, id);
-        let send = async {
-            let ack = self
-                .js
-                .publish_with_headers(subject, headers, payload.into())
-                .await
-                .map_err(map_publish)?;
-            ack.await.map_err(map_publish)
+        let sent = self
+            .js
+            .publish_with_headers(subject, headers, payload.into());
+        let ack = match tokio::time::timeout(ACK_TIMEOUT, sent).await {
+            Ok(Ok(ack)) => ack,
+            Ok(Err(e)) => return Err(map_publish(e)),
+            Err(_) => return Err(LinkError::Timeout(ACK_TIMEOUT)),
         };
-        match tokio::time::timeout(ACK_TIMEOUT, send).await {
-            Ok(Ok(ack)) => Ok(ack.duplicate),
-            Ok(Err(e)) => Err(e),
-            Err(_) => Err(LinkError::Timeout(ACK_TIMEOUT)),
-        }
+        Ok(async move {
+            match tokio::time::timeout(ACK_TIMEOUT, ack).await {
+                Ok(Ok(ack)) => Ok(ack.duplicate),
+                Ok(Err(e)) => Err(map_publish(e)),
+                Err(_) => Err(LinkError::Timeout(ACK_TIMEOUT)),
+            }
+        })
     }
 
     /// Whether the `CALLGUARD` stream exists (`Err(NoStream)` when the server says it does not).
