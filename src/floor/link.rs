@@ -19,6 +19,8 @@ use crate::config::ConfigError;
 /// How long one publish waits for the server's PubAck before it counts as not delivered (and is
 /// sent again, with the same id, so the server drops it if the first one did arrive).
 pub const ACK_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long closing the connection may take.
+pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 /// How long the connection attempt of a one-shot check (doctor, verify) may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -305,10 +307,14 @@ impl Link {
         }
     }
 
-    /// Flushes and closes the connection.
+    /// Flushes and closes the connection; gives up after [`CLOSE_TIMEOUT`] (a server that is
+    /// away never answers the flush, and a stopping daemon must not wait for it).
     pub async fn close(self) {
-        let _ = self.client.flush().await;
-        let _ = self.client.drain().await;
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
+            let _ = self.client.flush().await;
+            let _ = self.client.drain().await;
+        })
+        .await;
     }
 }
 
