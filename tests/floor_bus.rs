@@ -242,8 +242,8 @@ fn end(call: &str) -> serde_json::Value {
 
 /// Events waiting in the daemon's backlog on disk.
 fn pending_files(s: &Setup) -> usize {
-    callguard::floor::backlog::disk_stats(&s.dir.path().join("state/floor-outbox"), u64::MAX)
-        .events as usize
+    callguard::floor::backlog::disk_stats(&s.dir.path().join("state/floor-outbox"), u64::MAX).events
+        as usize
 }
 
 async fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
@@ -797,7 +797,11 @@ async fn sigterm_with_a_backlog_drains_it_then_exits_0_and_nothing_comes_twice()
     .await;
     round_trip(&floor).await;
     let evs = events(&mut stream).await;
-    assert_eq!(call_events(&evs), want, "nothing sent twice after the restart");
+    assert_eq!(
+        call_events(&evs),
+        want,
+        "nothing sent twice after the restart"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -195,6 +195,8 @@ struct Index {
     /// The log should be rewritten from the slots (heartbeats dropped, torn tail, old files).
     compact: bool,
     closing: bool,
+    /// The writer thread is waiting for work (else it looks again when done: no wake needed).
+    writer_idle: bool,
     dropped_heartbeats: u64,
     over_bound_warned: bool,
     disk_error: Option<String>,
@@ -279,6 +281,7 @@ impl Backlog {
         let files = Files {
             log_dir,
             acked_path: dir.join(ACKED_FILE),
+            acked_file: None,
             segments: loaded.segments,
             active: None,
             acked_written: loaded.acked,
@@ -333,8 +336,11 @@ impl Backlog {
         });
         self.enforce_bound(&mut ix);
         let err = ix.disk_error.clone();
+        let wake = ix.writer_idle;
         drop(ix);
-        self.shared.work.notify_one();
+        if wake {
+            self.shared.work.notify_one();
+        }
         match err {
             Some(e) => Err(BacklogError::Disk(e)),
             None => Ok(()),
@@ -406,8 +412,11 @@ impl Backlog {
             }
         }
         ix.acked_through = ix.acked_through.max(seq);
+        let wake = ix.writer_idle;
         drop(ix);
-        self.shared.work.notify_one();
+        if wake {
+            self.shared.work.notify_one();
+        }
     }
 
     /// The highest sequence number the server acknowledged.
@@ -438,11 +447,7 @@ impl Backlog {
     pub fn close(&self) {
         self.shared.lock().closing = true;
         self.shared.work.notify_one();
-        let handle = self
-            .writer
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
+        let handle = self.writer.lock().unwrap_or_else(|p| p.into_inner()).take();
         if let Some(h) = handle
             && h.join().is_err()
         {
@@ -577,7 +582,8 @@ fn load(dir: &Path) -> Result<Loaded, BacklogError> {
         match r {
             Ok(e) => {
                 let item = e.item;
-                out.legacy.push(pending_dir.join(format!("{}.json", item.key())));
+                out.legacy
+                    .push(pending_dir.join(format!("{}.json", item.key())));
                 out.max_seq = out.max_seq.max(item.seq);
                 let Ok(event) = serde_json::value::to_raw_value(&item.event) else {
                     continue;
@@ -613,6 +619,7 @@ fn load(dir: &Path) -> Result<Loaded, BacklogError> {
 struct Files {
     log_dir: PathBuf,
     acked_path: PathBuf,
+    acked_file: Option<File>,
     /// Oldest first; the last one may be `active`.
     segments: Vec<Segment>,
     /// The segment taking new lines, and its length.
@@ -696,12 +703,12 @@ impl Files {
     /// Records the last acknowledgement (no fsync: see the module's notes) and deletes the
     /// segments every event of which was acknowledged.
     fn acked(&mut self, seq: u64) -> io::Result<()> {
-        let file = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&self.acked_path)?;
-        file.write_all_at(format!("{seq:020}\n").as_bytes(), 0)?;
+        if self.acked_file.is_none() {
+            self.acked_file = Some(fsutil::create_private_file(&self.acked_path)?);
+        }
+        if let Some(file) = &self.acked_file {
+            file.write_all_at(format!("{seq:020}\n").as_bytes(), 0)?;
+        }
         self.acked_written = seq;
         let active = self.segments.len().saturating_sub(1);
         let has_active = self.active.is_some();
@@ -745,7 +752,9 @@ fn write_loop(shared: &Shared, mut files: Files) {
             && ix.acked_through == files.acked_written
             && !ix.closing
         {
+            ix.writer_idle = true;
             ix = shared.work.wait(ix).unwrap_or_else(|p| p.into_inner());
+            ix.writer_idle = false;
         }
         spare.clear();
         std::mem::swap(&mut spare, &mut ix.unwritten);
@@ -909,7 +918,8 @@ mod tests {
             .append(true)
             .open(&seg)
             .expect("open");
-        f.write_all(b"{\"seq\":99999999999999999,\"queued").expect("tear");
+        f.write_all(b"{\"seq\":99999999999999999,\"queued")
+            .expect("tear");
         drop(f);
         assert_eq!(disk_stats(dir.path(), 1 << 20).events, 3);
         let b = Backlog::open(dir.path().to_path_buf(), 1 << 20).expect("reopen");
@@ -932,8 +942,7 @@ mod tests {
             kind: EventKind::Heartbeat,
             subject: "s".into(),
             id: "ev-0".into(),
-            event: serde_json::value::to_raw_value(&event(0, EventKind::Heartbeat))
-                .expect("json"),
+            event: serde_json::value::to_raw_value(&event(0, EventKind::Heartbeat)).expect("json"),
         };
         encode_line(&mut probe, &one);
         // Room for about ten events.

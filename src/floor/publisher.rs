@@ -225,7 +225,6 @@ impl Publisher {
         }
         self.state.error(err.to_string());
     }
-
 }
 
 /// The backoff after `failures` failures; a stop ends it at once (the drain tries again).
