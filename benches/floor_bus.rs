@@ -235,21 +235,30 @@ fn main() {
         .build()
         .expect("runtime");
     rt.block_on(async {
-        let calls = env_n("FLOOD_CALLS", 2000);
+        let calls = env_n("FLOOD_CALLS", 10_000);
         let latency_n = env_n("LATENCY_EVENTS", 10_000);
         let drain_n = env_n("DRAIN_EVENTS", 10_000);
 
-        // 1. CPU, publisher off vs on, same flood, same run (off, on, off, on: best of two).
+        // 1. CPU, publisher off vs on, same flood, same run (off, on, off, on, …: best of each).
         let nats = start_nats().await;
-        create_stream(&nats.url).await;
+        let mut stream = create_stream(&nats.url).await;
         let mut off = f64::MAX;
         let mut on = f64::MAX;
-        for _ in 0..2 {
+        let rounds = env_n("FLOOD_ROUNDS", 3);
+        for _ in 0..rounds {
             off = off.min(flood_cpu(calls, None).await);
+            let before = stream.info().await.expect("info").state.messages;
             on = on.min(flood_cpu(calls, Some(&nats.url)).await);
+            let after = stream.info().await.expect("info").state.messages;
+            // Every call's start and end reached the stream during the measured run.
+            assert!(
+                after - before >= 2 * calls as u64,
+                "the floor got {} events for {calls} calls",
+                after - before
+            );
         }
         println!(
-            "daemon CPU for {calls} calls (start, 20 media frames, end): floor off {off:.3} s, on {on:.3} s: {:.2}x",
+            "daemon CPU for {calls} calls (start, 20 media frames, end; best of {rounds}): floor off {off:.3} s, on {on:.3} s: {:.2}x",
             on / off
         );
         drop(nats);
@@ -338,16 +347,25 @@ fn main() {
         stop.cancel();
         let _ = publisher.await;
 
-        // 3. Drain: events queued while the server is away, then drained.
+        // 3. Drain: events queued while the server is away and the daemon restarted, then
+        // drained.
         let dir = tempfile::tempdir().expect("dir");
-        let backlog = Arc::new(Backlog::open(dir.path().join("q"), 200 << 20).expect("backlog"));
+        let backlog = Backlog::open(dir.path().join("q"), 200 << 20).expect("backlog");
         for i in 0..drain_n {
             let mut ev = heartbeat(i);
             ev.id = format!("drain-{i}");
+            ev.body = EventBody::CallStart {
+                direction: "inbound".into(),
+                adopted: false,
+            };
             backlog
                 .push(contract::event_subject("bench", "1003", ev.kind()), ev)
                 .expect("push");
         }
+        backlog.close();
+        drop(backlog);
+        let backlog = Arc::new(Backlog::open(dir.path().join("q"), 200 << 20).expect("reopen"));
+        assert_eq!(backlog.stats().events, drain_n as u64, "all queued on disk");
         let link3 = Link::connect(&cfg, "1003", "ws", ConnectMode::Once)
             .await
             .expect("link");

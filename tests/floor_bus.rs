@@ -116,6 +116,24 @@ impl DaemonProc {
         let _ = self.child.wait();
     }
 
+    /// SIGTERM; the exit status, or a panic if the daemon is still there after `DEADLINE`.
+    async fn terminate(&mut self) -> std::process::ExitStatus {
+        let pid = rustix::process::Pid::from_raw(self.child.id() as i32).expect("pid");
+        rustix::process::kill_process(pid, rustix::process::Signal::TERM).expect("SIGTERM");
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            if let Some(st) = self.child.try_wait().expect("wait") {
+                return st;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the daemon did not stop within {DEADLINE:?} of SIGTERM; log:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
     /// SIGTERM and wait for a clean exit.
     fn stop(&mut self) {
         let pid = rustix::process::Pid::from_raw(self.child.id() as i32).expect("pid");
@@ -222,10 +240,10 @@ fn end(call: &str) -> serde_json::Value {
     json!({"type":"call.end","call_id":call,"cause":"normal"})
 }
 
+/// Events waiting in the daemon's backlog on disk.
 fn pending_files(s: &Setup) -> usize {
-    std::fs::read_dir(s.dir.path().join("state/floor-outbox/pending"))
-        .map(|d| d.flatten().count())
-        .unwrap_or(0)
+    callguard::floor::backlog::disk_stats(&s.dir.path().join("state/floor-outbox"), u64::MAX).events
+        as usize
 }
 
 async fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
@@ -729,4 +747,108 @@ async fn an_escalation_is_published_then_its_delivered_ping() {
         Some(&contract::DeliveryState::Queued),
         "first the escalation as asked: {states:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_with_a_backlog_drains_it_then_exits_0_and_nothing_comes_twice() {
+    let nats = NatsServer::start().await;
+    let mut pbx = FakePbx::start().await;
+    let s = setup(&pbx.url, &nats.url(), "");
+    // No stream yet: the events pile up on disk and the publisher backs off.
+    let mut d = DaemonProc::spawn(&s, None, "run1");
+    let mut conn = pbx.accept().await;
+    for i in 0..50 {
+        conn.send(start(&format!("t-{i}"))).await;
+        conn.send(end(&format!("t-{i}"))).await;
+    }
+    wait_until("a hundred call events in the backlog", || {
+        pending_files(&s) >= 100
+    })
+    .await;
+    common::status_until(&s.config, |v| v["floor"]["stream"] == "missing").await;
+
+    // The floor comes up, and the daemon is told to stop at once: it drains before it exits.
+    let floor = async_nats::connect(nats.url())
+        .await
+        .expect("floor connects");
+    let mut stream = create_stream(&floor).await;
+    let status = d.terminate().await;
+    assert!(status.success(), "exit {status:?}; log:\n{}", d.log());
+    assert_eq!(pending_files(&s), 0, "backlog emptied before the exit");
+    let want: Vec<(EventKind, String)> = (0..50)
+        .flat_map(|i| {
+            [
+                (EventKind::CallStart, format!("t-{i}")),
+                (EventKind::CallEnd, format!("t-{i}")),
+            ]
+        })
+        .collect();
+    let evs = events(&mut stream).await;
+    assert_eq!(call_events(&evs), want, "each once, in order");
+    drop(conn);
+
+    // The next start sends nothing again: only its own start-up heartbeat arrives.
+    let before = evs.len();
+    let _d2 = DaemonProc::spawn(&s, None, "run2");
+    let _conn = pbx.accept().await;
+    wait_events(&mut stream, "the second run's heartbeat", |evs| {
+        (evs.len() > before).then_some(())
+    })
+    .await;
+    round_trip(&floor).await;
+    let evs = events(&mut stream).await;
+    assert_eq!(
+        call_events(&evs),
+        want,
+        "nothing sent twice after the restart"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_with_the_server_down_exits_0_and_the_backlog_goes_after_restart_once() {
+    let mut nats = NatsServer::start().await;
+    let floor = async_nats::connect(nats.url())
+        .await
+        .expect("floor connects");
+    create_stream(&floor).await;
+    drop(floor);
+    let mut pbx = FakePbx::start().await;
+    let s = setup(&pbx.url, &nats.url(), "");
+    let mut d = DaemonProc::spawn(&s, None, "run1");
+    let mut conn = pbx.accept().await;
+    nats.kill();
+    for i in 0..5 {
+        conn.send(start(&format!("u-{i}"))).await;
+        conn.send(end(&format!("u-{i}"))).await;
+    }
+    wait_until("ten call events in the backlog", || pending_files(&s) >= 10).await;
+    let status = d.terminate().await;
+    assert!(status.success(), "exit {status:?}; log:\n{}", d.log());
+    assert!(pending_files(&s) >= 10, "the backlog stays on disk");
+    drop(conn);
+
+    nats.restart().await;
+    let floor = async_nats::connect(nats.url())
+        .await
+        .expect("floor reconnects");
+    let mut stream = jetstream::new(floor)
+        .get_stream(contract::STREAM)
+        .await
+        .expect("the stream survived");
+    let _d2 = DaemonProc::spawn(&s, None, "run2");
+    let _conn = pbx.accept().await;
+    let evs = wait_events(&mut stream, "the ten events of before the stop", |evs| {
+        (call_events(evs).len() >= 10).then(|| evs.to_vec())
+    })
+    .await;
+    let want: Vec<(EventKind, String)> = (0..5)
+        .flat_map(|i| {
+            [
+                (EventKind::CallStart, format!("u-{i}")),
+                (EventKind::CallEnd, format!("u-{i}")),
+            ]
+        })
+        .collect();
+    assert_eq!(call_events(&evs), want, "once each, in order");
+    wait_until("an empty backlog", || pending_files(&s) == 0).await;
 }

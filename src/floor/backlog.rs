@@ -1,69 +1,222 @@
-//! The workstation's floor backlog: every event is written to the project's durable queue
-//! (`<data dir>/floor-outbox/pending/<seq>-<kind>.json`) before anything tries to send it, and
-//! leaves it only when the server has acknowledged it. Unlike the webhook outbox, order matters
-//! (a call's events must reach the floor in the order they happened), so one publisher takes
-//! them strictly oldest first ([`Backlog::front`]), and the file names carry a sequence number
-//! that only grows, also across restarts.
+//! The workstation's floor backlog: every event is on disk before anything tries to send it, and
+//! leaves the backlog only when the server has acknowledged it.
 //!
-//! The backlog is bounded on disk by `floor.max_backlog_mb`: past the bound the oldest
-//! heartbeats are dropped (they only say "alive at …"), never a call event; when only call
-//! events remain, they are kept over the bound and the log says so once.
+//! Unlike the webhook outbox (a handful of pings a day, one file each), the floor gets every
+//! call's events and must keep their order, so the backlog is an append-only log with one
+//! reader:
+//!
+//! ```text
+//! <data dir>/floor-outbox/log/<first seq>.log   segments, one JSON line per event
+//! <data dir>/floor-outbox/acked                 the highest sequence number the server took
+//! ```
+//!
+//! - **Group commit.** [`Backlog::push`] only hands the line to a writer thread; the writer
+//!   appends whatever arrived while its last write was on its way with one `write` and one
+//!   `fdatasync`, and only then lets the publisher see those events ("on disk before the first
+//!   attempt"). A flood of events costs one fsync per batch, not several per event.
+//! - **Receipts without fsync.** The server acknowledges strictly in order, so one number says
+//!   what was taken. It is written without fsync: after a power cut the last few events may be
+//!   sent again, with the same `Nats-Msg-Id`, and the server drops them (two-hour window), as
+//!   does the floor's store (unique event ids). A process crash (`kill -9`) loses nothing.
+//! - **Order.** Sequence numbers only grow, also across restarts; the publisher takes the
+//!   events oldest first.
+//! - **Bound.** Past `floor.max_backlog_mb` the oldest heartbeats are dropped (they only say
+//!   "alive at …") until the backlog is back under 90 % of the bound, and the log is rewritten
+//!   without them; a call event is never dropped. When only call events remain, they are kept
+//!   over the bound and the log says so once.
+//! - **A torn tail** (the process died in the middle of a write that was never confirmed) is
+//!   dropped at the next start, and the log is rewritten clean.
+//!
+//! The events waiting are also kept in memory (the publisher never reads the disk back), so the
+//! daemon's memory grows with the backlog, up to about `floor.max_backlog_mb`.
+//!
+//! Backlogs written by earlier versions (one JSON file per event under `pending/`) are taken up
+//! at start, in order, and their files removed once the log holds them.
 
 use std::collections::VecDeque;
-use std::path::PathBuf;
-use std::sync::Mutex;
+use std::fs::File;
+use std::io::{self, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
 
 use chrono::{DateTime, FixedOffset};
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 
 use super::contract::{EventKind, FloorEvent};
-use crate::queue::{DurableQueue, Entry, EntryState, QueueError, QueueItem};
+use crate::fsutil;
+use crate::queue::{DurableQueue, QueueItem};
 
-/// The `schema` of the backlog's files.
+/// The folder of the log's segments, inside the backlog folder.
+pub const LOG_DIR: &str = "log";
+/// The file holding the highest sequence number the server acknowledged.
+pub const ACKED_FILE: &str = "acked";
+/// The `schema` of the backlog files of earlier versions (`pending/*.json`).
 pub const QUEUE_SCHEMA: &str = "callguard.floor-outbox/1";
+/// A segment takes new events until it is this large; older segments are deleted once every
+/// event in them is acknowledged.
+const SEGMENT_BYTES: u64 = 4 << 20;
 
-/// One event waiting for the server: where it goes and what it says.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct BusItem {
+/// Why the backlog could not do what was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum BacklogError {
+    /// Disk trouble.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file or folder.
+        path: PathBuf,
+        /// The error.
+        source: io::Error,
+    },
+    /// The last write to disk failed: the event is kept in memory and sent, but would not
+    /// survive a restart.
+    #[error("the floor backlog cannot write to disk ({0}); events are sent from memory")]
+    Disk(String),
+    /// The backlog is closed (the daemon is stopping).
+    #[error("the floor backlog is closed")]
+    Closed,
+    /// An event that cannot be put into JSON (never happens with the contract's types).
+    #[error("cannot encode a floor event: {0}")]
+    Encode(String),
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> BacklogError + '_ {
+    move |source| BacklogError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// One event waiting for the server, as the publisher sends it.
+#[derive(Debug)]
+pub struct Pending {
     /// Position in the backlog (grows strictly, also across restarts).
     pub seq: u64,
+    /// When it was queued.
+    pub queued_at: DateTime<FixedOffset>,
+    /// Its kind (heartbeats may be dropped past the bound).
+    pub kind: EventKind,
     /// The subject it is published on.
+    pub subject: String,
+    /// The event id, sent as `Nats-Msg-Id`.
+    pub id: String,
+    /// The event's JSON, as published.
+    pub event: Box<RawValue>,
+}
+
+impl Pending {
+    /// The bytes published.
+    pub fn payload(&self) -> &[u8] {
+        self.event.get().as_bytes()
+    }
+}
+
+/// One line of a segment, as written.
+#[derive(Serialize)]
+struct LineOut<'a> {
+    seq: u64,
+    queued_at: &'a DateTime<FixedOffset>,
+    kind: EventKind,
+    subject: &'a str,
+    id: &'a str,
+    event: &'a RawValue,
+}
+
+/// One line of a segment, as read back.
+#[derive(Deserialize)]
+struct LineIn {
+    seq: u64,
+    queued_at: DateTime<FixedOffset>,
+    kind: EventKind,
+    subject: String,
+    id: String,
+    event: Box<RawValue>,
+}
+
+fn encode_line(out: &mut Vec<u8>, p: &Pending) {
+    let line = LineOut {
+        seq: p.seq,
+        queued_at: &p.queued_at,
+        kind: p.kind,
+        subject: &p.subject,
+        id: &p.id,
+        event: &p.event,
+    };
+    // Strings, numbers and an already valid JSON value: writing to a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, &line);
+    out.push(b'\n');
+}
+
+/// An event file of earlier versions (`pending/<seq>-<kind>.json`), taken up at start.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LegacyItem {
+    /// Position in the backlog.
+    pub seq: u64,
+    /// The subject.
     pub subject: String,
     /// The event.
     pub event: FloorEvent,
 }
 
-impl QueueItem for BusItem {
+impl QueueItem for LegacyItem {
     fn key(&self) -> String {
-        // Zero-padded so that file names sort as the backlog's order.
         format!(
             "{:020}-{}",
             self.seq,
             self.event.kind().as_str().replace('.', "_")
         )
     }
-
-    fn group(&self) -> &str {
-        self.event.call_id.as_deref().unwrap_or("")
-    }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 struct Slot {
-    seq: u64,
-    key: String,
-    kind: EventKind,
+    rec: Arc<Pending>,
     bytes: u64,
 }
 
 #[derive(Debug, Default)]
 struct Index {
+    /// Events not acknowledged yet, oldest first.
     slots: VecDeque<Slot>,
+    /// Their size in the log.
     bytes: u64,
     next_seq: u64,
-    oldest: Option<DateTime<FixedOffset>>,
+    /// Every event up to this one is on disk (or was given to the publisher from memory after
+    /// a failed write).
+    durable_through: u64,
+    /// Every event up to this one was acknowledged by the server.
+    acked_through: u64,
+    /// Lines not written yet, and the sequence numbers they span.
+    unwritten: Vec<u8>,
+    unwritten_first: u64,
+    unwritten_last: u64,
+    /// The log should be rewritten from the slots (heartbeats dropped, torn tail, old files).
+    compact: bool,
+    closing: bool,
+    /// The writer thread is waiting for work (else it looks again when done: no wake needed).
+    writer_idle: bool,
     dropped_heartbeats: u64,
     over_bound_warned: bool,
+    disk_error: Option<String>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    index: Mutex<Index>,
+    /// Wakes the writer thread.
+    work: Condvar,
+    /// Wakes the publisher: events became durable.
+    durable: tokio::sync::Notify,
+    max_bytes: u64,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Index> {
+        // The files on disk stay the truth; a panic elsewhere must not take the backlog down.
+        self.index.lock().unwrap_or_else(|p| p.into_inner())
+    }
 }
 
 /// The backlog in numbers (for `status`, `doctor` and the heartbeat).
@@ -81,14 +234,12 @@ pub struct BacklogStats {
     pub oldest: Option<DateTime<FixedOffset>>,
 }
 
-/// The floor backlog. Shared by the sink (which pushes) and the publisher (which takes the
-/// front and confirms it).
+/// The floor backlog. Shared by the sink (which pushes) and the publisher (which takes events
+/// in order and confirms what the server took).
 #[derive(Debug)]
 pub struct Backlog {
-    queue: DurableQueue<BusItem>,
-    index: Mutex<Index>,
-    max_bytes: u64,
-    wake: tokio::sync::Notify,
+    shared: Arc<Shared>,
+    writer: Mutex<Option<JoinHandle<()>>>,
 }
 
 fn now() -> DateTime<FixedOffset> {
@@ -96,207 +247,767 @@ fn now() -> DateTime<FixedOffset> {
 }
 
 impl Backlog {
-    /// Opens (and creates) the backlog in `dir`, taking up what a previous run left pending.
-    pub fn open(dir: PathBuf, max_bytes: u64) -> Result<Backlog, QueueError> {
-        let queue = DurableQueue::new(dir, QUEUE_SCHEMA);
-        queue.create()?;
-        let mut index = Index::default();
-        let pending_dir = queue.state_dir(EntryState::Pending);
-        let mut found: Vec<Entry<BusItem>> = Vec::new();
-        for r in queue.pending() {
-            match r {
-                Ok(e) => found.push(e),
-                Err(err) => {
-                    tracing::warn!(error = %err, "a floor backlog file cannot be read; it is kept as is")
-                }
-            }
-        }
-        found.sort_by_key(|e| e.item.seq);
-        for e in found {
-            let key = e.item.key();
-            let bytes = std::fs::metadata(pending_dir.join(e.file_name()))
-                .map(|m| m.len())
-                .unwrap_or(0);
-            index.bytes += bytes;
-            index.oldest = Some(index.oldest.map_or(e.created_at, |o| o.min(e.created_at)));
-            index.next_seq = index.next_seq.max(e.item.seq + 1);
+    /// Opens (and creates) the backlog in `dir`, taking up what a previous run left, and starts
+    /// its writer thread.
+    pub fn open(dir: PathBuf, max_bytes: u64) -> Result<Backlog, BacklogError> {
+        let log_dir = dir.join(LOG_DIR);
+        fsutil::create_private_dir(&log_dir).map_err(io_err(&log_dir))?;
+        let loaded = load(&dir)?;
+        let mut index = Index {
+            acked_through: loaded.acked,
+            compact: loaded.needs_rewrite,
+            ..Index::default()
+        };
+        for rec in loaded.records {
+            let mut line = Vec::new();
+            encode_line(&mut line, &rec);
+            index.bytes += line.len() as u64;
+            index.durable_through = index.durable_through.max(rec.seq);
             index.slots.push_back(Slot {
-                seq: e.item.seq,
-                key,
-                kind: e.item.event.kind(),
-                bytes,
+                bytes: line.len() as u64,
+                rec: Arc::new(rec),
             });
         }
-        // Past receipts count too, so a restart with an empty backlog never reuses a number;
-        // the clock in microseconds keeps numbers growing even when receipts were pruned.
+        // The clock in microseconds keeps numbers growing even when the log was emptied.
         let micros = u64::try_from(chrono::Utc::now().timestamp_micros()).unwrap_or(0);
-        index.next_seq = index.next_seq.max(micros);
-        Ok(Backlog {
-            queue,
+        index.next_seq = (loaded.max_seq + 1).max(micros);
+        index.durable_through = index.durable_through.max(loaded.acked);
+        let shared = Arc::new(Shared {
             index: Mutex::new(index),
+            work: Condvar::new(),
+            durable: tokio::sync::Notify::new(),
             max_bytes,
-            wake: tokio::sync::Notify::new(),
+        });
+        let files = Files {
+            log_dir,
+            acked_path: dir.join(ACKED_FILE),
+            acked_file: None,
+            segments: loaded.segments,
+            active: None,
+            acked_written: loaded.acked,
+            legacy: loaded.legacy,
+        };
+        let writer_shared = shared.clone();
+        let writer = std::thread::Builder::new()
+            .name("floor-backlog".into())
+            .spawn(move || write_loop(&writer_shared, files))
+            .map_err(io_err(&dir))?;
+        Ok(Backlog {
+            shared,
+            writer: Mutex::new(Some(writer)),
         })
     }
 
-    /// The durable queue underneath (its folder, stats).
-    pub fn queue(&self) -> &DurableQueue<BusItem> {
-        &self.queue
-    }
-
-    /// Stores `event` (on disk before this returns) for publishing on `subject`; then keeps the
-    /// backlog within its bound.
-    pub fn push(&self, subject: String, event: FloorEvent) -> Result<(), QueueError> {
+    /// Queues `event` for publishing on `subject`. The line goes to disk with the next group
+    /// commit; the publisher sees the event only after that. Then keeps the backlog within its
+    /// bound. An error says the event will be sent but is not safe on disk (or the backlog is
+    /// closed).
+    pub fn push(&self, subject: String, event: FloorEvent) -> Result<(), BacklogError> {
+        let json = serde_json::value::to_raw_value(&event)
+            .map_err(|e| BacklogError::Encode(e.to_string()))?;
         let kind = event.kind();
-        let mut index = self.lock();
-        let seq = index.next_seq;
-        index.next_seq += 1;
-        let item = BusItem {
-            seq,
-            subject,
-            event,
-        };
-        let key = item.key();
-        let entry = self.queue.enqueue(item, now())?;
-        let bytes = std::fs::metadata(
-            self.queue
-                .state_dir(EntryState::Pending)
-                .join(entry.file_name()),
-        )
-        .map(|m| m.len())
-        .unwrap_or(0);
-        index.bytes += bytes;
-        if index.oldest.is_none() {
-            index.oldest = Some(entry.created_at);
+        let id = event.id;
+        let queued_at = now();
+        let mut ix = self.shared.lock();
+        if ix.closing {
+            return Err(BacklogError::Closed);
         }
-        index.slots.push_back(Slot {
+        let seq = ix.next_seq;
+        ix.next_seq += 1;
+        let rec = Pending {
             seq,
-            key,
+            queued_at,
             kind,
+            subject,
+            id,
+            event: json,
+        };
+        let before = ix.unwritten.len();
+        if before == 0 {
+            ix.unwritten_first = seq;
+        }
+        encode_line(&mut ix.unwritten, &rec);
+        let bytes = (ix.unwritten.len() - before) as u64;
+        ix.unwritten_last = seq;
+        ix.bytes += bytes;
+        ix.slots.push_back(Slot {
+            rec: Arc::new(rec),
             bytes,
         });
-        self.enforce_bound(&mut index);
-        drop(index);
-        self.wake.notify_one();
-        Ok(())
+        self.enforce_bound(&mut ix);
+        let err = ix.disk_error.clone();
+        let wake = ix.writer_idle;
+        drop(ix);
+        if wake {
+            self.shared.work.notify_one();
+        }
+        match err {
+            Some(e) => Err(BacklogError::Disk(e)),
+            None => Ok(()),
+        }
     }
 
-    /// Drops the oldest heartbeats (never the newest one, never a call event) until the backlog
-    /// fits its bound.
-    fn enforce_bound(&self, index: &mut Index) {
-        if index.bytes <= self.max_bytes {
-            index.over_bound_warned = false;
+    /// Drops the oldest heartbeats (never the newest event, never a call event) until the
+    /// backlog is under 90 % of its bound, and has the log rewritten without them.
+    fn enforce_bound(&self, ix: &mut Index) {
+        let max = self.shared.max_bytes;
+        if ix.bytes <= max {
+            ix.over_bound_warned = false;
             return;
         }
-        let last = index.slots.len().saturating_sub(1);
-        let mut i = 0;
-        while index.bytes > self.max_bytes && i < index.slots.len() {
-            if index.slots[i].kind.is_droppable() && i != last {
-                if let Some(slot) = index.slots.remove(i) {
-                    let path = self
-                        .queue
-                        .state_dir(EntryState::Pending)
-                        .join(format!("{}.json", slot.key));
-                    if let Err(e) = crate::fsutil::remove_durably(&path) {
-                        tracing::warn!(error = %e, path = %path.display(), "cannot drop a heartbeat from the floor backlog");
-                    }
-                    index.bytes = index.bytes.saturating_sub(slot.bytes);
-                    index.dropped_heartbeats += 1;
-                }
+        let target = max - max / 10;
+        let mut excess = ix.bytes - target;
+        let newest = ix.slots.back().map(|s| s.rec.seq);
+        let mut freed = 0u64;
+        let mut dropped = 0u64;
+        ix.slots.retain(|s| {
+            if excess > 0 && s.rec.kind.is_droppable() && Some(s.rec.seq) != newest {
+                excess = excess.saturating_sub(s.bytes);
+                freed += s.bytes;
+                dropped += 1;
+                false
             } else {
-                i += 1;
+                true
             }
+        });
+        if dropped > 0 {
+            ix.bytes -= freed;
+            ix.dropped_heartbeats += dropped;
+            ix.compact = true;
         }
-        if index.bytes > self.max_bytes && !index.over_bound_warned {
-            index.over_bound_warned = true;
+        if ix.bytes > max && !ix.over_bound_warned {
+            ix.over_bound_warned = true;
             tracing::warn!(
-                bytes = index.bytes,
-                max_bytes = self.max_bytes,
+                bytes = ix.bytes,
+                max_bytes = max,
                 "the floor backlog is over floor.max_backlog_mb with call events only; they are kept"
             );
         }
     }
 
-    /// The oldest waiting event, read from disk; `None` when the backlog is empty. An unreadable
-    /// file is moved out of the way (to `failed/`) and the next one is returned.
-    pub fn front(&self) -> Option<Entry<BusItem>> {
-        loop {
-            let slot = self.lock().slots.front().cloned()?;
-            let path = self
-                .queue
-                .state_dir(EntryState::Pending)
-                .join(format!("{}.json", slot.key));
-            match read_entry(&path) {
-                Ok(e) => return Some(e),
-                Err(err) => {
-                    tracing::warn!(error = %err, path = %path.display(), "a floor backlog file cannot be read; set aside");
-                    let failed = self
-                        .queue
-                        .state_dir(EntryState::Failed)
-                        .join(format!("{}.json", slot.key));
-                    let _ = std::fs::rename(&path, &failed);
-                    self.forget(slot.seq);
-                }
+    /// Up to `max` events on disk and not acknowledged, after sequence number `after`, oldest
+    /// first.
+    pub fn durable_after(&self, after: u64, max: usize) -> Vec<Arc<Pending>> {
+        let ix = self.shared.lock();
+        let start = ix.slots.partition_point(|s| s.rec.seq <= after);
+        ix.slots
+            .range(start..)
+            .take_while(|s| s.rec.seq <= ix.durable_through)
+            .take(max)
+            .map(|s| s.rec.clone())
+            .collect()
+    }
+
+    /// The oldest event on disk not acknowledged yet.
+    pub fn front(&self) -> Option<Arc<Pending>> {
+        self.durable_after(0, 1).into_iter().next()
+    }
+
+    /// The server has every event up to `seq`: they leave the backlog.
+    pub fn confirm_through(&self, seq: u64) {
+        let mut ix = self.shared.lock();
+        while ix.slots.front().is_some_and(|s| s.rec.seq <= seq) {
+            if let Some(s) = ix.slots.pop_front() {
+                ix.bytes = ix.bytes.saturating_sub(s.bytes);
             }
         }
-    }
-
-    /// The server has the event: it leaves the backlog (a receipt is kept for a while).
-    pub fn confirm(&self, entry: &mut Entry<BusItem>, receipt: String) -> Result<(), QueueError> {
-        entry.delivered_at = Some(now());
-        entry.attempts += 1;
-        entry.receipt = Some(receipt);
-        let result = self.queue.delivered(entry);
-        self.forget(entry.item.seq);
-        result
-    }
-
-    fn forget(&self, seq: u64) {
-        let mut index = self.lock();
-        if let Some(pos) = index.slots.iter().position(|s| s.seq == seq)
-            && let Some(slot) = index.slots.remove(pos)
-        {
-            index.bytes = index.bytes.saturating_sub(slot.bytes);
-        }
-        if index.slots.is_empty() {
-            index.oldest = None;
+        ix.acked_through = ix.acked_through.max(seq);
+        let wake = ix.writer_idle;
+        drop(ix);
+        if wake {
+            self.shared.work.notify_one();
         }
     }
 
-    /// Waits until something is pushed (returns at once if it already was since the last wait).
+    /// The highest sequence number the server acknowledged.
+    pub fn acked_through(&self) -> u64 {
+        self.shared.lock().acked_through
+    }
+
+    /// Waits until more events are on disk (returns at once if some became so since the last
+    /// wait).
     pub async fn changed(&self) {
-        self.wake.notified().await;
-    }
-
-    /// Deletes receipts older than `keep`.
-    pub fn prune(&self, keep: std::time::Duration) -> usize {
-        self.queue.prune_delivered(keep, now())
+        self.shared.durable.notified().await;
     }
 
     /// Now, in numbers.
     pub fn stats(&self) -> BacklogStats {
-        let index = self.lock();
+        let ix = self.shared.lock();
         BacklogStats {
-            events: index.slots.len() as u64,
-            bytes: index.bytes,
-            max_bytes: self.max_bytes,
-            dropped_heartbeats: index.dropped_heartbeats,
-            oldest: index.oldest,
+            events: ix.slots.len() as u64,
+            bytes: ix.bytes,
+            max_bytes: self.shared.max_bytes,
+            dropped_heartbeats: ix.dropped_heartbeats,
+            oldest: ix.slots.front().map(|s| s.rec.queued_at),
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Index> {
-        // A panic while holding the lock cannot leave the index half-updated in a way that
-        // matters more than losing the daemon's view: the files on disk stay the truth.
-        self.index.lock().unwrap_or_else(|p| p.into_inner())
+    /// Writes what is still in memory, records the last acknowledgement, and stops the writer
+    /// thread. Blocks for at most one write and fsync. Pushing afterwards is refused.
+    pub fn close(&self) {
+        self.shared.lock().closing = true;
+        self.shared.work.notify_one();
+        let handle = self.writer.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(h) = handle
+            && h.join().is_err()
+        {
+            tracing::error!("the floor backlog's writer stopped with a panic");
+        }
     }
 }
 
-fn read_entry(path: &std::path::Path) -> Result<Entry<BusItem>, String> {
-    let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
-    let e: Entry<BusItem> = serde_json::from_slice(&bytes).map_err(|e| e.to_string())?;
-    if e.schema != QUEUE_SCHEMA {
-        return Err(format!("unknown schema `{}`", e.schema));
+impl Drop for Backlog {
+    fn drop(&mut self) {
+        self.close();
     }
-    Ok(e)
+}
+
+/// The backlog as it is on disk, for `status` and `doctor` when no daemon runs (nothing is
+/// changed).
+pub fn disk_stats(dir: &Path, max_bytes: u64) -> BacklogStats {
+    let Ok(loaded) = load(dir) else {
+        return BacklogStats {
+            max_bytes,
+            ..BacklogStats::default()
+        };
+    };
+    let mut bytes = 0u64;
+    let mut line = Vec::new();
+    for r in &loaded.records {
+        line.clear();
+        encode_line(&mut line, r);
+        bytes += line.len() as u64;
+    }
+    BacklogStats {
+        events: loaded.records.len() as u64,
+        bytes,
+        max_bytes,
+        dropped_heartbeats: 0,
+        oldest: loaded.records.iter().map(|r| r.queued_at).min(),
+    }
+}
+
+/// What [`load`] found on disk.
+struct Loaded {
+    acked: u64,
+    max_seq: u64,
+    /// Not acknowledged, oldest first, each once.
+    records: Vec<Pending>,
+    segments: Vec<Segment>,
+    legacy: Vec<PathBuf>,
+    needs_rewrite: bool,
+}
+
+#[derive(Debug)]
+struct Segment {
+    path: PathBuf,
+    last: u64,
+}
+
+fn read_acked(path: &Path) -> u64 {
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Reads the log (and any files of earlier versions) without changing anything.
+fn load(dir: &Path) -> Result<Loaded, BacklogError> {
+    let acked = read_acked(&dir.join(ACKED_FILE));
+    let log_dir = dir.join(LOG_DIR);
+    let mut names: Vec<(u64, PathBuf)> = Vec::new();
+    match std::fs::read_dir(&log_dir) {
+        Ok(rd) => {
+            for entry in rd.flatten() {
+                let path = entry.path();
+                let first = path
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .and_then(|n| n.strip_suffix(".log"))
+                    .and_then(|n| n.parse::<u64>().ok());
+                if let Some(first) = first {
+                    names.push((first, path));
+                }
+            }
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io_err(&log_dir)(e)),
+    }
+    names.sort();
+    let mut out = Loaded {
+        acked,
+        max_seq: acked,
+        records: Vec::new(),
+        segments: Vec::new(),
+        legacy: Vec::new(),
+        needs_rewrite: false,
+    };
+    let mut bad = 0usize;
+    for (_, path) in names {
+        let bytes = std::fs::read(&path).map_err(io_err(&path))?;
+        let mut last = 0u64;
+        let complete = bytes.len() - bytes.iter().rev().take_while(|b| **b != b'\n').count();
+        if complete < bytes.len() {
+            // A write that never finished: it was never confirmed, so never published.
+            bad += 1;
+        }
+        for line in bytes[..complete].split(|b| *b == b'\n') {
+            if line.is_empty() {
+                continue;
+            }
+            match serde_json::from_slice::<LineIn>(line) {
+                Ok(l) => {
+                    last = last.max(l.seq);
+                    out.max_seq = out.max_seq.max(l.seq);
+                    if l.seq > acked {
+                        out.records.push(Pending {
+                            seq: l.seq,
+                            queued_at: l.queued_at,
+                            kind: l.kind,
+                            subject: l.subject,
+                            id: l.id,
+                            event: l.event,
+                        });
+                    }
+                }
+                Err(_) => bad += 1,
+            }
+        }
+        out.segments.push(Segment { path, last });
+    }
+    // Files of earlier versions: one JSON file per event.
+    let legacy = DurableQueue::<LegacyItem>::new(dir.to_path_buf(), QUEUE_SCHEMA);
+    let pending_dir = legacy.state_dir(crate::queue::EntryState::Pending);
+    for r in legacy.pending() {
+        match r {
+            Ok(e) => {
+                let item = e.item;
+                out.legacy
+                    .push(pending_dir.join(format!("{}.json", item.key())));
+                out.max_seq = out.max_seq.max(item.seq);
+                let Ok(event) = serde_json::value::to_raw_value(&item.event) else {
+                    continue;
+                };
+                out.records.push(Pending {
+                    seq: item.seq,
+                    queued_at: e.created_at,
+                    kind: item.event.kind(),
+                    subject: item.subject,
+                    id: item.event.id,
+                    event,
+                });
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "a floor backlog file of an earlier version cannot be read; it is kept as is")
+            }
+        }
+    }
+    let before = out.records.len();
+    out.records.sort_by_key(|r| r.seq);
+    out.records.dedup_by_key(|r| r.seq);
+    if bad > 0 {
+        tracing::warn!(
+            lines = bad,
+            "the floor backlog had unreadable or unfinished lines (a write cut short); they are dropped"
+        );
+    }
+    out.needs_rewrite = bad > 0 || out.records.len() != before || !out.legacy.is_empty();
+    Ok(out)
+}
+
+/// The writer thread's files.
+struct Files {
+    log_dir: PathBuf,
+    acked_path: PathBuf,
+    acked_file: Option<File>,
+    /// Oldest first; the last one may be `active`.
+    segments: Vec<Segment>,
+    /// The segment taking new lines, and its length.
+    active: Option<(File, u64)>,
+    acked_written: u64,
+    legacy: Vec<PathBuf>,
+}
+
+impl Files {
+    /// Appends `buf` (lines `first..=last`) and fsyncs it.
+    fn append(&mut self, buf: &[u8], first: u64, last: u64) -> io::Result<()> {
+        let rotate = self
+            .active
+            .as_ref()
+            .is_none_or(|(_, len)| *len >= SEGMENT_BYTES);
+        let mut fresh = false;
+        if rotate {
+            let path = self.log_dir.join(format!("{first:020}.log"));
+            let file = fsutil::create_private_file(&path)?;
+            self.segments.push(Segment { path, last });
+            self.active = Some((file, 0));
+            fresh = true;
+        }
+        let Some((file, len)) = self.active.as_mut() else {
+            return Err(io::Error::other("no segment to write to"));
+        };
+        let result = file.write_all(buf).and_then(|()| file.sync_data());
+        match result {
+            Ok(()) => {
+                *len += buf.len() as u64;
+                if let Some(seg) = self.segments.last_mut() {
+                    seg.last = last;
+                }
+                if fresh {
+                    fsutil::sync_dir(&self.log_dir)?;
+                }
+                Ok(())
+            }
+            Err(e) => {
+                // Never leave half a line for the next batch to follow: cut it, or start a new
+                // segment next time.
+                if file.set_len(*len).is_err() {
+                    self.active = None;
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Rewrites the log as exactly `recs` (one new segment), then removes every other segment
+    /// and the files of earlier versions.
+    fn rewrite(&mut self, recs: &[Arc<Pending>]) -> io::Result<()> {
+        self.active = None;
+        let old: Vec<Segment> = std::mem::take(&mut self.segments);
+        let mut keep: Option<PathBuf> = None;
+        if let (Some(first), Some(last)) = (recs.first(), recs.last()) {
+            let name = format!("{:020}.log", first.seq);
+            let mut buf = Vec::new();
+            for r in recs {
+                encode_line(&mut buf, r);
+            }
+            fsutil::write_atomic(&self.log_dir, &name, &buf)?;
+            let path = self.log_dir.join(name);
+            keep = Some(path.clone());
+            self.segments.push(Segment {
+                path,
+                last: last.seq,
+            });
+        }
+        for seg in old {
+            if Some(&seg.path) != keep.as_ref() {
+                remove_if_present(&seg.path)?;
+            }
+        }
+        for p in std::mem::take(&mut self.legacy) {
+            fsutil::remove_durably(&p)?;
+        }
+        fsutil::sync_dir(&self.log_dir)
+    }
+
+    /// Records the last acknowledgement (no fsync: see the module's notes) and deletes the
+    /// segments every event of which was acknowledged.
+    fn acked(&mut self, seq: u64) -> io::Result<()> {
+        if self.acked_file.is_none() {
+            self.acked_file = Some(fsutil::create_private_file(&self.acked_path)?);
+        }
+        if let Some(file) = &self.acked_file {
+            file.write_all_at(format!("{seq:020}\n").as_bytes(), 0)?;
+        }
+        self.acked_written = seq;
+        let active = self.segments.len().saturating_sub(1);
+        let has_active = self.active.is_some();
+        let mut idx = 0;
+        let mut err = None;
+        self.segments.retain(|s| {
+            let is_active = has_active && idx == active;
+            idx += 1;
+            if is_active || s.last > seq {
+                return true;
+            }
+            match remove_if_present(&s.path) {
+                Ok(()) => false,
+                Err(e) => {
+                    err = Some(e);
+                    true
+                }
+            }
+        });
+        match err {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+}
+
+fn remove_if_present(path: &Path) -> io::Result<()> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
+/// The writer thread: group commits, rewrites, receipts, until closed and everything written.
+fn write_loop(shared: &Shared, mut files: Files) {
+    let mut spare: Vec<u8> = Vec::new();
+    loop {
+        let mut ix = shared.lock();
+        while ix.unwritten.is_empty()
+            && !ix.compact
+            && ix.acked_through == files.acked_written
+            && !ix.closing
+        {
+            ix.writer_idle = true;
+            ix = shared.work.wait(ix).unwrap_or_else(|p| p.into_inner());
+            ix.writer_idle = false;
+        }
+        spare.clear();
+        std::mem::swap(&mut spare, &mut ix.unwritten);
+        let (first, last) = (ix.unwritten_first, ix.unwritten_last);
+        let closing = ix.closing;
+        drop(ix);
+
+        if !spare.is_empty() {
+            let result = files.append(&spare, first, last);
+            let mut ix = shared.lock();
+            ix.durable_through = ix.durable_through.max(last);
+            match result {
+                Ok(()) => ix.disk_error = None,
+                Err(e) => {
+                    // Sent from memory all the same: the floor hearing about a call matters
+                    // more than the copy on disk.
+                    tracing::error!(error = %e, dir = %files.log_dir.display(), "cannot write the floor backlog; events are sent from memory");
+                    ix.disk_error = Some(e.to_string());
+                }
+            }
+            drop(ix);
+            shared.durable.notify_one();
+        }
+
+        let mut ix = shared.lock();
+        let rewrite = std::mem::take(&mut ix.compact).then(|| {
+            ix.slots
+                .iter()
+                .filter(|s| s.rec.seq <= ix.durable_through)
+                .map(|s| s.rec.clone())
+                .collect::<Vec<_>>()
+        });
+        let acked = ix.acked_through;
+        drop(ix);
+        if let Some(recs) = rewrite
+            && let Err(e) = files.rewrite(&recs)
+        {
+            tracing::error!(error = %e, dir = %files.log_dir.display(), "cannot rewrite the floor backlog");
+        }
+        if acked != files.acked_written
+            && let Err(e) = files.acked(acked)
+        {
+            tracing::warn!(error = %e, "cannot record the floor's acknowledgement; events may be sent again (same ids, dropped by the server)");
+            // Not again at once: the next acknowledgement tries again.
+            files.acked_written = acked;
+        }
+        if closing {
+            let ix = shared.lock();
+            if ix.unwritten.is_empty() && !ix.compact {
+                return;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::floor::contract::{self, EventBody, PbxState};
+
+    fn event(i: u64, kind: EventKind) -> FloorEvent {
+        let body = match kind {
+            EventKind::Heartbeat => EventBody::Heartbeat {
+                pbx_state: PbxState::Up,
+                pbx_detail: String::new(),
+                open_calls: 0,
+                version: "t".into(),
+                interval_secs: 30,
+                backlog: 0,
+                up_since: None,
+            },
+            _ => EventBody::CallEnd {
+                started_at: now(),
+                duration_secs: i,
+                cause: "normal".into(),
+            },
+        };
+        FloorEvent {
+            schema: contract::SCHEMA.into(),
+            id: format!("ev-{i}"),
+            site: "s".into(),
+            host: "h".into(),
+            agent: "1001".into(),
+            agent_name: String::new(),
+            call_id: Some(format!("c-{i}")),
+            caller: Default::default(),
+            at: now(),
+            elapsed_secs: None,
+            level: None,
+            body,
+        }
+    }
+
+    fn ids(b: &Backlog) -> Vec<String> {
+        b.durable_after(0, usize::MAX)
+            .iter()
+            .map(|p| p.id.clone())
+            .collect()
+    }
+
+    async fn wait_durable(b: &Backlog, n: usize) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while b.durable_after(0, usize::MAX).len() < n {
+            assert!(std::time::Instant::now() < deadline, "never on disk");
+            tokio::time::timeout(std::time::Duration::from_millis(100), b.changed())
+                .await
+                .ok();
+        }
+    }
+
+    #[tokio::test]
+    async fn events_survive_a_restart_in_order_and_acknowledged_ones_do_not_come_back() {
+        let dir = tempfile::tempdir().expect("dir");
+        let b = Backlog::open(dir.path().to_path_buf(), 1 << 20).expect("open");
+        for i in 0..5 {
+            b.push(format!("subj.{i}"), event(i, EventKind::CallEnd))
+                .expect("push");
+        }
+        wait_durable(&b, 5).await;
+        let first_two = b.durable_after(0, 2);
+        b.confirm_through(first_two[1].seq);
+        drop(b);
+
+        let b = Backlog::open(dir.path().to_path_buf(), 1 << 20).expect("reopen");
+        assert_eq!(ids(&b), vec!["ev-2", "ev-3", "ev-4"]);
+        let front = b.front().expect("front");
+        assert_eq!(front.subject, "subj.2");
+        let ev = FloorEvent::from_json(front.payload()).expect("the payload is the event");
+        assert_eq!(ev.id, "ev-2");
+        // New numbers keep growing past the old ones.
+        b.push("subj.5".into(), event(5, EventKind::CallEnd))
+            .expect("push");
+        wait_durable(&b, 4).await;
+        let all = b.durable_after(0, usize::MAX);
+        assert!(all.windows(2).all(|w| w[0].seq < w[1].seq));
+        b.confirm_through(all[3].seq);
+        assert_eq!(b.stats().events, 0);
+        drop(b);
+        let b = Backlog::open(dir.path().to_path_buf(), 1 << 20).expect("reopen");
+        assert_eq!(b.stats().events, 0);
+        assert_eq!(disk_stats(dir.path(), 1).events, 0);
+    }
+
+    #[tokio::test]
+    async fn a_torn_tail_is_dropped_and_the_rest_kept() {
+        let dir = tempfile::tempdir().expect("dir");
+        let b = Backlog::open(dir.path().to_path_buf(), 1 << 20).expect("open");
+        for i in 0..3 {
+            b.push("s".into(), event(i, EventKind::CallEnd))
+                .expect("push");
+        }
+        wait_durable(&b, 3).await;
+        drop(b);
+        let seg = std::fs::read_dir(dir.path().join(LOG_DIR))
+            .expect("log")
+            .flatten()
+            .map(|e| e.path())
+            .next()
+            .expect("a segment");
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&seg)
+            .expect("open");
+        f.write_all(b"{\"seq\":99999999999999999,\"queued")
+            .expect("tear");
+        drop(f);
+        assert_eq!(disk_stats(dir.path(), 1 << 20).events, 3);
+        let b = Backlog::open(dir.path().to_path_buf(), 1 << 20).expect("reopen");
+        assert_eq!(ids(&b), vec!["ev-0", "ev-1", "ev-2"]);
+        b.push("s".into(), event(3, EventKind::CallEnd))
+            .expect("push");
+        wait_durable(&b, 4).await;
+        drop(b);
+        let b = Backlog::open(dir.path().to_path_buf(), 1 << 20).expect("reopen");
+        assert_eq!(ids(&b), vec!["ev-0", "ev-1", "ev-2", "ev-3"]);
+    }
+
+    #[tokio::test]
+    async fn past_the_bound_old_heartbeats_go_and_call_events_stay() {
+        let dir = tempfile::tempdir().expect("dir");
+        let mut probe = Vec::new();
+        let one = Pending {
+            seq: 1,
+            queued_at: now(),
+            kind: EventKind::Heartbeat,
+            subject: "s".into(),
+            id: "ev-0".into(),
+            event: serde_json::value::to_raw_value(&event(0, EventKind::Heartbeat)).expect("json"),
+        };
+        encode_line(&mut probe, &one);
+        // Room for about ten events.
+        let max = probe.len() as u64 * 10;
+        let b = Backlog::open(dir.path().to_path_buf(), max).expect("open");
+        for i in 0..10 {
+            b.push("s".into(), event(i, EventKind::Heartbeat))
+                .expect("push");
+        }
+        for i in 10..15 {
+            b.push("s".into(), event(i, EventKind::CallEnd))
+                .expect("push");
+        }
+        let st = b.stats();
+        assert!(st.bytes <= max, "{st:?}");
+        assert!(st.dropped_heartbeats >= 5, "{st:?}");
+        wait_durable(&b, st.events as usize).await;
+        let kept = ids(&b);
+        for i in 10..15 {
+            assert!(kept.contains(&format!("ev-{i}")), "{kept:?}");
+        }
+        // Only call events left: kept over the bound.
+        for i in 15..40 {
+            b.push("s".into(), event(i, EventKind::CallEnd))
+                .expect("push");
+        }
+        let st = b.stats();
+        assert!(st.bytes > max);
+        wait_durable(&b, st.events as usize).await;
+        let kept_now = ids(&b);
+        drop(b);
+        // The disk holds what the memory holds: the dropped heartbeats are gone from it too.
+        let on_disk = disk_stats(dir.path(), max);
+        assert_eq!(on_disk.events as usize, kept_now.len());
+        let b = Backlog::open(dir.path().to_path_buf(), max).expect("reopen");
+        assert_eq!(ids(&b), kept_now);
+    }
+
+    #[tokio::test]
+    async fn files_of_earlier_versions_are_taken_up_in_order() {
+        let dir = tempfile::tempdir().expect("dir");
+        let q = DurableQueue::<LegacyItem>::new(dir.path().to_path_buf(), QUEUE_SCHEMA);
+        q.create().expect("create");
+        for (seq, i) in [(7u64, 1u64), (5, 0)] {
+            q.enqueue(
+                LegacyItem {
+                    seq,
+                    subject: "old".into(),
+                    event: event(i, EventKind::CallEnd),
+                },
+                now(),
+            )
+            .expect("old file");
+        }
+        let b = Backlog::open(dir.path().to_path_buf(), 1 << 20).expect("open");
+        assert_eq!(ids(&b), vec!["ev-0", "ev-1"]);
+        b.push("new".into(), event(2, EventKind::CallEnd))
+            .expect("push");
+        wait_durable(&b, 3).await;
+        drop(b);
+        let left = std::fs::read_dir(dir.path().join("pending"))
+            .expect("pending")
+            .count();
+        assert_eq!(left, 0, "old files removed once the log holds them");
+        let b = Backlog::open(dir.path().to_path_buf(), 1 << 20).expect("reopen");
+        assert_eq!(ids(&b), vec!["ev-0", "ev-1", "ev-2"]);
+    }
 }

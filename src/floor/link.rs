@@ -19,6 +19,8 @@ use crate::config::ConfigError;
 /// How long one publish waits for the server's PubAck before it counts as not delivered (and is
 /// sent again, with the same id, so the server drops it if the first one did arrive).
 pub const ACK_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long closing the connection may take.
+pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 /// How long the connection attempt of a one-shot check (doctor, verify) may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -194,21 +196,36 @@ impl Link {
         id: &str,
         payload: Vec<u8>,
     ) -> Result<bool, LinkError> {
+        self.send(subject, id, payload).await?.await
+    }
+
+    /// Hands `payload` to the connection (with `id` as `Nats-Msg-Id`) and returns the wait for
+    /// its PubAck, so that several publishes can be on their way at once; the server
+    /// acknowledges them in the order they were sent. The wait ends after at most
+    /// [`ACK_TIMEOUT`].
+    pub async fn send(
+        &self,
+        subject: String,
+        id: &str,
+        payload: Vec<u8>,
+    ) -> Result<impl Future<Output = Result<bool, LinkError>> + Send + 'static, LinkError> {
         let mut headers = HeaderMap::new();
         headers.insert(contract::MSG_ID_HEADER, id);
-        let send = async {
-            let ack = self
-                .js
-                .publish_with_headers(subject, headers, payload.into())
-                .await
-                .map_err(map_publish)?;
-            ack.await.map_err(map_publish)
+        let sent = self
+            .js
+            .publish_with_headers(subject, headers, payload.into());
+        let ack = match tokio::time::timeout(ACK_TIMEOUT, sent).await {
+            Ok(Ok(ack)) => ack,
+            Ok(Err(e)) => return Err(map_publish(e)),
+            Err(_) => return Err(LinkError::Timeout(ACK_TIMEOUT)),
         };
-        match tokio::time::timeout(ACK_TIMEOUT, send).await {
-            Ok(Ok(ack)) => Ok(ack.duplicate),
-            Ok(Err(e)) => Err(e),
-            Err(_) => Err(LinkError::Timeout(ACK_TIMEOUT)),
-        }
+        Ok(async move {
+            match tokio::time::timeout(ACK_TIMEOUT, ack).await {
+                Ok(Ok(ack)) => Ok(ack.duplicate),
+                Ok(Err(e)) => Err(map_publish(e)),
+                Err(_) => Err(LinkError::Timeout(ACK_TIMEOUT)),
+            }
+        })
     }
 
     /// Whether the `CALLGUARD` stream exists (`Err(NoStream)` when the server says it does not).
@@ -290,10 +307,14 @@ impl Link {
         }
     }
 
-    /// Flushes and closes the connection.
+    /// Flushes and closes the connection; gives up after [`CLOSE_TIMEOUT`] (a server that is
+    /// away never answers the flush, and a stopping daemon must not wait for it).
     pub async fn close(self) {
-        let _ = self.client.flush().await;
-        let _ = self.client.drain().await;
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
+            let _ = self.client.flush().await;
+            let _ = self.client.drain().await;
+        })
+        .await;
     }
 }
 

@@ -1,12 +1,19 @@
-//! The floor publisher: takes the backlog strictly oldest first, publishes each event with its
-//! id as `Nats-Msg-Id`, and removes it only once the server's PubAck is in. Anything else (no
-//! connection, no stream, a timeout) leaves the event at the front and tries again after a
-//! short backoff, so a call's events reach the floor in order and, thanks to the server's
-//! dedupe by id, once.
+//! The floor publisher: sends the backlog strictly oldest first, each event with its id as
+//! `Nats-Msg-Id`, and confirms events only as the server's PubAcks come in. Up to [`WINDOW`]
+//! events are on their way at once (the server stores and acknowledges them in the order they
+//! were sent), so a flood costs a few socket writes and reads, not a round trip per event.
+//!
+//! When an acknowledgement does not come (no connection, no stream, a timeout), everything not
+//! confirmed yet is sent again from the first unconfirmed event, after a short backoff and one
+//! event at a time until the server takes one: a call's events reach the floor in order and,
+//! thanks to the server's dedupe by id, once.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::StreamExt;
+use futures_util::future::BoxFuture;
+use futures_util::stream::FuturesOrdered;
 use tokio_util::sync::CancellationToken;
 
 use super::backlog::Backlog;
@@ -17,6 +24,11 @@ use super::state::{FloorState, StreamState};
 const RETRY_INITIAL: Duration = Duration::from_millis(200);
 /// Longest pause between attempts (the client reconnects on its own meanwhile).
 const RETRY_MAX: Duration = Duration::from_secs(5);
+/// Most events sent and not acknowledged yet.
+pub const WINDOW: usize = 256;
+/// How long a stop waits for the backlog to empty (whatever is left stays on disk for the next
+/// start).
+pub const DRAIN_AT_STOP: Duration = Duration::from_secs(5);
 
 fn now() -> chrono::DateTime<chrono::FixedOffset> {
     chrono::Local::now().fixed_offset()
@@ -36,67 +48,190 @@ pub fn backoff(failures: u32) -> Duration {
     raw.mul_f64(f)
 }
 
-/// Publishes the backlog until `stop` is cancelled. Events are never dropped here: whatever is
-/// not acknowledged when it stops stays on disk for the next start.
+type AckWait = BoxFuture<'static, (u64, Result<bool, LinkError>)>;
+
+/// Publishes the backlog until `stop` is cancelled, then drains: it goes on until the backlog
+/// is empty, an attempt fails, or [`DRAIN_AT_STOP`] has passed. Events are never dropped here:
+/// whatever is not acknowledged when it returns stays on disk for the next start.
 pub async fn run(
     backlog: Arc<Backlog>,
     link: Link,
     state: Arc<FloorState>,
     stop: CancellationToken,
 ) {
-    let mut failures = 0u32;
-    loop {
-        if stop.is_cancelled() {
-            return;
-        }
-        let Some(mut entry) = backlog.front() else {
+    let mut p = Publisher {
+        backlog,
+        link,
+        state,
+        failures: 0,
+        sent_through: 0,
+        inflight: FuturesOrdered::new(),
+    };
+    p.sent_through = p.backlog.acked_through();
+    tokio::select! {
+        _ = p.publish_until(&stop) => {}
+        _ = stop.cancelled() => {}
+    }
+    if !p.link.is_connected() {
+        return;
+    }
+    let _ = tokio::time::timeout(DRAIN_AT_STOP, p.drain()).await;
+}
+
+struct Publisher {
+    backlog: Arc<Backlog>,
+    link: Link,
+    state: Arc<FloorState>,
+    failures: u32,
+    /// The newest event handed to the connection in this round.
+    sent_through: u64,
+    inflight: FuturesOrdered<AckWait>,
+}
+
+impl Publisher {
+    /// Never returns before `stop` (the caller's select ends it).
+    async fn publish_until(&mut self, stop: &CancellationToken) {
+        loop {
+            if let Err(e) = self.top_up().await {
+                self.failed(e);
+                pause(self.failures, stop).await;
+                continue;
+            }
+            if self.inflight.is_empty() {
+                self.backlog.changed().await;
+                continue;
+            }
+            let more_room = self.inflight.len() < self.window();
             tokio::select! {
-                _ = stop.cancelled() => return,
-                _ = backlog.changed() => continue,
-            }
-        };
-        let payload = entry.item.event.to_json();
-        let id = entry.item.event.id.clone();
-        let result = tokio::select! {
-            _ = stop.cancelled() => return,
-            r = link.publish(entry.item.subject.clone(), &id, payload) => r,
-        };
-        match result {
-            Ok(duplicate) => {
-                if failures > 0 || state.stream() != StreamState::Present {
-                    tracing::info!("the floor bus takes events again");
-                }
-                failures = 0;
-                state.published(now());
-                let receipt = if duplicate { "duplicate" } else { "stored" };
-                if let Err(e) = backlog.confirm(&mut entry, receipt.into()) {
-                    tracing::warn!(error = %e, "a published floor event could not be moved out of the backlog; it may be sent again (same id, dropped by the server)");
-                }
-            }
-            Err(err) => {
-                failures += 1;
-                match &err {
-                    LinkError::NoStream => {
-                        if state.set_stream(StreamState::Missing) {
-                            tracing::warn!(
-                                "the floor bus has no {} stream: events stay queued until the floor service creates it",
-                                super::contract::STREAM
-                            );
-                        }
-                    }
-                    other => {
-                        if failures == 1 {
-                            tracing::warn!(error = %other, "floor event not published yet; it stays queued and is retried");
-                        }
+                r = self.inflight.next() => {
+                    if let Some((seq, r)) = r
+                        && let Err(e) = self.settle(seq, r)
+                    {
+                        self.failed(e);
+                        pause(self.failures, stop).await;
                     }
                 }
-                state.error(err.to_string());
-                tokio::select! {
-                    _ = stop.cancelled() => return,
-                    _ = tokio::time::sleep(backoff(failures)) => {}
+                _ = self.backlog.changed(), if more_room => {}
+            }
+        }
+    }
+
+    /// After a stop: tries at once (no backoff), until the backlog is empty or one attempt
+    /// fails.
+    async fn drain(&mut self) {
+        self.failures = 0;
+        loop {
+            if let Err(e) = self.top_up().await {
+                self.failed(e);
+                return;
+            }
+            if self.inflight.is_empty() {
+                if self.backlog.stats().events == 0 {
+                    return;
+                }
+                // Events still on their way to the disk.
+                self.backlog.changed().await;
+                continue;
+            }
+            tokio::select! {
+                r = self.inflight.next() => {
+                    if let Some((seq, r)) = r
+                        && let Err(e) = self.settle(seq, r)
+                    {
+                        self.failed(e);
+                        return;
+                    }
+                }
+                _ = self.backlog.changed(), if self.inflight.len() < WINDOW => {}
+            }
+        }
+    }
+
+    /// One event at a time after a failure (a probe), a full window while the server takes
+    /// them.
+    fn window(&self) -> usize {
+        if self.failures > 0 { 1 } else { WINDOW }
+    }
+
+    /// Sends events on disk and not sent yet, while the window has room.
+    async fn top_up(&mut self) -> Result<(), LinkError> {
+        let room = self.window().saturating_sub(self.inflight.len());
+        if room == 0 {
+            return Ok(());
+        }
+        for rec in self.backlog.durable_after(self.sent_through, room) {
+            let ack = self
+                .link
+                .send(rec.subject.clone(), &rec.id, rec.payload().to_vec())
+                .await?;
+            self.sent_through = rec.seq;
+            let seq = rec.seq;
+            self.inflight
+                .push_back(Box::pin(async move { (seq, ack.await) }));
+        }
+        Ok(())
+    }
+
+    /// One acknowledgement, and every other one already in: confirmed together.
+    fn settle(&mut self, seq: u64, first: Result<bool, LinkError>) -> Result<(), LinkError> {
+        first?;
+        let mut through = seq;
+        let mut n = 1u64;
+        let mut failure = None;
+        while let Some(Some((seq, r))) = futures_util::FutureExt::now_or_never(self.inflight.next())
+        {
+            match r {
+                Ok(_) => {
+                    through = seq;
+                    n += 1;
+                }
+                Err(e) => {
+                    failure = Some(e);
+                    break;
                 }
             }
         }
+        if self.failures > 0 || self.state.stream() != StreamState::Present {
+            tracing::info!("the floor bus takes events again");
+        }
+        self.failures = 0;
+        self.backlog.confirm_through(through);
+        self.state.published_many(n, now());
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// An attempt failed: everything not confirmed is sent again, from the oldest.
+    fn failed(&mut self, err: LinkError) {
+        self.failures += 1;
+        self.inflight = FuturesOrdered::new();
+        self.sent_through = self.backlog.acked_through();
+        match &err {
+            LinkError::NoStream => {
+                if self.state.set_stream(StreamState::Missing) {
+                    tracing::warn!(
+                        "the floor bus has no {} stream: events stay queued until the floor service creates it",
+                        super::contract::STREAM
+                    );
+                }
+            }
+            other => {
+                if self.failures == 1 {
+                    tracing::warn!(error = %other, "floor event not published yet; it stays queued and is retried");
+                }
+            }
+        }
+        self.state.error(err.to_string());
+    }
+}
+
+/// The backoff after `failures` failures; a stop ends it at once (the drain tries again).
+async fn pause(failures: u32, stop: &CancellationToken) {
+    tokio::select! {
+        _ = stop.cancelled() => {}
+        _ = tokio::time::sleep(backoff(failures)) => {}
     }
 }
 

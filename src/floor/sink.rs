@@ -23,7 +23,7 @@ use super::config::FloorConfig;
 use super::contract::{self, AckMessage, HistoryRequest};
 use super::link::{ConnectMode, Link, LinkError};
 use super::mapping::{Identity, Mapper};
-use super::state::{AckSeen, FloorState, StreamState};
+use super::state::{AckSeen, FloorState};
 use super::texts;
 use crate::calls::Command;
 use crate::config::{Config, Language};
@@ -31,11 +31,6 @@ use crate::events::{Action, NoteField, Report};
 use crate::health::{Check, Status};
 use crate::sink::{HealthOptions, Sink, SinkContext};
 
-/// How long a clean shutdown gives the publisher to empty the backlog (whatever is left stays
-/// on disk for the next start).
-const FLUSH_AT_SHUTDOWN: Duration = Duration::from_secs(2);
-/// Receipts of published events are kept this long.
-const KEEP_RECEIPTS: Duration = Duration::from_secs(600);
 /// How long a notification may take to show.
 const NOTIFY_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -173,22 +168,14 @@ impl FloorSink {
                             tracing::warn!(error = %e, "cannot queue a floor event");
                         }
                     }
-                    let b = backlog.clone();
-                    tokio::task::spawn_blocking(move || b.prune(KEEP_RECEIPTS));
                 }
             }
         }
-        // Give the publisher a moment to empty the backlog; the rest waits on disk.
-        let deadline = tokio::time::Instant::now() + FLUSH_AT_SHUTDOWN;
-        while backlog.stats().events > 0
-            && link.is_connected()
-            && self.state.stream() != StreamState::Missing
-            && tokio::time::Instant::now() < deadline
-        {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        // The publisher drains what it can (bounded); the rest waits on disk for the next start.
         stop.cancel();
         let _ = publisher.await;
+        let b = backlog.clone();
+        let _ = tokio::task::spawn_blocking(move || b.close()).await;
         link.close().await;
         Ok(())
     }
@@ -525,16 +512,8 @@ pub async fn checks(floor: &FloorConfig, agent: &str, host: &str, cfg: &Config) 
 
 /// The backlog as it is on disk (for doctor, and `status` when the daemon is not running).
 pub fn backlog_stats(cfg: &Config, floor: &FloorConfig) -> super::backlog::BacklogStats {
-    let q = crate::queue::DurableQueue::<super::backlog::BusItem>::new(
-        FloorConfig::backlog_dir(&cfg.data_dir()),
-        super::backlog::QUEUE_SCHEMA,
-    );
-    let s = q.stats();
-    super::backlog::BacklogStats {
-        events: s.pending as u64,
-        bytes: s.pending_bytes,
-        max_bytes: floor.max_backlog_mb.saturating_mul(1024 * 1024),
-        dropped_heartbeats: 0,
-        oldest: s.oldest_pending,
-    }
+    super::backlog::disk_stats(
+        &FloorConfig::backlog_dir(&cfg.data_dir()),
+        floor.max_backlog_mb.saturating_mul(1024 * 1024),
+    )
 }

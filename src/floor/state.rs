@@ -118,8 +118,13 @@ impl FloorState {
 
     /// One event acknowledged by the server.
     pub fn published(&self, at: DateTime<FixedOffset>) {
+        self.published_many(1, at);
+    }
+
+    /// `n` events acknowledged by the server together.
+    pub fn published_many(&self, n: u64, at: DateTime<FixedOffset>) {
         let mut i = self.inner();
-        i.published += 1;
+        i.published += n;
         i.last_published = Some(at);
         i.stream = StreamState::Present;
         i.last_error = None;
