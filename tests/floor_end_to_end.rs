@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
 use common::FakePbx;
-use common::dbus::{Notification, SessionBus, serve_notifications};
+use common::dbus::{Notified, SessionBus, serve_notifications};
 use common::floor::{Floor, PATIENCE, Session, Workstations, eventually};
 use common::nats::NatsServer;
 use common::postgres::PgCluster;
@@ -115,7 +115,7 @@ async fn board_call(s: &Session, call_id: &str, what: &str, ready: fn(&Value) ->
 }
 
 /// The next desktop notification whose summary contains `needle` (bounded).
-async fn desktop(notes: &mut mpsc::UnboundedReceiver<Notification>, needle: &str) -> Notification {
+async fn desktop(notes: &mut mpsc::UnboundedReceiver<Notified>, needle: &str) -> Notified {
     tokio::time::timeout(PATIENCE, async {
         loop {
             let n = notes.recv().await.expect("notification server open");
@@ -165,6 +165,13 @@ async fn the_daemon_feeds_the_floor_and_the_floor_answers(db: &str) {
     assert_eq!(r.status(), 303, "ack refused");
     let shown = desktop(&mut notes, "対応中").await;
     assert_eq!(shown.summary, "田中さんが対応中です", "{shown:?}");
+    let board = s.board().await;
+    assert!(
+        board["acks"].as_array().is_some_and(|a| a
+            .iter()
+            .any(|x| x["call_key"] == key.as_str() && x["lead"] == "田中")),
+        "the board shows who took the call: {board}"
+    );
 
     // 3. The call's end shows.
     conn.send(end("c-1")).await;

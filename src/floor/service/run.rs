@@ -65,10 +65,19 @@ pub async fn serve(
         .with_context(|| format!("floor.listen = {:?} is not an address:port", fc.listen))?;
     // Checked before binding: a board off loopback without TLS never listens at all.
     web::tls_config(addr, &fc.tls_cert, &fc.tls_key)?;
+    // The store (and its migrations) first: whoever waits for the port may use the store then.
+    let store = open_store(&cfg).await?;
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
-    serve_on(cfg, listener, stop, ready).await
+    serve_with(cfg, store, listener, stop, ready).await
+}
+
+async fn open_store(cfg: &Config) -> anyhow::Result<Store> {
+    let url = db_url(cfg);
+    let store = Store::open(&url).await?;
+    tracing::info!(db = %super::store::mask_db_url(&url), "floor store open");
+    Ok(store)
 }
 
 /// [`serve`] on a listener bound by the caller (`floor.listen` is not used): the demo binds its
@@ -79,15 +88,23 @@ pub async fn serve_on(
     stop: CancellationToken,
     ready: Option<mpsc::UnboundedSender<Running>>,
 ) -> anyhow::Result<()> {
+    let store = open_store(&cfg).await?;
+    serve_with(cfg, store, listener, stop, ready).await
+}
+
+async fn serve_with(
+    cfg: Config,
+    store: Store,
+    listener: tokio::net::TcpListener,
+    stop: CancellationToken,
+    ready: Option<mpsc::UnboundedSender<Running>>,
+) -> anyhow::Result<()> {
     let fc: FloorConfig = cfg
         .floor
         .clone()
         .context("callguard floor needs a [floor] table in the configuration")?;
     let bound = listener.local_addr()?;
     let tls = web::tls_config(bound, &fc.tls_cert, &fc.tls_key)?;
-    let url = db_url(&cfg);
-    let store = Store::open(&url).await?;
-    tracing::info!(db = %super::store::mask_db_url(&url), "floor store open");
 
     let link = Link::connect(
         &fc,
