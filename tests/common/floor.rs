@@ -91,6 +91,11 @@ impl Floor {
         }
     }
 
+    /// The process id while running (for CPU and RSS figures).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// `http://127.0.0.1:PORT`.
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
