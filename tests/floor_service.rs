@@ -376,3 +376,21 @@ async fn two_instances_share_one_postgresql_and_ping_once_about_a_dead_workstati
     assert!(ws_rows.iter().all(|w| w.pinged_ms.is_some()));
     drop((a, b));
 }
+
+#[tokio::test]
+async fn sigterm_stops_the_floor_also_when_nats_is_gone() {
+    let mut nats = NatsServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("floor.db").display());
+    let mut floor = Floor::start(dir.path(), &nats.url(), &db, "").await;
+    let ws = Workstations::connect(&nats.url()).await;
+    ws.wait_for_stream().await;
+    let status = floor.terminate().await;
+    assert!(status.success(), "{status}:\n{}", floor.log());
+
+    // NATS stopped first (as with Ctrl-C in a terminal): the floor still stops, at once.
+    floor.restart().await;
+    nats.kill();
+    let status = floor.terminate().await;
+    assert!(status.success(), "{status}:\n{}", floor.log());
+}

@@ -55,6 +55,10 @@ pub enum Command {
         /// simulated workstations; prints the board's URL and a login; runs until Ctrl-C.
         #[arg(long)]
         floor: bool,
+        /// With --floor: the board's address (default 127.0.0.1:8480, or a free port when 8480
+        /// is taken); the demo fails when it cannot listen there.
+        #[arg(long, value_name = "ADDR:PORT", requires = "floor")]
+        listen: Option<String>,
     },
     /// Check sealed evidence: WAV hash, manifest signature, ledger chain.
     Verify {
@@ -212,6 +216,7 @@ pub fn main() -> ExitCode {
             time_scale,
             minutes,
             floor,
+            listen,
         } => {
             let cfg = match cli.config.as_deref() {
                 Some(path) => match load(Some(path)) {
@@ -221,7 +226,7 @@ pub fn main() -> ExitCode {
                 None => Config::default(),
             };
             if floor {
-                return runtime(crate::floor::service::demo::run(cfg));
+                return runtime(crate::floor::service::demo::run(cfg, listen));
             }
             runtime(crate::demo::run(cfg, time_scale, minutes))
         }

@@ -12,4 +12,4 @@ pub mod run;
 pub mod store;
 pub mod web;
 
-pub use run::{Running, db_url, run, serve};
+pub use run::{Running, db_url, run, serve, serve_on};

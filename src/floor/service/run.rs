@@ -15,6 +15,9 @@ use crate::config::Config;
 use crate::floor::config::FloorConfig;
 use crate::floor::link::{ConnectMode, Link};
 
+/// How long closing the NATS connection may take at shutdown.
+const CLOSE_DEADLINE: Duration = Duration::from_secs(3);
+
 /// The store URL of `cfg`: `floor.db`, else `sqlite://<data dir>/floor.db`.
 pub fn db_url(cfg: &Config) -> String {
     match &cfg.floor {
@@ -56,19 +59,52 @@ pub async fn serve(
         .floor
         .clone()
         .context("callguard floor needs a [floor] table in the configuration")?;
-    let url = db_url(&cfg);
-    let store = Store::open(&url).await?;
-    tracing::info!(db = %super::store::mask_db_url(&url), "floor store open");
-
     let addr: SocketAddr = fc
         .listen
         .parse()
         .with_context(|| format!("floor.listen = {:?} is not an address:port", fc.listen))?;
-    let tls = web::tls_config(addr, &fc.tls_cert, &fc.tls_key)?;
+    // Checked before binding: a board off loopback without TLS never listens at all.
+    web::tls_config(addr, &fc.tls_cert, &fc.tls_key)?;
+    // The store (and its migrations) first: whoever waits for the port may use the store then.
+    let store = open_store(&cfg).await?;
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
+    serve_with(cfg, store, listener, stop, ready).await
+}
+
+async fn open_store(cfg: &Config) -> anyhow::Result<Store> {
+    let url = db_url(cfg);
+    let store = Store::open(&url).await?;
+    tracing::info!(db = %super::store::mask_db_url(&url), "floor store open");
+    Ok(store)
+}
+
+/// [`serve`] on a listener bound by the caller (`floor.listen` is not used): the demo binds its
+/// port itself so that a busy default port can fall back without a race.
+pub async fn serve_on(
+    cfg: Config,
+    listener: tokio::net::TcpListener,
+    stop: CancellationToken,
+    ready: Option<mpsc::UnboundedSender<Running>>,
+) -> anyhow::Result<()> {
+    let store = open_store(&cfg).await?;
+    serve_with(cfg, store, listener, stop, ready).await
+}
+
+async fn serve_with(
+    cfg: Config,
+    store: Store,
+    listener: tokio::net::TcpListener,
+    stop: CancellationToken,
+    ready: Option<mpsc::UnboundedSender<Running>>,
+) -> anyhow::Result<()> {
+    let fc: FloorConfig = cfg
+        .floor
+        .clone()
+        .context("callguard floor needs a [floor] table in the configuration")?;
     let bound = listener.local_addr()?;
+    let tls = web::tls_config(bound, &fc.tls_cert, &fc.tls_key)?;
 
     let link = Link::connect(
         &fc,
@@ -145,7 +181,9 @@ pub async fn serve(
         }
     });
     let (actions_tx, actions_rx) = mpsc::unbounded_channel();
-    let report_actions = actions_tx.clone();
+    // Only the monthly post holds a second sender: a sender kept alive with nothing to send
+    // would keep the ping sender (which ends when every sender is gone) from ever stopping.
+    let report_actions = fc.report.monthly.then(|| actions_tx.clone());
     if fc.ping_on_stale || fc.report.monthly {
         let (reports, _) = broadcast::channel(64);
         let mut opts = crate::escalation::EscalationOptions::from_config(&cfg);
@@ -169,8 +207,8 @@ pub async fn serve(
         }
     });
     let report_settings = super::report::cli::settings(&fc, &cfg.data_dir())?;
-    if fc.report.monthly {
-        let (store, actions, stop) = (store.clone(), report_actions, stop.clone());
+    if let Some(actions) = report_actions {
+        let (store, stop) = (store.clone(), stop.clone());
         let opts = report_settings.monthly(&fc, bound, tls.is_some());
         tasks.spawn(async move {
             super::report::schedule::run(
@@ -211,7 +249,14 @@ pub async fn serve(
         }
     }
     while tasks.join_next().await.is_some() {}
-    link.close().await;
+    // A flush waits for the server: with NATS gone (stopped together with us) it would wait
+    // forever, and a stopping floor must stop.
+    if tokio::time::timeout(CLOSE_DEADLINE, link.close())
+        .await
+        .is_err()
+    {
+        tracing::warn!("floor: NATS unreachable at shutdown; closed without a flush");
+    }
     store.close().await;
     result
 }
