@@ -19,6 +19,7 @@ mod period;
 pub mod query;
 pub mod sample;
 pub mod schedule;
+pub mod tables;
 
 use std::path::{Path, PathBuf};
 
