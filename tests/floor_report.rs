@@ -25,15 +25,6 @@ use sqlx::{AnyPool, Row};
 const JST: i32 = 9 * 3600;
 const TOTAL_CALLS: u64 = 50_000;
 
-fn tool(name: &str) -> PathBuf {
-    for dir in std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()) {
-        if dir.join(name).exists() {
-            return dir.join(name);
-        }
-    }
-    panic!("`{name}` is missing: install Debian's poppler-utils (make deps)");
-}
-
 /// Three months (September–November 2026), 50,000 calls in all, each month its own seed.
 async fn seed(store: &Store) {
     let months = ["2026-09", "2026-10", "2026-11"];
@@ -271,25 +262,10 @@ async fn check_report(pool: &AnyPool, r: &Report) {
     }
 }
 
-fn pdf_text(pdf: &Path) -> String {
-    let out = Command::new(tool("pdftotext"))
-        .args(["-layout"])
-        .arg(pdf)
-        .arg("-")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
 /// Page 1 as a PPM at 40 dpi; the share of coloured pixels in each band of rows.
 fn page1_ink(pdf: &Path, dir: &Path) -> (f64, f64) {
     let prefix = dir.join("page");
-    let out = Command::new(tool("pdftoppm"))
+    let out = Command::new(common::pdf::tool("pdftoppm"))
         .args(["-r", "40", "-f", "1", "-l", "1"])
         .arg(pdf)
         .arg(&prefix)
@@ -475,7 +451,7 @@ async fn suite(db: &str) {
         "the font is embedded as a subset: {} bytes",
         bytes.len()
     );
-    let text = pdf_text(&pdf);
+    let text = common::pdf::text(&pdf);
     for h in [
         heading::SUMMARY,
         heading::LEVEL,
@@ -569,7 +545,7 @@ async fn suite(db: &str) {
     let html = std::fs::read_to_string(lead_dir.join("report-2026-11.html")).unwrap();
     assert!(!html.contains(heading::CARE));
     assert!(html.contains(&format!("通話 {} 件", team.summary.calls)));
-    assert!(!pdf_text(&lead_dir.join("report-2026-11.pdf")).contains(heading::CARE));
+    assert!(!common::pdf::text(&lead_dir.join("report-2026-11.pdf")).contains(heading::CARE));
     assert!(!lead_dir.join("report-2026-11-care.csv").exists());
 
     // Usage errors exit 2.
@@ -615,7 +591,7 @@ async fn suite(db: &str) {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let text = pdf_text(&rec);
+    let text = common::pdf::text(&rec);
     for want in [
         "インシデント記録",
         "incident.md",

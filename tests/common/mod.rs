@@ -8,6 +8,7 @@ pub mod dbus;
 pub mod floor;
 pub mod http;
 pub mod nats;
+pub mod pdf;
 pub mod postgres;
 pub mod s3;
 

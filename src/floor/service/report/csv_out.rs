@@ -2,7 +2,6 @@
 
 use std::path::{Path, PathBuf};
 
-use super::html::summary_rows;
 use super::{DURATION_BUCKETS, Report, ReportError, write_file};
 
 fn to_bytes(head: &[&str], rows: &[Vec<String>]) -> Result<Vec<u8>, ReportError> {
@@ -26,7 +25,7 @@ pub fn tables(report: &Report) -> Vec<Table> {
         (
             "summary",
             vec!["item", "this_period", "previous_period", "change"],
-            summary_rows(s, p).into_iter().map(Vec::from).collect(),
+            super::tables::summary(s, p).rows,
         ),
         (
             "levels",

@@ -2,8 +2,8 @@
 
 use std::fmt::Write as _;
 
-use super::charts;
-use super::{ALL_TYPES, DURATION_BUCKETS, Report, ReportError, Summary, change};
+use super::tables::{self, Table};
+use super::{ALL_TYPES, Report, ReportError, charts};
 
 /// Section headings, shared by the HTML and the PDF.
 pub mod heading {
@@ -58,55 +58,13 @@ pub fn secs(v: Option<f64>) -> String {
     }
 }
 
-/// The rows of the summary table: label, this period, previous, change.
-pub fn summary_rows(now: &Summary, before: &Summary) -> Vec<[String; 4]> {
-    let row = |label: &str, a: i64, b: i64| {
-        [
-            label.to_string(),
-            a.to_string(),
-            b.to_string(),
-            change(a, b),
-        ]
-    };
-    vec![
-        row("通話件数", now.calls, before.calls),
-        row(
-            "カスハラ件数（レベル1以上）",
-            now.incidents,
-            before.incidents,
-        ),
-        row("レベル4の通話", now.by_level[4], before.by_level[4]),
-        row("15分以上の通話", now.over_15, before.over_15),
-        row("30分以上の通話", now.over_30, before.over_30),
-        row("記録されたマーク", now.marks, before.marks),
-        row("エスカレーション", now.escalations, before.escalations),
-        row(
-            "未応答のエスカレーション",
-            now.unacknowledged,
-            before.unacknowledged,
-        ),
-        [
-            "応答時間 中央値".into(),
-            secs(now.ack_p50_secs),
-            secs(before.ack_p50_secs),
-            String::new(),
-        ],
-        [
-            "応答時間 90パーセンタイル".into(),
-            secs(now.ack_p90_secs),
-            secs(before.ack_p90_secs),
-            String::new(),
-        ],
-    ]
-}
-
-fn table(out: &mut String, head: &[&str], rows: &[Vec<String>]) {
+fn table(out: &mut String, t: &Table) {
     out.push_str("<table><thead><tr>");
-    for h in head {
+    for h in &t.head {
         let _ = write!(out, "<th>{}</th>", esc(h));
     }
     out.push_str("</tr></thead><tbody>");
-    for r in rows {
+    for r in &t.rows {
         out.push_str("<tr>");
         for c in r {
             let _ = write!(out, "<td>{}</td>", esc(c));
@@ -140,31 +98,18 @@ pub fn render(report: &Report) -> Result<String, ReportError> {
     );
 
     let _ = write!(o, "<h2>{}</h2>", heading::SUMMARY);
-    let rows: Vec<Vec<String>> = summary_rows(s, &report.previous)
-        .into_iter()
-        .map(Vec::from)
-        .collect();
-    table(&mut o, &["項目", "今期", "前期", "増減"], &rows);
+    table(&mut o, &tables::summary(s, &report.previous));
 
     let _ = write!(o, "<h2>{}</h2>", heading::LEVEL);
-    let labels: Vec<String> = (0..5).map(|l| format!("レベル{l}")).collect();
     // Level 0 (no incident) would dwarf the rest: the chart shows the incidents' levels 1–4.
+    let labels: Vec<String> = (1..5).map(tables::level_label).collect();
     o.push_str(&charts::bars(
         heading::LEVEL,
-        &labels[1..],
+        &labels,
         &s.by_level[1..],
         &charts::LEVEL_RGB[1..],
     )?);
-    let rows: Vec<Vec<String>> = (0..5)
-        .map(|l| {
-            vec![
-                labels[l].clone(),
-                s.by_level[l].to_string(),
-                report.previous.by_level[l].to_string(),
-            ]
-        })
-        .collect();
-    table(&mut o, &["レベル", "今期", "前期"], &rows);
+    table(&mut o, &tables::levels(report));
 
     let _ = write!(o, "<h2>{}</h2>", heading::TYPE);
     let labels: Vec<String> = ALL_TYPES.iter().map(|t| t.short_ja().to_string()).collect();
@@ -175,114 +120,32 @@ pub fn render(report: &Report) -> Result<String, ReportError> {
         &values,
         &[charts::BAR_RGB; 5],
     )?);
-    let rows: Vec<Vec<String>> = report
-        .by_type
-        .iter()
-        .map(|t| {
-            vec![
-                t.kind.label_ja().into(),
-                t.calls.to_string(),
-                t.marks.to_string(),
-            ]
-        })
-        .collect();
-    table(&mut o, &["類型", "通話件数", "マーク数"], &rows);
+    table(&mut o, &tables::types(report));
 
     let _ = write!(o, "<h2>{}</h2>", heading::LONG);
-    table(
-        &mut o,
-        &["区分", "今期", "前期", "増減"],
-        &[
-            vec![
-                "15分以上".into(),
-                s.over_15.to_string(),
-                report.previous.over_15.to_string(),
-                change(s.over_15, report.previous.over_15),
-            ],
-            vec![
-                "30分以上".into(),
-                s.over_30.to_string(),
-                report.previous.over_30.to_string(),
-                change(s.over_30, report.previous.over_30),
-            ],
-        ],
-    );
+    table(&mut o, &tables::long_calls(report));
 
     let _ = write!(o, "<h2>{}</h2>", heading::HEAT);
     o.push_str(&charts::heat_map(heading::HEAT, &report.heat)?);
 
     let _ = write!(o, "<h2>{}</h2>", heading::DURATION);
-    let labels: Vec<String> = DURATION_BUCKETS.iter().map(|b| b.2.to_string()).collect();
     o.push_str(&charts::bars(
         heading::DURATION,
-        &labels,
+        &tables::duration_labels(),
         &report.durations,
         &[charts::BAR_RGB; 8],
     )?);
-    let rows: Vec<Vec<String>> = labels
-        .iter()
-        .zip(report.durations)
-        .map(|(l, v)| vec![l.clone(), v.to_string()])
-        .collect();
-    table(&mut o, &["通話時間", "件数"], &rows);
+    table(&mut o, &tables::durations(report));
 
     let _ = write!(o, "<h2>{}</h2>", heading::ESCALATION);
-    table(
-        &mut o,
-        &["項目", "値"],
-        &[
-            vec!["エスカレーション".into(), s.escalations.to_string()],
-            vec!["応答時間 中央値 (p50)".into(), secs(s.ack_p50_secs)],
-            vec!["応答時間 p90".into(), secs(s.ack_p90_secs)],
-            vec!["未応答".into(), s.unacknowledged.to_string()],
-        ],
-    );
+    table(&mut o, &tables::escalations(report));
 
     let _ = write!(o, "<h2>{}</h2>", heading::CALLERS);
-    let rows: Vec<Vec<String>> = report
-        .repeat_callers
-        .iter()
-        .map(|c| {
-            vec![
-                c.caller_key.clone(),
-                c.calls.to_string(),
-                c.incidents.to_string(),
-                c.max_level.to_string(),
-                secs(Some(c.talk_secs as f64)),
-                c.conclusion.clone().unwrap_or_else(|| "（未記録）".into()),
-            ]
-        })
-        .collect();
-    table(
-        &mut o,
-        &[
-            "架電者",
-            "通話",
-            "カスハラ",
-            "最高レベル",
-            "通話時間計",
-            "組織の結論",
-        ],
-        &rows,
-    );
+    table(&mut o, &tables::repeat_callers(report));
 
-    if let Some(care) = &report.care {
+    if let Some(care) = tables::care(report) {
         let _ = write!(o, "<h2>{}</h2>", heading::CARE);
-        let rows: Vec<Vec<String>> = care
-            .iter()
-            .map(|a| {
-                vec![
-                    format!("{} ({})", a.agent_name, a.agent),
-                    a.symptom_calls.to_string(),
-                    a.level4_calls.to_string(),
-                ]
-            })
-            .collect();
-        table(
-            &mut o,
-            &["担当者", "身体症状のマーク", "レベル4の通話"],
-            &rows,
-        );
+        table(&mut o, &care);
     }
     o.push_str("</body></html>\n");
     Ok(o)

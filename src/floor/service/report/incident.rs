@@ -9,6 +9,7 @@ use sha2::{Digest, Sha256};
 use sqlx::Row;
 
 use super::pdf::Pager;
+use super::tables::Table;
 use super::{ReportError, write_file};
 use crate::evidence::layout::{MANIFEST_FILE, safe_call_id};
 use crate::evidence::manifest::Manifest;
@@ -165,7 +166,13 @@ pub fn render(rec: &IncidentRecord, font: &Path) -> Result<Vec<u8>, ReportError>
         vec!["最高レベル".into(), c.level.to_string()],
         vec!["マーク数".into(), c.marks.to_string()],
     ];
-    p.table(&[45.0, 135.0], &["項目", "内容"], &rows);
+    p.table(
+        &[45.0, 135.0],
+        &Table {
+            head: vec!["項目", "内容"],
+            rows,
+        },
+    );
 
     p.heading("記録本文（incident.md）");
     match rec.folder.as_ref().and_then(|f| f.incident_md.as_ref()) {
@@ -212,8 +219,10 @@ pub fn render(rec: &IncidentRecord, font: &Path) -> Result<Vec<u8>, ReportError>
                 .collect();
             p.table(
                 &[48.0, 50.0, 82.0],
-                &["時刻", "出来事", "内容（逐語）"],
-                &rows,
+                &Table {
+                    head: vec!["時刻", "出来事", "内容（逐語）"],
+                    rows,
+                },
             );
         }
     }
@@ -262,7 +271,13 @@ pub fn render(rec: &IncidentRecord, font: &Path) -> Result<Vec<u8>, ReportError>
         None => missing.push("台帳行（ワークステーションから未受信）"),
     }
     if !rows.is_empty() {
-        p.table(&[50.0, 130.0], &["項目", "値"], &rows);
+        p.table(
+            &[50.0, 130.0],
+            &Table {
+                head: vec!["項目", "値"],
+                rows,
+            },
+        );
     }
     for m in missing {
         p.para(&format!("未受信: {m}"), 9.0);

@@ -19,6 +19,7 @@ mod period;
 pub mod query;
 pub mod sample;
 pub mod schedule;
+pub mod tables;
 
 use std::path::{Path, PathBuf};
 
@@ -297,17 +298,26 @@ pub async fn build(store: &Store, opts: &ReportOptions) -> Result<Report, Report
     let q = query::Scope::new(&opts.period, opts.agents.as_deref());
     let pq = query::Scope::new(&previous_period, opts.agents.as_deref());
     let pool = store.pool();
-    let summary = query::summary(pool, &q).await?;
-    let previous = query::summary(pool, &pq).await?;
-    let by_type = query::by_type(pool, &q).await?;
-    let heat = query::heat(pool, &q, opts.period.offset_secs).await?;
-    let durations = query::durations(pool, &q).await?;
-    let repeat_callers = query::repeat_callers(pool, &q, opts.top_callers).await?;
-    let care = if opts.care {
-        Some(query::care(pool, &q).await?)
-    } else {
-        None
+    // Two lanes of statements run side by side (two connections of the pool, so the board and
+    // the consumer keep theirs); each lane's statements run one after the other.
+    let this_period = async {
+        let (summary, durations) = query::summary(pool, &q).await?;
+        let by_type = query::by_type(pool, &q).await?;
+        let heat = query::heat(pool, &q, opts.period.offset_secs).await?;
+        let care = if opts.care {
+            Some(query::care(pool, &q).await?)
+        } else {
+            None
+        };
+        Ok::<_, sqlx::Error>((summary, durations, by_type, heat, care))
     };
+    let previous_and_callers = async {
+        let (previous, _) = query::summary(pool, &pq).await?;
+        let repeat_callers = query::repeat_callers(pool, &q, opts.top_callers).await?;
+        Ok::<_, sqlx::Error>((previous, repeat_callers))
+    };
+    let ((summary, durations, by_type, heat, care), (previous, repeat_callers)) =
+        tokio::try_join!(this_period, previous_and_callers)?;
     let mut title = format!("{} カスタマーハラスメント対応報告", opts.period.label());
     if let Some(team) = &opts.team {
         title.push_str(&format!("（チーム {team}）"));

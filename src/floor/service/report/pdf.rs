@@ -11,8 +11,9 @@ use printpdf::{
 };
 
 use super::charts::{BAR_RGB, LEVEL_RGB, heat_rgb};
-use super::html::{heading, secs, summary_rows};
-use super::{ALL_TYPES, DURATION_BUCKETS, Report, ReportError, change};
+use super::html::heading;
+use super::tables::{self, Table};
+use super::{ALL_TYPES, Report, ReportError};
 
 /// A4 portrait, millimetres.
 pub const PAGE_W: f32 = 210.0;
@@ -173,7 +174,7 @@ impl Pager {
     }
 
     /// A table: columns at the given widths (mm), a header row and the rows.
-    pub fn table(&mut self, widths: &[f32], head: &[&str], rows: &[Vec<String>]) {
+    pub fn table(&mut self, widths: &[f32], t: &Table) {
         const ROW: f32 = 6.0;
         let total: f32 = widths.iter().sum();
         let draw_row = |p: &mut Pager, cells: &[String], header: bool| {
@@ -200,9 +201,9 @@ impl Pager {
                 0.3,
             );
         };
-        let head: Vec<String> = head.iter().map(|s| s.to_string()).collect();
+        let head: Vec<String> = t.head.iter().map(|s| s.to_string()).collect();
         draw_row(self, &head, true);
-        for r in rows {
+        for r in &t.rows {
             draw_row(self, r, false);
         }
         self.y += 3.0;
@@ -316,20 +317,15 @@ pub fn render_report(report: &Report, font: &Path) -> Result<Vec<u8>, ReportErro
     p.para(&report.summary_line(), 9.0);
 
     p.heading(heading::SUMMARY);
-    let rows: Vec<Vec<String>> = summary_rows(s, &report.previous)
-        .into_iter()
-        .map(Vec::from)
-        .collect();
     p.table(
         &[75.0, 30.0, 30.0, 45.0],
-        &["項目", "今期", "前期", "増減"],
-        &rows,
+        &tables::summary(s, &report.previous),
     );
 
     // Page 1's lower part: the two headline charts (the test looks for ink there).
     p.y = p.y.max(PAGE1_CHARTS_MM.0 - 8.0);
     // Level 0 (no incident) would dwarf the rest: the chart shows the incidents' levels 1–4.
-    let labels: Vec<String> = (1..5).map(|l| format!("レベル{l}")).collect();
+    let labels: Vec<String> = (1..5).map(tables::level_label).collect();
     p.bar_chart(
         heading::LEVEL,
         &labels,
@@ -343,105 +339,35 @@ pub fn render_report(report: &Report, font: &Path) -> Result<Vec<u8>, ReportErro
 
     p.page();
     p.heading(heading::TYPE);
-    let rows: Vec<Vec<String>> = report
-        .by_type
-        .iter()
-        .map(|t| {
-            vec![
-                t.kind.label_ja().into(),
-                t.calls.to_string(),
-                t.marks.to_string(),
-            ]
-        })
-        .collect();
-    p.table(
-        &[90.0, 40.0, 40.0],
-        &["類型", "通話件数", "マーク数"],
-        &rows,
-    );
+    p.table(&[90.0, 40.0, 40.0], &tables::types(report));
 
     p.heading(heading::LONG);
-    p.table(
-        &[60.0, 30.0, 30.0, 45.0],
-        &["区分", "今期", "前期", "増減"],
-        &[
-            vec![
-                "15分以上".into(),
-                s.over_15.to_string(),
-                report.previous.over_15.to_string(),
-                change(s.over_15, report.previous.over_15),
-            ],
-            vec![
-                "30分以上".into(),
-                s.over_30.to_string(),
-                report.previous.over_30.to_string(),
-                change(s.over_30, report.previous.over_30),
-            ],
-        ],
-    );
+    p.table(&[60.0, 30.0, 30.0, 45.0], &tables::long_calls(report));
 
     p.heading(heading::HEAT);
     p.heat_map(&report.heat);
 
     p.heading(heading::DURATION);
-    let labels: Vec<String> = DURATION_BUCKETS.iter().map(|b| b.2.to_string()).collect();
     p.bar_chart(
         heading::DURATION,
-        &labels,
+        &tables::duration_labels(),
         &report.durations,
         &[BAR_RGB; 8],
         55.0,
     );
 
     p.heading(heading::ESCALATION);
-    p.table(
-        &[80.0, 50.0],
-        &["項目", "値"],
-        &[
-            vec!["エスカレーション".into(), s.escalations.to_string()],
-            vec!["応答時間 中央値 (p50)".into(), secs(s.ack_p50_secs)],
-            vec!["応答時間 p90".into(), secs(s.ack_p90_secs)],
-            vec!["未応答".into(), s.unacknowledged.to_string()],
-        ],
-    );
+    p.table(&[80.0, 50.0], &tables::escalations(report));
 
     p.heading(heading::CALLERS);
-    let rows: Vec<Vec<String>> = report
-        .repeat_callers
-        .iter()
-        .map(|c| {
-            vec![
-                c.caller_key.clone(),
-                c.calls.to_string(),
-                c.incidents.to_string(),
-                c.max_level.to_string(),
-                c.conclusion.clone().unwrap_or_else(|| "（未記録）".into()),
-            ]
-        })
-        .collect();
     p.table(
-        &[40.0, 15.0, 18.0, 20.0, 87.0],
-        &["架電者", "通話", "カスハラ", "最高Lv", "組織の結論"],
-        &rows,
+        &[36.0, 13.0, 16.0, 19.0, 20.0, 76.0],
+        &tables::repeat_callers(report),
     );
 
-    if let Some(care) = &report.care {
+    if let Some(care) = tables::care(report) {
         p.heading(heading::CARE);
-        let rows: Vec<Vec<String>> = care
-            .iter()
-            .map(|a| {
-                vec![
-                    format!("{} ({})", a.agent_name, a.agent),
-                    a.symptom_calls.to_string(),
-                    a.level4_calls.to_string(),
-                ]
-            })
-            .collect();
-        p.table(
-            &[80.0, 40.0, 40.0],
-            &["担当者", "身体症状", "レベル4"],
-            &rows,
-        );
+        p.table(&[80.0, 40.0, 40.0], &care);
     }
     p.finish()
 }

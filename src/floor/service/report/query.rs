@@ -34,7 +34,18 @@ impl Scope {
 
     /// The `WHERE` condition on `calls c`; its placeholders are `$1…$n`.
     fn condition(&self) -> String {
-        let mut sql = String::from("c.started_ms >= $1 AND c.started_ms < $2");
+        self.condition_on("c.started_ms")
+    }
+
+    /// The condition for statements driven by another table (escalations) that reach each call
+    /// by its key: the unary `+` keeps SQLite from walking the period's calls through their
+    /// start-time index instead (both engines read `+x` as `x`).
+    fn condition_by_key(&self) -> String {
+        self.condition_on("+c.started_ms")
+    }
+
+    fn condition_on(&self, started: &str) -> String {
+        let mut sql = format!("{started} >= $1 AND {started} < $2");
         if let Some(agents) = &self.agents {
             if agents.is_empty() {
                 sql.push_str(" AND 1 = 0");
@@ -80,10 +91,13 @@ pub fn percentile(sorted: &[i64], p: f64) -> Option<i64> {
     Some(sorted[rank.clamp(1, sorted.len()) - 1])
 }
 
-/// Headline figures and escalation response times.
-pub async fn summary(pool: &AnyPool, s: &Scope) -> Result<Summary, sqlx::Error> {
-    let sql = format!(
-        "SELECT {}, {}, {}, {}, {}, {}, {}, {}, {}, {} FROM calls c WHERE {}",
+/// Headline figures, escalation response times and the duration classes of ended calls.
+///
+/// The calls' figures come from one aggregate over the period's calls, which the `calls_report`
+/// index covers (one sequential range of it, no table reads); the escalations are walked from
+/// their own time index.
+pub async fn summary(pool: &AnyPool, s: &Scope) -> Result<(Summary, [i64; 8]), sqlx::Error> {
+    let mut columns = vec![
         int("COUNT(*)"),
         count_if("c.level >= 1"),
         count_if("c.level <= 0"),
@@ -94,6 +108,16 @@ pub async fn summary(pool: &AnyPool, s: &Scope) -> Result<Summary, sqlx::Error> 
         count_if("c.ended_ms IS NOT NULL AND c.ended_ms - c.started_ms >= 900000"),
         count_if("c.ended_ms IS NOT NULL AND c.ended_ms - c.started_ms >= 1800000"),
         int("COALESCE(SUM(c.marks), 0)"),
+    ];
+    let first_bucket = columns.len();
+    columns.extend(
+        duration_conditions()
+            .iter()
+            .map(|cond| count_if(&format!("c.ended_ms IS NOT NULL AND {cond}"))),
+    );
+    let sql = format!(
+        "SELECT {} FROM calls c WHERE {}",
+        columns.join(", "),
         s.condition()
     );
     let r = s.bind(sqlx::query(&sql)).fetch_one(pool).await?;
@@ -112,13 +136,20 @@ pub async fn summary(pool: &AnyPool, s: &Scope) -> Result<Summary, sqlx::Error> 
         marks: r.try_get(9)?,
         ..Summary::default()
     };
+    let mut durations = [0i64; 8];
+    for (i, slot) in durations.iter_mut().enumerate() {
+        *slot = r.try_get(first_bucket + i)?;
+    }
     // Each escalation's response is the first ack of its call at or after the ping; the rows
-    // stream through and only the response times are kept (one number per escalation).
+    // stream through and only the response times are kept (one number per escalation). A ping
+    // comes during its call, so escalations from a day before the period's start on are enough
+    // to find every one of the period's calls (the day covers clocks that disagree a little);
+    // the call's start time decides.
     let sql = format!(
         "SELECT (SELECT MIN(a.at_ms) FROM acks a WHERE a.call_key = e.call_key \
          AND a.at_ms >= e.at_ms) - e.at_ms FROM escalations e JOIN calls c ON c.key = e.call_key \
-         WHERE {}",
-        s.condition()
+         WHERE e.at_ms >= $1 - 86400000 AND {}",
+        s.condition_by_key()
     );
     let mut rows = s.bind(sqlx::query(&sql)).fetch(pool);
     let mut waits: Vec<i64> = Vec::new();
@@ -132,7 +163,7 @@ pub async fn summary(pool: &AnyPool, s: &Scope) -> Result<Summary, sqlx::Error> 
     waits.sort_unstable();
     out.ack_p50_secs = percentile(&waits, 0.5).map(|ms| ms as f64 / 1000.0);
     out.ack_p90_secs = percentile(&waits, 0.9).map(|ms| ms as f64 / 1000.0);
-    Ok(out)
+    Ok((out, durations))
 }
 
 /// The `CASE` that maps a mark (`m`) to its [`IncidentType`] code, NULL for `symptom`.
@@ -160,7 +191,7 @@ pub fn type_case() -> String {
 pub async fn by_type(pool: &AnyPool, s: &Scope) -> Result<Vec<TypeCount>, sqlx::Error> {
     let sql = format!(
         "SELECT t, {}, {} FROM (SELECT m.call_key AS k, {} AS t FROM marks m \
-         JOIN calls c ON c.key = m.call_key WHERE {}) x WHERE t IS NOT NULL GROUP BY t",
+         JOIN calls c ON c.key = m.call_key WHERE {} AND c.marks > 0) x WHERE t IS NOT NULL GROUP BY t",
         int("COUNT(DISTINCT k)"),
         int("COUNT(*)"),
         type_case(),
@@ -213,38 +244,18 @@ pub async fn heat(
     Ok(out)
 }
 
-/// The `CASE` giving an ended call's [`DURATION_BUCKETS`] index.
-pub fn duration_case() -> String {
-    let mut sql = String::from("CASE");
-    for (i, (_, upper, _)) in DURATION_BUCKETS.iter().enumerate() {
-        match upper {
-            Some(u) => sql.push_str(&format!(
-                " WHEN c.ended_ms - c.started_ms < {} THEN {i}",
-                u * 60_000
-            )),
-            None => sql.push_str(&format!(" ELSE {i}")),
-        }
-    }
-    sql.push_str(" END");
-    sql
-}
-
-/// Ended calls per duration class.
-pub async fn durations(pool: &AnyPool, s: &Scope) -> Result<[i64; 8], sqlx::Error> {
-    let sql = format!(
-        "SELECT {}, {} FROM calls c WHERE {} AND c.ended_ms IS NOT NULL GROUP BY 1",
-        int(&duration_case()),
-        int("COUNT(*)"),
-        s.condition()
-    );
-    let mut out = [0i64; 8];
-    for r in s.bind(sqlx::query(&sql)).fetch_all(pool).await? {
-        let i: i64 = r.try_get(0)?;
-        if let Some(slot) = usize::try_from(i).ok().and_then(|i| out.get_mut(i)) {
-            *slot = r.try_get(1)?;
-        }
-    }
-    Ok(out)
+/// For each [`DURATION_BUCKETS`] class, the condition on an ended call's length.
+pub fn duration_conditions() -> Vec<String> {
+    let len = "c.ended_ms - c.started_ms";
+    DURATION_BUCKETS
+        .iter()
+        .map(|(lower, upper, _)| match (lower, upper) {
+            // The first class also takes a call whose end was stamped before its start.
+            (0, Some(u)) => format!("{len} < {}", u * 60_000),
+            (l, Some(u)) => format!("{len} >= {} AND {len} < {}", l * 60_000, u * 60_000),
+            (l, None) => format!("{len} >= {}", l * 60_000),
+        })
+        .collect()
 }
 
 /// Callers with two or more calls, most calls first, with the organisation's conclusion.

@@ -129,30 +129,38 @@ struct CallGen {
 
 const CHUNK: usize = 400;
 
+/// `($1,…,$cols<tail>),(…)` for `rows` rows of `cols` bound values each; `tail` adds literal
+/// columns to every row.
+fn placeholders(rows: usize, cols: usize, tail: &str) -> String {
+    let mut sql = String::new();
+    for i in 0..rows {
+        if i > 0 {
+            sql.push(',');
+        }
+        sql.push('(');
+        for j in 1..=cols {
+            if j > 1 {
+                sql.push(',');
+            }
+            sql.push_str(&format!("${}", i * cols + j));
+        }
+        sql.push_str(tail);
+        sql.push(')');
+    }
+    sql
+}
+
 async fn flush(
     tx: &mut Transaction<'_, Any>,
     site: &str,
     b: &mut Batch,
 ) -> Result<(), sqlx::Error> {
     for chunk in b.calls.chunks(CHUNK) {
-        let mut sql = String::from(
+        let sql = format!(
             "INSERT INTO calls (key, site, agent, agent_name, host, call_id, caller, caller_key, \
-             started_ms, ended_ms, level, marks, last_ms) VALUES ",
+             started_ms, ended_ms, level, marks, last_ms) VALUES {}",
+            placeholders(chunk.len(), 13, "")
         );
-        for i in 0..chunk.len() {
-            let n = i * 13;
-            if i > 0 {
-                sql.push(',');
-            }
-            sql.push('(');
-            for j in 1..=13 {
-                if j > 1 {
-                    sql.push(',');
-                }
-                sql.push_str(&format!("${}", n + j));
-            }
-            sql.push(')');
-        }
         let mut q = sqlx::query(&sql);
         for c in chunk {
             q = q
@@ -173,24 +181,10 @@ async fn flush(
         q.execute(&mut **tx).await?;
     }
     for chunk in b.marks.chunks(CHUNK) {
-        let mut sql = String::from(
-            "INSERT INTO marks (event_id, call_key, at_ms, mark, quote, level, rules) VALUES ",
+        let sql = format!(
+            "INSERT INTO marks (event_id, call_key, at_ms, mark, quote, level, rules) VALUES {}",
+            placeholders(chunk.len(), 6, ",''")
         );
-        for i in 0..chunk.len() {
-            let n = i * 6;
-            if i > 0 {
-                sql.push(',');
-            }
-            sql.push_str(&format!(
-                "(${},${},${},${},${},${},'')",
-                n + 1,
-                n + 2,
-                n + 3,
-                n + 4,
-                n + 5,
-                n + 6
-            ));
-        }
         let mut q = sqlx::query(&sql);
         for m in chunk {
             q = q
@@ -204,21 +198,10 @@ async fn flush(
         q.execute(&mut **tx).await?;
     }
     for chunk in b.escalations.chunks(CHUNK) {
-        let mut sql = String::from(
-            "INSERT INTO escalations (event_id, call_key, at_ms, reason, delivery) VALUES ",
+        let sql = format!(
+            "INSERT INTO escalations (event_id, call_key, at_ms, reason, delivery) VALUES {}",
+            placeholders(chunk.len(), 3, ",'mark','delivered'")
         );
-        for i in 0..chunk.len() {
-            let n = i * 3;
-            if i > 0 {
-                sql.push(',');
-            }
-            sql.push_str(&format!(
-                "(${},${},${},'mark','delivered')",
-                n + 1,
-                n + 2,
-                n + 3
-            ));
-        }
         let mut q = sqlx::query(&sql);
         for e in chunk {
             q = q.bind(e.0.clone()).bind(e.1.clone()).bind(e.2);
@@ -226,20 +209,10 @@ async fn flush(
         q.execute(&mut **tx).await?;
     }
     for chunk in b.acks.chunks(CHUNK) {
-        let mut sql =
-            String::from("INSERT INTO acks (id, call_key, lead, user_name, at_ms) VALUES ");
-        for i in 0..chunk.len() {
-            let n = i * 3;
-            if i > 0 {
-                sql.push(',');
-            }
-            sql.push_str(&format!(
-                "(${},${},'主任 佐藤','sato',${})",
-                n + 1,
-                n + 2,
-                n + 3
-            ));
-        }
+        let sql = format!(
+            "INSERT INTO acks (id, call_key, at_ms, lead, user_name) VALUES {}",
+            placeholders(chunk.len(), 3, ",'主任 佐藤','sato'")
+        );
         let mut q = sqlx::query(&sql);
         for a in chunk {
             q = q.bind(a.0.clone()).bind(a.1.clone()).bind(a.2);
@@ -371,4 +344,15 @@ pub async fn fill(
     }
     tx.commit().await?;
     Ok(stats)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::placeholders;
+
+    #[test]
+    fn placeholders_number_every_row_and_keep_the_literal_columns() {
+        assert_eq!(placeholders(2, 3, ",'x'"), "($1,$2,$3,'x'),($4,$5,$6,'x')");
+        assert_eq!(placeholders(1, 2, ""), "($1,$2)");
+    }
 }
