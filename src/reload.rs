@@ -125,7 +125,10 @@ impl Record {
                 self.detail
             ),
             Outcome::NeedsRestart => {
-                format!("設定：{hhmm} の再読み込みは適用されていません：{}", self.detail)
+                format!(
+                    "設定：{hhmm} の再読み込みは適用されていません：{}",
+                    self.detail
+                )
             }
         }
     }
