@@ -11,6 +11,15 @@ use crate::calls::Command;
 use crate::events::{Action, Report};
 use crate::health::Check;
 
+/// What the tracker sends a sink: its ordered stream of actions.
+pub type Actions = mpsc::UnboundedReceiver<Action>;
+
+/// A sink at work: resolves when it has stopped (an error, or an early `Ok`, stops the daemon).
+pub type Running = BoxFuture<'static, anyhow::Result<()>>;
+
+/// A sink's doctor rows, being worked out.
+pub type Checks<'a> = BoxFuture<'a, Vec<Check>>;
+
 /// What every sink gets when it starts.
 #[derive(Clone)]
 pub struct SinkContext {
@@ -49,15 +58,11 @@ pub trait Sink: Send + Sync {
     }
 
     /// Runs the sink until `actions` closes.
-    fn run(
-        self: Box<Self>,
-        actions: mpsc::UnboundedReceiver<Action>,
-        ctx: SinkContext,
-    ) -> BoxFuture<'static, anyhow::Result<()>>;
+    fn run(self: Box<Self>, actions: Actions, ctx: SinkContext) -> Running;
 
     /// The doctor's rows for this sink, checked with the same client, secrets and signing as
     /// production uses.
-    fn healthcheck<'a>(&'a self, opts: &'a HealthOptions) -> BoxFuture<'a, Vec<Check>> {
+    fn healthcheck<'a>(&'a self, opts: &'a HealthOptions) -> Checks<'a> {
         let _ = opts;
         Box::pin(async { Vec::new() })
     }

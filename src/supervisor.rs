@@ -282,9 +282,9 @@ pub mod fault {
 
         fn run(
             self: Box<Self>,
-            mut actions: tokio::sync::mpsc::UnboundedReceiver<crate::events::Action>,
+            mut actions: crate::sink::Actions,
             ctx: crate::sink::SinkContext,
-        ) -> futures_util::future::BoxFuture<'static, anyhow::Result<()>> {
+        ) -> crate::sink::Running {
             let name = self.0.name().to_string();
             let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
             let inner = self.0.run(rx, ctx);

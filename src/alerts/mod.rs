@@ -257,9 +257,9 @@ impl crate::sink::Sink for AlertsSink {
 
     fn run(
         self: Box<Self>,
-        actions: mpsc::UnboundedReceiver<Action>,
+        actions: crate::sink::Actions,
         ctx: crate::sink::SinkContext,
-    ) -> futures_util::future::BoxFuture<'static, anyhow::Result<()>> {
+    ) -> crate::sink::Running {
         let mut opts = self.opts;
         opts.escalate = Some(ctx.commands);
         Box::pin(async move {
@@ -268,10 +268,7 @@ impl crate::sink::Sink for AlertsSink {
         })
     }
 
-    fn healthcheck<'a>(
-        &'a self,
-        opts: &'a crate::sink::HealthOptions,
-    ) -> futures_util::future::BoxFuture<'a, Vec<crate::health::Check>> {
+    fn healthcheck<'a>(&'a self, opts: &'a crate::sink::HealthOptions) -> crate::sink::Checks<'a> {
         Box::pin(health::checks(&self.opts, opts.language))
     }
 }

@@ -569,19 +569,16 @@ impl crate::sink::Sink for EscalationSink {
 
     fn run(
         self: Box<Self>,
-        actions: mpsc::UnboundedReceiver<Action>,
+        actions: crate::sink::Actions,
         ctx: crate::sink::SinkContext,
-    ) -> futures_util::future::BoxFuture<'static, anyhow::Result<()>> {
+    ) -> crate::sink::Running {
         Box::pin(async move {
             run(self.opts, actions, ctx.reports, ctx.shutdown).await;
             Ok(())
         })
     }
 
-    fn healthcheck<'a>(
-        &'a self,
-        opts: &'a crate::sink::HealthOptions,
-    ) -> futures_util::future::BoxFuture<'a, Vec<crate::health::Check>> {
+    fn healthcheck<'a>(&'a self, opts: &'a crate::sink::HealthOptions) -> crate::sink::Checks<'a> {
         Box::pin(async move {
             let from = health::Sender {
                 opts: &self.opts,

@@ -601,6 +601,19 @@ mod tests {
         }
     }
 
+    /// The 15-minute escalation step, fired 3 s after its time.
+    fn escalate_at_15_minutes(now: DateTime<chrono::FixedOffset>) -> WarningFired {
+        WarningFired {
+            step: 0,
+            kind: WarningKind::Escalate,
+            after: Duration::from_secs(900),
+            elapsed: Duration::from_secs(903),
+            fired_at: now,
+            late: false,
+            notify_lead: true,
+        }
+    }
+
     fn origin() -> Origin {
         Origin {
             agent_name: "佐藤".into(),
@@ -612,15 +625,7 @@ mod tests {
     #[test]
     fn json_body_has_the_contract_fields_in_order() {
         let now = DateTime::parse_from_rfc3339("2026-11-22T10:15:03+09:00").unwrap();
-        let w = WarningFired {
-            step: 0,
-            kind: WarningKind::Escalate,
-            after: Duration::from_secs(900),
-            elapsed: Duration::from_secs(903),
-            fired_at: now,
-            late: false,
-            notify_lead: true,
-        };
+        let w = escalate_at_15_minutes(now);
         let mut p = for_warning("k1".into(), &call(), &w, &origin(), now);
         p.level = Some(2);
         finish(&mut p, Language::Ja);
@@ -712,15 +717,7 @@ mod tests {
     #[test]
     fn merged_pings_keep_every_reason_and_the_highest_level() {
         let now = DateTime::parse_from_rfc3339("2026-11-22T10:15:03+09:00").unwrap();
-        let w = WarningFired {
-            step: 0,
-            kind: WarningKind::Escalate,
-            after: Duration::from_secs(900),
-            elapsed: Duration::from_secs(903),
-            fired_at: now,
-            late: false,
-            notify_lead: true,
-        };
+        let w = escalate_at_15_minutes(now);
         let mut a = for_warning("a".into(), &call(), &w, &origin(), now);
         a.level = Some(2);
         a.reasons = vec!["warning:escalate after 900 s".into()];

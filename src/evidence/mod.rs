@@ -166,19 +166,16 @@ impl crate::sink::Sink for EvidenceSink {
 
     fn run(
         self: Box<Self>,
-        actions: mpsc::UnboundedReceiver<Action>,
+        actions: crate::sink::Actions,
         ctx: crate::sink::SinkContext,
-    ) -> futures_util::future::BoxFuture<'static, anyhow::Result<()>> {
+    ) -> crate::sink::Running {
         Box::pin(async move {
             run_with_handoff(self.opts, ctx.handoff, actions, ctx.reports, ctx.commands).await;
             Ok(())
         })
     }
 
-    fn healthcheck<'a>(
-        &'a self,
-        opts: &'a crate::sink::HealthOptions,
-    ) -> futures_util::future::BoxFuture<'a, Vec<crate::health::Check>> {
+    fn healthcheck<'a>(&'a self, opts: &'a crate::sink::HealthOptions) -> crate::sink::Checks<'a> {
         let rows = health::checks(&self.opts, opts.language);
         Box::pin(async move { rows })
     }

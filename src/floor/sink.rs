@@ -387,13 +387,13 @@ impl Sink for FloorSink {
 
     fn run(
         self: Box<Self>,
-        actions: mpsc::UnboundedReceiver<Action>,
-        ctx: SinkContext,
-    ) -> BoxFuture<'static, anyhow::Result<()>> {
+        actions: crate::sink::Actions,
+        ctx: crate::sink::SinkContext,
+    ) -> crate::sink::Running {
         Box::pin(async move { (*self).run_inner(actions, ctx).await })
     }
 
-    fn healthcheck<'a>(&'a self, _opts: &'a HealthOptions) -> BoxFuture<'a, Vec<Check>> {
+    fn healthcheck<'a>(&'a self, _opts: &'a crate::sink::HealthOptions) -> crate::sink::Checks<'a> {
         Box::pin(async move { checks(&self.floor, &self.agent, &self.host, &self.cfg).await })
     }
 }

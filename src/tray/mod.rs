@@ -326,9 +326,9 @@ impl crate::sink::Sink for TraySink {
 
     fn run(
         self: Box<Self>,
-        actions: mpsc::UnboundedReceiver<Action>,
+        actions: crate::sink::Actions,
         ctx: crate::sink::SinkContext,
-    ) -> futures_util::future::BoxFuture<'static, anyhow::Result<()>> {
+    ) -> crate::sink::Running {
         Box::pin(async move {
             run(self.lang, ctx.commands, actions, ctx.reports, ctx.shutdown).await;
             Ok(())
