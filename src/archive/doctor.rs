@@ -7,7 +7,8 @@ use aws_sdk_s3::types::{BucketVersioningStatus, ObjectLockEnabled};
 use super::archiver::{self, Backlog};
 use super::store::{Lock, Store, StoreError};
 use crate::config::Config;
-use crate::health::{Check, Status};
+use crate::config::Language;
+use crate::health::{Check, Status, say};
 
 fn check(name: &str, status: Status, detail: impl Into<String>, fix: impl Into<String>) -> Check {
     Check {
@@ -31,7 +32,7 @@ pub fn test_key(cfg: &Config) -> String {
 }
 
 /// The archive's lines; none when `[archive]` is not configured.
-pub async fn checks(cfg: &Config) -> Vec<Check> {
+pub async fn checks(cfg: &Config, lang: Language) -> Vec<Check> {
     if !cfg.archive.enabled() {
         return Vec::new();
     }
@@ -43,7 +44,11 @@ pub async fn checks(cfg: &Config) -> Vec<Check> {
                 "archive",
                 Status::Fail,
                 e.to_string(),
-                "fix the [archive] settings (key files, ca_file)",
+                say(
+                    lang,
+                    "[archive] の設定（鍵ファイル、ca_file）を直してください",
+                    "fix the [archive] settings (key files, ca_file)",
+                ),
             ));
             return out;
         }
@@ -52,37 +57,51 @@ pub async fn checks(cfg: &Config) -> Vec<Check> {
         Ok(()) => out.push(check(
             "archive",
             Status::Pass,
-            format!(
-                "{} bucket {}: reachable, credentials taken",
-                if cfg.archive.endpoint.is_empty() {
+            {
+                let at = if cfg.archive.endpoint.is_empty() {
                     "AWS"
                 } else {
                     cfg.archive.endpoint.as_str()
-                },
-                cfg.archive.bucket
-            ),
+                };
+                let bucket = &cfg.archive.bucket;
+                say(
+                    lang,
+                    format!("{at} のバケット {bucket}：接続でき、認証情報も通りました"),
+                    format!("{at} bucket {bucket}: reachable, credentials taken"),
+                )
+            },
             "",
         )),
         Err(e) => {
             let fix = match &e {
-                StoreError::Setup(_) => {
-                    "create the bucket with Object Lock, or fix the credentials (README \"Archive\")"
-                }
-                _ => "check archive.endpoint, the network and archive.ca_file",
+                StoreError::Setup(_) => say(
+                    lang,
+                    "Object Lock 付きでバケットを作るか、認証情報を直してください（README「Archive」）",
+                    "create the bucket with Object Lock, or fix the credentials (README \"Archive\")",
+                ),
+                _ => say(
+                    lang,
+                    "archive.endpoint、ネットワーク、archive.ca_file を確かめてください",
+                    "check archive.endpoint, the network and archive.ca_file",
+                ),
             };
             out.push(check("archive", Status::Fail, e.to_string(), fix));
-            out.push(backlog_check(cfg));
+            out.push(backlog_check(cfg, lang));
             return out;
         }
     }
-    out.push(lock_check(&store).await);
-    out.push(roundtrip_check(cfg, &store).await);
-    out.push(backlog_check(cfg));
+    out.push(lock_check(&store, lang).await);
+    out.push(roundtrip_check(cfg, &store, lang).await);
+    out.push(backlog_check(cfg, lang));
     out
 }
 
-async fn lock_check(store: &Store) -> Check {
-    const FIX: &str = "create the bucket with Object Lock enabled (it turns versioning on) and a default COMPLIANCE retention; see README \"Archive\"";
+async fn lock_check(store: &Store, lang: Language) -> Check {
+    let fix = say(
+        lang,
+        "Object Lock を有効にして（バージョニングも有効になります）既定の COMPLIANCE 保持期間を付けたバケットを作ってください（README「Archive」）",
+        "create the bucket with Object Lock enabled (it turns versioning on) and a default COMPLIANCE retention; see README \"Archive\"",
+    );
     let c = store.client();
     let lock = c
         .get_object_lock_configuration()
@@ -101,19 +120,31 @@ async fn lock_check(store: &Store) -> Check {
                 check(
                     "archive-lock",
                     Status::Pass,
-                    "Object Lock enabled, versioning enabled",
+                    say(
+                        lang,
+                        "Object Lock 有効、バージョニング有効",
+                        "Object Lock enabled, versioning enabled",
+                    ),
                     "",
                 )
             } else {
                 check(
                     "archive-lock",
                     Status::Warn,
-                    format!(
-                        "Object Lock {}, versioning {}",
-                        if on { "enabled" } else { "NOT enabled" },
-                        if versioned { "enabled" } else { "NOT enabled" }
+                    say(
+                        lang,
+                        format!(
+                            "Object Lock {}、バージョニング {}",
+                            if on { "有効" } else { "無効" },
+                            if versioned { "有効" } else { "無効" }
+                        ),
+                        format!(
+                            "Object Lock {}, versioning {}",
+                            if on { "enabled" } else { "NOT enabled" },
+                            if versioned { "enabled" } else { "NOT enabled" }
+                        ),
                     ),
-                    FIX,
+                    fix,
                 )
             }
         }
@@ -129,14 +160,18 @@ async fn lock_check(store: &Store) -> Check {
             check(
                 "archive-lock",
                 Status::Warn,
-                format!("the store cannot say whether Object Lock and versioning are on ({why})"),
-                FIX,
+                say(
+                    lang,
+                    format!("Object Lock とバージョニングが有効か、ストアから確かめられません（{why}）"),
+                    format!("the store cannot say whether Object Lock and versioning are on ({why})"),
+                ),
+                fix,
             )
         }
     }
 }
 
-async fn roundtrip_check(cfg: &Config, store: &Store) -> Check {
+async fn roundtrip_check(cfg: &Config, store: &Store, lang: Language) -> Check {
     let key = test_key(cfg);
     let body = format!(
         "callguard doctor round trip from {} (this object stays: Object Lock forbids deleting it)\n",
@@ -159,39 +194,54 @@ async fn roundtrip_check(cfg: &Config, store: &Store) -> Check {
             Ok(back) if back == bytes => check(
                 "archive-roundtrip",
                 Status::Pass,
-                format!(
-                    "test object {key} written and read back (kept: Object Lock forbids deleting it)"
+                say(
+                    lang,
+                    format!("試験用オブジェクト {key} を書いて読み戻しました（Object Lock により削除できないため残ります）"),
+                    format!("test object {key} written and read back (kept: Object Lock forbids deleting it)"),
                 ),
                 "",
             ),
             Ok(_) => check(
                 "archive-roundtrip",
                 Status::Warn,
-                format!(
-                    "test object {key} reads back with other content (an earlier run from another host name?)"
+                say(
+                    lang,
+                    format!("試験用オブジェクト {key} の中身が違います（別のホスト名での以前の実行？）"),
+                    format!("test object {key} reads back with other content (an earlier run from another host name?)"),
                 ),
                 "",
             ),
             Err(e) => check(
                 "archive-roundtrip",
                 Status::Fail,
-                format!("read back: {e}"),
-                "the credentials need s3:GetObject (README \"Archive\")",
+                say(lang, format!("読み戻し：{e}"), format!("read back: {e}")),
+                say(
+                    lang,
+                    "認証情報に s3:GetObject が必要です（README「Archive」）",
+                    "the credentials need s3:GetObject (README \"Archive\")",
+                ),
             ),
         },
         Err(e) => check(
             "archive-roundtrip",
             Status::Fail,
-            format!("write: {e}"),
-            "the credentials need s3:PutObject, s3:PutObjectRetention, s3:PutObjectLegalHold (README \"Archive\")",
+            say(lang, format!("書き込み：{e}"), format!("write: {e}")),
+            say(
+                lang,
+                "認証情報に s3:PutObject、s3:PutObjectRetention、s3:PutObjectLegalHold が必要です（README「Archive」）",
+                "the credentials need s3:PutObject, s3:PutObjectRetention, s3:PutObjectLegalHold (README \"Archive\")",
+            ),
         ),
     }
 }
 
 /// The backlog line (also used when the store is down).
-pub fn backlog_check(cfg: &Config) -> Check {
+pub fn backlog_check(cfg: &Config, lang: Language) -> Check {
     let b: Backlog = archiver::backlog(&cfg.evidence_dir(), &cfg.data_dir());
-    let detail = describe(&b);
+    let detail = match lang {
+        Language::Ja => describe_ja(&b),
+        Language::En => describe(&b),
+    };
     let old = b
         .oldest
         .as_deref()
@@ -207,14 +257,18 @@ pub fn backlog_check(cfg: &Config) -> Check {
             "archive-backlog",
             Status::Fail,
             detail,
-            "see the last error; an object that exists with other content is never overwritten: find out who wrote it",
+            say(
+                lang,
+                "最後のエラーを見てください。別の中身で既にあるオブジェクトは決して上書きしません。誰が書いたか調べてください",
+                "see the last error; an object that exists with other content is never overwritten: find out who wrote it",
+            ),
         )
     } else if b.last_error.is_some() && b.lines > 0 {
         check(
             "archive-backlog",
             Status::Warn,
             detail,
-            "see the last error",
+            say(lang, "最後のエラーを見てください", "see the last error"),
         )
     } else {
         check("archive-backlog", Status::Pass, detail, "")
@@ -241,6 +295,29 @@ pub fn describe(b: &Backlog) -> String {
                 .map(|t| format!(" at {t}"))
                 .unwrap_or_default()
         ));
+    }
+    s
+}
+
+/// [`describe`] in Japanese, for the doctor under `language = "ja"`.
+pub fn describe_ja(b: &Backlog) -> String {
+    let mut s = format!(
+        "通話フォルダー {} 件、台帳行 {} 件、{} バイトが待機中",
+        b.folders, b.lines, b.bytes
+    );
+    if let Some(o) = &b.oldest {
+        s.push_str(&format!("。最も古い封印：{o}"));
+    }
+    if b.conflicts > 0 {
+        s.push_str(&format!("。不一致 {} 件", b.conflicts));
+    }
+    if let Some(e) = &b.last_error {
+        let at = b
+            .last_error_at
+            .as_deref()
+            .map(|t| format!("（{t}）"))
+            .unwrap_or_default();
+        s.push_str(&format!("。最後のエラー{at}：{e}"));
     }
     s
 }

@@ -68,6 +68,6 @@ impl EvidenceFollower for ArchiveFollower {
     }
 
     fn healthcheck(&self) -> BoxFuture<'_, Vec<Check>> {
-        Box::pin(super::doctor::checks(&self.cfg))
+        Box::pin(super::doctor::checks(&self.cfg, self.cfg.language))
     }
 }

@@ -223,7 +223,7 @@ pub async fn run_checks(cfg: &Config, send_test_ping: bool, language: Language) 
     }
     // The archive follower exists only after the daemon's start-up preflight; its rows are the
     // ones its `healthcheck` returns.
-    checks.extend(crate::archive::doctor::checks(cfg).await);
+    checks.extend(crate::archive::doctor::checks(cfg, language).await);
     checks.extend(parts::checks(cfg, language).await);
     checks
 }

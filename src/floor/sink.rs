@@ -393,8 +393,10 @@ impl Sink for FloorSink {
         Box::pin(async move { (*self).run_inner(actions, ctx).await })
     }
 
-    fn healthcheck<'a>(&'a self, _opts: &'a crate::sink::HealthOptions) -> crate::sink::Checks<'a> {
-        Box::pin(async move { checks(&self.floor, &self.agent, &self.host, &self.cfg).await })
+    fn healthcheck<'a>(&'a self, opts: &'a crate::sink::HealthOptions) -> crate::sink::Checks<'a> {
+        Box::pin(async move {
+            checks(&self.floor, &self.agent, &self.host, &self.cfg, opts.language).await
+        })
     }
 }
 
@@ -405,12 +407,19 @@ pub async fn doctor_checks(cfg: &Config) -> Vec<Check> {
     };
     let host = crate::host::name();
     let agent = floor.agent_id(&cfg.agent, &host);
-    checks(floor, &agent, &host, cfg).await
+    checks(floor, &agent, &host, cfg, cfg.language).await
 }
 
 /// The doctor's rows for the floor bus: reachability and credentials, the stream, a round
 /// trip (a heartbeat published and acknowledged), and the backlog on disk.
-pub async fn checks(floor: &FloorConfig, agent: &str, host: &str, cfg: &Config) -> Vec<Check> {
+pub async fn checks(
+    floor: &FloorConfig,
+    agent: &str,
+    host: &str,
+    cfg: &Config,
+    lang: Language,
+) -> Vec<Check> {
+    use crate::health::say;
     let mut rows = Vec::new();
     let url = floor.masked().nats_url;
     let stats = backlog_stats(cfg, floor);
@@ -423,20 +432,35 @@ pub async fn checks(floor: &FloorConfig, agent: &str, host: &str, cfg: &Config) 
         rows.push(Check::new(
             "floor-backlog",
             status,
-            format!(
-                "{} events waiting ({} KiB of {} MiB){}",
-                stats.events,
-                stats.bytes.div_ceil(1024),
-                stats.max_bytes / (1024 * 1024),
-                stats
-                    .oldest
-                    .map(|o| format!(", oldest from {}", o.to_rfc3339()))
-                    .unwrap_or_default()
-            ),
+            {
+                let (events, kib) = (stats.events, stats.bytes.div_ceil(1024));
+                let mib = stats.max_bytes / (1024 * 1024);
+                let oldest = stats.oldest.map(|o| o.to_rfc3339());
+                say(
+                    lang,
+                    format!(
+                        "{events} 件が待機中（{kib} KiB／上限 {mib} MiB）{}",
+                        oldest
+                            .as_ref()
+                            .map(|o| format!("、最も古いもの：{o}"))
+                            .unwrap_or_default()
+                    ),
+                    format!(
+                        "{events} events waiting ({kib} KiB of {mib} MiB){}",
+                        oldest
+                            .map(|o| format!(", oldest from {o}"))
+                            .unwrap_or_default()
+                    ),
+                )
+            },
             if status == Status::Pass {
-                ""
+                String::new()
             } else {
-                "the bus has not taken events for a long time: check the rows above"
+                say(
+                    lang,
+                    "フロアのバスが長い間イベントを受け取っていません。上の行を確かめてください",
+                    "the bus has not taken events for a long time: check the rows above",
+                )
             },
         ));
     };
@@ -444,13 +468,21 @@ pub async fn checks(floor: &FloorConfig, agent: &str, host: &str, cfg: &Config) 
         Ok(l) => l,
         Err(e) => {
             let fix = match e {
-                LinkError::Credentials(_) => {
-                    "check floor.user/password_file, nkey_file or creds_file against the server's users (deploy/nats/)"
-                }
-                LinkError::Config(_) => "fix the [floor] key named above",
-                _ => {
-                    "check floor.nats_url, the network, and that nats-server runs (and floor.ca_file for TLS)"
-                }
+                LinkError::Credentials(_) => say(
+                    lang,
+                    "floor.user／password_file、nkey_file または creds_file をサーバーの利用者（deploy/nats/）と照らし合わせてください",
+                    "check floor.user/password_file, nkey_file or creds_file against the server's users (deploy/nats/)",
+                ),
+                LinkError::Config(_) => say(
+                    lang,
+                    "上に示した [floor] のキーを直してください",
+                    "fix the [floor] key named above",
+                ),
+                _ => say(
+                    lang,
+                    "floor.nats_url、ネットワーク、nats-server が動いていること（TLS なら floor.ca_file）を確かめてください",
+                    "check floor.nats_url, the network, and that nats-server runs (and floor.ca_file for TLS)",
+                ),
             };
             rows.push(Check::new("floor-bus", Status::Fail, e.to_string(), fix));
             backlog_row(&mut rows);
@@ -459,18 +491,30 @@ pub async fn checks(floor: &FloorConfig, agent: &str, host: &str, cfg: &Config) 
     };
     rows.push(Check::pass(
         "floor-bus",
-        format!("connected to {url} as site {} agent {agent}", floor.site),
+        say(
+            lang,
+            format!("{url} に接続しました（拠点 {}、担当者 {agent}）", floor.site),
+            format!("connected to {url} as site {} agent {agent}", floor.site),
+        ),
     ));
     match link.check_stream().await {
         Ok(()) => rows.push(Check::pass(
             "floor-stream",
-            format!("the {} stream exists", contract::STREAM),
+            say(
+                lang,
+                format!("{} ストリームがあります", contract::STREAM),
+                format!("the {} stream exists", contract::STREAM),
+            ),
         )),
         Err(e) => rows.push(Check::new(
             "floor-stream",
             Status::Fail,
             e.to_string(),
-            "start `callguard floor` (it creates the stream) or create it from deploy/nats/stream.json; events stay queued meanwhile",
+            say(
+                lang,
+                "`callguard floor` を起動する（ストリームを作ります）か、deploy/nats/stream.json から作ってください。それまでイベントは待機します",
+                "start `callguard floor` (it creates the stream) or create it from deploy/nats/stream.json; events stay queued meanwhile",
+            ),
         )),
     }
     // A round trip: one heartbeat, published and acknowledged by the server.
@@ -493,16 +537,24 @@ pub async fn checks(floor: &FloorConfig, agent: &str, host: &str, cfg: &Config) 
     {
         Ok(_) => rows.push(Check::pass(
             "floor-roundtrip",
-            format!(
-                "a heartbeat was stored by the server in {} ms",
-                started.elapsed().as_millis()
-            ),
+            {
+                let ms = started.elapsed().as_millis();
+                say(
+                    lang,
+                    format!("ハートビートがサーバーに {ms} ms で保存されました"),
+                    format!("a heartbeat was stored by the server in {ms} ms"),
+                )
+            },
         )),
         Err(e) => rows.push(Check::new(
             "floor-roundtrip",
             Status::Fail,
             e.to_string(),
-            "the server refused or did not confirm a heartbeat: check the workstation's publish permissions (deploy/nats/)",
+            say(
+                lang,
+                "サーバーがハートビートを拒否したか、確認しませんでした。端末の送信権限（deploy/nats/）を確かめてください",
+                "the server refused or did not confirm a heartbeat: check the workstation's publish permissions (deploy/nats/)",
+            ),
         )),
     }
     link.close().await;

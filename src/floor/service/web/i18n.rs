@@ -72,7 +72,7 @@ pub const JA: Texts = Texts {
     ended_calls: "直近1時間に終了した通話",
     fleet: "端末の状態",
     level: "レベル",
-    agent: "オペレーター",
+    agent: "担当者",
     caller: "発信者",
     elapsed: "経過",
     duration: "通話時間",
