@@ -162,8 +162,12 @@ async fn lock_check(store: &Store, lang: Language) -> Check {
                 Status::Warn,
                 say(
                     lang,
-                    format!("Object Lock とバージョニングが有効か、ストアから確かめられません（{why}）"),
-                    format!("the store cannot say whether Object Lock and versioning are on ({why})"),
+                    format!(
+                        "Object Lock とバージョニングが有効か、ストアから確かめられません（{why}）"
+                    ),
+                    format!(
+                        "the store cannot say whether Object Lock and versioning are on ({why})"
+                    ),
                 ),
                 fix,
             )
@@ -196,8 +200,12 @@ async fn roundtrip_check(cfg: &Config, store: &Store, lang: Language) -> Check {
                 Status::Pass,
                 say(
                     lang,
-                    format!("試験用オブジェクト {key} を書いて読み戻しました（Object Lock により削除できないため残ります）"),
-                    format!("test object {key} written and read back (kept: Object Lock forbids deleting it)"),
+                    format!(
+                        "試験用オブジェクト {key} を書いて読み戻しました（Object Lock により削除できないため残ります）"
+                    ),
+                    format!(
+                        "test object {key} written and read back (kept: Object Lock forbids deleting it)"
+                    ),
                 ),
                 "",
             ),
@@ -206,8 +214,12 @@ async fn roundtrip_check(cfg: &Config, store: &Store, lang: Language) -> Check {
                 Status::Warn,
                 say(
                     lang,
-                    format!("試験用オブジェクト {key} の中身が違います（別のホスト名での以前の実行？）"),
-                    format!("test object {key} reads back with other content (an earlier run from another host name?)"),
+                    format!(
+                        "試験用オブジェクト {key} の中身が違います（別のホスト名での以前の実行？）"
+                    ),
+                    format!(
+                        "test object {key} reads back with other content (an earlier run from another host name?)"
+                    ),
                 ),
                 "",
             ),

@@ -41,12 +41,18 @@ pub fn status(cfg: &Config) -> Option<serde_json::Value> {
 /// The archive line of `callguard status`.
 pub fn status_line(cfg: &Config) -> Option<String> {
     cfg.archive.enabled().then(|| {
-        format!(
-            "  archive s3://{}/{}: {}",
-            cfg.archive.bucket,
-            cfg.archive.clean_prefix(),
-            doctor::describe(&archiver::backlog(&cfg.evidence_dir(), &cfg.data_dir()))
-        )
+        let backlog = archiver::backlog(&cfg.evidence_dir(), &cfg.data_dir());
+        let (bucket, prefix) = (&cfg.archive.bucket, cfg.archive.clean_prefix());
+        match cfg.language {
+            crate::config::Language::Ja => format!(
+                "  保管先 s3://{bucket}/{prefix}：{}",
+                doctor::describe_ja(&backlog)
+            ),
+            crate::config::Language::En => format!(
+                "  archive s3://{bucket}/{prefix}: {}",
+                doctor::describe(&backlog)
+            ),
+        }
     })
 }
 

@@ -395,7 +395,14 @@ impl Sink for FloorSink {
 
     fn healthcheck<'a>(&'a self, opts: &'a crate::sink::HealthOptions) -> crate::sink::Checks<'a> {
         Box::pin(async move {
-            checks(&self.floor, &self.agent, &self.host, &self.cfg, opts.language).await
+            checks(
+                &self.floor,
+                &self.agent,
+                &self.host,
+                &self.cfg,
+                opts.language,
+            )
+            .await
         })
     }
 }
@@ -493,7 +500,10 @@ pub async fn checks(
         "floor-bus",
         say(
             lang,
-            format!("{url} に接続しました（拠点 {}、担当者 {agent}）", floor.site),
+            format!(
+                "{url} に接続しました（拠点 {}、担当者 {agent}）",
+                floor.site
+            ),
             format!("connected to {url} as site {} agent {agent}", floor.site),
         ),
     ));
