@@ -14,7 +14,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use futures_util::future::BoxFuture;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -29,7 +28,7 @@ use crate::calls::Command;
 use crate::config::{Config, Language};
 use crate::events::{Action, NoteField, Report};
 use crate::health::{Check, Status};
-use crate::sink::{HealthOptions, Sink, SinkContext};
+use crate::sink::{Sink, SinkContext};
 
 /// How long a notification may take to show.
 const NOTIFY_TIMEOUT: Duration = Duration::from_secs(5);
