@@ -189,3 +189,47 @@ mod tests {
         assert!(en[0].starts_with("marked manager (demands a manager) on call c-4711"));
     }
 }
+
+/// `callguard reload`: the files are the configuration the daemon already runs.
+pub fn reload_unchanged(lang: Language) -> String {
+    match lang {
+        Language::Ja => "設定を再読み込みしました：変更はありません".into(),
+        Language::En => "configuration reloaded: nothing changed".into(),
+    }
+}
+
+/// `callguard reload`: the new configuration is in use; `keys` are the ones that changed.
+pub fn reload_applied(lang: Language, keys: &[String]) -> String {
+    match lang {
+        Language::Ja => format!(
+            "設定を再読み込みしました：{} 件変更（{}）",
+            keys.len(),
+            keys.join("、")
+        ),
+        Language::En => format!(
+            "configuration reloaded: {} changed: {}",
+            keys.len(),
+            keys.join(", ")
+        ),
+    }
+}
+
+/// `callguard reload`: the new files were invalid; the daemon keeps the configuration it had.
+pub fn reload_refused(lang: Language, detail: &str) -> String {
+    match lang {
+        Language::Ja => format!(
+            "新しい設定は受け付けられませんでした。デーモンは以前の設定のまま動いています：\n  {detail}"
+        ),
+        Language::En => format!(
+            "the new configuration was REFUSED; the daemon goes on with the one it had:\n  {detail}"
+        ),
+    }
+}
+
+/// `callguard reload`: valid, but it changes keys only a restart applies; nothing was applied.
+pub fn reload_needs_restart(lang: Language, detail: &str) -> String {
+    match lang {
+        Language::Ja => format!("新しい設定は適用されていません：{detail}"),
+        Language::En => format!("the new configuration was not applied: {detail}"),
+    }
+}

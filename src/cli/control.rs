@@ -78,10 +78,15 @@ pub fn status_command(cfg: &Config, json: bool) -> ExitCode {
 pub fn reload_command(explicit: Option<&std::path::Path>) -> ExitCode {
     use crate::config::Sources;
     use crate::reload::{Outcome, Record};
-    let path = match Sources::discover(explicit) {
+    // The files may be the broken ones being refused: read them leniently for the socket and
+    // the language of the answer.
+    let (path, lang) = match Sources::discover(explicit) {
         Ok(sources) => match Config::load(&sources) {
-            Ok(cfg) => cfg.control_socket(),
-            Err(_) => sources.control_socket_leniently(),
+            Ok(cfg) => (cfg.control_socket(), cfg.language),
+            Err(_) => {
+                let loose = sources.leniently();
+                (loose.control_socket(), loose.language)
+            }
         },
         Err(e) => {
             eprintln!("callguard: configuration error: {e}");
@@ -104,28 +109,24 @@ pub fn reload_command(explicit: Option<&std::path::Path>) -> ExitCode {
         .and_then(|v| serde_json::from_value::<Record>(v).ok());
     match (response.ok, record) {
         (true, Some(r)) if r.outcome == Outcome::Unchanged => {
-            println!("configuration reloaded: nothing changed");
+            println!("{}", crate::messages::reload_unchanged(lang));
             ExitCode::SUCCESS
         }
         (true, Some(r)) => {
-            println!(
-                "configuration reloaded: {} changed: {}",
-                r.keys.len(),
-                r.keys.join(", ")
-            );
+            println!("{}", crate::messages::reload_applied(lang, &r.keys));
             ExitCode::SUCCESS
         }
         (false, Some(r)) if r.outcome == Outcome::Refused => {
             eprintln!(
-                "callguard: the new configuration was REFUSED; the daemon goes on with the one it had:\n  {}",
-                r.detail
+                "callguard: {}",
+                crate::messages::reload_refused(lang, &r.detail)
             );
             ExitCode::from(super::EXIT_USAGE)
         }
         (false, Some(r)) if r.outcome == Outcome::NeedsRestart => {
             eprintln!(
-                "callguard: the new configuration was not applied: {}",
-                r.detail
+                "callguard: {}",
+                crate::messages::reload_needs_restart(lang, &r.detail)
             );
             ExitCode::from(super::EXIT_NEEDS_RESTART)
         }
