@@ -162,34 +162,6 @@ pub fn unknown_kind(kind: &str, lang: Language) -> String {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn japanese_answers_carry_no_machine_strings() {
-        let r = MarkReceipt {
-            call_id: "c-4711".into(),
-            offset: "05:00".into(),
-            count: 2,
-            level: 3,
-            fired: vec!["manager#2:escalate".into()],
-            grounds_to_end: false,
-        };
-        let lines = marked(MarkKind::Manager, &r, Language::Ja);
-        assert_eq!(
-            lines[0],
-            "「責任者を出せ」を記録しました（通話 c-4711、05:00 の時点、2 回目）。レベル 3（カスハラの兆候）"
-        );
-        assert_eq!(
-            lines[1],
-            "発動したルール：「責任者を出せ」2 回目：上長に連絡"
-        );
-        let en = marked(MarkKind::Manager, &r, Language::En);
-        assert!(en[0].starts_with("marked manager (demands a manager) on call c-4711"));
-    }
-}
-
 /// `callguard reload`: the files are the configuration the daemon already runs.
 pub fn reload_unchanged(lang: Language) -> String {
     match lang {
@@ -231,5 +203,33 @@ pub fn reload_needs_restart(lang: Language, detail: &str) -> String {
     match lang {
         Language::Ja => format!("新しい設定は適用されていません：{detail}"),
         Language::En => format!("the new configuration was not applied: {detail}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn japanese_answers_carry_no_machine_strings() {
+        let r = MarkReceipt {
+            call_id: "c-4711".into(),
+            offset: "05:00".into(),
+            count: 2,
+            level: 3,
+            fired: vec!["manager#2:escalate".into()],
+            grounds_to_end: false,
+        };
+        let lines = marked(MarkKind::Manager, &r, Language::Ja);
+        assert_eq!(
+            lines[0],
+            "「責任者を出せ」を記録しました（通話 c-4711、05:00 の時点、2 回目）。レベル 3（カスハラの兆候）"
+        );
+        assert_eq!(
+            lines[1],
+            "発動したルール：「責任者を出せ」2 回目：上長に連絡"
+        );
+        let en = marked(MarkKind::Manager, &r, Language::En);
+        assert!(en[0].starts_with("marked manager (demands a manager) on call c-4711"));
     }
 }

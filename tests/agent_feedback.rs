@@ -5,17 +5,15 @@
 
 mod common;
 
+use common::dbus::{cli_on_bus as hotkey, next_of};
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
 
 use common::FakePbx;
-use common::dbus::{Notified, SessionBus, serve_notifications};
+use common::dbus::{SessionBus, serve_notifications};
 use common::http::Receiver;
 use serde_json::json;
-use tokio::sync::mpsc;
-
-const PATIENCE: Duration = Duration::from_secs(60);
 
 struct Daemon(Child);
 
@@ -60,38 +58,6 @@ fn daemon(config: &Path, bus: &SessionBus) -> Daemon {
             .spawn()
             .unwrap(),
     )
-}
-
-/// `callguard ARGS --config CONFIG` on the test's session bus, as a desktop shortcut runs it.
-async fn hotkey(config: &Path, bus: &SessionBus, args: &[&str]) -> (i32, String, String) {
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_callguard"))
-        .args(args)
-        .arg("--config")
-        .arg(config)
-        .env_remove("CALLGUARD_CONFIG")
-        .env("DBUS_SESSION_BUS_ADDRESS", &bus.address)
-        .output()
-        .await
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).to_string(),
-        String::from_utf8_lossy(&out.stderr).to_string(),
-    )
-}
-
-/// The next notification of `category`.
-async fn next_of(notes: &mut mpsc::UnboundedReceiver<Notified>, category: &str) -> Notified {
-    tokio::time::timeout(PATIENCE, async {
-        loop {
-            let n = notes.recv().await.expect("notification server stopped");
-            if n.category.as_deref() == Some(category) {
-                return n;
-            }
-        }
-    })
-    .await
-    .unwrap_or_else(|_| panic!("no {category} notification"))
 }
 
 #[tokio::test]

@@ -191,3 +191,40 @@ pub async fn serve_tray_watcher(
         .expect("cannot register the StatusNotifierWatcher");
     (conn, rx)
 }
+
+/// `callguard ARGS --config CONFIG` on the test's session bus (as a desktop shortcut runs it):
+/// exit code, stdout, stderr.
+pub async fn cli_on_bus(
+    config: &std::path::Path,
+    bus: &SessionBus,
+    args: &[&str],
+) -> (i32, String, String) {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_callguard"))
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .env_remove("CALLGUARD_CONFIG")
+        .env("DBUS_SESSION_BUS_ADDRESS", &bus.address)
+        .output()
+        .await
+        .expect("run callguard");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
+/// The next notification of `category` within a minute (else the test fails, naming it).
+pub async fn next_of(notes: &mut mpsc::UnboundedReceiver<Notified>, category: &str) -> Notified {
+    tokio::time::timeout(std::time::Duration::from_secs(60), async {
+        loop {
+            let n = notes.recv().await.expect("notification server stopped");
+            if n.category.as_deref() == Some(category) {
+                return n;
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no {category} notification"))
+}
