@@ -218,11 +218,18 @@ pub async fn run(mut cfg: Config, listen: Option<String>) -> anyhow::Result<()> 
             .into());
         }
     };
-    println!("callguard floor demo");
-    println!("  board:    http://{}/", running.addr);
-    println!("  login:    {DEMO_USER} / {DEMO_PASSWORD}");
-    println!("  workstations 1001–1004 are simulated; 1004 goes silent after 30 s.");
-    println!("  Ctrl-C to stop.");
+    // One write, and a closed stdout is no reason to stop: `println!` panics on a closed pipe,
+    // and whoever started the demo may stop reading once it has the URL.
+    let banner = format!(
+        "callguard floor demo\n  board:    http://{}/\n  login:    {DEMO_USER} / {DEMO_PASSWORD}\n  \
+         workstations 1001–1004 are simulated; 1004 goes silent after 30 s.\n  Ctrl-C to stop.\n",
+        running.addr
+    );
+    {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        let _ = out.write_all(banner.as_bytes()).and_then(|()| out.flush());
+    }
 
     let client = async_nats::connect(&nats_url).await?;
     let js = jetstream::new(client);
