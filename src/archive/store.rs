@@ -177,6 +177,16 @@ impl Body {
     }
 }
 
+/// An object (or the part of it asked for) being read: see [`Store::get_stream`].
+pub struct Ranged {
+    /// Bytes in this answer.
+    pub len: u64,
+    /// `Content-Range` as the store answered (set for a range request).
+    pub content_range: Option<String>,
+    /// The bytes.
+    pub body: futures_util::stream::BoxStream<'static, Result<bytes::Bytes, StoreError>>,
+}
+
 /// A part the store took.
 struct SentPart {
     number: i32,
@@ -459,6 +469,33 @@ impl Store {
             key: key.to_string(),
         };
         Ok((body, retention))
+    }
+
+    /// Reads an object for someone else to stream (the floor's recording player): the body as
+    /// a stream of chunks, with `range` (an HTTP `Range` header value) passed to GetObject so a
+    /// player can seek without the whole object moving.
+    pub async fn get_stream(&self, key: &str, range: Option<&str>) -> Result<Ranged, StoreError> {
+        let out = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .set_range(range.map(str::to_string))
+            .send()
+            .await
+            .map_err(|e| remote("GetObject", key, e))?;
+        let body = Body {
+            stream: out.body,
+            key: key.to_string(),
+        };
+        let chunks = futures_util::stream::unfold(body, |mut b| async move {
+            b.next().await.map(|c| (c, b))
+        });
+        Ok(Ranged {
+            len: out.content_length.unwrap_or(0).max(0) as u64,
+            content_range: out.content_range,
+            body: Box::pin(chunks),
+        })
     }
 
     /// Downloads a whole object into memory.

@@ -313,6 +313,14 @@ fn split_calls(calls: &[CallVerdict]) -> Vec<SplitCall> {
     out
 }
 
+/// Verifies one call folder fetched on its own (from the archive, by the floor) against `key`:
+/// the manifest's signature and the hash of every file it names, as for a local folder. The
+/// ledger is not looked at: the caller compares the manifest's SHA-256 with the ledger line it
+/// has (the floor has it from the bus).
+pub fn verify_folder(dir: &Path, key: &VerifyingKey) -> CallVerdict {
+    verify_call(dir, None, key, true)
+}
+
 /// Verifies `paths` (call folders or evidence roots) against `key`, without a ledger head.
 pub fn verify_paths(paths: &[PathBuf], key: &VerifyingKey) -> Result<Outcome, UsageError> {
     verify_paths_with(paths, key, &HeadSource::None)
@@ -393,7 +401,7 @@ pub fn verify_paths_with(
     let mut seen_dirs: HashMap<usize, Vec<String>> = HashMap::new();
     for (dir, root_idx) in calls {
         let root = root_idx.map(|i| &roots[i]);
-        let mut v = verify_call(&dir, root, key);
+        let mut v = verify_call(&dir, root, key, false);
         if let Some(r) = root {
             check_continuation(&mut v, &dir, r);
         }
@@ -549,7 +557,12 @@ fn rel_of(dir: &Path, root: &Path) -> String {
 }
 
 // One call folder.
-fn verify_call(dir: &Path, root: Option<&Root>, key: &VerifyingKey) -> CallVerdict {
+fn verify_call(
+    dir: &Path,
+    root: Option<&Root>,
+    key: &VerifyingKey,
+    ledger_elsewhere: bool,
+) -> CallVerdict {
     let mut v = CallVerdict {
         dir: dir.to_path_buf(),
         call_id: None,
@@ -692,6 +705,7 @@ fn verify_call(dir: &Path, root: Option<&Root>, key: &VerifyingKey) -> CallVerdi
     ));
     // Ledger.
     match root {
+        None if ledger_elsewhere => {}
         None => v.failures.push(
             "no ledger.jsonl found above this folder (copy the whole evidence folder)".into(),
         ),

@@ -91,6 +91,13 @@ pub struct FloorConfig {
     pub report: FloorReportConfig,
     /// Team → the agent ids in it (`[floor.teams]`); a lead sees the agents of their teams.
     pub teams: std::collections::BTreeMap<String, Vec<String>>,
+    /// The floor (with `[archive]`): a folder of `<host>.pub` files, each the public key a
+    /// workstation's `callguard key show` prints; archived folders are verified with them.
+    pub evidence_keys: String,
+    /// The floor: how long after a failed check of an archived folder (store unreachable, not
+    /// archived yet) it is checked again.
+    #[serde(with = "crate::config::duration")]
+    pub evidence_retry: Duration,
 }
 
 /// `[floor.report]`.
@@ -140,6 +147,8 @@ impl Default for FloorConfig {
             session_ttl: Duration::from_secs(12 * 3600),
             report: FloorReportConfig::default(),
             teams: Default::default(),
+            evidence_keys: String::new(),
+            evidence_retry: Duration::from_secs(30),
         }
     }
 }

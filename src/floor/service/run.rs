@@ -139,6 +139,19 @@ async fn serve_with(
     };
 
     let mut tasks = tokio::task::JoinSet::new();
+    // Evidence at hand: archived folders are checked as their ledger events arrive.
+    let evidence = super::evidence::access(&cfg)
+        .await
+        .context("the floor's [archive] (evidence at hand)")?
+        .map(std::sync::Arc::new);
+    if let Some(access) = evidence.clone() {
+        let (store, updates, stop) = (store.clone(), notify.subscribe(), stop.clone());
+        let retry = fc.evidence_retry;
+        tasks.spawn(async move {
+            super::evidence::run(store, (*access).clone(), retry, updates, stop).await;
+            Ok(())
+        });
+    }
     {
         let (js, fc, store, notify, stop) = (
             js.clone(),
@@ -224,7 +237,9 @@ async fn serve_with(
     }
     tasks.spawn({
         let stop = stop.clone();
-        let app = web::router(state).layer(axum::Extension(report_settings.web()));
+        let app = web::router(state)
+            .layer(axum::Extension(report_settings.web()))
+            .layer(axum::Extension(web::evidence::EvidenceAccess(evidence)));
         let tls = tls.clone();
         async move {
             web::serve(listener, tls, app, stop).await;

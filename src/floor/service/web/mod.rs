@@ -2,6 +2,7 @@
 //! caller pages with the organisation's conclusion, and the audit page. HTTPS with rustls;
 //! plain HTTP only on a loopback address.
 
+pub mod evidence;
 pub mod i18n;
 pub mod pages;
 pub mod reports;
@@ -131,6 +132,9 @@ pub fn router(state: Shared) -> Router {
         .route("/audit", get(audit_page))
         .route("/report", get(reports::report_route))
         .route("/incident.pdf", get(reports::incident_route))
+        .route("/evidence", get(evidence::page))
+        .route("/evidence/recording", get(evidence::recording))
+        .route("/evidence/recheck", post(evidence::recheck))
         .with_state(state)
 }
 

@@ -340,8 +340,9 @@ pub fn board(
             s,
             "<tr class=\"call l{lvl}\" data-call=\"{key}\"><td><span class=\"badge\">{lvl}</span>\
              </td><td>{agent}</td><td>{caller}</td><td>{dur}</td><td>{marks}</td><td>{e}</td>\
-             <td><a href=\"/call?key={qk}\">{rec}</a></td></tr>",
+             <td><a href=\"/call?key={qk}\">{rec}</a> {ev}</td></tr>",
             lvl = c.level.clamp(0, 4),
+            ev = super::evidence::link(t, &c.key),
             key = esc(&c.key),
             agent = agent_cell(c),
             caller = caller_link(c),
@@ -427,7 +428,13 @@ pub fn call(t: &Texts, c: &CallRow, data: &BoardData) -> String {
         esc(t.marks),
         marks_cell(&m),
     );
-    let _ = write!(s, "<p>{}: {}</p>", esc(t.workstation), esc(&c.host));
+    let _ = write!(
+        s,
+        "<p>{}: {}</p><p>{}</p>",
+        esc(t.workstation),
+        esc(&c.host),
+        super::evidence::link(t, &c.key)
+    );
     s
 }
 
@@ -527,8 +534,9 @@ pub fn caller(t: &Texts, key: &str, h: &CallerHistory, csrf: &str) -> String {
         let _ = write!(
             s,
             "<tr class=\"l{lvl}\"><td>{start}</td><td>{agent}</td><td>{dur}</td><td>{lvl}</td>\
-             <td>{marks}</td><td><a href=\"/call?key={qk}\">{rec}</a></td></tr>",
+             <td>{marks}</td><td><a href=\"/call?key={qk}\">{rec}</a> {ev}</td></tr>",
             lvl = c.level.clamp(0, 4),
+            ev = super::evidence::link(t, &c.key),
             start = c.started_ms.map(ymd_hm).unwrap_or_default(),
             agent = agent_cell(c),
             marks = marks_cell(&m),

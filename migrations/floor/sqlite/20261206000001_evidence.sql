@@ -1,0 +1,31 @@
+-- Evidence at hand: the floor's check of each call folder the workstations archived. A ledger
+-- event names the folder; the row is made when the floor first sees it and holds the verify
+-- state until a final answer (next_ms NULL). A call split by a restart has one row per folder.
+CREATE TABLE evidence (
+    call_key        TEXT NOT NULL,
+    dir             TEXT NOT NULL,
+    site            TEXT NOT NULL,
+    agent           TEXT NOT NULL,
+    host            TEXT NOT NULL,
+    seq             BIGINT NOT NULL,
+    manifest_sha256 TEXT NOT NULL,
+    line_sha256     TEXT NOT NULL DEFAULT '',
+    -- waiting | verified | altered | signature | missing | no_key | error
+    state           TEXT NOT NULL,
+    detail          TEXT NOT NULL DEFAULT '',
+    -- The signed manifest as archived (for the page's facts), once it could be read.
+    manifest        TEXT NOT NULL DEFAULT '',
+    attempts        BIGINT NOT NULL DEFAULT 0,
+    checked_ms      BIGINT NOT NULL DEFAULT 0,
+    next_ms         BIGINT,
+    PRIMARY KEY (call_key, dir)
+);
+CREATE INDEX evidence_due ON evidence (next_ms);
+
+-- Ledger events already turned into evidence rows (addenda and repeats included).
+CREATE TABLE evidence_seen (
+    event_id TEXT PRIMARY KEY
+);
+
+-- Finding the ledger events not seen yet without reading every event.
+CREATE INDEX events_ledger ON events (at_ms) WHERE kind = 'ledger';

@@ -1,0 +1,394 @@
+//! Evidence at hand: the floor checks every call folder the workstations archive. A `ledger`
+//! event names a sealed folder; once the archive holds that folder's ledger line (the archiver
+//! writes it only after every file of the folder is confirmed), the floor downloads the folder
+//! (manifest, signature and each file the manifest names, streamed to a scratch folder) and
+//! runs the same checks as `callguard verify` with the host's public key from
+//! `floor.evidence_keys`. The answer is kept per folder for the board's evidence page.
+
+pub mod rows;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ed25519_dalek::VerifyingKey;
+use sha2::{Digest, Sha256};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use super::store::Store;
+use crate::archive::archiver::{ledger_key, object_key};
+use crate::archive::store::{Store as Archive, StoreError as ArchiveError};
+use crate::evidence::layout::{MANIFEST_FILE, SIG_FILE};
+use crate::evidence::manifest::Manifest;
+pub use rows::EvidenceRow;
+
+/// Folders checked per round before new events are looked for again.
+const BATCH: i64 = 16;
+/// The longest wait between two checks of a folder that is not archived yet.
+const MAX_BACKOFF: Duration = Duration::from_secs(3600);
+
+/// Where the floor reads archived folders and their hosts' keys.
+#[derive(Clone)]
+pub struct Access {
+    /// The archive (read only).
+    pub archive: Archive,
+    /// `archive.prefix`, without slashes at the ends.
+    pub prefix: String,
+    /// `floor.evidence_keys`: a folder of `<host>.pub`.
+    pub keys: Option<PathBuf>,
+}
+
+impl Access {
+    /// The key of an object of a folder.
+    pub fn object(&self, host: &str, dir: &str, file: &str) -> String {
+        object_key(&self.prefix, host, dir, file)
+    }
+}
+
+/// What the floor found in an archived folder.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Verdict {
+    /// The ledger line is not in the archive yet (checked again later).
+    Waiting(String),
+    /// Signature and every hash hold.
+    Verified,
+    /// A file or the manifest differs from what was sealed.
+    Altered(String),
+    /// The manifest's signature does not hold with the host's key.
+    Signature(String),
+    /// An object the manifest names is not in the archive.
+    Missing(String),
+    /// No public key for the host (checked again later: a key file may be added).
+    NoKey(String),
+    /// The store could not be read (checked again later).
+    Error(String),
+}
+
+impl Verdict {
+    /// The state as stored and shown.
+    pub fn state(&self) -> &'static str {
+        match self {
+            Verdict::Waiting(_) => "waiting",
+            Verdict::Verified => "verified",
+            Verdict::Altered(_) => "altered",
+            Verdict::Signature(_) => "signature",
+            Verdict::Missing(_) => "missing",
+            Verdict::NoKey(_) => "no_key",
+            Verdict::Error(_) => "error",
+        }
+    }
+
+    fn detail(&self) -> &str {
+        match self {
+            Verdict::Verified => "",
+            Verdict::Waiting(d)
+            | Verdict::Altered(d)
+            | Verdict::Signature(d)
+            | Verdict::Missing(d)
+            | Verdict::NoKey(d)
+            | Verdict::Error(d) => d,
+        }
+    }
+
+    /// Whether the folder is checked again later.
+    fn retried(&self) -> bool {
+        matches!(
+            self,
+            Verdict::Waiting(_) | Verdict::NoKey(_) | Verdict::Error(_)
+        )
+    }
+
+    /// Whether the answer says the evidence is not what was sealed.
+    fn failed(&self) -> bool {
+        matches!(
+            self,
+            Verdict::Altered(_) | Verdict::Signature(_) | Verdict::Missing(_)
+        )
+    }
+}
+
+/// A host name usable as a file name and an object key part.
+fn plain(name: &str) -> bool {
+    !name.is_empty()
+        && name != "."
+        && name != ".."
+        && !name.contains('/')
+        && !name.contains('\\')
+        && !name.contains('\0')
+}
+
+/// The public key of `host` from the keys folder.
+pub fn host_key(keys: Option<&Path>, host: &str) -> Result<VerifyingKey, String> {
+    let Some(dir) = keys else {
+        return Err(format!(
+            "no public key for {host}: floor.evidence_keys is not set"
+        ));
+    };
+    if !plain(host) {
+        return Err(format!("host name {host:?} cannot name a key file"));
+    }
+    let path = dir.join(format!("{host}.pub"));
+    if !path.exists() {
+        return Err(format!("no public key for {host} ({} is missing)", path.display()));
+    }
+    crate::evidence::keys::read_public(&path).map_err(|e| e.to_string())
+}
+
+/// Checks one archived folder into `scratch` (a fresh empty folder).
+pub async fn check(access: &Access, row: &EvidenceRow, scratch: &Path) -> (Verdict, Option<String>) {
+    let key = match host_key(access.keys.as_deref(), &row.host) {
+        Ok(k) => k,
+        Err(e) => return (Verdict::NoKey(e), None),
+    };
+    if !plain(&row.host) || row.dir.split('/').any(|p| !plain(p)) {
+        return (
+            Verdict::Error(format!("folder {} of {} is not a plain path", row.dir, row.host)),
+            None,
+        );
+    }
+    let seq = u64::try_from(row.seq).unwrap_or(0);
+    let line_key = ledger_key(&access.prefix, &row.host, seq);
+    let line = match access.archive.get(&line_key).await {
+        Ok(b) => b,
+        Err(e) if e.status() == Some(404) => {
+            return (
+                Verdict::Waiting(format!("ledger line {seq} is not archived yet")),
+                None,
+            );
+        }
+        Err(e) => return (Verdict::Error(e.to_string()), None),
+    };
+    let folder = scratch.join("folder");
+    let fetch = |file: String| {
+        let k = access.object(&row.host, &row.dir, &file);
+        let to = folder.join(&file);
+        async move { (file, access.archive.download_to(&k, &to).await) }
+    };
+    let mut missing = Vec::new();
+    for f in [MANIFEST_FILE, SIG_FILE] {
+        match fetch(f.to_string()).await {
+            (_, Ok(_)) => {}
+            (name, Err(e)) if e.status() == Some(404) => missing.push(name),
+            (_, Err(e)) => return (Verdict::Error(e.to_string()), None),
+        }
+    }
+    let manifest_bytes = std::fs::read(folder.join(MANIFEST_FILE)).unwrap_or_default();
+    let manifest: Option<Manifest> = serde_json::from_slice(&manifest_bytes).ok();
+    let mut names: Vec<String> = Vec::new();
+    if let Some(m) = &manifest {
+        names.extend(m.audio.iter().map(|a| a.file.clone()));
+        names.extend(m.records.iter().map(|r| r.file.clone()));
+    }
+    for name in names.into_iter().filter(|n| plain(n)) {
+        match fetch(name).await {
+            (_, Ok(_)) => {}
+            (name, Err(e)) if e.status() == Some(404) => missing.push(name),
+            (_, Err(e)) => return (Verdict::Error(e.to_string()), None),
+        }
+    }
+    let manifest_text = manifest
+        .as_ref()
+        .map(|_| String::from_utf8_lossy(&manifest_bytes).into_owned());
+    if !missing.is_empty() {
+        return (
+            Verdict::Missing(format!("not in the archive: {}", missing.join(", "))),
+            manifest_text,
+        );
+    }
+    // Hashing a long recording takes a while: off the async threads.
+    let dir = folder.clone();
+    let verdict =
+        match tokio::task::spawn_blocking(move || crate::evidence::verify::verify_folder(&dir, &key))
+            .await
+        {
+            Ok(v) => v,
+            Err(e) => return (Verdict::Error(format!("verify task: {e}")), manifest_text),
+        };
+    let mut failures = verdict.failures;
+    let manifest_sha = hex::encode(Sha256::digest(&manifest_bytes));
+    if manifest.is_some() && manifest_sha != row.manifest_sha256 {
+        failures.push(format!(
+            "manifest.json is not the one ledger line {seq} seals (SHA-256 {manifest_sha}, the \
+             line says {})",
+            row.manifest_sha256
+        ));
+    }
+    let line_sha = hex::encode(Sha256::digest(&line));
+    if !row.line_sha256.is_empty() && line_sha != row.line_sha256 {
+        failures.push(format!(
+            "archived ledger line {seq} differs from the line the workstation published"
+        ));
+    }
+    (classify(&failures), manifest_text)
+}
+
+/// The verdict for `verify`'s failures: a broken signature first (nothing in the folder can be
+/// trusted then), else any other failure is an alteration.
+fn classify(failures: &[String]) -> Verdict {
+    if failures.is_empty() {
+        return Verdict::Verified;
+    }
+    let text = failures.join("; ");
+    if failures
+        .iter()
+        .any(|f| f.contains("signature") || f.contains("signed by another key") || f.contains(SIG_FILE))
+    {
+        Verdict::Signature(text)
+    } else {
+        Verdict::Altered(text)
+    }
+}
+
+/// The delay before checking again after `attempts` checks that could not finish.
+fn backoff(retry: Duration, attempts: i64) -> Duration {
+    let factor = 1u32 << attempts.clamp(0, 7);
+    retry.saturating_mul(factor).min(MAX_BACKOFF.max(retry))
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// One round: new ledger events become rows, and due rows are checked. Returns whether more
+/// work is waiting right now.
+pub async fn round(store: &Store, access: &Access, retry: Duration) -> Result<bool, anyhow::Error> {
+    let found = rows::discover(store, now_ms(), 200).await?;
+    let due = rows::due(store, now_ms(), BATCH).await?;
+    for row in &due {
+        let scratch = tempfile::tempdir()?;
+        let (v, manifest) = check(access, row, scratch.path()).await;
+        drop(scratch);
+        let now = now_ms();
+        let next = v
+            .retried()
+            .then(|| now + backoff(retry, row.attempts).as_millis() as i64);
+        rows::record(store, row, v.state(), v.detail(), manifest.as_deref(), now, next).await?;
+        match &v {
+            Verdict::Verified => {
+                tracing::info!(call = %row.call_key, dir = %row.dir, host = %row.host, "archived evidence verified");
+            }
+            v if v.failed() => {
+                tracing::error!(call = %row.call_key, dir = %row.dir, host = %row.host,
+                    state = v.state(), detail = v.detail(), "ARCHIVED EVIDENCE FAILED VERIFICATION");
+                store
+                    .audit(
+                        "callguard floor",
+                        &format!("evidence.{}", v.state()),
+                        &row.call_key,
+                        &format!("{} {}: {}", row.host, row.dir, v.detail()),
+                        now,
+                    )
+                    .await?;
+            }
+            Verdict::NoKey(d) if row.attempts == 0 => {
+                tracing::warn!(call = %row.call_key, host = %row.host, detail = %d, "archived evidence cannot be verified");
+            }
+            Verdict::Error(d) => {
+                tracing::warn!(call = %row.call_key, dir = %row.dir, error = %d, "archived evidence: check failed; retrying later");
+            }
+            _ => {}
+        }
+    }
+    Ok(found == 200 || due.len() as i64 == BATCH)
+}
+
+/// The checker, until `stop`: a round whenever the bus brought something (`updates`) and when
+/// the next retry is due.
+pub async fn run(
+    store: Store,
+    access: Access,
+    retry: Duration,
+    mut updates: watch::Receiver<u64>,
+    stop: CancellationToken,
+) {
+    loop {
+        let more = match round(&store, &access, retry).await {
+            Ok(more) => more,
+            Err(e) => {
+                tracing::warn!(error = %e, "archived evidence: round failed; retrying");
+                false
+            }
+        };
+        if more {
+            continue;
+        }
+        let wait = match rows::next_due(&store).await {
+            Ok(Some(at)) => Duration::from_millis((at - now_ms()).clamp(0, i64::MAX) as u64),
+            _ => retry,
+        }
+        .min(retry.max(Duration::from_millis(100)));
+        updates.mark_unchanged();
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            r = updates.changed() => if r.is_err() { return },
+            _ = tokio::time::sleep(wait) => {}
+        }
+    }
+}
+
+/// Ensures the archive configuration the floor reads with is usable; `None` without
+/// `[archive]`.
+pub async fn access(cfg: &crate::config::Config) -> Result<Option<Access>, ArchiveError> {
+    if !cfg.archive.enabled() {
+        return Ok(None);
+    }
+    let archive = Archive::connect(&cfg.archive).await?;
+    let keys = cfg
+        .floor
+        .as_ref()
+        .map(|f| f.evidence_keys.clone())
+        .filter(|k| !k.is_empty())
+        .map(PathBuf::from);
+    Ok(Some(Access {
+        archive,
+        prefix: cfg.archive.clean_prefix(),
+        keys,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_broken_signature_outranks_a_changed_file() {
+        assert_eq!(classify(&[]), Verdict::Verified);
+        assert!(matches!(
+            classify(&["call.wav: SHA-256 mismatch (audio data changed)".into()]),
+            Verdict::Altered(_)
+        ));
+        assert!(matches!(
+            classify(&[
+                "call.wav: SHA-256 mismatch".into(),
+                "manifest signature does not match: manifest.json or manifest.sig was changed"
+                    .into()
+            ]),
+            Verdict::Signature(_)
+        ));
+    }
+
+    #[test]
+    fn retries_back_off_up_to_an_hour() {
+        let r = Duration::from_secs(30);
+        assert_eq!(backoff(r, 0), r);
+        assert_eq!(backoff(r, 1), r * 2);
+        assert_eq!(backoff(r, 50), MAX_BACKOFF);
+    }
+
+    #[test]
+    fn keys_come_from_plain_host_files_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = host_key(None, "ws-01").unwrap_err();
+        assert!(e.contains("no public key for ws-01"), "{e}");
+        let e = host_key(Some(dir.path()), "ws-01").unwrap_err();
+        assert!(e.contains("ws-01.pub is missing"), "{e}");
+        assert!(host_key(Some(dir.path()), "../etc").is_err());
+        let k = crate::evidence::keys::load_or_create(dir.path()).unwrap();
+        let (_, public) = crate::evidence::keys::key_paths(dir.path());
+        std::fs::copy(public, dir.path().join("ws-01.pub")).unwrap();
+        assert_eq!(
+            host_key(Some(dir.path()), "ws-01").unwrap(),
+            k.verifying_key()
+        );
+    }
+}
