@@ -488,9 +488,11 @@ impl Store {
             stream: out.body,
             key: key.to_string(),
         };
-        let chunks = futures_util::stream::unfold(body, |mut b| async move {
-            b.next().await.map(|c| (c, b))
-        });
+        let chunks =
+            futures_util::stream::unfold(
+                body,
+                |mut b| async move { b.next().await.map(|c| (c, b)) },
+            );
         Ok(Ranged {
             len: out.content_length.unwrap_or(0).max(0) as u64,
             content_range: out.content_range,

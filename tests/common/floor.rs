@@ -37,6 +37,17 @@ impl Floor {
     /// Writes a config (`[floor]` on `nats_url`, site `tokyo`, store `db`, teams a = 1001/1002,
     /// b = 2001, plus `extra` TOML) under `dir` and starts the binary.
     pub async fn start(dir: &Path, nats_url: &str, db: &str, extra: &str) -> Floor {
+        Floor::start_with(dir, nats_url, db, extra, "").await
+    }
+
+    /// [`Floor::start`] with `floor_extra` lines inside the `[floor]` table.
+    pub async fn start_with(
+        dir: &Path,
+        nats_url: &str,
+        db: &str,
+        extra: &str,
+        floor_extra: &str,
+    ) -> Floor {
         std::fs::create_dir_all(dir).expect("floor dir");
         let port = free_port();
         let config = dir.join("floor.toml");
@@ -45,7 +56,7 @@ impl Floor {
             format!(
                 "{extra}\n[state]\ndir = \"{state}\"\n[log]\nlevel = \"info\"\n\
                  [floor]\nnats_url = \"{nats_url}\"\nsite = \"tokyo\"\ndb = \"{db}\"\n\
-                 listen = \"127.0.0.1:{port}\"\n[floor.teams]\na = [\"1001\", \"1002\"]\n\
+                 listen = \"127.0.0.1:{port}\"\n{floor_extra}\n[floor.teams]\na = [\"1001\", \"1002\"]\n\
                  b = [\"2001\"]\n",
                 state = dir.join("state").display(),
             ),

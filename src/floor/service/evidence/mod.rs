@@ -129,20 +129,39 @@ pub fn host_key(keys: Option<&Path>, host: &str) -> Result<VerifyingKey, String>
     }
     let path = dir.join(format!("{host}.pub"));
     if !path.exists() {
-        return Err(format!("no public key for {host} ({} is missing)", path.display()));
+        return Err(format!(
+            "no public key for {host} ({} is missing)",
+            path.display()
+        ));
     }
-    crate::evidence::keys::read_public(&path).map_err(|e| e.to_string())
+    let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    // The whole output of `callguard key show` will do: its PEM block is the key.
+    let pem = match (
+        text.find("-----BEGIN PUBLIC KEY-----"),
+        text.find("-----END PUBLIC KEY-----"),
+    ) {
+        (Some(a), Some(b)) if a < b => &text[a..b + "-----END PUBLIC KEY-----".len()],
+        _ => text.as_str(),
+    };
+    crate::evidence::keys::parse_public(pem).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 /// Checks one archived folder into `scratch` (a fresh empty folder).
-pub async fn check(access: &Access, row: &EvidenceRow, scratch: &Path) -> (Verdict, Option<String>) {
+pub async fn check(
+    access: &Access,
+    row: &EvidenceRow,
+    scratch: &Path,
+) -> (Verdict, Option<String>) {
     let key = match host_key(access.keys.as_deref(), &row.host) {
         Ok(k) => k,
         Err(e) => return (Verdict::NoKey(e), None),
     };
     if !plain(&row.host) || row.dir.split('/').any(|p| !plain(p)) {
         return (
-            Verdict::Error(format!("folder {} of {} is not a plain path", row.dir, row.host)),
+            Verdict::Error(format!(
+                "folder {} of {} is not a plain path",
+                row.dir, row.host
+            )),
             None,
         );
     }
@@ -197,13 +216,14 @@ pub async fn check(access: &Access, row: &EvidenceRow, scratch: &Path) -> (Verdi
     }
     // Hashing a long recording takes a while: off the async threads.
     let dir = folder.clone();
-    let verdict =
-        match tokio::task::spawn_blocking(move || crate::evidence::verify::verify_folder(&dir, &key))
-            .await
-        {
-            Ok(v) => v,
-            Err(e) => return (Verdict::Error(format!("verify task: {e}")), manifest_text),
-        };
+    let verdict = match tokio::task::spawn_blocking(move || {
+        crate::evidence::verify::verify_folder(&dir, &key)
+    })
+    .await
+    {
+        Ok(v) => v,
+        Err(e) => return (Verdict::Error(format!("verify task: {e}")), manifest_text),
+    };
     let mut failures = verdict.failures;
     let manifest_sha = hex::encode(Sha256::digest(&manifest_bytes));
     if manifest.is_some() && manifest_sha != row.manifest_sha256 {
@@ -229,10 +249,9 @@ fn classify(failures: &[String]) -> Verdict {
         return Verdict::Verified;
     }
     let text = failures.join("; ");
-    if failures
-        .iter()
-        .any(|f| f.contains("signature") || f.contains("signed by another key") || f.contains(SIG_FILE))
-    {
+    if failures.iter().any(|f| {
+        f.contains("signature") || f.contains("signed by another key") || f.contains(SIG_FILE)
+    }) {
         Verdict::Signature(text)
     } else {
         Verdict::Altered(text)
@@ -262,7 +281,16 @@ pub async fn round(store: &Store, access: &Access, retry: Duration) -> Result<bo
         let next = v
             .retried()
             .then(|| now + backoff(retry, row.attempts).as_millis() as i64);
-        rows::record(store, row, v.state(), v.detail(), manifest.as_deref(), now, next).await?;
+        rows::record(
+            store,
+            row,
+            v.state(),
+            v.detail(),
+            manifest.as_deref(),
+            now,
+            next,
+        )
+        .await?;
         match &v {
             Verdict::Verified => {
                 tracing::info!(call = %row.call_key, dir = %row.dir, host = %row.host, "archived evidence verified");

@@ -304,10 +304,7 @@ async fn folder_html(
                         markdown(&String::from_utf8_lossy(&bytes))
                     ));
                 }
-                Ok(_) => s.push_str(&format!(
-                    "<p class=\"err\">{}</p>",
-                    esc(w.record_changed)
-                )),
+                Ok(_) => s.push_str(&format!("<p class=\"err\">{}</p>", esc(w.record_changed))),
                 Err(e) => s.push_str(&format!("<p class=\"err\">{}</p>", esc(&e.to_string()))),
             }
         }
@@ -320,10 +317,12 @@ async fn folder_html(
 /// through (the record quotes what callers said).
 pub fn markdown(text: &str) -> String {
     use pulldown_cmark::{Event, Options, Parser};
-    let events = Parser::new_ext(text, Options::ENABLE_TABLES | Options::ENABLE_STRIKETHROUGH)
-        .map(|e| match e {
-            Event::Html(h) | Event::InlineHtml(h) => Event::Text(h),
-            other => other,
+    let events =
+        Parser::new_ext(text, Options::ENABLE_TABLES | Options::ENABLE_STRIKETHROUGH).map(|e| {
+            match e {
+                Event::Html(h) | Event::InlineHtml(h) => Event::Text(h),
+                other => other,
+            }
         });
     let mut out = String::new();
     pulldown_cmark::html::push_html(&mut out, events);
@@ -457,7 +456,10 @@ mod tests {
         let html = markdown("# 記録\n\n<script>alert(1)</script>\n\n**強調** <b>x</b>\n");
         assert!(html.contains("<h1>記録</h1>"), "{html}");
         assert!(html.contains("<strong>強調</strong>"), "{html}");
-        assert!(!html.contains("<script>") && !html.contains("<b>"), "{html}");
+        assert!(
+            !html.contains("<script>") && !html.contains("<b>"),
+            "{html}"
+        );
         assert!(html.contains("&lt;script&gt;"), "{html}");
     }
 
@@ -468,8 +470,14 @@ mod tests {
             single_range(Some(&h("bytes=100-199"))).as_deref(),
             Some("bytes=100-199")
         );
-        assert_eq!(single_range(Some(&h("bytes=5-"))).as_deref(), Some("bytes=5-"));
-        assert_eq!(single_range(Some(&h("bytes=-5"))).as_deref(), Some("bytes=-5"));
+        assert_eq!(
+            single_range(Some(&h("bytes=5-"))).as_deref(),
+            Some("bytes=5-")
+        );
+        assert_eq!(
+            single_range(Some(&h("bytes=-5"))).as_deref(),
+            Some("bytes=-5")
+        );
         assert_eq!(single_range(Some(&h("bytes=0-1,5-9"))), None);
         assert_eq!(single_range(Some(&h("bytes=-"))), None);
         assert_eq!(single_range(Some(&h("items=0-1"))), None);

@@ -1,0 +1,383 @@
+//! Evidence at hand, with real parts only: the real `callguard` daemon records a call from its
+//! PBX (a loopback websocket), seals it, publishes the ledger line on Debian's real
+//! `nats-server` and archives the folder to a real S3 server (s3s-fs); the real `callguard
+//! floor` (SQLite, and a throwaway PostgreSQL cluster) learns of the folder from the bus,
+//! downloads and verifies it with the workstation's key from `floor.evidence_keys`, and serves
+//! the evidence page and the recording — only to a session that may see the call.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use base64::Engine as _;
+use common::FakePbx;
+use common::dbus::{SessionBus, serve_notifications};
+use common::floor::{Floor, Session, Workstations, eventually};
+use common::nats::NatsServer;
+use common::postgres::PgCluster;
+use common::s3::{ACCESS_KEY, S3Server, SECRET_KEY};
+use serde_json::json;
+
+const AGENT: &str = "1001";
+const BUCKET: &str = "evidence";
+
+/// The `[archive]` table, for the daemon (writes) and the floor (reads) alike.
+fn archive_toml(dir: &Path, endpoint: &str) -> String {
+    let ak = dir.join("access.key");
+    let sk = dir.join("secret.key");
+    std::fs::write(&ak, format!("{ACCESS_KEY}\n")).expect("access key file");
+    std::fs::write(&sk, format!("{SECRET_KEY}\n")).expect("secret key file");
+    format!(
+        "[archive]\nendpoint = \"{endpoint}\"\nbucket = \"{BUCKET}\"\npath_style = true\n\
+         access_key_file = \"{}\"\nsecret_key_file = \"{}\"\nretry_max = \"500ms\"\n",
+        ak.display(),
+        sk.display()
+    )
+}
+
+/// The real daemon; `kill -9` when the test ends, however it ends.
+struct DaemonProc {
+    child: Child,
+    log: PathBuf,
+    config: PathBuf,
+}
+
+impl DaemonProc {
+    fn spawn(dir: &Path, pbx_url: &str, nats_url: &str, dbus: &str, archive: &str) -> DaemonProc {
+        let config = dir.join("callguard.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[pbx]\nurl = \"{pbx_url}\"\n[agent]\nextension = \"{AGENT}\"\nname = \"佐藤\"\n\
+                 [prompt]\nlocal = false\n[state]\ndir = \"{state}\"\n\
+                 [evidence]\ndir = \"{evidence}\"\nmin_free_mb = 0\n\
+                 [control]\nsocket = \"{socket}\"\n\
+                 [floor]\nnats_url = \"{nats_url}\"\nsite = \"tokyo\"\nheartbeat = \"1h\"\n\
+                 {archive}",
+                state = dir.join("state").display(),
+                evidence = dir.join("evidence").display(),
+                socket = dir.join("control.sock").display(),
+            ),
+        )
+        .expect("write the daemon's config");
+        let log = dir.join("daemon.log");
+        let child = Command::new(env!("CARGO_BIN_EXE_callguard"))
+            .args(["run", "--config"])
+            .arg(&config)
+            .env_remove("CALLGUARD_CONFIG")
+            .env("DBUS_SESSION_BUS_ADDRESS", dbus)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("log file"))
+            .spawn()
+            .expect("start callguard run");
+        DaemonProc { child, log, config }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for DaemonProc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `callguard key show` of the workstation, as IT hands it to the floor.
+fn key_show(config: &Path) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_callguard"))
+        .args(["key", "show", "--config"])
+        .arg(config)
+        .env_remove("CALLGUARD_CONFIG")
+        .output()
+        .expect("callguard key show");
+    assert!(out.status.success(), "key show failed: {out:?}");
+    String::from_utf8(out.stdout).expect("key show prints text")
+}
+
+/// The one sealed folder under `evidence` (relative path, as in the ledger).
+fn sealed_folder(evidence: &Path) -> Option<String> {
+    let mut stack = vec![evidence.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).ok()?.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.file_name().is_some_and(|n| n == "manifest.sig") {
+                let dir = p.parent()?.strip_prefix(evidence).ok()?;
+                return Some(dir.to_string_lossy().into_owned());
+            }
+        }
+    }
+    None
+}
+
+/// The `data-state` of the first folder on the evidence page.
+fn shown_state(html: &str) -> Option<String> {
+    let marker = "id=\"state-0\" data-state=\"";
+    let i = html.find(marker)? + marker.len();
+    html[i..].split('"').next().map(str::to_string)
+}
+
+async fn evidence_page(s: &Session, key: &str) -> String {
+    let res = s
+        .get(&format!(
+            "/evidence?key={}",
+            url::form_urlencoded::byte_serialize(key.as_bytes()).collect::<String>()
+        ))
+        .await;
+    assert_eq!(res.status(), 200, "evidence page refused");
+    res.text().await.expect("evidence page")
+}
+
+fn q(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+async fn the_floor_verifies_and_serves_archived_evidence(db: &str) {
+    let bus = SessionBus::start();
+    let (_conn, _notes) = serve_notifications(&bus, &["body"]).await;
+    let nats = NatsServer::start().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let s3 = S3Server::start(dir.path(), BUCKET).await;
+    let archive = archive_toml(dir.path(), &s3.endpoint());
+
+    // The workstation first: the floor's keys folder gets its `callguard key show`.
+    let mut pbx = FakePbx::start().await;
+    let ws_dir = dir.path().join("ws");
+    std::fs::create_dir_all(&ws_dir).expect("workstation dir");
+    let keys = dir.path().join("floor-keys");
+    std::fs::create_dir_all(&keys).expect("keys dir");
+    let floor = Floor::start_with(
+        &dir.path().join("floor"),
+        &nats.url(),
+        db,
+        &archive,
+        &format!(
+            "evidence_keys = \"{}\"\nevidence_retry = \"200ms\"\n",
+            keys.display()
+        ),
+    )
+    .await;
+    floor.add_user("tanaka", "田中", &["a"], false);
+    floor.add_user("kimura", "木村", &["b"], false);
+    floor.add_user("admin", "管理者", &[], true);
+    Workstations::connect(&nats.url())
+        .await
+        .wait_for_stream()
+        .await;
+    let daemon = DaemonProc::spawn(&ws_dir, &pbx.url, &nats.url(), &bus.address, &archive);
+    let mut conn = pbx.accept().await;
+    // (The daemon made its key before it connected to the PBX.)
+    let host = callguard::evidence::manifest::host_name();
+    std::fs::write(keys.join(format!("{host}.pub")), key_show(&daemon.config)).expect("key file");
+
+    // A recorded call: 100 frames each way, then its end; the daemon seals and archives it.
+    let at = chrono::Local::now().fixed_offset().to_rfc3339();
+    conn.send(
+        json!({"type":"call.start","call_id":"c-ev","at":at,"agent":AGENT,
+        "caller":"0312345678","direction":"inbound"}),
+    )
+    .await;
+    conn.send(
+        json!({"type":"media.start","call_id":"c-ev","encoding":"audio/x-mulaw",
+        "sample_rate":8000}),
+    )
+    .await;
+    let b64 = |v: &[u8]| base64::engine::general_purpose::STANDARD.encode(v);
+    for seq in 1..=100u64 {
+        let a: Vec<u8> = (0..160u64).map(|i| (i * 7 + seq) as u8).collect();
+        for track in ["inbound", "outbound"] {
+            conn.send(
+                json!({"type":"media","call_id":"c-ev","track":track,"seq":seq,
+                "payload":b64(&a)}),
+            )
+            .await;
+        }
+    }
+    conn.send(json!({"type":"call.end","call_id":"c-ev","cause":"normal"}))
+        .await;
+
+    let lead = Session::login(&floor.url(), "tanaka").await;
+    let call = eventually("the call's end on the board", || async {
+        lead.board().await["calls"]
+            .as_array()?
+            .iter()
+            .find(|c| c["call_id"] == "c-ev" && !c["ended_ms"].is_null())
+            .cloned()
+    })
+    .await;
+    let key = call["key"].as_str().expect("call key").to_string();
+    let evidence = ws_dir.join("evidence");
+    let deadline = std::time::Instant::now() + common::floor::PATIENCE;
+    let folder = loop {
+        if let Some(f) = sealed_folder(&evidence) {
+            break f;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never sealed; daemon log:\n{}",
+            daemon.log()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    let sealed_wav = std::fs::read(evidence.join(&folder).join("call.wav")).expect("sealed WAV");
+    assert!(sealed_wav.len() > 60_000, "{} bytes", sealed_wav.len());
+
+    // 1. The page shows "verified" once the floor has checked the archived folder.
+    let deadline = std::time::Instant::now() + common::floor::PATIENCE;
+    let page = loop {
+        let html = evidence_page(&lead, &key).await;
+        if shown_state(&html).as_deref() == Some("verified") {
+            break html;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not verified in time:\n{html}\nfloor log:\n{}\ndaemon log:\n{}",
+            floor.log(),
+            daemon.log()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert!(page.contains("検証済み"), "{page}");
+    assert!(page.contains(&folder), "the folder is named: {page}");
+    assert!(
+        page.contains(&format!(
+            "src=\"/evidence/recording?key={}&amp;dir={}\"",
+            q(&key),
+            q(&folder)
+        )),
+        "an audio player fed by the floor: {page}"
+    );
+    // The board links the call to it.
+    let board = lead.get("/").await.text().await.expect("board page");
+    assert!(
+        board.contains(&format!("/evidence?key={}", q(&key))),
+        "{board}"
+    );
+
+    // 2. The recording over HTTP with a session is the sealed WAV, whole and by range.
+    let rec_path = format!("/evidence/recording?key={}&dir={}", q(&key), q(&folder));
+    let res = lead.get(&rec_path).await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["content-type"], "audio/wav");
+    assert_eq!(res.headers()["accept-ranges"], "bytes");
+    let bytes = res.bytes().await.expect("recording");
+    assert!(
+        bytes[..] == sealed_wav[..],
+        "the streamed recording is the sealed WAV"
+    );
+    let res = lead
+        .http
+        .get(format!("{}{rec_path}", floor.url()))
+        .header("cookie", &lead.cookie)
+        .header("range", "bytes=1000-4999")
+        .send()
+        .await
+        .expect("range request");
+    assert_eq!(res.status(), 206);
+    assert_eq!(
+        res.headers()["content-range"],
+        format!("bytes 1000-4999/{}", sealed_wav.len()).as_str()
+    );
+    let part = res.bytes().await.expect("range body");
+    assert!(
+        part[..] == sealed_wav[1000..5000],
+        "the range is the right slice"
+    );
+
+    // 3. Without a session: sent to the login page, no audio.
+    let anon = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    for path in [rec_path.clone(), format!("/evidence?key={}", q(&key))] {
+        let res = anon
+            .get(format!("{}{path}", floor.url()))
+            .send()
+            .await
+            .expect("anonymous request");
+        assert_eq!(res.status(), 303, "{path} without a session");
+        assert_eq!(res.headers()["location"], "/login");
+        assert!(res.bytes().await.expect("body").len() < 100);
+    }
+
+    // 4. A lead of another team: refused.
+    let other = Session::login(&floor.url(), "kimura").await;
+    for path in [rec_path.clone(), format!("/evidence?key={}", q(&key))] {
+        let res = other.get(&path).await;
+        assert_eq!(res.status(), 403, "{path} for another team's lead");
+        let body = res.bytes().await.expect("body");
+        assert!(!body.starts_with(b"RIFF"), "no audio for another team");
+    }
+
+    // 5. The views are in the audit table.
+    let admin = Session::login(&floor.url(), "admin").await;
+    let audit = admin.get("/audit").await.text().await.expect("audit page");
+    for action in ["view.evidence", "view.record", "view.recording"] {
+        assert!(
+            audit.contains(&format!("<td>田中</td><td>{action}</td>"))
+                || audit.contains(&format!("<td>tanaka</td><td>{action}</td>")),
+            "{action} by the lead audited: {audit}"
+        );
+    }
+
+    // 6. A changed byte in the archived recording: after a new check the floor shows
+    //    "altered", says which file, logs it and audits it.
+    let object = s3.object_path(BUCKET, &format!("callguard/{host}/{folder}/call.wav"));
+    let mut stored = std::fs::read(&object).expect("the archived WAV in s3s-fs's folder");
+    assert!(stored == sealed_wav, "s3s-fs stores the object as is");
+    stored[2000] ^= 0x55;
+    std::fs::write(&object, &stored).expect("tamper with the archived WAV");
+    let r = lead
+        .post(
+            "/evidence/recheck",
+            &[("csrf", lead.csrf.as_str()), ("key", key.as_str())],
+        )
+        .await;
+    assert_eq!(r.status(), 303, "recheck refused");
+    let bad = lead
+        .post(
+            "/evidence/recheck",
+            &[("csrf", "forged"), ("key", key.as_str())],
+        )
+        .await;
+    assert_eq!(bad.status(), 403, "a recheck without the CSRF token");
+    let page = eventually("the tampered folder shown as altered", || async {
+        let html = evidence_page(&lead, &key).await;
+        (shown_state(&html).as_deref() == Some("altered")).then_some(html)
+    })
+    .await;
+    assert!(page.contains("改ざんあり"), "{page}");
+    assert!(
+        page.contains("call.wav: SHA-256 mismatch"),
+        "which file: {page}"
+    );
+    assert!(
+        floor
+            .log()
+            .contains("ARCHIVED EVIDENCE FAILED VERIFICATION"),
+        "{}",
+        floor.log()
+    );
+    let audit = admin.get("/audit").await.text().await.expect("audit page");
+    assert!(audit.contains("evidence.altered"), "{audit}");
+    drop(daemon);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_floor_verifies_and_serves_archived_evidence_on_sqlite() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = format!("sqlite://{}", dir.path().join("floor.db").display());
+    the_floor_verifies_and_serves_archived_evidence(&db).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_floor_verifies_and_serves_archived_evidence_on_postgresql() {
+    let pg = PgCluster::start();
+    let db = pg.database("floor_evidence").await;
+    the_floor_verifies_and_serves_archived_evidence(&db).await;
+}
