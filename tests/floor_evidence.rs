@@ -40,11 +40,11 @@ fn archive_toml(dir: &Path, endpoint: &str) -> String {
 struct DaemonProc {
     child: Child,
     log: PathBuf,
-    config: PathBuf,
 }
 
 impl DaemonProc {
-    fn spawn(dir: &Path, pbx_url: &str, nats_url: &str, dbus: &str, archive: &str) -> DaemonProc {
+    /// Writes the daemon's configuration under `dir`.
+    fn configure(dir: &Path, pbx_url: &str, nats_url: &str, archive: &str) -> PathBuf {
         let config = dir.join("callguard.toml");
         std::fs::write(
             &config,
@@ -61,6 +61,11 @@ impl DaemonProc {
             ),
         )
         .expect("write the daemon's config");
+        config
+    }
+
+    /// `callguard run` on the configuration [`DaemonProc::configure`] wrote.
+    fn spawn(dir: &Path, config: PathBuf, dbus: &str) -> DaemonProc {
         let log = dir.join("daemon.log");
         let child = Command::new(env!("CARGO_BIN_EXE_callguard"))
             .args(["run", "--config"])
@@ -71,7 +76,7 @@ impl DaemonProc {
             .stderr(std::fs::File::create(&log).expect("log file"))
             .spawn()
             .expect("start callguard run");
-        DaemonProc { child, log, config }
+        DaemonProc { child, log }
     }
 
     fn log(&self) -> String {
@@ -137,113 +142,182 @@ fn q(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
-async fn the_floor_verifies_and_serves_archived_evidence(db: &str) {
-    let bus = SessionBus::start();
-    let (_conn, _notes) = serve_notifications(&bus, &["body"]).await;
-    let nats = NatsServer::start().await;
-    let dir = tempfile::tempdir().expect("temp dir");
-    let s3 = S3Server::start(dir.path(), BUCKET).await;
-    let archive = archive_toml(dir.path(), &s3.endpoint());
+/// Everything a story needs, running: the daemon has recorded, sealed and archived call
+/// `c-ev`, and its end is on the board.
+struct Rig {
+    _bus: SessionBus,
+    nats: NatsServer,
+    s3: S3Server,
+    floor: Floor,
+    daemon: DaemonProc,
+    host: String,
+    /// The call's key on the board.
+    key: String,
+    /// The sealed folder, relative to the evidence root.
+    folder: String,
+    sealed_wav: Vec<u8>,
+    /// The workstation's evidence root.
+    evidence: PathBuf,
+    lead: Session,
+    _pbx: FakePbx,
+    _dir: tempfile::TempDir,
+}
 
-    // The workstation first: the floor's keys folder gets its `callguard key show`.
-    let mut pbx = FakePbx::start().await;
-    let ws_dir = dir.path().join("ws");
-    std::fs::create_dir_all(&ws_dir).expect("workstation dir");
-    let keys = dir.path().join("floor-keys");
-    std::fs::create_dir_all(&keys).expect("keys dir");
-    let floor = Floor::start_with(
-        &dir.path().join("floor"),
-        &nats.url(),
-        db,
-        &archive,
-        &format!(
-            "evidence_keys = \"{}\"\nevidence_retry = \"200ms\"\n",
-            keys.display()
-        ),
-    )
-    .await;
-    floor.add_user("tanaka", "田中", &["a"], false);
-    floor.add_user("kimura", "木村", &["b"], false);
-    floor.add_user("admin", "管理者", &[], true);
-    Workstations::connect(&nats.url())
-        .await
-        .wait_for_stream()
+impl Rig {
+    /// With `key_file`, the floor's keys folder holds the workstation's `callguard key show`;
+    /// without, the floor has no key file for it.
+    async fn start(db: &str, key_file: bool) -> Rig {
+        let bus = SessionBus::start();
+        let (conn, notes) = serve_notifications(&bus, &["body"]).await;
+        // The notification server lives as long as the test.
+        std::mem::forget((conn, notes));
+        let nats = NatsServer::start().await;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let s3 = S3Server::start(dir.path(), BUCKET).await;
+        let archive = archive_toml(dir.path(), &s3.endpoint());
+        let mut pbx = FakePbx::start().await;
+        let ws_dir = dir.path().join("ws");
+        std::fs::create_dir_all(&ws_dir).expect("workstation dir");
+        let keys = dir.path().join("floor-keys");
+        std::fs::create_dir_all(&keys).expect("keys dir");
+        let floor = Floor::start_with(
+            &dir.path().join("floor"),
+            &nats.url(),
+            db,
+            &archive,
+            &format!(
+                "evidence_keys = \"{}\"\nevidence_retry = \"200ms\"\n",
+                keys.display()
+            ),
+        )
         .await;
-    let daemon = DaemonProc::spawn(&ws_dir, &pbx.url, &nats.url(), &bus.address, &archive);
-    let mut conn = pbx.accept().await;
-    // (The daemon made its key before it connected to the PBX.)
-    let host = callguard::evidence::manifest::host_name();
-    std::fs::write(keys.join(format!("{host}.pub")), key_show(&daemon.config)).expect("key file");
-
-    // A recorded call: 100 frames each way, then its end; the daemon seals and archives it.
-    let at = chrono::Local::now().fixed_offset().to_rfc3339();
-    conn.send(
-        json!({"type":"call.start","call_id":"c-ev","at":at,"agent":AGENT,
-        "caller":"0312345678","direction":"inbound"}),
-    )
-    .await;
-    conn.send(
-        json!({"type":"media.start","call_id":"c-ev","encoding":"audio/x-mulaw",
-        "sample_rate":8000}),
-    )
-    .await;
-    let b64 = |v: &[u8]| base64::engine::general_purpose::STANDARD.encode(v);
-    for seq in 1..=100u64 {
-        let a: Vec<u8> = (0..160u64).map(|i| (i * 7 + seq) as u8).collect();
-        for track in ["inbound", "outbound"] {
-            conn.send(
-                json!({"type":"media","call_id":"c-ev","track":track,"seq":seq,
-                "payload":b64(&a)}),
-            )
+        floor.add_user("tanaka", "田中", &["a"], false);
+        floor.add_user("kimura", "木村", &["b"], false);
+        floor.add_user("admin", "管理者", &[], true);
+        Workstations::connect(&nats.url())
+            .await
+            .wait_for_stream()
             .await;
+        let config = DaemonProc::configure(&ws_dir, &pbx.url, &nats.url(), &archive);
+        // IT runs `callguard key show` on the workstation (it makes the key) before the
+        // daemon's first start, and copies its output to the floor's keys folder.
+        let shown = key_show(&config);
+        let host = callguard::evidence::manifest::host_name();
+        if key_file {
+            std::fs::write(keys.join(format!("{host}.pub")), shown).expect("key file");
+        }
+        let daemon = DaemonProc::spawn(&ws_dir, config, &bus.address);
+        let mut conn = pbx.accept().await;
+
+        // A recorded call: 100 frames each way, then its end; the daemon seals and archives it.
+        let at = chrono::Local::now().fixed_offset().to_rfc3339();
+        conn.send(
+            json!({"type":"call.start","call_id":"c-ev","at":at,"agent":AGENT,
+            "caller":"0312345678","direction":"inbound"}),
+        )
+        .await;
+        conn.send(
+            json!({"type":"media.start","call_id":"c-ev","encoding":"audio/x-mulaw",
+            "sample_rate":8000}),
+        )
+        .await;
+        let b64 = |v: &[u8]| base64::engine::general_purpose::STANDARD.encode(v);
+        for seq in 1..=100u64 {
+            let a: Vec<u8> = (0..160u64).map(|i| (i * 7 + seq) as u8).collect();
+            for track in ["inbound", "outbound"] {
+                conn.send(
+                    json!({"type":"media","call_id":"c-ev","track":track,"seq":seq,
+                    "payload":b64(&a)}),
+                )
+                .await;
+            }
+        }
+        conn.send(json!({"type":"call.end","call_id":"c-ev","cause":"normal"}))
+            .await;
+
+        let lead = Session::login(&floor.url(), "tanaka").await;
+        let call = eventually("the call's end on the board", || async {
+            lead.board().await["calls"]
+                .as_array()?
+                .iter()
+                .find(|c| c["call_id"] == "c-ev" && !c["ended_ms"].is_null())
+                .cloned()
+        })
+        .await;
+        let key = call["key"].as_str().expect("call key").to_string();
+        let evidence = ws_dir.join("evidence");
+        let deadline = std::time::Instant::now() + common::floor::PATIENCE;
+        let folder = loop {
+            if let Some(f) = sealed_folder(&evidence) {
+                break f;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "never sealed; daemon log:\n{}",
+                daemon.log()
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        };
+        let sealed_wav =
+            std::fs::read(evidence.join(&folder).join("call.wav")).expect("sealed WAV");
+        assert!(sealed_wav.len() > 60_000, "{} bytes", sealed_wav.len());
+        Rig {
+            _bus: bus,
+            nats,
+            s3,
+            floor,
+            daemon,
+            host,
+            key,
+            folder,
+            sealed_wav,
+            evidence,
+            lead,
+            _pbx: pbx,
+            _dir: dir,
         }
     }
-    conn.send(json!({"type":"call.end","call_id":"c-ev","cause":"normal"}))
-        .await;
 
-    let lead = Session::login(&floor.url(), "tanaka").await;
-    let call = eventually("the call's end on the board", || async {
-        lead.board().await["calls"]
-            .as_array()?
-            .iter()
-            .find(|c| c["call_id"] == "c-ev" && !c["ended_ms"].is_null())
-            .cloned()
-    })
-    .await;
-    let key = call["key"].as_str().expect("call key").to_string();
-    let evidence = ws_dir.join("evidence");
-    let deadline = std::time::Instant::now() + common::floor::PATIENCE;
-    let folder = loop {
-        if let Some(f) = sealed_folder(&evidence) {
-            break f;
+    /// The evidence page of `key` once its first folder shows `state` (bounded; the logs are
+    /// shown when it does not).
+    async fn page_in_state(&self, key: &str, state: &str) -> String {
+        let deadline = std::time::Instant::now() + common::floor::PATIENCE;
+        loop {
+            let html = evidence_page(&self.lead, key).await;
+            if shown_state(&html).as_deref() == Some(state) {
+                return html;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "not {state} in time:\n{html}\nfloor log:\n{}\ndaemon log:\n{}",
+                self.floor.log(),
+                self.daemon.log()
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "never sealed; daemon log:\n{}",
-            daemon.log()
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    };
-    let sealed_wav = std::fs::read(evidence.join(&folder).join("call.wav")).expect("sealed WAV");
-    assert!(sealed_wav.len() > 60_000, "{} bytes", sealed_wav.len());
+    }
+}
+
+async fn the_floor_verifies_and_serves_archived_evidence(db: &str) {
+    let rig = Rig::start(db, true).await;
+    let Rig {
+        ref s3,
+        ref floor,
+        ref host,
+        ref key,
+        ref folder,
+        ref sealed_wav,
+        ref lead,
+        ..
+    } = rig;
 
     // 1. The page shows "verified" once the floor has checked the archived folder.
-    let deadline = std::time::Instant::now() + common::floor::PATIENCE;
-    let page = loop {
-        let html = evidence_page(&lead, &key).await;
-        if shown_state(&html).as_deref() == Some("verified") {
-            break html;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "not verified in time:\n{html}\nfloor log:\n{}\ndaemon log:\n{}",
-            floor.log(),
-            daemon.log()
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    };
+    let page = rig.page_in_state(key, "verified").await;
     assert!(page.contains("検証済み"), "{page}");
-    assert!(page.contains(&folder), "the folder is named: {page}");
+    assert!(
+        page.contains(folder.as_str()),
+        "the folder is named: {page}"
+    );
     assert!(
         page.contains(&format!(
             "src=\"/evidence/recording?key={}&amp;dir={}\"",
@@ -329,7 +403,7 @@ async fn the_floor_verifies_and_serves_archived_evidence(db: &str) {
     //    "altered", says which file, logs it and audits it.
     let object = s3.object_path(BUCKET, &format!("callguard/{host}/{folder}/call.wav"));
     let mut stored = std::fs::read(&object).expect("the archived WAV in s3s-fs's folder");
-    assert!(stored == sealed_wav, "s3s-fs stores the object as is");
+    assert!(stored == *sealed_wav, "s3s-fs stores the object as is");
     stored[2000] ^= 0x55;
     std::fs::write(&object, &stored).expect("tamper with the archived WAV");
     let r = lead
@@ -346,11 +420,7 @@ async fn the_floor_verifies_and_serves_archived_evidence(db: &str) {
         )
         .await;
     assert_eq!(bad.status(), 403, "a recheck without the CSRF token");
-    let page = eventually("the tampered folder shown as altered", || async {
-        let html = evidence_page(&lead, &key).await;
-        (shown_state(&html).as_deref() == Some("altered")).then_some(html)
-    })
-    .await;
+    let page = rig.page_in_state(key, "altered").await;
     assert!(page.contains("改ざんあり"), "{page}");
     assert!(
         page.contains("call.wav: SHA-256 mismatch"),
@@ -365,7 +435,6 @@ async fn the_floor_verifies_and_serves_archived_evidence(db: &str) {
     );
     let audit = admin.get("/audit").await.text().await.expect("audit page");
     assert!(audit.contains("evidence.altered"), "{audit}");
-    drop(daemon);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -380,4 +449,60 @@ async fn the_floor_verifies_and_serves_archived_evidence_on_postgresql() {
     let pg = PgCluster::start();
     let db = pg.database("floor_evidence").await;
     the_floor_verifies_and_serves_archived_evidence(&db).await;
+}
+
+/// Without a key file the floor pins the key the workstation published with its first ledger
+/// line, and says so on the page; a ledger event for the same host that carries another key
+/// (somebody signing as this workstation) fails, shown as a signature failure.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_key_file_the_first_key_seen_is_pinned_and_another_key_fails() {
+    use sha2::Digest as _;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = format!("sqlite://{}", dir.path().join("floor.db").display());
+    let rig = Rig::start(&db, false).await;
+    let page = rig.page_in_state(&rig.key, "verified").await;
+    assert!(
+        page.contains("に初めて受信した鍵（鍵ファイルなし）"),
+        "{page}"
+    );
+
+    // The genuine ledger line, published again for another call with a key of somebody else's.
+    let ledger = std::fs::read_to_string(rig.evidence.join("ledger.jsonl")).expect("ledger");
+    let line = ledger.lines().next().expect("a ledger line");
+    let parsed: serde_json::Value = serde_json::from_str(line).expect("ledger JSON");
+    let forged = ed25519_dalek::SigningKey::from_bytes(&[7u8; 32]).verifying_key();
+    let ev = callguard::floor::contract::FloorEvent {
+        schema: callguard::floor::contract::SCHEMA.into(),
+        id: "forged-ledger-1".into(),
+        site: "tokyo".into(),
+        host: rig.host.clone(),
+        agent: AGENT.into(),
+        agent_name: "佐藤".into(),
+        call_id: Some("c-forged".into()),
+        caller: Default::default(),
+        at: chrono::Utc::now().fixed_offset(),
+        elapsed_secs: None,
+        level: None,
+        body: callguard::floor::contract::EventBody::Ledger {
+            seq: parsed["seq"].as_u64().expect("seq"),
+            manifest_sha256: parsed["manifest_sha256"]
+                .as_str()
+                .expect("manifest_sha256")
+                .into(),
+            line_sha256: hex::encode(sha2::Sha256::digest(line.as_bytes())),
+            prev: String::new(),
+            dir: rig.folder.clone(),
+            public_key: base64::engine::general_purpose::STANDARD.encode(forged.as_bytes()),
+        },
+    };
+    Workstations::connect(&rig.nats.url())
+        .await
+        .publish(&ev)
+        .await;
+    let key = format!("tokyo/{AGENT}/c-forged");
+    let page = rig.page_in_state(&key, "signature").await;
+    assert!(page.contains("not the key first seen for"), "{page}");
+    assert!(page.contains("ev-bad"), "shown in red: {page}");
+    // The genuine call is still verified with the pinned key.
+    rig.page_in_state(&rig.key, "verified").await;
 }

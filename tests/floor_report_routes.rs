@@ -357,6 +357,7 @@ async fn report_downloads_follow_the_viewer_and_the_incident_record_carries_the_
             line_sha256: "0".repeat(64),
             prev: String::new(),
             dir: sealed.rel.clone(),
+            public_key: String::new(),
         },
     ))
     .await;

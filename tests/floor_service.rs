@@ -258,6 +258,7 @@ async fn history_ledger_head_acks_sessions_and_audit() {
                 line_sha256: format!("h{seq}"),
                 prev: String::new(),
                 dir: String::new(),
+                public_key: String::new(),
             },
         );
         ws.publish(&ev).await;

@@ -531,6 +531,11 @@ pub enum EventBody {
         /// The call folder, relative to the evidence root.
         #[serde(default)]
         dir: String,
+        /// The workstation's evidence public key (base64 of the 32 bytes, as `callguard key
+        /// show` prints it), for a floor that has no key file for this host: it pins the key
+        /// it sees first. Empty when the publisher does not have it.
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        public_key: String,
     },
 }
 

@@ -24,6 +24,8 @@ pub struct LedgerAnchor {
     agent: String,
     agent_name: String,
     host: String,
+    /// The evidence public key file (`evidence.pub` in the data dir).
+    public_key_file: std::path::PathBuf,
     link: OnceCell<Link>,
 }
 
@@ -38,6 +40,7 @@ impl LedgerAnchor {
             agent,
             agent_name: cfg.agent.name.clone(),
             host,
+            public_key_file: crate::evidence::keys::key_paths(&cfg.data_dir()).1,
             link: OnceCell::new(),
         }))
     }
@@ -71,8 +74,18 @@ impl LedgerAnchor {
                 line_sha256: item.ledger_line_sha256.clone(),
                 prev: String::new(),
                 dir: item.rel.clone(),
+                public_key: self.public_key(),
             },
         }
+    }
+
+    /// The key that signs this workstation's evidence (base64, as `callguard key show` prints
+    /// it); empty when it cannot be read (the floor then needs a key file for this host).
+    fn public_key(&self) -> String {
+        use base64::Engine as _;
+        crate::evidence::keys::read_public(&self.public_key_file)
+            .map(|k| base64::engine::general_purpose::STANDARD.encode(k.as_bytes()))
+            .unwrap_or_default()
     }
 
     async fn link(&self) -> Result<&Link, LinkError> {

@@ -441,6 +441,7 @@ impl Mapper {
                 line_sha256: line_sha256.clone(),
                 prev: parsed.prev,
                 dir: parsed.dir,
+                public_key: String::new(),
             },
         );
         ev.call_id = call_id.map(str::to_string).or(parsed.call_id);

@@ -15,12 +15,25 @@ CREATE TABLE evidence (
     detail          TEXT NOT NULL DEFAULT '',
     -- The signed manifest as archived (for the page's facts), once it could be read.
     manifest        TEXT NOT NULL DEFAULT '',
+    -- The key the ledger event carried (base64), and which key the check used:
+    -- `file:<path>` (floor.evidence_keys) or `pinned:<first seen, Unix ms>`.
+    published_key   TEXT NOT NULL DEFAULT '',
+    key_source      TEXT NOT NULL DEFAULT '',
     attempts        BIGINT NOT NULL DEFAULT 0,
     checked_ms      BIGINT NOT NULL DEFAULT 0,
     next_ms         BIGINT,
     PRIMARY KEY (call_key, dir)
 );
 CREATE INDEX evidence_due ON evidence (next_ms);
+
+-- For a host without a key file: the first evidence key it published on the bus (its NATS
+-- credentials only let it publish as itself). Never replaced: a later, different key is a
+-- verify failure.
+CREATE TABLE evidence_host_keys (
+    host          TEXT PRIMARY KEY,
+    public_key    TEXT NOT NULL,
+    first_seen_ms BIGINT NOT NULL
+);
 
 -- Ledger events already turned into evidence rows (addenda and repeats included).
 CREATE TABLE evidence_seen (

@@ -117,22 +117,20 @@ fn plain(name: &str) -> bool {
         && !name.contains('\0')
 }
 
-/// The public key of `host` from the keys folder.
-pub fn host_key(keys: Option<&Path>, host: &str) -> Result<VerifyingKey, String> {
+/// The public key of `host` from the keys folder: `Ok(None)` when there is no file for it.
+pub fn key_file(
+    keys: Option<&Path>,
+    host: &str,
+) -> Result<Option<(VerifyingKey, PathBuf)>, String> {
     let Some(dir) = keys else {
-        return Err(format!(
-            "no public key for {host}: floor.evidence_keys is not set"
-        ));
+        return Ok(None);
     };
     if !plain(host) {
         return Err(format!("host name {host:?} cannot name a key file"));
     }
     let path = dir.join(format!("{host}.pub"));
     if !path.exists() {
-        return Err(format!(
-            "no public key for {host} ({} is missing)",
-            path.display()
-        ));
+        return Ok(None);
     }
     let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
     // The whole output of `callguard key show` will do: its PEM block is the key.
@@ -143,19 +141,71 @@ pub fn host_key(keys: Option<&Path>, host: &str) -> Result<VerifyingKey, String>
         (Some(a), Some(b)) if a < b => &text[a..b + "-----END PUBLIC KEY-----".len()],
         _ => text.as_str(),
     };
-    crate::evidence::keys::parse_public(pem).map_err(|e| format!("{}: {e}", path.display()))
+    crate::evidence::keys::parse_public(pem)
+        .map(|k| Some((k, path.clone())))
+        .map_err(|e| format!("{}: {e}", path.display()))
 }
 
-/// Checks one archived folder into `scratch` (a fresh empty folder).
+/// The key a folder is checked with and where it came from (`file:<path>` or
+/// `pinned:<first seen ms>`): the host's key file when there is one (authoritative), else the
+/// key the host published first on the bus. A folder whose event carries another key than the
+/// pinned one fails: somebody signs as this host with a key the floor has not seen before.
+pub async fn choose_key(
+    store: &Store,
+    keys: Option<&Path>,
+    row: &EvidenceRow,
+) -> Result<(VerifyingKey, String), Verdict> {
+    match key_file(keys, &row.host) {
+        Ok(Some((k, path))) => return Ok((k, format!("file:{}", path.display()))),
+        Ok(None) => {}
+        Err(e) => return Err(Verdict::NoKey(e)),
+    }
+    let pinned = rows::pinned_key(store, &row.host)
+        .await
+        .map_err(|e| Verdict::Error(e.to_string()))?;
+    let Some((pk, first_ms)) = pinned else {
+        return Err(Verdict::NoKey(match keys {
+            Some(d) => format!(
+                "no public key for {}: no {}/{}.pub and the workstation published none",
+                row.host,
+                d.display(),
+                row.host
+            ),
+            None => format!(
+                "no public key for {}: floor.evidence_keys is not set and the workstation \
+                 published none",
+                row.host
+            ),
+        }));
+    };
+    let id = |b64: &str| {
+        crate::evidence::keys::parse_public(b64)
+            .map(|k| crate::evidence::keys::key_id(&k))
+            .unwrap_or_else(|_| "unreadable".into())
+    };
+    if !row.published_key.is_empty() && row.published_key != pk {
+        return Err(Verdict::Signature(format!(
+            "the ledger event carries key_id {}, not the key first seen for {} on {} (key_id {})",
+            id(&row.published_key),
+            row.host,
+            chrono::DateTime::from_timestamp_millis(first_ms)
+                .map(|t| t.to_rfc3339())
+                .unwrap_or_default(),
+            id(&pk)
+        )));
+    }
+    crate::evidence::keys::parse_public(&pk)
+        .map(|k| (k, format!("pinned:{first_ms}")))
+        .map_err(|e| Verdict::NoKey(format!("the pinned key of {}: {e}", row.host)))
+}
+
+/// Checks one archived folder with `key` into `scratch` (a fresh empty folder).
 pub async fn check(
     access: &Access,
     row: &EvidenceRow,
+    key: VerifyingKey,
     scratch: &Path,
 ) -> (Verdict, Option<String>) {
-    let key = match host_key(access.keys.as_deref(), &row.host) {
-        Ok(k) => k,
-        Err(e) => return (Verdict::NoKey(e), None),
-    };
     if !plain(&row.host) || row.dir.split('/').any(|p| !plain(p)) {
         return (
             Verdict::Error(format!(
@@ -274,23 +324,25 @@ pub async fn round(store: &Store, access: &Access, retry: Duration) -> Result<bo
     let found = rows::discover(store, now_ms(), 200).await?;
     let due = rows::due(store, now_ms(), BATCH).await?;
     for row in &due {
-        let scratch = tempfile::tempdir()?;
-        let (v, manifest) = check(access, row, scratch.path()).await;
-        drop(scratch);
+        let (v, manifest, source) = match choose_key(store, access.keys.as_deref(), row).await {
+            Ok((key, source)) => {
+                let scratch = tempfile::tempdir()?;
+                let (v, m) = check(access, row, key, scratch.path()).await;
+                (v, m, source)
+            }
+            Err(v) => (v, None, String::new()),
+        };
         let now = now_ms();
         let next = v
             .retried()
             .then(|| now + backoff(retry, row.attempts).as_millis() as i64);
-        rows::record(
-            store,
-            row,
-            v.state(),
-            v.detail(),
-            manifest.as_deref(),
-            now,
-            next,
-        )
-        .await?;
+        let answer = rows::Answer {
+            state: v.state(),
+            detail: v.detail(),
+            manifest: manifest.as_deref(),
+            key_source: &source,
+        };
+        rows::record(store, row, &answer, now, next).await?;
         match &v {
             Verdict::Verified => {
                 tracing::info!(call = %row.call_key, dir = %row.dir, host = %row.host, "archived evidence verified");
@@ -406,17 +458,22 @@ mod tests {
     #[test]
     fn keys_come_from_plain_host_files_only() {
         let dir = tempfile::tempdir().unwrap();
-        let e = host_key(None, "ws-01").unwrap_err();
-        assert!(e.contains("no public key for ws-01"), "{e}");
-        let e = host_key(Some(dir.path()), "ws-01").unwrap_err();
-        assert!(e.contains("ws-01.pub is missing"), "{e}");
-        assert!(host_key(Some(dir.path()), "../etc").is_err());
+        assert!(key_file(None, "ws-01").unwrap().is_none());
+        assert!(key_file(Some(dir.path()), "ws-01").unwrap().is_none());
+        assert!(key_file(Some(dir.path()), "../etc").is_err());
         let k = crate::evidence::keys::load_or_create(dir.path()).unwrap();
         let (_, public) = crate::evidence::keys::key_paths(dir.path());
-        std::fs::copy(public, dir.path().join("ws-01.pub")).unwrap();
-        assert_eq!(
-            host_key(Some(dir.path()), "ws-01").unwrap(),
-            k.verifying_key()
+        // The whole output of `callguard key show`, as IT copies it.
+        let shown = format!(
+            "key_id: {}\npublic key file: x\n{}",
+            crate::evidence::keys::key_id(&k.verifying_key()),
+            std::fs::read_to_string(public).unwrap()
         );
+        std::fs::write(dir.path().join("ws-01.pub"), shown).unwrap();
+        let (got, path) = key_file(Some(dir.path()), "ws-01").unwrap().unwrap();
+        assert_eq!(got, k.verifying_key());
+        assert_eq!(path, dir.path().join("ws-01.pub"));
+        std::fs::write(dir.path().join("ws-02.pub"), "nonsense").unwrap();
+        assert!(key_file(Some(dir.path()), "ws-02").is_err());
     }
 }

@@ -33,6 +33,10 @@ pub struct EvidenceRow {
     pub detail: String,
     /// The archived `manifest.json`, once read.
     pub manifest: String,
+    /// The key the ledger event carried (base64; empty when none).
+    pub published_key: String,
+    /// Which key the last check used: `file:<path>` or `pinned:<first seen, Unix ms>`.
+    pub key_source: String,
     /// Checks made so far.
     pub attempts: i64,
     /// Last check (Unix ms; 0 = never).
@@ -42,7 +46,7 @@ pub struct EvidenceRow {
 }
 
 const COLUMNS: &str = "call_key, dir, site, agent, host, seq, manifest_sha256, line_sha256, \
-     state, detail, manifest, attempts, checked_ms, next_ms";
+     state, detail, manifest, published_key, key_source, attempts, checked_ms, next_ms";
 
 fn row(r: &AnyRow) -> Result<EvidenceRow, sqlx::Error> {
     Ok(EvidenceRow {
@@ -57,9 +61,11 @@ fn row(r: &AnyRow) -> Result<EvidenceRow, sqlx::Error> {
         state: r.try_get(8)?,
         detail: r.try_get(9)?,
         manifest: r.try_get(10)?,
-        attempts: r.try_get(11)?,
-        checked_ms: r.try_get(12)?,
-        next_ms: r.try_get(13)?,
+        published_key: r.try_get(11)?,
+        key_source: r.try_get(12)?,
+        attempts: r.try_get(13)?,
+        checked_ms: r.try_get(14)?,
+        next_ms: r.try_get(15)?,
     })
 }
 
@@ -82,7 +88,7 @@ pub async fn discover(store: &Store, now_ms: i64, limit: i64) -> Result<usize, S
         if let Some(r) = waiting_row(&body, now_ms) {
             sqlx::query(&format!(
                 "INSERT INTO evidence ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, \
-                 'waiting', '', '', 0, 0, $9) ON CONFLICT (call_key, dir) DO NOTHING"
+                 'waiting', '', '', $9, '', 0, 0, $10) ON CONFLICT (call_key, dir) DO NOTHING"
             ))
             .bind(&r.call_key)
             .bind(&r.dir)
@@ -92,9 +98,22 @@ pub async fn discover(store: &Store, now_ms: i64, limit: i64) -> Result<usize, S
             .bind(r.seq)
             .bind(&r.manifest_sha256)
             .bind(&r.line_sha256)
+            .bind(&r.published_key)
             .bind(now_ms)
             .execute(&mut *tx)
             .await?;
+            if !r.published_key.is_empty() {
+                // First sight pins the host's key; a later one never replaces it.
+                sqlx::query(
+                    "INSERT INTO evidence_host_keys (host, public_key, first_seen_ms) \
+                     VALUES ($1, $2, $3) ON CONFLICT (host) DO NOTHING",
+                )
+                .bind(&r.host)
+                .bind(&r.published_key)
+                .bind(now_ms)
+                .execute(&mut *tx)
+                .await?;
+            }
         }
         sqlx::query("INSERT INTO evidence_seen (event_id) VALUES ($1) ON CONFLICT DO NOTHING")
             .bind(&id)
@@ -113,6 +132,7 @@ fn waiting_row(body: &str, now_ms: i64) -> Option<EvidenceRow> {
         manifest_sha256,
         line_sha256,
         dir,
+        public_key,
         ..
     } = ev.body
     else {
@@ -134,6 +154,8 @@ fn waiting_row(body: &str, now_ms: i64) -> Option<EvidenceRow> {
         state: "waiting".into(),
         detail: String::new(),
         manifest: String::new(),
+        published_key: public_key,
+        key_source: String::new(),
         attempts: 0,
         checked_ms: 0,
         next_ms: Some(now_ms),
@@ -161,26 +183,49 @@ pub async fn next_due(store: &Store) -> Result<Option<i64>, StoreError> {
     Ok(r.try_get::<Option<i64>, _>(0)?)
 }
 
+/// The key pinned for `host` (base64) and when it was first seen.
+pub async fn pinned_key(store: &Store, host: &str) -> Result<Option<(String, i64)>, StoreError> {
+    let r = sqlx::query("SELECT public_key, first_seen_ms FROM evidence_host_keys WHERE host = $1")
+        .bind(host)
+        .fetch_optional(store.pool())
+        .await?;
+    Ok(match r {
+        Some(r) => Some((r.try_get(0)?, r.try_get(1)?)),
+        None => None,
+    })
+}
+
+/// A check's answer.
+pub struct Answer<'a> {
+    /// State.
+    pub state: &'a str,
+    /// What was found.
+    pub detail: &'a str,
+    /// The archived manifest, when it could be read.
+    pub manifest: Option<&'a str>,
+    /// Which key was used (empty when none).
+    pub key_source: &'a str,
+}
+
 /// Records a check's answer.
 pub async fn record(
     store: &Store,
     r: &EvidenceRow,
-    state: &str,
-    detail: &str,
-    manifest: Option<&str>,
+    a: &Answer<'_>,
     now_ms: i64,
     next_ms: Option<i64>,
 ) -> Result<(), StoreError> {
     sqlx::query(
         "UPDATE evidence SET state = $1, detail = $2, \
-         manifest = CASE WHEN $3 <> '' THEN $4 ELSE manifest END, \
-         attempts = attempts + 1, checked_ms = $5, next_ms = $6 \
-         WHERE call_key = $7 AND dir = $8",
+         manifest = CASE WHEN $3 <> '' THEN $4 ELSE manifest END, key_source = $5, \
+         attempts = attempts + 1, checked_ms = $6, next_ms = $7 \
+         WHERE call_key = $8 AND dir = $9",
     )
-    .bind(state)
-    .bind(detail)
-    .bind(manifest.unwrap_or_default())
-    .bind(manifest.unwrap_or_default())
+    .bind(a.state)
+    .bind(a.detail)
+    .bind(a.manifest.unwrap_or_default())
+    .bind(a.manifest.unwrap_or_default())
+    .bind(a.key_source)
     .bind(now_ms)
     .bind(next_ms)
     .bind(&r.call_key)
@@ -238,6 +283,7 @@ mod tests {
                 line_sha256: "cd".into(),
                 prev: "00".into(),
                 dir: dir.into(),
+                public_key: String::new(),
             },
         };
         let text = serde_json::to_string(&ev("2026/11/29/100000_c-1")).unwrap();

@@ -47,6 +47,9 @@ struct Words {
     bytes: &'static str,
     host: &'static str,
     seq: &'static str,
+    key: &'static str,
+    key_file: &'static str,
+    key_pinned: fn(&str) -> String,
     states: [(&'static str, &'static str); 7],
 }
 
@@ -70,6 +73,9 @@ const JA: Words = Words {
     bytes: "バイト",
     host: "端末",
     seq: "台帳番号",
+    key: "公開鍵",
+    key_file: "鍵ファイル",
+    key_pinned: |when| format!("{when} に初めて受信した鍵（鍵ファイルなし）"),
     states: [
         ("verified", "検証済み（署名・ハッシュ一致）"),
         ("altered", "改ざんあり"),
@@ -101,6 +107,9 @@ const EN: Words = Words {
     bytes: "bytes",
     host: "Workstation",
     seq: "Ledger seq",
+    key: "Public key",
+    key_file: "key file",
+    key_pinned: |when| format!("the key first seen on {when} (no key file)"),
     states: [
         ("verified", "verified (signature and hashes hold)"),
         ("altered", "altered"),
@@ -195,6 +204,20 @@ pub(super) async fn page(
     Html(super::pages::page(t, w.title, v.nav(), &body)).into_response()
 }
 
+/// Which key the check used, for people.
+fn key_source(w: &Words, source: &str) -> String {
+    if let Some(path) = source.strip_prefix("file:") {
+        format!("{} {}", esc(w.key_file), esc(path))
+    } else if let Some(ms) = source
+        .strip_prefix("pinned:")
+        .and_then(|m| m.parse::<i64>().ok())
+    {
+        esc(&(w.key_pinned)(&ymd_hm(ms)))
+    } else {
+        String::new()
+    }
+}
+
 fn state_class(state: &str) -> &'static str {
     match state {
         "verified" => "ev-verified",
@@ -221,7 +244,8 @@ async fn folder_html(
         "<section class=\"folder\" id=\"folder-{i}\"><h2>{folder}: {dir}</h2>\
          <table><tr><th>{state}</th><td class=\"{class}\" id=\"state-{i}\" data-state=\"{st}\">\
          {label}{detail}</td></tr><tr><th>{host}</th><td>{h}</td></tr>\
-         <tr><th>{seq}</th><td>{n}</td></tr><tr><th>{checked}</th><td>{when}</td></tr></table>\
+         <tr><th>{seq}</th><td>{n}</td></tr><tr><th>{key_h}</th><td id=\"key-{i}\">{key_v}</td></tr>\
+         <tr><th>{checked}</th><td>{when}</td></tr></table>\
          <form method=\"post\" action=\"/evidence/recheck\"><input type=\"hidden\" name=\"csrf\" \
          value=\"{csrf}\"><input type=\"hidden\" name=\"key\" value=\"{key}\">\
          <button type=\"submit\">{recheck}</button></form>",
@@ -240,6 +264,8 @@ async fn folder_html(
         h = esc(&f.host),
         seq = esc(w.seq),
         n = f.seq,
+        key_h = esc(w.key),
+        key_v = key_source(w, &f.key_source),
         checked = esc(w.checked),
         when = if f.checked_ms > 0 {
             ymd_hm(f.checked_ms)
