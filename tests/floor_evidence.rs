@@ -21,6 +21,8 @@ use serde_json::json;
 
 const AGENT: &str = "1001";
 const BUCKET: &str = "evidence";
+/// What the caller said, as the agent marked it.
+const QUOTE: &str = "家に行くぞ <b>本気だ</b>";
 
 /// The `[archive]` table, for the daemon (writes) and the floor (reads) alike.
 fn archive_toml(dir: &Path, endpoint: &str) -> String {
@@ -206,7 +208,7 @@ impl Rig {
         if key_file {
             std::fs::write(keys.join(format!("{host}.pub")), shown).expect("key file");
         }
-        let daemon = DaemonProc::spawn(&ws_dir, config, &bus.address);
+        let daemon = DaemonProc::spawn(&ws_dir, config.clone(), &bus.address);
         let mut conn = pbx.accept().await;
 
         // A recorded call: 100 frames each way, then its end; the daemon seals and archives it.
@@ -232,6 +234,16 @@ impl Rig {
                 .await;
             }
         }
+        // The agent marks a threat: the call gets an incident record (incident.md). The quote
+        // holds markup, which the page must show as text.
+        common::status_until(&config, |v| {
+            v["tracker"]["calls"]
+                .as_array()
+                .is_some_and(|c| !c.is_empty())
+        })
+        .await;
+        let (code, out, err) = common::cli(&config, &["mark", "threat", "--quote", QUOTE]).await;
+        assert_eq!(code, 0, "callguard mark: {out}{err}");
         conn.send(json!({"type":"call.end","call_id":"c-ev","cause":"normal"}))
             .await;
 
@@ -298,7 +310,78 @@ impl Rig {
     }
 }
 
-async fn the_floor_verifies_and_serves_archived_evidence(db: &str) {
+/// In headless Chromium: a lead logs in, opens the evidence page, and the page's player loads
+/// the recording through the floor (its metadata: the sealed call's length). With
+/// `CALLGUARD_UPDATE_DOCS=1` the screenshot goes to `docs/floor-evidence.png` (README).
+async fn the_player_loads_in_a_browser(floor_url: &str, key: &str, secs: f64) {
+    use fantoccini::Locator;
+    const WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+    let browser = common::browser::Browser::start("ja").await;
+    let c = &browser.client;
+    c.goto(&format!("{floor_url}/login"))
+        .await
+        .expect("login page");
+    let field = |css: &'static str| async move {
+        c.wait()
+            .at_most(WAIT)
+            .for_element(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("no `{css}`: {e}"))
+    };
+    field("#name")
+        .await
+        .send_keys("tanaka")
+        .await
+        .expect("name");
+    field("#password")
+        .await
+        .send_keys(common::floor::PASSWORD)
+        .await
+        .expect("password");
+    field("#login").await.click().await.expect("log in");
+    field("#board").await;
+    c.goto(&format!("{floor_url}/evidence?key={}", q(key)))
+        .await
+        .expect("evidence page");
+    field("#audio-0").await;
+    let deadline = std::time::Instant::now() + WAIT;
+    let duration = loop {
+        let v = c
+            .execute(
+                "const a = document.getElementById('audio-0');\
+                 return [a.readyState, a.duration, a.error ? a.error.code : 0];",
+                vec![],
+            )
+            .await
+            .expect("read the player");
+        let ready = v[0].as_u64().unwrap_or(0);
+        assert_eq!(v[2], 0, "the player reports an error: {v}");
+        if ready >= 1 {
+            break v[1].as_f64().expect("a duration");
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the player never loaded the recording: {v}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert!(
+        (duration - secs).abs() < 0.05,
+        "the player's duration {duration} s, the sealed call's {secs} s"
+    );
+    let shots = if std::env::var_os("CALLGUARD_UPDATE_DOCS").is_some() {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("docs")
+    } else {
+        std::env::temp_dir().join("callguard-floor-screenshots")
+    };
+    std::fs::create_dir_all(&shots).expect("screenshot folder");
+    let png = c.screenshot().await.expect("screenshot");
+    assert!(png.starts_with(b"\x89PNG"));
+    std::fs::write(shots.join("floor-evidence.png"), &png).expect("write the screenshot");
+    browser.close().await;
+}
+
+async fn the_floor_verifies_and_serves_archived_evidence(db: &str, browser: bool) {
     let rig = Rig::start(db, true).await;
     let Rig {
         ref s3,
@@ -326,12 +409,28 @@ async fn the_floor_verifies_and_serves_archived_evidence(db: &str) {
         )),
         "an audio player fed by the floor: {page}"
     );
+    // The incident record, rendered; the caller's words with markup shown as text.
+    let i = page
+        .find("id=\"incident-0\"")
+        .expect("the incident record on the page");
+    let record = &page[i..];
+    assert!(record.contains("家に行くぞ"), "{record}");
+    assert!(
+        record.contains("&lt;b&gt;") && !record.contains("<b>本気だ</b>"),
+        "markup in the record is text: {record}"
+    );
     // The board links the call to it.
     let board = lead.get("/").await.text().await.expect("board page");
     assert!(
         board.contains(&format!("/evidence?key={}", q(&key))),
         "{board}"
     );
+
+    if browser {
+        let wav = hound::WavReader::new(std::io::Cursor::new(&sealed_wav[..])).expect("a WAV");
+        let secs = f64::from(wav.duration()) / f64::from(wav.spec().sample_rate);
+        the_player_loads_in_a_browser(&floor.url(), key, secs).await;
+    }
 
     // 2. The recording over HTTP with a session is the sealed WAV, whole and by range.
     let rec_path = format!("/evidence/recording?key={}&dir={}", q(&key), q(&folder));
@@ -441,14 +540,14 @@ async fn the_floor_verifies_and_serves_archived_evidence(db: &str) {
 async fn the_floor_verifies_and_serves_archived_evidence_on_sqlite() {
     let dir = tempfile::tempdir().expect("temp dir");
     let db = format!("sqlite://{}", dir.path().join("floor.db").display());
-    the_floor_verifies_and_serves_archived_evidence(&db).await;
+    the_floor_verifies_and_serves_archived_evidence(&db, true).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_floor_verifies_and_serves_archived_evidence_on_postgresql() {
     let pg = PgCluster::start();
     let db = pg.database("floor_evidence").await;
-    the_floor_verifies_and_serves_archived_evidence(&db).await;
+    the_floor_verifies_and_serves_archived_evidence(&db, false).await;
 }
 
 /// Without a key file the floor pins the key the workstation published with its first ledger

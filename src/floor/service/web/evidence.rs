@@ -245,10 +245,7 @@ async fn folder_html(
          <table><tr><th>{state}</th><td class=\"{class}\" id=\"state-{i}\" data-state=\"{st}\">\
          {label}{detail}</td></tr><tr><th>{host}</th><td>{h}</td></tr>\
          <tr><th>{seq}</th><td>{n}</td></tr><tr><th>{key_h}</th><td id=\"key-{i}\">{key_v}</td></tr>\
-         <tr><th>{checked}</th><td>{when}</td></tr></table>\
-         <form method=\"post\" action=\"/evidence/recheck\"><input type=\"hidden\" name=\"csrf\" \
-         value=\"{csrf}\"><input type=\"hidden\" name=\"key\" value=\"{key}\">\
-         <button type=\"submit\">{recheck}</button></form>",
+         <tr><th>{checked}</th><td>{when}</td></tr></table>",
         folder = esc(w.folder),
         dir = esc(&f.dir),
         state = esc(w.state),
@@ -272,15 +269,23 @@ async fn folder_html(
         } else {
             String::new()
         },
+    );
+    let form = format!(
+        "<form method=\"post\" action=\"/evidence/recheck\"><input type=\"hidden\" \
+         name=\"csrf\" value=\"{csrf}\"><input type=\"hidden\" name=\"key\" value=\"{key}\">\
+         <button type=\"submit\">{recheck}</button></form>",
         csrf = esc(csrf),
         key = esc(&f.call_key),
         recheck = esc(w.recheck),
     );
     let Ok(m) = serde_json::from_str::<Manifest>(&f.manifest) else {
+        s.push_str(&form);
         s.push_str("</section>");
         return s;
     };
-    s.push_str(&format!(
+    // The player and the record first (what a lead opens the page for), then the facts.
+    let mut facts = String::new();
+    facts.push_str(&format!(
         "<h3>{facts}</h3><table id=\"facts-{i}\"><tr><th>{call}</th><td>{cid}</td></tr>\
          <tr><th>{started}</th><td>{st}</td></tr><tr><th>{duration}</th><td>{dur}</td></tr>\
          <tr><th>{sealed}</th><td>{sa}</td></tr><tr><th>{kid}</th><td>{k}</td></tr>\
@@ -299,7 +304,7 @@ async fn folder_html(
         msha = esc(&f.manifest_sha256),
     ));
     if let Some(a) = &m.audio {
-        s.push_str(&format!(
+        facts.push_str(&format!(
             "<tr><th>{audio}</th><td>{file} ({bytes} {b}), SHA-256 <code>{sha}</code></td></tr>",
             audio = esc(w.audio),
             file = esc(&a.file),
@@ -308,7 +313,7 @@ async fn folder_html(
             sha = esc(&a.sha256),
         ));
     }
-    s.push_str("</table>");
+    facts.push_str("</table>");
     if m.audio.is_some() {
         s.push_str(&format!(
             "<h3>{rec}</h3><audio controls preload=\"metadata\" id=\"audio-{i}\" \
@@ -335,6 +340,8 @@ async fn folder_html(
             }
         }
     }
+    s.push_str(&facts);
+    s.push_str(&form);
     s.push_str("</section>");
     s
 }
