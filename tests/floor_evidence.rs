@@ -404,8 +404,8 @@ async fn the_floor_verifies_and_serves_archived_evidence(db: &str, browser: bool
     assert!(
         page.contains(&format!(
             "src=\"/evidence/recording?key={}&amp;dir={}\"",
-            q(&key),
-            q(&folder)
+            q(key),
+            q(folder)
         )),
         "an audio player fed by the floor: {page}"
     );
@@ -422,7 +422,7 @@ async fn the_floor_verifies_and_serves_archived_evidence(db: &str, browser: bool
     // The board links the call to it.
     let board = lead.get("/").await.text().await.expect("board page");
     assert!(
-        board.contains(&format!("/evidence?key={}", q(&key))),
+        board.contains(&format!("/evidence?key={}", q(key))),
         "{board}"
     );
 
@@ -433,7 +433,7 @@ async fn the_floor_verifies_and_serves_archived_evidence(db: &str, browser: bool
     }
 
     // 2. The recording over HTTP with a session is the sealed WAV, whole and by range.
-    let rec_path = format!("/evidence/recording?key={}&dir={}", q(&key), q(&folder));
+    let rec_path = format!("/evidence/recording?key={}&dir={}", q(key), q(folder));
     let res = lead.get(&rec_path).await;
     assert_eq!(res.status(), 200);
     assert_eq!(res.headers()["content-type"], "audio/wav");
@@ -467,7 +467,7 @@ async fn the_floor_verifies_and_serves_archived_evidence(db: &str, browser: bool
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .expect("client");
-    for path in [rec_path.clone(), format!("/evidence?key={}", q(&key))] {
+    for path in [rec_path.clone(), format!("/evidence?key={}", q(key))] {
         let res = anon
             .get(format!("{}{path}", floor.url()))
             .send()
@@ -480,7 +480,7 @@ async fn the_floor_verifies_and_serves_archived_evidence(db: &str, browser: bool
 
     // 4. A lead of another team: refused.
     let other = Session::login(&floor.url(), "kimura").await;
-    for path in [rec_path.clone(), format!("/evidence?key={}", q(&key))] {
+    for path in [rec_path.clone(), format!("/evidence?key={}", q(key))] {
         let res = other.get(&path).await;
         assert_eq!(res.status(), 403, "{path} for another team's lead");
         let body = res.bytes().await.expect("body");
