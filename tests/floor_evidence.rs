@@ -409,6 +409,22 @@ async fn the_floor_verifies_and_serves_archived_evidence(db: &str, browser: bool
         )),
         "an audio player fed by the floor: {page}"
     );
+    // In English for a browser that prefers it.
+    let en = lead
+        .http
+        .get(format!("{}/evidence?key={}", floor.url(), q(key)))
+        .header("cookie", &lead.cookie)
+        .header("accept-language", "en-US,en;q=0.9")
+        .send()
+        .await
+        .expect("evidence page in English")
+        .text()
+        .await
+        .expect("page");
+    assert!(
+        en.contains("verified (signature and hashes hold)") && en.contains("Incident record"),
+        "{en}"
+    );
     // The incident record, rendered; the caller's words with markup shown as text.
     let i = page
         .find("id=\"incident-0\"")
