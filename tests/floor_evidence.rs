@@ -160,6 +160,8 @@ struct Rig {
     sealed_wav: Vec<u8>,
     /// The workstation's evidence root.
     evidence: PathBuf,
+    /// The workstation's public key file.
+    public_key: PathBuf,
     lead: Session,
     _pbx: FakePbx,
     _dir: tempfile::TempDir,
@@ -284,6 +286,7 @@ impl Rig {
             folder,
             sealed_wav,
             evidence,
+            public_key: ws_dir.join("state/keys/evidence.pub"),
             lead,
             _pbx: pbx,
             _dir: dir,
@@ -610,14 +613,45 @@ async fn without_a_key_file_the_first_key_seen_is_pinned_and_another_key_fails()
             public_key: base64::engine::general_purpose::STANDARD.encode(forged.as_bytes()),
         },
     };
-    Workstations::connect(&rig.nats.url())
-        .await
-        .publish(&ev)
-        .await;
+    let ws = Workstations::connect(&rig.nats.url()).await;
+    ws.publish(&ev).await;
     let key = format!("tokyo/{AGENT}/c-forged");
     let page = rig.page_in_state(&key, "signature").await;
     assert!(page.contains("not the key first seen for"), "{page}");
     assert!(page.contains("ev-bad"), "shown in red: {page}");
+
+    // The genuine key too, but published by another workstation (another subject, as its own
+    // NATS credentials allow) naming this host: not vouched for by the pin either.
+    let genuine = base64::engine::general_purpose::STANDARD.encode(
+        callguard::evidence::keys::read_public(&rig.public_key)
+            .expect("the workstation's public key")
+            .as_bytes(),
+    );
+    let mut other = ev.clone();
+    other.id = "intruder-ledger-1".into();
+    other.call_id = Some("c-intruder".into());
+    if let callguard::floor::contract::EventBody::Ledger { public_key, .. } = &mut other.body {
+        *public_key = genuine;
+    }
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert(callguard::floor::contract::MSG_ID_HEADER, other.id.as_str());
+    ws.js
+        .publish_with_headers(
+            other.subject("tokyo", "intruder"),
+            headers,
+            other.to_json().into(),
+        )
+        .await
+        .expect("publish")
+        .await
+        .expect("PubAck");
+    let page = rig
+        .page_in_state(&format!("tokyo/{AGENT}/c-intruder"), "signature")
+        .await;
+    assert!(
+        page.contains("by workstation intruder") && page.contains("first seen from workstation"),
+        "{page}"
+    );
     // The genuine call is still verified with the pinned key.
     rig.page_in_state(&rig.key, "verified").await;
 }

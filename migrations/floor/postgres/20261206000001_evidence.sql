@@ -26,12 +26,14 @@ CREATE TABLE evidence (
 );
 CREATE INDEX evidence_due ON evidence (next_ms);
 
--- For a host without a key file: the first evidence key it published on the bus (its NATS
--- credentials only let it publish as itself). Never replaced: a later, different key is a
--- verify failure.
+-- For a host without a key file: the first evidence key it published on the bus, and the
+-- workstation (its subject token: its NATS credentials only let it publish as itself) that
+-- published it. Never replaced: a later, different key for the host, or the host's folders
+-- published from another workstation, are verify failures.
 CREATE TABLE evidence_host_keys (
     host          TEXT PRIMARY KEY,
     public_key    TEXT NOT NULL,
+    ws_agent      TEXT NOT NULL DEFAULT '',
     first_seen_ms BIGINT NOT NULL
 );
 

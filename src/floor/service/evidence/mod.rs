@@ -163,7 +163,7 @@ pub async fn choose_key(
     let pinned = rows::pinned_key(store, &row.host)
         .await
         .map_err(|e| Verdict::Error(e.to_string()))?;
-    let Some((pk, first_ms)) = pinned else {
+    let Some(pin) = pinned else {
         return Err(Verdict::NoKey(match keys {
             Some(d) => format!(
                 "no public key for {}: no {}/{}.pub and the workstation published none",
@@ -183,19 +183,32 @@ pub async fn choose_key(
             .map(|k| crate::evidence::keys::key_id(&k))
             .unwrap_or_else(|_| "unreadable".into())
     };
-    if !row.published_key.is_empty() && row.published_key != pk {
+    let first_seen = chrono::DateTime::from_timestamp_millis(pin.first_seen_ms)
+        .map(|t| t.to_rfc3339())
+        .unwrap_or_default();
+    if !row.published_key.is_empty() && row.published_key != pin.public_key {
         return Err(Verdict::Signature(format!(
-            "the ledger event carries key_id {}, not the key first seen for {} on {} (key_id {})",
+            "the ledger event carries key_id {}, not the key first seen for {} on {first_seen} \
+             (key_id {})",
             id(&row.published_key),
             row.host,
-            chrono::DateTime::from_timestamp_millis(first_ms)
-                .map(|t| t.to_rfc3339())
-                .unwrap_or_default(),
-            id(&pk)
+            id(&pin.public_key)
         )));
     }
-    crate::evidence::keys::parse_public(&pk)
-        .map(|k| (k, format!("pinned:{first_ms}")))
+    // The host name is in the event's body; the workstation's identity is its subject. A
+    // folder of this host published by another workstation is not vouched for by the pin.
+    let publisher = rows::call_ws_agent(store, &row.call_key)
+        .await
+        .map_err(|e| Verdict::Error(e.to_string()))?;
+    if !pin.ws_agent.is_empty() && !publisher.is_empty() && publisher != pin.ws_agent {
+        return Err(Verdict::Signature(format!(
+            "published for {} by workstation {publisher}, but the key of {} was first seen from \
+             workstation {} on {first_seen}",
+            row.host, row.host, pin.ws_agent
+        )));
+    }
+    crate::evidence::keys::parse_public(&pin.public_key)
+        .map(|k| (k, format!("pinned:{}", pin.first_seen_ms)))
         .map_err(|e| Verdict::NoKey(format!("the pinned key of {}: {e}", row.host)))
 }
 

@@ -105,11 +105,13 @@ pub async fn discover(store: &Store, now_ms: i64, limit: i64) -> Result<usize, S
             if !r.published_key.is_empty() {
                 // First sight pins the host's key; a later one never replaces it.
                 sqlx::query(
-                    "INSERT INTO evidence_host_keys (host, public_key, first_seen_ms) \
-                     VALUES ($1, $2, $3) ON CONFLICT (host) DO NOTHING",
+                    "INSERT INTO evidence_host_keys (host, public_key, ws_agent, first_seen_ms) \
+                     VALUES ($1, $2, COALESCE((SELECT ws_agent FROM calls WHERE key = $3), ''), \
+                     $4) ON CONFLICT (host) DO NOTHING",
                 )
                 .bind(&r.host)
                 .bind(&r.published_key)
+                .bind(&r.call_key)
                 .bind(now_ms)
                 .execute(&mut *tx)
                 .await?;
@@ -183,15 +185,44 @@ pub async fn next_due(store: &Store) -> Result<Option<i64>, StoreError> {
     Ok(r.try_get::<Option<i64>, _>(0)?)
 }
 
-/// The key pinned for `host` (base64) and when it was first seen.
-pub async fn pinned_key(store: &Store, host: &str) -> Result<Option<(String, i64)>, StoreError> {
-    let r = sqlx::query("SELECT public_key, first_seen_ms FROM evidence_host_keys WHERE host = $1")
-        .bind(host)
+/// The key pinned for a host.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pinned {
+    /// The key (base64).
+    pub public_key: String,
+    /// The workstation's subject token it came from (empty when unknown).
+    pub ws_agent: String,
+    /// When it was first seen (Unix ms).
+    pub first_seen_ms: i64,
+}
+
+/// The key pinned for `host`.
+pub async fn pinned_key(store: &Store, host: &str) -> Result<Option<Pinned>, StoreError> {
+    let r = sqlx::query(
+        "SELECT public_key, ws_agent, first_seen_ms FROM evidence_host_keys WHERE host = $1",
+    )
+    .bind(host)
+    .fetch_optional(store.pool())
+    .await?;
+    Ok(match r {
+        Some(r) => Some(Pinned {
+            public_key: r.try_get(0)?,
+            ws_agent: r.try_get(1)?,
+            first_seen_ms: r.try_get(2)?,
+        }),
+        None => None,
+    })
+}
+
+/// The subject token of the workstation that published `call_key`'s events (empty if none).
+pub async fn call_ws_agent(store: &Store, call_key: &str) -> Result<String, StoreError> {
+    let r = sqlx::query("SELECT ws_agent FROM calls WHERE key = $1")
+        .bind(call_key)
         .fetch_optional(store.pool())
         .await?;
     Ok(match r {
-        Some(r) => Some((r.try_get(0)?, r.try_get(1)?)),
-        None => None,
+        Some(r) => r.try_get(0)?,
+        None => String::new(),
     })
 }
 
