@@ -57,7 +57,8 @@ const JA: Words = Words {
     title: "証拠",
     link: "証拠",
     no_archive: "この管理画面には保管先（[archive]）が設定されていません。",
-    not_known: "この通話の保管済みフォルダはまだ届いていません。",
+    not_known: "この通話の保管済みフォルダはまだ届いていません（この機能より前に封印された通話は \
+                `callguard verify s3://…` で確認してください）。",
     folder: "フォルダ",
     state: "検証",
     checked: "確認日時",
@@ -91,7 +92,8 @@ const EN: Words = Words {
     title: "Evidence",
     link: "Evidence",
     no_archive: "This floor has no archive ([archive]) configured.",
-    not_known: "No archived folder of this call has arrived yet.",
+    not_known: "No archived folder of this call has arrived yet (calls sealed before the floor \
+                checked evidence are checked with `callguard verify s3://…`).",
     folder: "Folder",
     state: "Verify state",
     checked: "Checked",
