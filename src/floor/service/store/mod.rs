@@ -59,6 +59,33 @@ pub struct Store {
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/floor/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/floor/postgres");
 
+/// How long a floor waits for another one's migration of the same SQLite file.
+const MIGRATION_LOCK_WAIT: Duration = Duration::from_secs(60);
+
+/// Takes the exclusive migration lock at `path`, waiting (bounded) while another process
+/// holds it.
+async fn migration_lock(path: &std::path::Path) -> std::io::Result<crate::fsutil::ExclusiveLock> {
+    let deadline = tokio::time::Instant::now() + MIGRATION_LOCK_WAIT;
+    loop {
+        match crate::fsutil::lock_exclusive(path) {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                if tokio::time::Instant::now() >= deadline {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        format!(
+                            "{} is held by another process for more than {} s",
+                            path.display(),
+                            MIGRATION_LOCK_WAIT.as_secs()
+                        ),
+                    ));
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            r => return r,
+        }
+    }
+}
+
 /// `url` with any password replaced by `***`, for messages.
 pub fn mask_db_url(url: &str) -> String {
     match url::Url::parse(url) {
@@ -190,7 +217,24 @@ impl Store {
                 source,
             })?;
         match engine {
-            Engine::Sqlite => SQLITE_MIGRATIONS.run(&pool).await?,
+            Engine::Sqlite => {
+                // sqlx takes no lock around SQLite migrations: two floors starting on one new
+                // file would both create the tables and one would fail. A lock file beside the
+                // database makes them take turns (PostgreSQL's migrator locks by itself).
+                let path = connect_url
+                    .strip_prefix("sqlite://")
+                    .and_then(|r| r.split('?').next())
+                    .filter(|p| !p.is_empty() && !p.starts_with(':'))
+                    .map(|p| std::path::PathBuf::from(format!("{p}.migrate-lock")));
+                let _lock = match path {
+                    Some(p) => Some(migration_lock(&p).await.map_err(|e| StoreError::Open {
+                        url: mask_db_url(url),
+                        source: sqlx::Error::Io(e),
+                    })?),
+                    None => None,
+                };
+                SQLITE_MIGRATIONS.run(&pool).await?
+            }
             Engine::Postgres => POSTGRES_MIGRATIONS.run(&pool).await?,
         }
         Ok(Store { pool, engine })
@@ -723,7 +767,6 @@ async fn apply_in(
 ) -> Result<Applied, sqlx::Error> {
     // First statement writes (with SQLite's write lock already held by `begin_write`).
     let inserted = sqlx::query(
-
         "INSERT INTO events (id, kind, site, agent, call_id, at_ms, received_ms, body) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO NOTHING",
     )

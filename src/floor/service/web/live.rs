@@ -43,9 +43,14 @@ pub(super) async fn feed(state: Weak<AppState>, mut updates: watch::Receiver<u64
         }
         // Read before the query: a change committed during it triggers one more round.
         let version = *updates.borrow_and_update();
-        match s.store.board(super::now_ms() - super::RECENT.as_millis() as i64).await {
+        match s
+            .store
+            .board(super::now_ms() - super::RECENT.as_millis() as i64)
+            .await
+        {
             Ok(data) => {
-                s.feed.send_replace(Some(Arc::new(Snapshot { version, data })));
+                s.feed
+                    .send_replace(Some(Arc::new(Snapshot { version, data })));
             }
             Err(e) => tracing::warn!(error = %e, "floor: board query for live updates failed"),
         }
@@ -105,8 +110,8 @@ fn diff_section(old: &BoardSection, new: &BoardSection) -> SectionPatch {
         .filter(|(k, _)| !now.contains(k.as_str()))
         .map(|(k, _)| k.clone())
         .collect();
-    let same_order = old.rows.len() == new.rows.len()
-        && old.rows.iter().zip(&new.rows).all(|(a, b)| a.0 == b.0);
+    let same_order =
+        old.rows.len() == new.rows.len() && old.rows.iter().zip(&new.rows).all(|(a, b)| a.0 == b.0);
     SectionPatch {
         head: (old.head != new.head).then(|| new.head.clone()),
         rows,
@@ -175,7 +180,10 @@ mod tests {
         let p = diff(&a, &b).expect("a patch");
         assert_eq!(p.s["open"].gone, vec!["c1".to_string()]);
         assert_eq!(p.s["open"].order, Some(vec!["c2".to_string()]));
-        assert!(p.s["open"].head.is_some(), "the count in the heading changed");
+        assert!(
+            p.s["open"].head.is_some(),
+            "the count in the heading changed"
+        );
         assert_eq!(
             p.s["ended"].rows,
             vec![("c1".to_string(), "x-ended".to_string())]

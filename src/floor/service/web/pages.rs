@@ -358,14 +358,21 @@ pub fn board_parts(
     let mut open: Vec<&CallRow> = data.calls.iter().filter(|c| c.ended_ms.is_none()).collect();
     // Highest level first, then the longest call; the key keeps ties in a stable order.
     open.sort_by(|a, b| {
-        (std::cmp::Reverse(a.level), a.started_ms.unwrap_or(now_ms), &a.key).cmp(&(
-            std::cmp::Reverse(b.level),
-            b.started_ms.unwrap_or(now_ms),
-            &b.key,
-        ))
+        (
+            std::cmp::Reverse(a.level),
+            a.started_ms.unwrap_or(now_ms),
+            &a.key,
+        )
+            .cmp(&(
+                std::cmp::Reverse(b.level),
+                b.started_ms.unwrap_or(now_ms),
+                &b.key,
+            ))
     });
     let mut ended: Vec<&CallRow> = data.calls.iter().filter(|c| c.ended_ms.is_some()).collect();
-    ended.sort_by(|a, b| (std::cmp::Reverse(a.ended_ms), &a.key).cmp(&(std::cmp::Reverse(b.ended_ms), &b.key)));
+    ended.sort_by(|a, b| {
+        (std::cmp::Reverse(a.ended_ms), &a.key).cmp(&(std::cmp::Reverse(b.ended_ms), &b.key))
+    });
 
     let none = Vec::new();
     let mut open_rows = Vec::with_capacity(open.len());
