@@ -26,6 +26,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use browser::Browser;
 use callguard::floor::contract::PbxState;
+use callguard::floor::service::store::Store;
 use fantoccini::{Client, Locator};
 use floor::{Floor, PASSWORD, Workstations, call_start, heartbeat, mark};
 
@@ -292,6 +293,38 @@ async fn run(secs: u64, rate: u64) {
         .filter_map(|(q, t)| Some(t.as_f64()? - published.get(q)?))
         .collect();
     lat.sort_by(f64::total_cmp);
+    // Where the time goes: the floor stamps each event when its consumer takes it
+    // (`events.received_ms`), which splits the latency into bus + store and the live update.
+    let store = Store::open(&db).await.expect("open the floor's store");
+    let received: BTreeMap<String, i64> =
+        sqlx::query_as("SELECT id, received_ms FROM events WHERE kind = 'mark'")
+            .fetch_all(store.pool())
+            .await
+            .expect("received times")
+            .into_iter()
+            .collect();
+    store.close().await;
+    let (mut to_store, mut to_dom) = (Vec::new(), Vec::new());
+    for (q, t) in &seen {
+        let (Some(seen_at), Some(sent)) = (t.as_f64(), published.get(q)) else {
+            continue;
+        };
+        let n = q.trim_start_matches("BQ").trim_end_matches('X');
+        if let Some(r) = received.get(&format!("m{n}")) {
+            to_store.push(*r as f64 - sent);
+            to_dom.push(seen_at - *r as f64);
+        }
+    }
+    to_store.sort_by(f64::total_cmp);
+    to_dom.sort_by(f64::total_cmp);
+    println!(
+        "  split: published -> taken by the floor's consumer p50 {:.0} ms, p99 {:.0} ms; \
+         taken -> in the DOM p50 {:.0} ms, p99 {:.0} ms",
+        pct(&to_store, 0.5),
+        pct(&to_store, 0.99),
+        pct(&to_dom, 0.5),
+        pct(&to_dom, 0.99),
+    );
     println!(
         "{CALLS} open calls on {WORKSTATIONS} workstations, {total} marks at {rate}/s (sent in {:.1} s):\n  \
          event published -> row changed in the DOM: p50 {:.0} ms, p99 {:.0} ms, {} of {total} seen \
