@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use super::ingest;
 use super::store::{Applied, BusAck, BusWrite, Store, call_key};
 use super::web::AckOut;
+use super::web::live::BoardChanges;
 use crate::floor::config::FloorConfig;
 use crate::floor::contract::{
     self, AckMessage, FloorEvent, HistoryRequest, LedgerHeadRequest, ParsedSubject, SCHEMA,
@@ -71,6 +72,7 @@ pub async fn consume(
     durable: String,
     store: Store,
     notify: watch::Sender<u64>,
+    changes: BoardChanges,
     stop: CancellationToken,
 ) -> Result<(), BusError> {
     let consumer: consumer::PullConsumer = stream
@@ -151,10 +153,13 @@ pub async fn consume(
                 Err(e) => vec![Err(e)],
             };
             let mut changed = false;
-            for (msg, result) in msgs.iter().zip(results) {
+            for ((msg, result), write) in msgs.iter().zip(results).zip(&writes) {
                 match result {
                     Ok(applied) => {
-                        changed |= applied == Applied::New;
+                        if applied == Applied::New {
+                            changed = true;
+                            tell(&changes, write);
+                        }
                         if let Err(e) = msg.ack().await {
                             // Not acknowledged: the server redelivers it and the store drops
                             // the duplicate.
@@ -174,6 +179,22 @@ pub async fn consume(
                 notify.send_modify(|v| *v = v.wrapping_add(1));
             }
         }
+    }
+}
+
+/// Tells the live board what a stored message changed.
+fn tell(changes: &BoardChanges, write: &BusWrite) {
+    match write {
+        BusWrite::Event(ev) => {
+            if let Some(key) = ev.call_key() {
+                changes.call(&key);
+            }
+            if ev.kind == "heartbeat" {
+                changes.workstations();
+            }
+        }
+        // The store resolves which call an ack belongs to; rare enough to read the board again.
+        BusWrite::Ack(_) => changes.everything(),
     }
 }
 

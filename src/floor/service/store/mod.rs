@@ -356,6 +356,57 @@ impl Store {
         self.calls_where("c.key = $1", key.to_string()).await
     }
 
+    /// The calls with these keys, with their marks, escalations and acks (no workstations):
+    /// what the live board reads after a few calls changed, instead of the whole board.
+    pub async fn calls_by_keys(&self, keys: &[String]) -> Result<BoardData, StoreError> {
+        let mut out = BoardData::default();
+        for chunk in keys.chunks(500) {
+            let list = (1..=chunk.len())
+                .map(|i| format!("${i}"))
+                .collect::<Vec<_>>()
+                .join(",");
+            let bind_all = |sql| bind_keys(sql, chunk);
+            let sql = format!("SELECT {CALL_COLUMNS} FROM calls c WHERE c.key IN ({list})");
+            for r in bind_all(&sql).fetch_all(&self.pool).await? {
+                out.calls.push(call_row(&r)?);
+            }
+            let sql = format!(
+                "SELECT m.call_key, m.at_ms, m.mark, m.quote, m.level, m.rules FROM marks m \
+                 WHERE m.call_key IN ({list}) ORDER BY m.call_key, m.at_ms"
+            );
+            for r in bind_all(&sql).fetch_all(&self.pool).await? {
+                out.marks.push(mark_row(&r)?);
+            }
+            let sql = format!(
+                "SELECT e.event_id, e.call_key, e.at_ms, e.reason, e.delivery FROM escalations e \
+                 WHERE e.call_key IN ({list}) ORDER BY e.call_key, e.at_ms"
+            );
+            for r in bind_all(&sql).fetch_all(&self.pool).await? {
+                out.escalations.push(EscalationRow {
+                    id: r.try_get(0)?,
+                    call_key: r.try_get(1)?,
+                    at_ms: r.try_get(2)?,
+                    reason: r.try_get(3)?,
+                    delivery: r.try_get(4)?,
+                });
+            }
+            let sql = format!(
+                "SELECT a.id, a.call_key, a.lead, a.user_name, a.at_ms FROM acks a \
+                 WHERE a.call_key IN ({list}) ORDER BY a.call_key, a.at_ms, a.id"
+            );
+            for r in bind_all(&sql).fetch_all(&self.pool).await? {
+                out.acks.push(AckRow {
+                    id: r.try_get(0)?,
+                    call_key: r.try_get(1)?,
+                    lead: r.try_get(2)?,
+                    user_name: r.try_get(3)?,
+                    at_ms: r.try_get(4)?,
+                });
+            }
+        }
+        Ok(out)
+    }
+
     async fn calls_where<T>(&self, cond: &str, arg: T) -> Result<BoardData, StoreError>
     where
         T: for<'q> sqlx::Encode<'q, sqlx::Any> + sqlx::Type<sqlx::Any> + Clone + Send + 'static,
@@ -757,6 +808,14 @@ impl Store {
         .transpose()
         .map_err(|e: sqlx::Error| e.into())
     }
+}
+
+/// `sql` with every key bound in order.
+fn bind_keys<'q>(
+    sql: &'q str,
+    keys: &[String],
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+    keys.iter().fold(sqlx::query(sql), |q, k| q.bind(k.clone()))
 }
 
 /// [`Store::apply`] inside a transaction.

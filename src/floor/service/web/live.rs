@@ -1,11 +1,13 @@
-//! Live updates of the board. One store query per burst of changes serves every open page (a
-//! shared snapshot, at most [`MIN_INTERVAL`] apart, the newest always delivered), and each page
-//! is sent only the rows that changed since what it shows, which the page patches in place.
-//! Sending the whole board per change made the browser rebuild thousands of rows per update and
-//! fall seconds behind at a few hundred events a second.
+//! Live updates of the board. One shared snapshot serves every open page: after a burst of
+//! changes (at most every [`MIN_INTERVAL`], the newest state always delivered) only the calls
+//! that changed are read from the store and merged in, with a full read every [`REFRESH`] (time
+//! passes, other floor instances write too). Each page is sent only the rows that changed since
+//! what it shows, which it patches in place. Sending the whole board per change made the
+//! browser rebuild thousands of rows per update, and reading the whole board per change took
+//! longer than the changes came: the board fell seconds behind at a few hundred events a second.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -26,12 +28,94 @@ pub const REFRESH: Duration = Duration::from_secs(5);
 pub struct Snapshot {
     /// The change counter read before the query: the snapshot holds every change up to it.
     pub version: u64,
-    /// What the store returned.
-    pub data: BoardData,
+    /// Open calls, calls ended recently, workstations.
+    pub data: Arc<BoardData>,
+}
+
+/// What changed on the board since the live feed last looked; filled by the writers after
+/// they committed (the consumer, the ack button), drained by the feed.
+#[derive(Debug, Clone, Default)]
+pub struct BoardChanges(Arc<Mutex<Changes>>);
+
+#[derive(Debug, Default)]
+struct Changes {
+    calls: HashSet<String>,
+    workstations: bool,
+    everything: bool,
+}
+
+impl BoardChanges {
+    fn with(&self, f: impl FnOnce(&mut Changes)) {
+        match self.0.lock() {
+            Ok(mut c) => f(&mut c),
+            Err(poisoned) => f(&mut poisoned.into_inner()),
+        }
+    }
+
+    /// A call (its row, marks, escalations or acks) changed.
+    pub fn call(&self, key: &str) {
+        self.with(|c| {
+            c.calls.insert(key.to_string());
+        });
+    }
+
+    /// A workstation's health changed.
+    pub fn workstations(&self) {
+        self.with(|c| c.workstations = true);
+    }
+
+    /// Something changed that is not tied to one call: read the whole board again.
+    pub fn everything(&self) {
+        self.with(|c| c.everything = true);
+    }
+
+    fn take(&self) -> Changes {
+        let mut out = Changes::default();
+        self.with(|c| out = std::mem::take(c));
+        out
+    }
+}
+
+/// Replaces the calls `keys` in `board` with their `fresh` state (calls that ended before
+/// `ended_since_ms` leave the board).
+fn merge(board: &mut BoardData, keys: &HashSet<String>, fresh: BoardData, ended_since_ms: i64) {
+    board.calls.retain(|c| !keys.contains(&c.key));
+    board.marks.retain(|m| !keys.contains(&m.call_key));
+    board.escalations.retain(|e| !keys.contains(&e.call_key));
+    board.acks.retain(|a| !keys.contains(&a.call_key));
+    let shown: HashSet<String> = fresh
+        .calls
+        .iter()
+        .filter(|c| c.ended_ms.is_none_or(|e| e >= ended_since_ms))
+        .map(|c| c.key.clone())
+        .collect();
+    board
+        .calls
+        .extend(fresh.calls.into_iter().filter(|c| shown.contains(&c.key)));
+    board.marks.extend(
+        fresh
+            .marks
+            .into_iter()
+            .filter(|m| shown.contains(&m.call_key)),
+    );
+    board.escalations.extend(
+        fresh
+            .escalations
+            .into_iter()
+            .filter(|e| shown.contains(&e.call_key)),
+    );
+    board.acks.extend(
+        fresh
+            .acks
+            .into_iter()
+            .filter(|a| shown.contains(&a.call_key)),
+    );
 }
 
 /// Keeps the shared snapshot current while at least one page listens, until the state is gone.
 pub(super) async fn feed(state: Weak<AppState>, mut updates: watch::Receiver<u64>) {
+    let mut board: Option<Arc<BoardData>> = None;
+    let mut last_full = tokio::time::Instant::now();
     loop {
         tokio::select! {
             r = updates.changed() => if r.is_err() { return },
@@ -39,24 +123,67 @@ pub(super) async fn feed(state: Weak<AppState>, mut updates: watch::Receiver<u64
         }
         let Some(s) = state.upgrade() else { return };
         if s.feed.receiver_count() == 0 {
+            // Nobody watches: changes are not tracked, the next page starts from a full read.
+            board = None;
+            s.changes.take();
             continue;
         }
-        // Read before the query: a change committed during it triggers one more round.
+        // Read before the store: a change committed during the reads triggers one more round.
         let version = *updates.borrow_and_update();
-        match s
-            .store
-            .board(super::now_ms() - super::RECENT.as_millis() as i64)
-            .await
-        {
-            Ok(data) => {
-                s.feed
-                    .send_replace(Some(Arc::new(Snapshot { version, data })));
+        let changes = s.changes.take();
+        let since = super::now_ms() - super::RECENT.as_millis() as i64;
+        let full = changes.everything || last_full.elapsed() >= REFRESH;
+        let read = match board.as_mut() {
+            Some(b) if !full => {
+                if changes.calls.is_empty() && !changes.workstations {
+                    // Nothing the board shows (e.g. a ping claimed): no new snapshot.
+                    continue;
+                }
+                incremental(&s, Arc::make_mut(b), &changes, since).await
             }
-            Err(e) => tracing::warn!(error = %e, "floor: board query for live updates failed"),
+            _ => match s.store.board(since).await {
+                Ok(data) => {
+                    last_full = tokio::time::Instant::now();
+                    board = Some(Arc::new(data));
+                    Ok(())
+                }
+                Err(e) => Err(e),
+            },
+        };
+        match (read, &board) {
+            (Ok(()), Some(b)) => {
+                s.feed.send_replace(Some(Arc::new(Snapshot {
+                    version,
+                    data: Arc::clone(b),
+                })));
+            }
+            (Err(e), _) => {
+                tracing::warn!(error = %e, "floor: board query for live updates failed");
+                // Start over from a full read.
+                board = None;
+            }
+            (Ok(()), None) => {}
         }
         drop(s);
         tokio::time::sleep(MIN_INTERVAL).await;
     }
+}
+
+async fn incremental(
+    s: &AppState,
+    board: &mut BoardData,
+    changes: &Changes,
+    since: i64,
+) -> Result<(), crate::floor::service::store::StoreError> {
+    if !changes.calls.is_empty() {
+        let keys: Vec<String> = changes.calls.iter().cloned().collect();
+        let fresh = s.store.calls_by_keys(&keys).await?;
+        merge(board, &changes.calls, fresh, since);
+    }
+    if changes.workstations {
+        board.workstations = s.store.workstations().await?;
+    }
+    Ok(())
 }
 
 /// The changes of one section.
@@ -154,6 +281,73 @@ mod tests {
             open: section(open),
             ended: section(ended),
         }
+    }
+
+    fn call(key: &str, ended_ms: Option<i64>) -> crate::floor::service::store::CallRow {
+        crate::floor::service::store::CallRow {
+            key: key.into(),
+            site: "s".into(),
+            agent: "a".into(),
+            agent_name: String::new(),
+            host: String::new(),
+            call_id: key.into(),
+            caller: None,
+            caller_key: None,
+            started_ms: Some(1),
+            ended_ms,
+            level: 0,
+            marks: 0,
+            ws_agent: "a".into(),
+        }
+    }
+
+    fn mark_of(key: &str, quote: &str) -> crate::floor::service::store::MarkRow {
+        crate::floor::service::store::MarkRow {
+            call_key: key.into(),
+            at_ms: 1,
+            mark: "threat".into(),
+            quote: quote.into(),
+            level: 1,
+            rules: String::new(),
+        }
+    }
+
+    #[test]
+    fn merging_changed_calls_replaces_them_and_drops_calls_ended_long_ago() {
+        let mut board = BoardData {
+            calls: vec![call("c1", None), call("c2", None), call("c3", None)],
+            marks: vec![mark_of("c1", "old"), mark_of("c2", "keep")],
+            ..BoardData::default()
+        };
+        let keys: HashSet<String> = ["c1".to_string(), "c3".to_string()].into();
+        let fresh = BoardData {
+            calls: vec![call("c1", None), call("c3", Some(10))],
+            marks: vec![
+                mark_of("c1", "old"),
+                mark_of("c1", "new"),
+                mark_of("c3", "x"),
+            ],
+            ..BoardData::default()
+        };
+        merge(&mut board, &keys, fresh, 100);
+        let mut calls: Vec<&str> = board.calls.iter().map(|c| c.key.as_str()).collect();
+        calls.sort_unstable();
+        assert_eq!(calls, ["c1", "c2"], "c3 ended before the cut-off");
+        let quotes: Vec<&str> = board.marks.iter().map(|m| m.quote.as_str()).collect();
+        assert_eq!(quotes, ["keep", "old", "new"]);
+    }
+
+    #[test]
+    fn changes_are_drained_once() {
+        let ch = BoardChanges::default();
+        ch.call("c1");
+        ch.call("c1");
+        ch.workstations();
+        let c = ch.take();
+        assert_eq!(c.calls.len(), 1);
+        assert!(c.workstations && !c.everything);
+        let c = ch.take();
+        assert!(c.calls.is_empty() && !c.workstations && !c.everything);
     }
 
     #[test]

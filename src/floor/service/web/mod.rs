@@ -83,6 +83,8 @@ pub struct AppState {
     acks: mpsc::UnboundedSender<AckOut>,
     /// The newest board snapshot for live updates (see [`live`]).
     feed: watch::Sender<Option<Arc<live::Snapshot>>>,
+    /// What changed since the last snapshot.
+    changes: live::BoardChanges,
 }
 
 impl AppState {
@@ -104,16 +106,24 @@ impl AppState {
             notify,
             acks,
             feed: watch::Sender::new(None),
+            changes: live::BoardChanges::default(),
         });
         tokio::spawn(live::feed(Arc::downgrade(&state), updates));
         state
+    }
+
+    /// Where writers outside the web server (the bus consumer) say what they changed, before
+    /// they bump the `notify` counter.
+    pub fn changes(&self) -> live::BoardChanges {
+        self.changes.clone()
     }
 
     fn stale_after_ms(&self) -> Option<i64> {
         self.opts.stale_after.map(|d| d.as_millis() as i64)
     }
 
-    fn changed(&self) {
+    fn changed(&self, call_key: &str) {
+        self.changes.call(call_key);
         self.notify.send_modify(|v| *v = v.wrapping_add(1));
     }
 }
@@ -658,7 +668,7 @@ async fn ack(
         at_ms: now,
         escalation_id,
     });
-    s.changed();
+    s.changed(&call.key);
     Redirect::to("/").into_response()
 }
 
