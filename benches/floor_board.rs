@@ -26,6 +26,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use browser::Browser;
 use callguard::floor::contract::PbxState;
+use callguard::floor::service::store::Store;
 use fantoccini::{Client, Locator};
 use floor::{Floor, PASSWORD, Workstations, call_start, heartbeat, mark};
 
@@ -292,6 +293,94 @@ async fn run(secs: u64, rate: u64) {
         .filter_map(|(q, t)| Some(t.as_f64()? - published.get(q)?))
         .collect();
     lat.sort_by(f64::total_cmp);
+    // Where the time goes: the floor stamps each event when its consumer takes it
+    // (`events.received_ms`), which splits the latency into bus + store and the live update.
+    let store = Store::open(&db).await.expect("open the floor's store");
+    let received: BTreeMap<String, i64> =
+        sqlx::query_as("SELECT id, received_ms FROM events WHERE kind = 'mark'")
+            .fetch_all(store.pool())
+            .await
+            .expect("received times")
+            .into_iter()
+            .collect();
+    // The server's share of one live update at this size, timed alone: the shared snapshot
+    // query, one page's rendering of the rows and the diff against the previous rendering.
+    let t = callguard::floor::service::web::i18n::texts(callguard::config::Language::Ja);
+    let (mut q_ms, mut r_ms, mut d_ms) = (Vec::new(), Vec::new(), Vec::new());
+    let mut prev: Option<callguard::floor::service::web::pages::BoardParts> = None;
+    for _ in 0..20 {
+        let t0 = Instant::now();
+        let data = store.board(0).await.expect("board");
+        q_ms.push(t0.elapsed().as_secs_f64() * 1000.0);
+        let t1 = Instant::now();
+        let parts = callguard::floor::service::web::pages::board_parts(
+            t,
+            &data,
+            now_ms() as i64,
+            None,
+            "csrf",
+            false,
+        );
+        r_ms.push(t1.elapsed().as_secs_f64() * 1000.0);
+        let t2 = Instant::now();
+        if let Some(p) = &prev {
+            let _ = callguard::floor::service::web::live::diff(p, &parts);
+        }
+        d_ms.push(t2.elapsed().as_secs_f64() * 1000.0);
+        prev = Some(parts);
+    }
+    // What the live feed reads after a burst instead: the 50 calls that changed (100 ms at
+    // 500 events/s).
+    let keys: Vec<String> = prev
+        .as_ref()
+        .map(|p| {
+            p.open
+                .rows
+                .iter()
+                .take(50)
+                .map(|(k, _)| k.clone())
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut k_ms = Vec::new();
+    for _ in 0..20 {
+        let t0 = Instant::now();
+        store.calls_by_keys(&keys).await.expect("calls by keys");
+        k_ms.push(t0.elapsed().as_secs_f64() * 1000.0);
+    }
+    for v in [&mut q_ms, &mut r_ms, &mut d_ms, &mut k_ms] {
+        v.sort_by(f64::total_cmp);
+    }
+    println!(
+        "  server side of one update, median of 20: whole-board query {:.1} ms (every 5 s), \
+         50 changed calls {:.1} ms (each update), one page's rows rendered {:.1} ms, diff {:.1} ms",
+        pct(&q_ms, 0.5),
+        pct(&k_ms, 0.5),
+        pct(&r_ms, 0.5),
+        pct(&d_ms, 0.5)
+    );
+    store.close().await;
+    let (mut to_store, mut to_dom) = (Vec::new(), Vec::new());
+    for (q, t) in &seen {
+        let (Some(seen_at), Some(sent)) = (t.as_f64(), published.get(q)) else {
+            continue;
+        };
+        let n = q.trim_start_matches("BQ").trim_end_matches('X');
+        if let Some(r) = received.get(&format!("m{n}")) {
+            to_store.push(*r as f64 - sent);
+            to_dom.push(seen_at - *r as f64);
+        }
+    }
+    to_store.sort_by(f64::total_cmp);
+    to_dom.sort_by(f64::total_cmp);
+    println!(
+        "  split: published -> taken by the floor's consumer p50 {:.0} ms, p99 {:.0} ms; \
+         taken -> in the DOM p50 {:.0} ms, p99 {:.0} ms",
+        pct(&to_store, 0.5),
+        pct(&to_store, 0.99),
+        pct(&to_dom, 0.5),
+        pct(&to_dom, 0.99),
+    );
     println!(
         "{CALLS} open calls on {WORKSTATIONS} workstations, {total} marks at {rate}/s (sent in {:.1} s):\n  \
          event published -> row changed in the DOM: p50 {:.0} ms, p99 {:.0} ms, {} of {total} seen \

@@ -1,12 +1,13 @@
 //! The floor's store: one suite, run on SQLite in a temp dir and on PostgreSQL in a temp cluster
 //! (`initdb` + `pg_ctl`): events counted once, calls, marks, escalations, acks, workstations'
 //! health, versioned conclusions, accounts, sessions, the append-only audit and ledger heads;
-//! then two stores on one database applying the same events at once.
+//! then two stores on one database applying the same events at once, batches of bus messages
+//! stored in one transaction, and (SQLite) several floors migrating one new file at once.
 
 mod common;
 
 use callguard::floor::service::store::{
-    AckRow, Applied, EventRecord, SessionRow, Store, UserRow, call_key,
+    AckRow, Applied, BusAck, BusWrite, EventRecord, SessionRow, Store, UserRow, call_key,
 };
 use common::postgres::PgCluster;
 
@@ -326,6 +327,72 @@ async fn concurrent(url: &str) {
     assert!(ours.iter().all(|c| c.marks == 1 && c.started_ms.is_some()));
 }
 
+/// A batch of bus messages is stored in one transaction with the same answers as one at a time:
+/// a repeated id inside the batch and a whole batch delivered again count nothing twice, and an
+/// ack finds the call started earlier in the same batch.
+async fn batches(url: &str) {
+    let s = Store::open(url).await.unwrap();
+    let start = ev("b-s1", "call.start", "3001", Some("b1"), T0);
+    let m = EventRecord {
+        agent: "3001".into(),
+        ..mark("b-m1", "b1", T0 + 1, 2, "batch quote")
+    };
+    let ack = BusAck {
+        id: "b-ack1".into(),
+        site: "tokyo".into(),
+        ws_agent: "3001".into(),
+        call_id: "b1".into(),
+        lead: "田中".into(),
+        at_ms: T0 + 2,
+    };
+    let batch = vec![
+        BusWrite::Event(Box::new(start)),
+        BusWrite::Event(Box::new(m.clone())),
+        BusWrite::Event(Box::new(m)),
+        BusWrite::Ack(ack),
+    ];
+    assert_eq!(
+        s.apply_batch(&batch, T0).await.unwrap(),
+        vec![Applied::New, Applied::New, Applied::Duplicate, Applied::New]
+    );
+    assert_eq!(
+        s.apply_batch(&batch, T0).await.unwrap(),
+        vec![Applied::Duplicate; 4],
+        "a redelivered batch changes nothing"
+    );
+    let key = call_key("tokyo", "3001", "b1");
+    let d = s.call_details(&key).await.unwrap();
+    assert_eq!(d.calls.len(), 1);
+    assert_eq!((d.calls[0].marks, d.calls[0].level), (1, 2));
+    assert_eq!(d.marks.len(), 1);
+    assert_eq!(
+        d.acks.len(),
+        1,
+        "the ack is attached to the call: {:?}",
+        d.acks
+    );
+    assert_eq!(d.acks[0].lead, "田中");
+}
+
+#[tokio::test]
+async fn sqlite_stores_opened_at_once_on_a_new_file_migrate_it_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("new.db").display());
+    let opens: Vec<_> = (0..4)
+        .map(|_| {
+            let url = url.clone();
+            tokio::spawn(async move { Store::open(&url).await.map(|_| ()) })
+        })
+        .collect();
+    for o in opens {
+        if let Err(e) = o.await.unwrap() {
+            panic!("a floor starting next to another one failed to migrate: {e}");
+        }
+    }
+    let s = Store::open(&url).await.unwrap();
+    assert_eq!(s.event_count().await.unwrap(), 0);
+}
+
 #[tokio::test]
 async fn sqlite_store() {
     let dir = tempfile::tempdir().unwrap();
@@ -337,6 +404,7 @@ async fn sqlite_store() {
     let store = Store::open(&url).await.unwrap();
     assert_eq!(store.event_count().await.unwrap(), 16);
     concurrent(&url).await;
+    batches(&url).await;
 }
 
 #[tokio::test]
@@ -352,6 +420,7 @@ async fn postgres_store() {
     let store = Store::open(&url).await.unwrap();
     assert_eq!(store.event_count().await.unwrap(), 16);
     concurrent(&url).await;
+    batches(&url).await;
 }
 
 #[tokio::test]

@@ -106,3 +106,17 @@ fn incident(
         Ok(())
     })
 }
+
+/// Shows where the floor demo's board listens and how to log in. One write, and a closed stdout
+/// is no reason to stop: `println!` panics on a closed pipe, and whoever started the demo may
+/// stop reading once it has the URL.
+pub(super) fn demo_banner(addr: std::net::SocketAddr) {
+    use crate::floor::service::demo::{DEMO_PASSWORD, DEMO_USER};
+    use std::io::Write;
+    let banner = format!(
+        "callguard floor demo\n  board:    http://{addr}/\n  login:    {DEMO_USER} / {DEMO_PASSWORD}\n  \
+         workstations 1001–1004 are simulated; 1004 goes silent after 30 s.\n  Ctrl-C to stop.\n"
+    );
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(banner.as_bytes()).and_then(|()| out.flush());
+}

@@ -226,7 +226,11 @@ pub fn main() -> ExitCode {
                 None => Config::default(),
             };
             if floor {
-                return runtime(crate::floor::service::demo::run(cfg, listen));
+                return runtime(crate::floor::service::demo::run(
+                    cfg,
+                    listen,
+                    floor::demo_banner,
+                ));
             }
             runtime(crate::demo::run(cfg, time_scale, minutes))
         }

@@ -12,8 +12,9 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::ingest;
-use super::store::{AckRow, Applied, Store, call_key};
+use super::store::{Applied, BusAck, BusWrite, Store, call_key};
 use super::web::AckOut;
+use super::web::live::BoardChanges;
 use crate::floor::config::FloorConfig;
 use crate::floor::contract::{
     self, AckMessage, FloorEvent, HistoryRequest, LedgerHeadRequest, ParsedSubject, SCHEMA,
@@ -71,6 +72,7 @@ pub async fn consume(
     durable: String,
     store: Store,
     notify: watch::Sender<u64>,
+    changes: BoardChanges,
     stop: CancellationToken,
 ) -> Result<(), BusError> {
     let consumer: consumer::PullConsumer = stream
@@ -97,79 +99,129 @@ pub async fn consume(
                 }
             }
         };
+        // Whatever has arrived is stored in one transaction, then acknowledged: at a flood
+        // this is one commit per batch, and when events trickle in a batch is one event.
+        let mut batches = (&mut messages).ready_chunks(BATCH);
         loop {
             let next = tokio::select! {
                 _ = stop.cancelled() => return Ok(()),
-                m = messages.next() => m,
+                b = batches.next() => b,
             };
-            let msg = match next {
-                Some(Ok(m)) => m,
-                Some(Err(e)) => {
-                    tracing::warn!(error = %e, "floor: stream read error");
-                    continue;
+            let Some(batch) = next else { break };
+            let mut writes = Vec::with_capacity(batch.len());
+            let mut msgs = Vec::with_capacity(batch.len());
+            for item in batch {
+                let msg = match item {
+                    Ok(m) => m,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "floor: stream read error");
+                        continue;
+                    }
+                };
+                match parse(&msg.subject, &msg.payload) {
+                    Ok(w) => {
+                        writes.push(w);
+                        msgs.push(msg);
+                    }
+                    Err(why) => {
+                        tracing::warn!(subject = %msg.subject, error = %why,
+                            "floor: a message that does not fit the contract is skipped");
+                        let _ = msg.ack_with(jetstream::AckKind::Term).await;
+                    }
                 }
-                None => break,
+            }
+            if writes.is_empty() {
+                continue;
+            }
+            let now = chrono::Utc::now().timestamp_millis();
+            let results = match store.apply_batch(&writes, now).await {
+                Ok(applied) => applied.into_iter().map(Ok).collect(),
+                Err(e) if writes.len() > 1 => {
+                    // One bad write must not hold back the others: one at a time, so only the
+                    // message that fails is redelivered.
+                    tracing::warn!(error = %e, n = writes.len(),
+                        "floor: batch store write failed; storing its events one by one");
+                    let mut one_by_one = Vec::with_capacity(writes.len());
+                    for w in &writes {
+                        one_by_one.push(store.apply_batch(std::slice::from_ref(w), now).await);
+                    }
+                    one_by_one
+                        .into_iter()
+                        .map(|r| r.map(|a| a.first().copied().unwrap_or(Applied::Duplicate)))
+                        .collect::<Vec<_>>()
+                }
+                Err(e) => vec![Err(e)],
             };
-            match handle(&store, &msg.subject, &msg.payload).await {
-                Ok(changed) => {
-                    if let Err(e) = msg.ack().await {
-                        // Not acknowledged: the server redelivers it and the store drops the
-                        // duplicate.
-                        tracing::warn!(error = %e, "floor: ack to the server failed");
+            let mut changed = false;
+            for ((msg, result), write) in msgs.iter().zip(results).zip(&writes) {
+                match result {
+                    Ok(applied) => {
+                        if applied == Applied::New {
+                            changed = true;
+                            tell(&changes, write);
+                        }
+                        if let Err(e) = msg.ack().await {
+                            // Not acknowledged: the server redelivers it and the store drops
+                            // the duplicate.
+                            tracing::warn!(error = %e, "floor: ack to the server failed");
+                        }
                     }
-                    if changed {
-                        notify.send_modify(|v| *v = v.wrapping_add(1));
+                    Err(e) => {
+                        tracing::error!(error = %e,
+                            "floor: store write failed; the event is redelivered");
+                        let _ = msg
+                            .ack_with(jetstream::AckKind::Nak(Some(Duration::from_secs(2))))
+                            .await;
                     }
                 }
-                Err(Handled::Poison(why)) => {
-                    tracing::warn!(subject = %msg.subject, error = %why,
-                        "floor: a message that does not fit the contract is skipped");
-                    let _ = msg.ack_with(jetstream::AckKind::Term).await;
-                }
-                Err(Handled::Store(e)) => {
-                    tracing::error!(error = %e, "floor: store write failed; the event is redelivered");
-                    let _ = msg
-                        .ack_with(jetstream::AckKind::Nak(Some(Duration::from_secs(2))))
-                        .await;
-                }
+            }
+            if changed {
+                notify.send_modify(|v| *v = v.wrapping_add(1));
             }
         }
     }
 }
 
-enum Handled {
-    Poison(String),
-    Store(super::store::StoreError),
+/// Tells the live board what a stored message changed.
+fn tell(changes: &BoardChanges, write: &BusWrite) {
+    match write {
+        BusWrite::Event(ev) => {
+            if let Some(key) = ev.call_key() {
+                changes.call(&key);
+            }
+            if ev.kind == "heartbeat" {
+                changes.workstations();
+            }
+        }
+        // The store resolves which call an ack belongs to; rare enough to read the board again.
+        BusWrite::Ack(_) => changes.everything(),
+    }
 }
 
-async fn handle(store: &Store, subject: &str, payload: &[u8]) -> Result<bool, Handled> {
-    let now = chrono::Utc::now().timestamp_millis();
+/// Most messages stored in one transaction.
+const BATCH: usize = 256;
+
+/// The store write a bus message asks for, or why it fits no contract.
+fn parse(subject: &str, payload: &[u8]) -> Result<BusWrite, String> {
     match contract::parse_subject(subject) {
         Some(ParsedSubject::Ack { site, agent }) => {
-            let ack = AckMessage::from_json(payload).map_err(|e| Handled::Poison(e.to_string()))?;
-            let key = store
-                .find_call(&site, &agent, &ack.call_id)
-                .await
-                .map_err(Handled::Store)?
-                .unwrap_or_else(|| call_key(&site, &agent, &ack.call_id));
-            let row = AckRow {
-                id: ack.id.clone(),
-                call_key: key,
-                lead: ack.lead.clone(),
-                user_name: String::new(),
+            let ack = AckMessage::from_json(payload).map_err(|e| e.to_string())?;
+            Ok(BusWrite::Ack(BusAck {
+                id: ack.id,
+                site,
+                ws_agent: agent,
+                call_id: ack.call_id,
+                lead: ack.lead,
                 at_ms: ack.at.timestamp_millis(),
-            };
-            let applied = store.add_ack(&row).await.map_err(Handled::Store)?;
-            Ok(applied == Applied::New)
+            }))
         }
         Some(ParsedSubject::Event { agent, .. }) => {
-            let ev = FloorEvent::from_json(payload).map_err(|e| Handled::Poison(e.to_string()))?;
+            let ev = FloorEvent::from_json(payload).map_err(|e| e.to_string())?;
             let mut rec = ingest::record(&ev, payload);
             rec.ws_agent = agent;
-            let applied = store.apply(&rec, now).await.map_err(Handled::Store)?;
-            Ok(applied == Applied::New)
+            Ok(BusWrite::Event(Box::new(rec)))
         }
-        _ => Err(Handled::Poison("not a floor subject".into())),
+        _ => Err("not a floor subject".into()),
     }
 }
 

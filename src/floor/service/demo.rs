@@ -160,9 +160,14 @@ async fn board_listener(
 }
 
 /// Runs the floor demo until Ctrl-C; the board listens on `listen` (see [`board_listener`]).
-/// Any part that fails (nats-server, the floor, the simulated workstations) ends the demo with
-/// an error instead of leaving a board that never fills.
-pub async fn run(mut cfg: Config, listen: Option<String>) -> anyhow::Result<()> {
+/// `ready` is told the board's address once it listens (the CLI shows it). Any part that fails
+/// (nats-server, the floor, the simulated workstations) ends the demo with an error instead of
+/// leaving a board that never fills.
+pub async fn run(
+    mut cfg: Config,
+    listen: Option<String>,
+    ready: impl FnOnce(std::net::SocketAddr),
+) -> anyhow::Result<()> {
     let work = tempfile::Builder::new()
         .prefix("callguard-floor-demo-")
         .tempdir()?;
@@ -218,18 +223,7 @@ pub async fn run(mut cfg: Config, listen: Option<String>) -> anyhow::Result<()> 
             .into());
         }
     };
-    // One write, and a closed stdout is no reason to stop: `println!` panics on a closed pipe,
-    // and whoever started the demo may stop reading once it has the URL.
-    let banner = format!(
-        "callguard floor demo\n  board:    http://{}/\n  login:    {DEMO_USER} / {DEMO_PASSWORD}\n  \
-         workstations 1001–1004 are simulated; 1004 goes silent after 30 s.\n  Ctrl-C to stop.\n",
-        running.addr
-    );
-    {
-        use std::io::Write;
-        let mut out = std::io::stdout().lock();
-        let _ = out.write_all(banner.as_bytes()).and_then(|()| out.flush());
-    }
+    ready(running.addr);
 
     let client = async_nats::connect(&nats_url).await?;
     let js = jetstream::new(client);

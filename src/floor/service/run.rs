@@ -160,6 +160,7 @@ async fn serve_with(
             notify.clone(),
             stop.clone(),
         );
+        let changes = state.changes();
         tasks.spawn(async move {
             // The stream may not be reachable yet (NATS down at start): keep trying.
             let stream = loop {
@@ -174,7 +175,7 @@ async fn serve_with(
                     }
                 }
             };
-            bus::consume(stream, fc.consumer.clone(), store, notify, stop).await?;
+            bus::consume(stream, fc.consumer.clone(), store, notify, changes, stop).await?;
             Ok::<(), anyhow::Error>(())
         });
     }

@@ -59,6 +59,33 @@ pub struct Store {
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/floor/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/floor/postgres");
 
+/// How long a floor waits for another one's migration of the same SQLite file.
+const MIGRATION_LOCK_WAIT: Duration = Duration::from_secs(60);
+
+/// Takes the exclusive migration lock at `path`, waiting (bounded) while another process
+/// holds it.
+async fn migration_lock(path: &std::path::Path) -> std::io::Result<crate::fsutil::ExclusiveLock> {
+    let deadline = tokio::time::Instant::now() + MIGRATION_LOCK_WAIT;
+    loop {
+        match crate::fsutil::lock_exclusive(path) {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                if tokio::time::Instant::now() >= deadline {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        format!(
+                            "{} is held by another process for more than {} s",
+                            path.display(),
+                            MIGRATION_LOCK_WAIT.as_secs()
+                        ),
+                    ));
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            r => return r,
+        }
+    }
+}
+
 /// `url` with any password replaced by `***`, for messages.
 pub fn mask_db_url(url: &str) -> String {
     match url::Url::parse(url) {
@@ -190,7 +217,24 @@ impl Store {
                 source,
             })?;
         match engine {
-            Engine::Sqlite => SQLITE_MIGRATIONS.run(&pool).await?,
+            Engine::Sqlite => {
+                // sqlx takes no lock around SQLite migrations: two floors starting on one new
+                // file would both create the tables and one would fail. A lock file beside the
+                // database makes them take turns (PostgreSQL's migrator locks by itself).
+                let path = connect_url
+                    .strip_prefix("sqlite://")
+                    .and_then(|r| r.split('?').next())
+                    .filter(|p| !p.is_empty() && !p.starts_with(':'))
+                    .map(|p| std::path::PathBuf::from(format!("{p}.migrate-lock")));
+                let _lock = match path {
+                    Some(p) => Some(migration_lock(&p).await.map_err(|e| StoreError::Open {
+                        url: mask_db_url(url),
+                        source: sqlx::Error::Io(e),
+                    })?),
+                    None => None,
+                };
+                SQLITE_MIGRATIONS.run(&pool).await?
+            }
             Engine::Postgres => POSTGRES_MIGRATIONS.run(&pool).await?,
         }
         Ok(Store { pool, engine })
@@ -214,195 +258,50 @@ impl Store {
     /// Stores one bus event and updates what it changes, in one transaction. An id seen before
     /// changes nothing ([`Applied::Duplicate`]), so a redelivered message is never counted twice.
     pub async fn apply(&self, ev: &EventRecord, received_ms: i64) -> Result<Applied, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        // First statement writes, so SQLite takes its write lock at once (no upgrade deadlock).
-        let inserted = sqlx::query(
-            "INSERT INTO events (id, kind, site, agent, call_id, at_ms, received_ms, body) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO NOTHING",
-        )
-        .bind(&ev.id)
-        .bind(&ev.kind)
-        .bind(&ev.site)
-        .bind(&ev.agent)
-        .bind(ev.call_id.clone())
-        .bind(ev.at_ms)
-        .bind(received_ms)
-        .bind(&ev.body)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if inserted == 0 {
-            tx.rollback().await?;
-            return Ok(Applied::Duplicate);
-        }
-        if let Some(key) = ev.call_key() {
-            let started_estimate = ev
-                .elapsed_secs
-                .map(|e| ev.at_ms - e * 1000)
-                .unwrap_or(ev.at_ms);
-            sqlx::query(
-                "INSERT INTO calls (key, site, agent, agent_name, host, call_id, caller, \
-                 caller_hash, caller_key, started_ms, level, marks, last_ms, ws_agent) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 0, $12, $13) \
-                 ON CONFLICT (key) DO UPDATE SET \
-                 ws_agent = CASE WHEN excluded.ws_agent <> '' THEN excluded.ws_agent \
-                   ELSE calls.ws_agent END, \
-                 agent_name = CASE WHEN excluded.agent_name <> '' THEN excluded.agent_name \
-                   ELSE calls.agent_name END, \
-                 host = CASE WHEN excluded.host <> '' THEN excluded.host ELSE calls.host END, \
-                 caller = COALESCE(calls.caller, excluded.caller), \
-                 caller_hash = COALESCE(calls.caller_hash, excluded.caller_hash), \
-                 caller_key = COALESCE(calls.caller_key, excluded.caller_key), \
-                 started_ms = COALESCE(calls.started_ms, excluded.started_ms), \
-                 level = CASE WHEN excluded.level > calls.level THEN excluded.level \
-                   ELSE calls.level END, \
-                 last_ms = CASE WHEN excluded.last_ms > calls.last_ms THEN excluded.last_ms \
-                   ELSE calls.last_ms END",
-            )
-            .bind(&key)
-            .bind(&ev.site)
-            .bind(&ev.agent)
-            .bind(&ev.agent_name)
-            .bind(&ev.host)
-            .bind(ev.call_id.clone().unwrap_or_default())
-            .bind(ev.caller.clone())
-            .bind(ev.caller_hash.clone())
-            .bind(ev.caller_key())
-            .bind(started_estimate)
-            .bind(ev.level.unwrap_or(0))
-            .bind(ev.at_ms)
-            .bind(if ev.ws_agent.is_empty() {
-                ev.agent.clone()
-            } else {
-                ev.ws_agent.clone()
-            })
-            .execute(&mut *tx)
-            .await?;
-            match ev.kind.as_str() {
-                "call.start" => {
-                    sqlx::query("UPDATE calls SET started_ms = $1 WHERE key = $2")
-                        .bind(ev.at_ms)
-                        .bind(&key)
-                        .execute(&mut *tx)
-                        .await?;
-                }
-                "call.end" => {
-                    sqlx::query("UPDATE calls SET ended_ms = $1 WHERE key = $2")
-                        .bind(ev.at_ms)
-                        .bind(&key)
-                        .execute(&mut *tx)
-                        .await?;
-                }
-                "mark" => {
-                    sqlx::query(
-                        "INSERT INTO marks (event_id, call_key, at_ms, mark, quote, level, rules) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                    )
-                    .bind(&ev.id)
-                    .bind(&key)
-                    .bind(ev.at_ms)
-                    .bind(ev.mark.clone().unwrap_or_default())
-                    .bind(ev.quote.clone().unwrap_or_default())
-                    .bind(ev.level.unwrap_or(0))
-                    .bind(ev.rules.join(", "))
-                    .execute(&mut *tx)
-                    .await?;
-                    sqlx::query("UPDATE calls SET marks = marks + 1 WHERE key = $1")
-                        .bind(&key)
-                        .execute(&mut *tx)
-                        .await?;
-                }
-                "warning" => {
-                    sqlx::query(
-                        "INSERT INTO warnings (event_id, call_key, at_ms, detail) \
-                         VALUES ($1, $2, $3, $4)",
-                    )
-                    .bind(&ev.id)
-                    .bind(&key)
-                    .bind(ev.at_ms)
-                    .bind(ev.detail.clone().unwrap_or_default())
-                    .execute(&mut *tx)
-                    .await?;
-                }
-                "escalation" => {
-                    // One row per escalation: its later events only move the delivery state
-                    // on (a late `queued` never hides a final state).
-                    sqlx::query(
-                        "INSERT INTO escalations (event_id, call_key, at_ms, reason, delivery) \
-                         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (event_id) DO UPDATE SET \
-                         delivery = CASE WHEN excluded.delivery = 'queued' \
-                           THEN escalations.delivery ELSE excluded.delivery END",
-                    )
-                    .bind(ev.escalation_id.clone().unwrap_or_else(|| ev.id.clone()))
-                    .bind(&key)
-                    .bind(ev.at_ms)
-                    .bind(ev.detail.clone().unwrap_or_default())
-                    .bind(ev.delivery.clone().unwrap_or_default())
-                    .execute(&mut *tx)
-                    .await?;
-                }
-                _ => {}
-            }
-        }
-        match ev.kind.as_str() {
-            "heartbeat" => {
-                let up = i64::from(ev.pbx_up.unwrap_or(true));
-                sqlx::query(
-                    "INSERT INTO workstations (key, site, agent, agent_name, host, last_seen_ms, \
-                     interval_secs, pbx_up, pbx_down_ms, open_calls, version) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
-                     ON CONFLICT (key) DO UPDATE SET \
-                     agent_name = excluded.agent_name, host = excluded.host, \
-                     interval_secs = excluded.interval_secs, \
-                     open_calls = excluded.open_calls, version = excluded.version, \
-                     pbx_down_ms = CASE WHEN excluded.pbx_up = 1 THEN NULL \
-                       WHEN workstations.pbx_up = 1 THEN excluded.last_seen_ms \
-                       ELSE workstations.pbx_down_ms END, \
-                     pinged_ms = CASE WHEN excluded.pbx_up = 1 THEN NULL \
-                       ELSE workstations.pinged_ms END, \
-                     pbx_up = excluded.pbx_up, \
-                     last_seen_ms = CASE WHEN excluded.last_seen_ms > workstations.last_seen_ms \
-                       THEN excluded.last_seen_ms ELSE workstations.last_seen_ms END",
-                )
-                .bind(workstation_key(&ev.site, &ev.agent))
-                .bind(&ev.site)
-                .bind(&ev.agent)
-                .bind(&ev.agent_name)
-                .bind(&ev.host)
-                .bind(ev.at_ms)
-                .bind(ev.interval_secs.unwrap_or(30))
-                .bind(up)
-                .bind(if up == 1 { None } else { Some(ev.at_ms) })
-                .bind(ev.open_calls.unwrap_or(0))
-                .bind(ev.version.clone().unwrap_or_default())
-                .execute(&mut *tx)
-                .await?;
-            }
-            "ledger" => {
-                sqlx::query(
-                    "INSERT INTO ledger_heads (key, site, agent, host, seq, manifest_sha256, \
-                     line_hash, at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
-                     ON CONFLICT (key) DO UPDATE SET \
-                     host = excluded.host, seq = excluded.seq, \
-                     manifest_sha256 = excluded.manifest_sha256, \
-                     line_hash = excluded.line_hash, at_ms = excluded.at_ms \
-                     WHERE excluded.seq > ledger_heads.seq",
-                )
-                .bind(workstation_key(&ev.site, &ev.agent))
-                .bind(&ev.site)
-                .bind(&ev.agent)
-                .bind(&ev.host)
-                .bind(ev.seq.unwrap_or(0))
-                .bind(ev.manifest_sha256.clone().unwrap_or_default())
-                .bind(ev.line_hash.clone().unwrap_or_default())
-                .bind(ev.at_ms)
-                .execute(&mut *tx)
-                .await?;
-            }
-            _ => {}
+        let mut tx = self.begin_write().await?;
+        let applied = apply_in(&mut tx, ev, received_ms).await?;
+        tx.commit().await?;
+        Ok(applied)
+    }
+
+    /// Stores a batch of bus messages in one transaction, in order: all of them or, on an
+    /// error, none. Each is [`Applied::New`] or [`Applied::Duplicate`] as [`Store::apply`] and
+    /// [`Store::apply_bus_ack`] would say one at a time. One commit per batch instead of one per
+    /// event is what lets the floor keep up with hundreds of events a second (each commit is a
+    /// round trip and, on PostgreSQL, a disk flush).
+    pub async fn apply_batch(
+        &self,
+        items: &[BusWrite],
+        received_ms: i64,
+    ) -> Result<Vec<Applied>, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let mut out = Vec::with_capacity(items.len());
+        for item in items {
+            out.push(match item {
+                BusWrite::Event(ev) => apply_in(&mut tx, ev, received_ms).await?,
+                BusWrite::Ack(a) => ack_in(&mut tx, a).await?,
+            });
         }
         tx.commit().await?;
-        Ok(Applied::New)
+        Ok(out)
+    }
+
+    /// Records an ack read from the bus (a lead's, from any floor instance), attached to the
+    /// call it names when the store knows it.
+    pub async fn apply_bus_ack(&self, ack: &BusAck) -> Result<Applied, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let applied = ack_in(&mut tx, ack).await?;
+        tx.commit().await?;
+        Ok(applied)
+    }
+
+    /// A transaction that writes: on SQLite it takes the write lock at its start, so a
+    /// transaction that reads first cannot fail to upgrade its lock when another writer got in.
+    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
+        match self.engine {
+            Engine::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            Engine::Postgres => self.pool.begin().await,
+        }
     }
 
     /// Number of distinct events stored.
@@ -455,6 +354,57 @@ impl Store {
     /// One call with its marks, escalations and acks (no workstations).
     pub async fn call_details(&self, key: &str) -> Result<BoardData, StoreError> {
         self.calls_where("c.key = $1", key.to_string()).await
+    }
+
+    /// The calls with these keys, with their marks, escalations and acks (no workstations):
+    /// what the live board reads after a few calls changed, instead of the whole board.
+    pub async fn calls_by_keys(&self, keys: &[String]) -> Result<BoardData, StoreError> {
+        let mut out = BoardData::default();
+        for chunk in keys.chunks(500) {
+            let list = (1..=chunk.len())
+                .map(|i| format!("${i}"))
+                .collect::<Vec<_>>()
+                .join(",");
+            let bind_all = |sql| bind_keys(sql, chunk);
+            let sql = format!("SELECT {CALL_COLUMNS} FROM calls c WHERE c.key IN ({list})");
+            for r in bind_all(&sql).fetch_all(&self.pool).await? {
+                out.calls.push(call_row(&r)?);
+            }
+            let sql = format!(
+                "SELECT m.call_key, m.at_ms, m.mark, m.quote, m.level, m.rules FROM marks m \
+                 WHERE m.call_key IN ({list}) ORDER BY m.call_key, m.at_ms"
+            );
+            for r in bind_all(&sql).fetch_all(&self.pool).await? {
+                out.marks.push(mark_row(&r)?);
+            }
+            let sql = format!(
+                "SELECT e.event_id, e.call_key, e.at_ms, e.reason, e.delivery FROM escalations e \
+                 WHERE e.call_key IN ({list}) ORDER BY e.call_key, e.at_ms"
+            );
+            for r in bind_all(&sql).fetch_all(&self.pool).await? {
+                out.escalations.push(EscalationRow {
+                    id: r.try_get(0)?,
+                    call_key: r.try_get(1)?,
+                    at_ms: r.try_get(2)?,
+                    reason: r.try_get(3)?,
+                    delivery: r.try_get(4)?,
+                });
+            }
+            let sql = format!(
+                "SELECT a.id, a.call_key, a.lead, a.user_name, a.at_ms FROM acks a \
+                 WHERE a.call_key IN ({list}) ORDER BY a.call_key, a.at_ms, a.id"
+            );
+            for r in bind_all(&sql).fetch_all(&self.pool).await? {
+                out.acks.push(AckRow {
+                    id: r.try_get(0)?,
+                    call_key: r.try_get(1)?,
+                    lead: r.try_get(2)?,
+                    user_name: r.try_get(3)?,
+                    at_ms: r.try_get(4)?,
+                });
+            }
+        }
+        Ok(out)
     }
 
     async fn calls_where<T>(&self, cond: &str, arg: T) -> Result<BoardData, StoreError>
@@ -858,4 +808,239 @@ impl Store {
         .transpose()
         .map_err(|e: sqlx::Error| e.into())
     }
+}
+
+/// `sql` with every key bound in order.
+fn bind_keys<'q>(
+    sql: &'q str,
+    keys: &[String],
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+    keys.iter().fold(sqlx::query(sql), |q, k| q.bind(k.clone()))
+}
+
+/// [`Store::apply`] inside a transaction.
+async fn apply_in(
+    conn: &mut sqlx::AnyConnection,
+    ev: &EventRecord,
+    received_ms: i64,
+) -> Result<Applied, sqlx::Error> {
+    // First statement writes (with SQLite's write lock already held by `begin_write`).
+    let inserted = sqlx::query(
+        "INSERT INTO events (id, kind, site, agent, call_id, at_ms, received_ms, body) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO NOTHING",
+    )
+    .bind(&ev.id)
+    .bind(&ev.kind)
+    .bind(&ev.site)
+    .bind(&ev.agent)
+    .bind(ev.call_id.clone())
+    .bind(ev.at_ms)
+    .bind(received_ms)
+    .bind(&ev.body)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    if inserted == 0 {
+        return Ok(Applied::Duplicate);
+    }
+    if let Some(key) = ev.call_key() {
+        let started_estimate = ev
+            .elapsed_secs
+            .map(|e| ev.at_ms - e * 1000)
+            .unwrap_or(ev.at_ms);
+        sqlx::query(
+            "INSERT INTO calls (key, site, agent, agent_name, host, call_id, caller, \
+             caller_hash, caller_key, started_ms, level, marks, last_ms, ws_agent) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 0, $12, $13) \
+             ON CONFLICT (key) DO UPDATE SET \
+             ws_agent = CASE WHEN excluded.ws_agent <> '' THEN excluded.ws_agent \
+               ELSE calls.ws_agent END, \
+             agent_name = CASE WHEN excluded.agent_name <> '' THEN excluded.agent_name \
+               ELSE calls.agent_name END, \
+             host = CASE WHEN excluded.host <> '' THEN excluded.host ELSE calls.host END, \
+             caller = COALESCE(calls.caller, excluded.caller), \
+             caller_hash = COALESCE(calls.caller_hash, excluded.caller_hash), \
+             caller_key = COALESCE(calls.caller_key, excluded.caller_key), \
+             started_ms = COALESCE(calls.started_ms, excluded.started_ms), \
+             level = CASE WHEN excluded.level > calls.level THEN excluded.level \
+               ELSE calls.level END, \
+             last_ms = CASE WHEN excluded.last_ms > calls.last_ms THEN excluded.last_ms \
+               ELSE calls.last_ms END",
+        )
+        .bind(&key)
+        .bind(&ev.site)
+        .bind(&ev.agent)
+        .bind(&ev.agent_name)
+        .bind(&ev.host)
+        .bind(ev.call_id.clone().unwrap_or_default())
+        .bind(ev.caller.clone())
+        .bind(ev.caller_hash.clone())
+        .bind(ev.caller_key())
+        .bind(started_estimate)
+        .bind(ev.level.unwrap_or(0))
+        .bind(ev.at_ms)
+        .bind(if ev.ws_agent.is_empty() {
+            ev.agent.clone()
+        } else {
+            ev.ws_agent.clone()
+        })
+        .execute(&mut *conn)
+        .await?;
+        match ev.kind.as_str() {
+            "call.start" => {
+                sqlx::query("UPDATE calls SET started_ms = $1 WHERE key = $2")
+                    .bind(ev.at_ms)
+                    .bind(&key)
+                    .execute(&mut *conn)
+                    .await?;
+            }
+            "call.end" => {
+                sqlx::query("UPDATE calls SET ended_ms = $1 WHERE key = $2")
+                    .bind(ev.at_ms)
+                    .bind(&key)
+                    .execute(&mut *conn)
+                    .await?;
+            }
+            "mark" => {
+                sqlx::query(
+                    "INSERT INTO marks (event_id, call_key, at_ms, mark, quote, level, rules) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                )
+                .bind(&ev.id)
+                .bind(&key)
+                .bind(ev.at_ms)
+                .bind(ev.mark.clone().unwrap_or_default())
+                .bind(ev.quote.clone().unwrap_or_default())
+                .bind(ev.level.unwrap_or(0))
+                .bind(ev.rules.join(", "))
+                .execute(&mut *conn)
+                .await?;
+                sqlx::query("UPDATE calls SET marks = marks + 1 WHERE key = $1")
+                    .bind(&key)
+                    .execute(&mut *conn)
+                    .await?;
+            }
+            "warning" => {
+                sqlx::query(
+                    "INSERT INTO warnings (event_id, call_key, at_ms, detail) \
+                     VALUES ($1, $2, $3, $4)",
+                )
+                .bind(&ev.id)
+                .bind(&key)
+                .bind(ev.at_ms)
+                .bind(ev.detail.clone().unwrap_or_default())
+                .execute(&mut *conn)
+                .await?;
+            }
+            "escalation" => {
+                // One row per escalation: its later events only move the delivery state
+                // on (a late `queued` never hides a final state).
+                sqlx::query(
+                    "INSERT INTO escalations (event_id, call_key, at_ms, reason, delivery) \
+                     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (event_id) DO UPDATE SET \
+                     delivery = CASE WHEN excluded.delivery = 'queued' \
+                       THEN escalations.delivery ELSE excluded.delivery END",
+                )
+                .bind(ev.escalation_id.clone().unwrap_or_else(|| ev.id.clone()))
+                .bind(&key)
+                .bind(ev.at_ms)
+                .bind(ev.detail.clone().unwrap_or_default())
+                .bind(ev.delivery.clone().unwrap_or_default())
+                .execute(&mut *conn)
+                .await?;
+            }
+            _ => {}
+        }
+    }
+    match ev.kind.as_str() {
+        "heartbeat" => {
+            let up = i64::from(ev.pbx_up.unwrap_or(true));
+            sqlx::query(
+                "INSERT INTO workstations (key, site, agent, agent_name, host, last_seen_ms, \
+                 interval_secs, pbx_up, pbx_down_ms, open_calls, version) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+                 ON CONFLICT (key) DO UPDATE SET \
+                 agent_name = excluded.agent_name, host = excluded.host, \
+                 interval_secs = excluded.interval_secs, \
+                 open_calls = excluded.open_calls, version = excluded.version, \
+                 pbx_down_ms = CASE WHEN excluded.pbx_up = 1 THEN NULL \
+                   WHEN workstations.pbx_up = 1 THEN excluded.last_seen_ms \
+                   ELSE workstations.pbx_down_ms END, \
+                 pinged_ms = CASE WHEN excluded.pbx_up = 1 THEN NULL \
+                   ELSE workstations.pinged_ms END, \
+                 pbx_up = excluded.pbx_up, \
+                 last_seen_ms = CASE WHEN excluded.last_seen_ms > workstations.last_seen_ms \
+                   THEN excluded.last_seen_ms ELSE workstations.last_seen_ms END",
+            )
+            .bind(workstation_key(&ev.site, &ev.agent))
+            .bind(&ev.site)
+            .bind(&ev.agent)
+            .bind(&ev.agent_name)
+            .bind(&ev.host)
+            .bind(ev.at_ms)
+            .bind(ev.interval_secs.unwrap_or(30))
+            .bind(up)
+            .bind(if up == 1 { None } else { Some(ev.at_ms) })
+            .bind(ev.open_calls.unwrap_or(0))
+            .bind(ev.version.clone().unwrap_or_default())
+            .execute(&mut *conn)
+            .await?;
+        }
+        "ledger" => {
+            sqlx::query(
+                "INSERT INTO ledger_heads (key, site, agent, host, seq, manifest_sha256, \
+                 line_hash, at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+                 ON CONFLICT (key) DO UPDATE SET \
+                 host = excluded.host, seq = excluded.seq, \
+                 manifest_sha256 = excluded.manifest_sha256, \
+                 line_hash = excluded.line_hash, at_ms = excluded.at_ms \
+                 WHERE excluded.seq > ledger_heads.seq",
+            )
+            .bind(workstation_key(&ev.site, &ev.agent))
+            .bind(&ev.site)
+            .bind(&ev.agent)
+            .bind(&ev.host)
+            .bind(ev.seq.unwrap_or(0))
+            .bind(ev.manifest_sha256.clone().unwrap_or_default())
+            .bind(ev.line_hash.clone().unwrap_or_default())
+            .bind(ev.at_ms)
+            .execute(&mut *conn)
+            .await?;
+        }
+        _ => {}
+    }
+    Ok(Applied::New)
+}
+
+/// [`Store::apply_bus_ack`] inside a transaction.
+async fn ack_in(conn: &mut sqlx::AnyConnection, a: &BusAck) -> Result<Applied, sqlx::Error> {
+    let key = sqlx::query(
+        "SELECT key FROM calls WHERE site = $1 AND call_id = $2 \
+         AND (ws_agent = $3 OR agent = $3) ORDER BY key LIMIT 1",
+    )
+    .bind(&a.site)
+    .bind(&a.call_id)
+    .bind(&a.ws_agent)
+    .fetch_optional(&mut *conn)
+    .await?
+    .map(|r| r.try_get::<String, _>(0))
+    .transpose()?
+    .unwrap_or_else(|| call_key(&a.site, &a.ws_agent, &a.call_id));
+    let n = sqlx::query(
+        "INSERT INTO acks (id, call_key, lead, user_name, at_ms) VALUES ($1, $2, $3, $4, $5) \
+         ON CONFLICT (id) DO NOTHING",
+    )
+    .bind(&a.id)
+    .bind(&key)
+    .bind(&a.lead)
+    .bind("")
+    .bind(a.at_ms)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    Ok(if n == 0 {
+        Applied::Duplicate
+    } else {
+        Applied::New
+    })
 }

@@ -89,6 +89,32 @@ pub fn workstation_key(site: &str, agent: &str) -> String {
     format!("{site}/{agent}")
 }
 
+/// A lead's ack as read from the bus.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BusAck {
+    /// The ack's id.
+    pub id: String,
+    /// Site of the call.
+    pub site: String,
+    /// The workstation's agent token (from the ack's subject).
+    pub ws_agent: String,
+    /// PBX call id.
+    pub call_id: String,
+    /// The lead's display name.
+    pub lead: String,
+    /// When (Unix ms).
+    pub at_ms: i64,
+}
+
+/// One bus message's write, for [`super::Store::apply_batch`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum BusWrite {
+    /// A workstation's event.
+    Event(Box<EventRecord>),
+    /// A lead's ack.
+    Ack(BusAck),
+}
+
 /// Whether an event was new.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Applied {

@@ -4,6 +4,7 @@
 
 pub mod evidence;
 pub mod i18n;
+pub mod live;
 pub mod pages;
 pub mod reports;
 mod serve;
@@ -81,32 +82,49 @@ pub struct AppState {
     updates: watch::Receiver<u64>,
     notify: watch::Sender<u64>,
     acks: mpsc::UnboundedSender<AckOut>,
+    /// The newest board snapshot for live updates (see [`live`]).
+    feed: watch::Sender<Option<Arc<live::Snapshot>>>,
+    /// What changed since the last snapshot.
+    changes: live::BoardChanges,
 }
 
 impl AppState {
     /// State over `store`; `notify` is bumped whenever the board may have changed, `acks`
-    /// receives the acks to publish.
+    /// receives the acks to publish. Starts the live-update feed, which ends with the state
+    /// (call within a tokio runtime).
     pub fn new(
         store: Store,
         opts: WebOptions,
         notify: watch::Sender<u64>,
         acks: mpsc::UnboundedSender<AckOut>,
     ) -> Arc<AppState> {
-        Arc::new(AppState {
+        let updates = notify.subscribe();
+        let state = Arc::new(AppState {
             store,
             throttle: LoginThrottle::new(opts.login_limit),
             opts,
-            updates: notify.subscribe(),
+            updates: updates.clone(),
             notify,
             acks,
-        })
+            feed: watch::Sender::new(None),
+            changes: live::BoardChanges::default(),
+        });
+        tokio::spawn(live::feed(Arc::downgrade(&state), updates));
+        state
+    }
+
+    /// Where writers outside the web server (the bus consumer) say what they changed, before
+    /// they bump the `notify` counter.
+    pub fn changes(&self) -> live::BoardChanges {
+        self.changes.clone()
     }
 
     fn stale_after_ms(&self) -> Option<i64> {
         self.opts.stale_after.map(|d| d.as_millis() as i64)
     }
 
-    fn changed(&self) {
+    fn changed(&self, call_key: &str) {
+        self.changes.call(call_key);
         self.notify.send_modify(|v| *v = v.wrapping_add(1));
     }
 }
@@ -197,6 +215,46 @@ impl Viewer {
 
     fn nav(&self) -> Option<(&str, &str, bool)> {
         Some((&self.user.display_name, &self.session.csrf, self.user.admin))
+    }
+
+    /// What this viewer may see of `data`; `None` when that is all of it (an admin).
+    fn visible(&self, data: &BoardData) -> Option<BoardData> {
+        self.agents.as_ref()?;
+        let mut mine = BoardData {
+            calls: data
+                .calls
+                .iter()
+                .filter(|c| self.sees(&c.agent))
+                .cloned()
+                .collect(),
+            workstations: data
+                .workstations
+                .iter()
+                .filter(|w| self.sees(&w.agent))
+                .cloned()
+                .collect(),
+            ..BoardData::default()
+        };
+        let keys: HashSet<&str> = mine.calls.iter().map(|c| c.key.as_str()).collect();
+        mine.marks = data
+            .marks
+            .iter()
+            .filter(|m| keys.contains(m.call_key.as_str()))
+            .cloned()
+            .collect();
+        mine.escalations = data
+            .escalations
+            .iter()
+            .filter(|e| keys.contains(e.call_key.as_str()))
+            .cloned()
+            .collect();
+        mine.acks = data
+            .acks
+            .iter()
+            .filter(|a| keys.contains(a.call_key.as_str()))
+            .cloned()
+            .collect();
+        Some(mine)
     }
 
     fn filter(&self, data: &mut BoardData) {
@@ -477,33 +535,58 @@ async fn events(
     Lang(t): Lang,
     v: Viewer,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
-    let mut updates = s.updates.clone();
+    let mut feed = s.feed.subscribe();
     let stream = async_stream(move |tx| async move {
-        // First the current board, then one render per change (changes in a burst coalesce:
-        // the watch keeps only the newest version).
+        // The first board comes from a query of its own (the shared snapshot may be older than
+        // this page); after it only the rows that changed, from snapshots at least as new.
+        let since = *s.updates.borrow();
+        let render = |d: &BoardData| {
+            pages::board_parts(t, d, now_ms(), s.stale_after_ms(), &v.session.csrf, false)
+        };
+        let mut shown = match board_data(&s, &v).await {
+            Ok(d) => render(&d),
+            Err(_) => return,
+        };
+        if tx
+            .send(Ok(Event::default().event("board").data(shown.html())))
+            .await
+            .is_err()
+        {
+            return;
+        }
         loop {
-            let html = match board_data(&s, &v).await {
-                Ok(d) => pages::board(t, &d, now_ms(), s.stale_after_ms(), &v.session.csrf),
-                Err(_) => String::new(),
+            tokio::select! {
+                r = feed.changed() => if r.is_err() { return },
+                _ = tx.closed() => return,
+            }
+            let Some(snap) = feed.borrow_and_update().clone() else {
+                continue;
             };
-            if !html.is_empty()
-                && tx
-                    .send(Ok(Event::default().event("board").data(html)))
-                    .await
-                    .is_err()
+            if snap.version < since {
+                continue;
+            }
+            let next = match v.visible(&snap.data) {
+                Some(mine) => render(&mine),
+                None => render(&snap.data),
+            };
+            let Some(patch) = live::diff(&shown, &next) else {
+                continue;
+            };
+            let json = match serde_json::to_string(&patch) {
+                Ok(j) => j,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot encode a board patch");
+                    return;
+                }
+            };
+            if tx
+                .send(Ok(Event::default().event("patch").data(json)))
+                .await
+                .is_err()
             {
                 return;
             }
-            updates.mark_unchanged();
-            // The board also changes with time (a silent workstation turns red): re-render at
-            // least every few seconds.
-            tokio::select! {
-                r = updates.changed() => if r.is_err() { return },
-                _ = tokio::time::sleep(Duration::from_secs(5)) => {}
-                _ = tx.closed() => return,
-            }
-            // Coalesce a burst of events into one render.
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            shown = next;
         }
     });
     Sse::new(stream).keep_alive(KeepAlive::default())
@@ -515,7 +598,8 @@ where
     F: FnOnce(mpsc::Sender<Result<Event, Infallible>>) -> Fut,
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
-    let (tx, rx) = mpsc::channel(4);
+    // Small: a page that reads slowly gets the newest state next, not a queue of old ones.
+    let (tx, rx) = mpsc::channel(1);
     tokio::spawn(f(tx));
     tokio_stream_from(rx)
 }
@@ -588,7 +672,7 @@ async fn ack(
         at_ms: now,
         escalation_id,
     });
-    s.changed();
+    s.changed(&call.key);
     Redirect::to("/").into_response()
 }
 

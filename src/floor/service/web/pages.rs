@@ -73,18 +73,33 @@ text-align:center;border-radius:.3em;background:#1d2330;color:#fff}\
 button{padding:.3em .8em;font-size:1em}.err{color:#b00020}#live{font-size:.85em;opacity:.8}\
 textarea,input[type=text],input[type=password]{width:100%;max-width:40em;font-size:1em}";
 
+// Live updates: `board` replaces the whole board (on connect), `patch` changes only the rows,
+// headings and order that changed (see `live.rs`), so the browser's work follows the change,
+// not the size of the floor.
 const SCRIPT: &str = r#"(function(){
 var off=0;
 function fmt(s){s=Math.max(0,s);var h=Math.floor(s/3600),m=Math.floor(s/60)%60,x=s%60;
 return (h>0?h+':'+(m<10?'0':'')+m:m)+':'+(x<10?'0':'')+x;}
 function sync(){var b=document.getElementById('board');if(b&&b.dataset.now){off=Date.now()-Number(b.dataset.now);}}
-function tick(){document.querySelectorAll('[data-start]').forEach(function(e){
-e.textContent=fmt(Math.floor((Date.now()-off-Number(e.dataset.start))/1000));});}
+function tick(root){(root||document).querySelectorAll('[data-start]').forEach(function(e){
+var v=fmt(Math.floor((Date.now()-off-Number(e.dataset.start))/1000));if(e.textContent!==v){e.textContent=v;}});}
+function patch(p){var b=document.getElementById('board');if(!b){return;}
+b.dataset.now=p.now;sync();var tmp=document.createElement('tbody');
+for(var id in p.s){var d=p.s[id],t=document.getElementById(id);if(!t||!t.tBodies[0]){continue;}
+var body=t.tBodies[0],attr=id==='fleet'?'data-ws':'data-call',rows={},i,k,r;
+for(i=0;i<body.children.length;i++){k=body.children[i].getAttribute(attr);if(k!==null){rows[k]=body.children[i];}}
+if(d.head){var h=document.getElementById(id+'-h');if(h){h.outerHTML=d.head;}}
+(d.gone||[]).forEach(function(k){if(rows[k]){rows[k].remove();delete rows[k];}});
+(d.rows||[]).forEach(function(kr){tmp.innerHTML=kr[1];var n=tmp.firstElementChild;if(!n){return;}
+if(rows[kr[0]]){rows[kr[0]].replaceWith(n);}else{body.appendChild(n);}rows[kr[0]]=n;tick(n);});
+if(d.order){var cur=body.firstElementChild;while(cur&&cur.getAttribute(attr)===null){cur=cur.nextElementSibling;}
+d.order.forEach(function(k){r=rows[k];if(!r){return;}if(r===cur){cur=cur.nextElementSibling;}else{body.insertBefore(r,cur);}});}}}
 sync();tick();setInterval(tick,1000);
 var live=document.getElementById('live');
 function connect(){var es=new EventSource('/events');
 es.addEventListener('board',function(ev){var b=document.getElementById('board');
 if(b){b.outerHTML=ev.data;sync();tick();}if(live){live.textContent=live.dataset.ok;}});
+es.addEventListener('patch',function(ev){patch(JSON.parse(ev.data));});
 es.onerror=function(){es.close();if(live){live.textContent=live.dataset.wait;}setTimeout(connect,2000);};}
 if(document.getElementById('board')){connect();}
 })();"#;
@@ -251,6 +266,61 @@ fn escalation_cell(
     s
 }
 
+/// One table of the board, keyed by row: what a live update compares and patches.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct BoardSection {
+    /// The section's heading (`<h2 id="…-h">`), with its count where it has one.
+    pub head: String,
+    /// The header row of the table.
+    pub columns: String,
+    /// `(key, <tr>…</tr>)` in display order; the key is the row's `data-call` / `data-ws`.
+    pub rows: Vec<(String, String)>,
+}
+
+/// The board's live part as keyed rows: fleet health, open calls, calls ended recently.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct BoardParts {
+    /// The server's clock when rendered (the page's clocks tick from it).
+    pub now_ms: i64,
+    /// `#fleet`.
+    pub fleet: BoardSection,
+    /// `#open`.
+    pub open: BoardSection,
+    /// `#ended`.
+    pub ended: BoardSection,
+}
+
+impl BoardParts {
+    /// The three sections with their element ids, in page order.
+    pub fn sections(&self) -> [(&'static str, &BoardSection); 3] {
+        [
+            ("fleet", &self.fleet),
+            ("open", &self.open),
+            ("ended", &self.ended),
+        ]
+    }
+
+    /// The whole `#board` element.
+    pub fn html(&self) -> String {
+        let size: usize = self
+            .sections()
+            .iter()
+            .map(|(_, s)| s.rows.iter().map(|(_, r)| r.len()).sum::<usize>() + 256)
+            .sum();
+        let mut s = String::with_capacity(size);
+        let _ = write!(s, "<div id=\"board\" data-now=\"{}\">", self.now_ms);
+        for (id, sec) in self.sections() {
+            let _ = write!(s, "{}<table id=\"{id}\">{}", sec.head, sec.columns);
+            for (_, row) in &sec.rows {
+                s.push_str(row);
+            }
+            s.push_str("</table>");
+        }
+        s.push_str("</div>");
+        s
+    }
+}
+
 /// The board's live part (`#board`): fleet health, open calls, calls ended recently.
 pub fn board(
     t: &Texts,
@@ -259,6 +329,20 @@ pub fn board(
     stale_after_ms: Option<i64>,
     csrf: &str,
 ) -> String {
+    board_parts(t, data, now_ms, stale_after_ms, csrf, true).html()
+}
+
+/// The board as keyed rows. With `clocks` false the elapsed-time cells are left empty (the
+/// page's ticking script fills them), so a row only differs from its last rendering when the
+/// call itself changed: live updates compare rows without every clock making every row new.
+pub fn board_parts(
+    t: &Texts,
+    data: &BoardData,
+    now_ms: i64,
+    stale_after_ms: Option<i64>,
+    csrf: &str,
+    clocks: bool,
+) -> BoardParts {
     let mut marks: HashMap<&str, Vec<&MarkRow>> = HashMap::new();
     for m in &data.marks {
         marks.entry(m.call_key.as_str()).or_default().push(m);
@@ -272,35 +356,32 @@ pub fn board(
         acks.entry(a.call_key.as_str()).or_default().push(a);
     }
     let mut open: Vec<&CallRow> = data.calls.iter().filter(|c| c.ended_ms.is_none()).collect();
-    // Highest level first, then the longest call.
-    open.sort_by_key(|c| (std::cmp::Reverse(c.level), c.started_ms.unwrap_or(now_ms)));
+    // Highest level first, then the longest call; the key keeps ties in a stable order.
+    open.sort_by(|a, b| {
+        (
+            std::cmp::Reverse(a.level),
+            a.started_ms.unwrap_or(now_ms),
+            &a.key,
+        )
+            .cmp(&(
+                std::cmp::Reverse(b.level),
+                b.started_ms.unwrap_or(now_ms),
+                &b.key,
+            ))
+    });
     let mut ended: Vec<&CallRow> = data.calls.iter().filter(|c| c.ended_ms.is_some()).collect();
-    ended.sort_by_key(|c| std::cmp::Reverse(c.ended_ms));
+    ended.sort_by(|a, b| {
+        (std::cmp::Reverse(a.ended_ms), &a.key).cmp(&(std::cmp::Reverse(b.ended_ms), &b.key))
+    });
 
-    let mut s = format!("<div id=\"board\" data-now=\"{now_ms}\">");
-    fleet(&mut s, t, &data.workstations, now_ms, stale_after_ms);
-    let _ = write!(
-        s,
-        "<h2>{} ({})</h2><table id=\"open\"><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th>\
-         <th>{}</th><th>{}</th><th>{}</th></tr>",
-        esc(t.open_calls),
-        open.len(),
-        esc(t.level),
-        esc(t.agent),
-        esc(t.caller),
-        esc(t.elapsed),
-        esc(t.marks),
-        esc(t.rules),
-        esc(t.escalation)
-    );
     let none = Vec::new();
+    let mut open_rows = Vec::with_capacity(open.len());
     for c in &open {
         let m = marks.get(c.key.as_str()).unwrap_or(&none);
         let e = escs.get(c.key.as_str()).map(Vec::as_slice).unwrap_or(&[]);
         let a = acks.get(c.key.as_str()).map(Vec::as_slice).unwrap_or(&[]);
         let start = c.started_ms.unwrap_or(now_ms);
-        let _ = write!(
-            s,
+        let row = format!(
             "<tr class=\"call l{lvl}\" data-call=\"{key}\"><td><span class=\"badge\">{lvl}</span>\
              </td><td>{agent}</td><td>{caller}</td><td class=\"elapsed\" data-start=\"{start}\">\
              {el}</td><td>{marks}</td><td>{rules}</td><td>{esc_cell}</td></tr>",
@@ -308,26 +389,36 @@ pub fn board(
             key = esc(&c.key),
             agent = agent_cell(c),
             caller = caller_link(c),
-            el = clock((now_ms - start) / 1000),
+            el = if clocks {
+                clock((now_ms - start) / 1000)
+            } else {
+                String::new()
+            },
             marks = marks_cell(m),
             rules = rules_cell(m),
             esc_cell = escalation_cell(t, c, e, a, csrf, true),
         );
+        open_rows.push((c.key.clone(), row));
     }
-    s.push_str("</table>");
-    let _ = write!(
-        s,
-        "<h2>{}</h2><table id=\"ended\"><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th>\
-         <th>{}</th><th>{}</th><th>{}</th></tr>",
-        esc(t.ended_calls),
-        esc(t.level),
-        esc(t.agent),
-        esc(t.caller),
-        esc(t.duration),
-        esc(t.marks),
-        esc(t.escalation),
-        esc(t.record)
-    );
+    let open = BoardSection {
+        head: format!(
+            "<h2 id=\"open-h\">{} ({})</h2>",
+            esc(t.open_calls),
+            open_rows.len()
+        ),
+        columns: format!(
+            "<tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr>",
+            esc(t.level),
+            esc(t.agent),
+            esc(t.caller),
+            esc(t.elapsed),
+            esc(t.marks),
+            esc(t.rules),
+            esc(t.escalation)
+        ),
+        rows: open_rows,
+    };
+    let mut ended_rows = Vec::with_capacity(ended.len());
     for c in &ended {
         let m = marks.get(c.key.as_str()).unwrap_or(&none);
         let e = escs.get(c.key.as_str()).map(Vec::as_slice).unwrap_or(&[]);
@@ -336,8 +427,7 @@ pub fn board(
             (Some(st), Some(en)) => clock((en - st) / 1000),
             _ => String::new(),
         };
-        let _ = write!(
-            s,
+        let row = format!(
             "<tr class=\"call l{lvl}\" data-call=\"{key}\"><td><span class=\"badge\">{lvl}</span>\
              </td><td>{agent}</td><td>{caller}</td><td>{dur}</td><td>{marks}</td><td>{e}</td>\
              <td><a href=\"/call?key={qk}\">{rec}</a> {ev}</td></tr>",
@@ -351,56 +441,78 @@ pub fn board(
             qk = q(&c.key),
             rec = esc(t.record),
         );
+        ended_rows.push((c.key.clone(), row));
     }
-    s.push_str("</table></div>");
-    s
+    let ended = BoardSection {
+        head: format!("<h2 id=\"ended-h\">{}</h2>", esc(t.ended_calls)),
+        columns: format!(
+            "<tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr>",
+            esc(t.level),
+            esc(t.agent),
+            esc(t.caller),
+            esc(t.duration),
+            esc(t.marks),
+            esc(t.escalation),
+            esc(t.record)
+        ),
+        rows: ended_rows,
+    };
+    BoardParts {
+        now_ms,
+        fleet: fleet(t, &data.workstations, now_ms, stale_after_ms),
+        open,
+        ended,
+    }
 }
 
 fn fleet(
-    s: &mut String,
     t: &Texts,
     ws: &[WorkstationRow],
     now_ms: i64,
     stale_after_ms: Option<i64>,
-) {
-    let _ = write!(
-        s,
-        "<h2>{}</h2><table id=\"fleet\"><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr>",
-        esc(t.fleet),
-        esc(t.workstation),
-        esc(t.agent),
-        esc(t.last_heartbeat),
-        esc(t.pbx)
-    );
+) -> BoardSection {
     // Workstations without protection first.
     let mut rows: Vec<(&WorkstationRow, Option<i64>)> = ws
         .iter()
         .map(|w| (w, w.off_since(now_ms, stale_after_ms)))
         .collect();
-    rows.sort_by_key(|(w, off)| (off.is_none(), w.key.clone()));
-    for (w, off) in rows {
-        let state = match off {
-            Some(since) => format!(
-                "{} {} ({})",
-                esc(t.protection_off_since),
-                hm(since),
-                esc(if w.pbx_up { t.no_heartbeat } else { t.pbx_down })
-            ),
-            None => esc(t.ok),
-        };
-        let _ = write!(
-            s,
-            "<tr class=\"ws{off}\" data-ws=\"{key}\"><td>{host}</td><td>{name} ({agent})</td>\
-             <td>{seen}</td><td>{state}</td></tr>",
-            off = if off.is_some() { " off" } else { "" },
-            key = esc(&w.key),
-            host = esc(&w.host),
-            name = esc(&w.agent_name),
-            agent = esc(&w.agent),
-            seen = hm(w.last_seen_ms),
-        );
+    rows.sort_by(|(a, aoff), (b, boff)| (aoff.is_none(), &a.key).cmp(&(boff.is_none(), &b.key)));
+    let rows = rows
+        .into_iter()
+        .map(|(w, off)| {
+            let state = match off {
+                Some(since) => format!(
+                    "{} {} ({})",
+                    esc(t.protection_off_since),
+                    hm(since),
+                    esc(if w.pbx_up { t.no_heartbeat } else { t.pbx_down })
+                ),
+                None => esc(t.ok),
+            };
+            let row = format!(
+                "<tr class=\"ws{off}\" data-ws=\"{key}\"><td>{host}</td><td>{name} ({agent})</td>\
+                 <td>{seen}</td><td>{state}</td></tr>",
+                off = if off.is_some() { " off" } else { "" },
+                key = esc(&w.key),
+                host = esc(&w.host),
+                name = esc(&w.agent_name),
+                agent = esc(&w.agent),
+                seen = hm(w.last_seen_ms),
+            );
+            (w.key.clone(), row)
+        })
+        .collect();
+    BoardSection {
+        head: format!("<h2 id=\"fleet-h\">{}</h2>", esc(t.fleet)),
+        columns: format!(
+            "<tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr>",
+            esc(t.workstation),
+            esc(t.agent),
+            esc(t.last_heartbeat),
+            esc(t.pbx)
+        ),
+        rows,
     }
-    s.push_str("</table>");
 }
 
 /// One call's record.
