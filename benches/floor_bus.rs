@@ -209,11 +209,11 @@ async fn flood_cpu(calls: usize, frames: u64, floor_url: Option<&str>, round: us
     for i in 0..calls {
         let id = format!("c-{frames}-{round}-{i}");
         let at = chrono::Local::now().fixed_offset().to_rfc3339();
-        let frames = [
+        let opening = [
             serde_json::json!({"type":"call.start","call_id":id,"agent":"1001","caller":"0312345678","at":at}),
             serde_json::json!({"type":"media.start","call_id":id,"encoding":"audio/x-mulaw","sample_rate":8000}),
         ];
-        for f in frames {
+        for f in opening {
             ws.send(Message::text(f.to_string())).await.expect("send");
         }
         for seq in 1..=frames {
