@@ -204,24 +204,31 @@ async fn flood_cpu(calls: usize, frames: u64, floor_url: Option<&str>, round: us
         Some(s) => s.info().await.expect("info").state.messages,
         None => 0,
     };
-    let cpu0 = cpu_secs(pid);
+    // Every frame is encoded before the count starts and written in batches, so the daemon
+    // sees the same arrival pattern with the floor off and on (one frame per write made its
+    // CPU depend on how this process happened to be scheduled).
     let payload = base64_silence();
+    let mut messages = Vec::with_capacity(calls * (frames as usize + 3));
     for i in 0..calls {
         let id = format!("c-{frames}-{round}-{i}");
         let at = chrono::Local::now().fixed_offset().to_rfc3339();
-        let opening = [
-            serde_json::json!({"type":"call.start","call_id":id,"agent":"1001","caller":"0312345678","at":at}),
-            serde_json::json!({"type":"media.start","call_id":id,"encoding":"audio/x-mulaw","sample_rate":8000}),
-        ];
-        for f in opening {
-            ws.send(Message::text(f.to_string())).await.expect("send");
-        }
+        messages.push(serde_json::json!({"type":"call.start","call_id":id,"agent":"1001","caller":"0312345678","at":at}));
+        messages.push(serde_json::json!({"type":"media.start","call_id":id,"encoding":"audio/x-mulaw","sample_rate":8000}));
         for seq in 1..=frames {
-            let m = serde_json::json!({"type":"media","call_id":id,"track":"mixed","seq":seq,"payload":payload});
-            ws.send(Message::text(m.to_string())).await.expect("send");
+            messages.push(serde_json::json!({"type":"media","call_id":id,"track":"mixed","seq":seq,"payload":payload}));
         }
-        let end = serde_json::json!({"type":"call.end","call_id":id,"cause":"normal"});
-        ws.send(Message::text(end.to_string())).await.expect("send");
+        messages.push(serde_json::json!({"type":"call.end","call_id":id,"cause":"normal"}));
+    }
+    let messages: Vec<Message> = messages
+        .into_iter()
+        .map(|m| Message::text(m.to_string()))
+        .collect();
+    let cpu0 = cpu_secs(pid);
+    for batch in messages.chunks(64) {
+        for m in batch {
+            ws.feed(m.clone()).await.expect("send");
+        }
+        ws.flush().await.expect("flush");
     }
     ws.flush().await.expect("flush");
     if let Some(s) = stream.as_mut() {
