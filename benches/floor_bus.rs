@@ -6,7 +6,8 @@
 //!    path (written to the durable backlog → published → seen by a subscriber);
 //! 3. backlog drain rate: 10,000 events queued while the server is away, then drained.
 //!
-//! Run: `cargo bench --bench floor_bus` (`FLOOD_CALLS`, `LATENCY_EVENTS`, `DRAIN_EVENTS` to change).
+//! Run: `cargo bench --bench floor_bus` (`FLOOD_CALLS`, `FLOOD_LONG_CALLS`, `FLOOD_ROUNDS`,
+//! `LATENCY_EVENTS`, `DRAIN_EVENTS` to change).
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -153,7 +154,7 @@ fn cpu_secs(pid: u32) -> f64 {
 /// Runs the daemon through the flood; returns its CPU seconds for it. `round` keeps call ids
 /// unique across rounds: events are identified by the PBX's call id, so a call id used again
 /// within the stream's duplicate window would be dropped by the server as a duplicate.
-async fn flood_cpu(calls: usize, floor_url: Option<&str>, round: usize) -> f64 {
+async fn flood_cpu(calls: usize, frames: u64, floor_url: Option<&str>, round: usize) -> f64 {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -203,24 +204,31 @@ async fn flood_cpu(calls: usize, floor_url: Option<&str>, round: usize) -> f64 {
         Some(s) => s.info().await.expect("info").state.messages,
         None => 0,
     };
-    let cpu0 = cpu_secs(pid);
+    // Every frame is encoded before the count starts and written in batches, so the daemon
+    // sees the same arrival pattern with the floor off and on (one frame per write made its
+    // CPU depend on how this process happened to be scheduled).
     let payload = base64_silence();
+    let mut messages = Vec::with_capacity(calls * (frames as usize + 3));
     for i in 0..calls {
-        let id = format!("c-{round}-{i}");
+        let id = format!("c-{frames}-{round}-{i}");
         let at = chrono::Local::now().fixed_offset().to_rfc3339();
-        let frames = [
-            serde_json::json!({"type":"call.start","call_id":id,"agent":"1001","caller":"0312345678","at":at}),
-            serde_json::json!({"type":"media.start","call_id":id,"encoding":"audio/x-mulaw","sample_rate":8000}),
-        ];
-        for f in frames {
-            ws.send(Message::text(f.to_string())).await.expect("send");
+        messages.push(serde_json::json!({"type":"call.start","call_id":id,"agent":"1001","caller":"0312345678","at":at}));
+        messages.push(serde_json::json!({"type":"media.start","call_id":id,"encoding":"audio/x-mulaw","sample_rate":8000}));
+        for seq in 1..=frames {
+            messages.push(serde_json::json!({"type":"media","call_id":id,"track":"mixed","seq":seq,"payload":payload}));
         }
-        for seq in 1..=20u64 {
-            let m = serde_json::json!({"type":"media","call_id":id,"track":"mixed","seq":seq,"payload":payload});
-            ws.send(Message::text(m.to_string())).await.expect("send");
+        messages.push(serde_json::json!({"type":"call.end","call_id":id,"cause":"normal"}));
+    }
+    let messages: Vec<Message> = messages
+        .into_iter()
+        .map(|m| Message::text(m.to_string()))
+        .collect();
+    let cpu0 = cpu_secs(pid);
+    for batch in messages.chunks(64) {
+        for m in batch {
+            ws.feed(m.clone()).await.expect("send");
         }
-        let end = serde_json::json!({"type":"call.end","call_id":id,"cause":"normal"});
-        ws.send(Message::text(end.to_string())).await.expect("send");
+        ws.flush().await.expect("flush");
     }
     ws.flush().await.expect("flush");
     if let Some(s) = stream.as_mut() {
@@ -267,27 +275,32 @@ fn main() {
         let drain_n = env_n("DRAIN_EVENTS", 10_000);
 
         // 1. CPU, publisher off vs on, same flood, same run (off, on, off, on, …: best of each).
+        // Two floods: the densest (calls of 20 frames, 0.4 s of audio: the floor's share is the
+        // largest it can be) and calls of a realistic minute (3,000 frames).
         let nats = start_nats().await;
         let mut stream = create_stream(&nats.url).await;
-        let mut off = f64::MAX;
-        let mut on = f64::MAX;
         let rounds = env_n("FLOOD_ROUNDS", 3);
-        for round in 0..rounds {
-            off = off.min(flood_cpu(calls, None, round).await);
-            let before = stream.info().await.expect("info").state.messages;
-            on = on.min(flood_cpu(calls, Some(&nats.url), round).await);
-            let after = stream.info().await.expect("info").state.messages;
-            // Every call's start and end reached the stream during the measured run.
-            assert!(
-                after - before >= 2 * calls as u64,
-                "the floor got {} events for {calls} calls",
-                after - before
+        let long_calls = env_n("FLOOD_LONG_CALLS", 200);
+        for (calls, frames) in [(calls, 20u64), (long_calls, 3_000)] {
+            let mut off = f64::MAX;
+            let mut on = f64::MAX;
+            for round in 0..rounds {
+                off = off.min(flood_cpu(calls, frames, None, round).await);
+                let before = stream.info().await.expect("info").state.messages;
+                on = on.min(flood_cpu(calls, frames, Some(&nats.url), round).await);
+                let after = stream.info().await.expect("info").state.messages;
+                // Every call's start and end reached the stream during the measured run.
+                assert!(
+                    after - before >= 2 * calls as u64,
+                    "the floor got {} events for {calls} calls",
+                    after - before
+                );
+            }
+            println!(
+                "daemon CPU for {calls} calls (start, {frames} media frames, end; best of {rounds}): floor off {off:.3} s, on {on:.3} s: {:.2}x",
+                on / off
             );
         }
-        println!(
-            "daemon CPU for {calls} calls (start, 20 media frames, end; best of {rounds}): floor off {off:.3} s, on {on:.3} s: {:.2}x",
-            on / off
-        );
         drop(nats);
 
         // 2. Latency.

@@ -64,7 +64,7 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
-/// Replaces `dir/name` with `bytes` atomically: a private temp file (`.<name>.tmp`) is written
+/// Replaces `dir/name` with `bytes` atomically: a private temp file (`.<name>.<pid>-<n>.tmp`) is written
 /// and fsynced, renamed over `name`, then the folder is fsynced.
 ///
 /// The one directory-fsync rule of the project: every rename or removal that a later reader
@@ -74,7 +74,12 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
 pub fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
     use std::io::Write;
     create_private_dir(dir)?;
-    let tmp = dir.join(format!(".{name}.tmp"));
+    // A temp name of its own per writer: two processes (`callguard key show` and a starting
+    // daemon both writing `evidence.pub`) or two threads must never share one, or one rename
+    // finds the file gone.
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = dir.join(format!(".{name}.{}-{n}.tmp", std::process::id()));
     let mut f = create_private_file(&tmp)?;
     f.write_all(bytes)?;
     f.sync_all()?;
@@ -92,5 +97,33 @@ pub fn remove_durably(path: &Path) -> io::Result<()> {
         },
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writers_of_one_file_at_once_all_succeed() {
+        let dir = tempfile::tempdir().expect("dir");
+        let threads: Vec<_> = (0..8)
+            .map(|t| {
+                let d = dir.path().to_path_buf();
+                std::thread::spawn(move || {
+                    for _ in 0..50 {
+                        write_atomic(&d, "evidence.pub", format!("key {t}\n").as_bytes())?;
+                    }
+                    Ok::<(), io::Error>(())
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().expect("thread").expect("every write succeeds");
+        }
+        let text = std::fs::read_to_string(dir.path().join("evidence.pub")).expect("read");
+        assert!(text.starts_with("key "), "{text}");
+        let leftovers = std::fs::read_dir(dir.path()).expect("ls").count();
+        assert_eq!(leftovers, 1, "no temp file is left behind");
     }
 }

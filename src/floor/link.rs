@@ -24,6 +24,35 @@ pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 /// How long the connection attempt of a one-shot check (doctor, verify) may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// The wait for one publish's PubAck: `Ok(duplicate)` once the server has stored it (or had it
+/// already), an error when it refused or did not answer within [`ACK_TIMEOUT`].
+pub struct AckWait {
+    inner: std::pin::Pin<
+        Box<
+            dyn Future<
+                    Output = Result<
+                        jetstream::publish::PublishAck,
+                        jetstream::context::PublishError,
+                    >,
+                > + Send,
+        >,
+    >,
+}
+
+impl Future for AckWait {
+    type Output = Result<bool, LinkError>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        self.inner
+            .as_mut()
+            .poll(cx)
+            .map(|r| r.map(|ack| ack.duplicate).map_err(map_publish))
+    }
+}
+
 /// Why the bus could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum LinkError {
@@ -163,7 +192,9 @@ impl Link {
         if client.connection_state() == async_nats::connection::State::Connected {
             status.set_connected(true);
         }
-        let js = jetstream::new(client.clone());
+        let mut js = jetstream::new(client.clone());
+        // The PubAck wait's own bound (the client keeps one timer per publish anyway).
+        js.set_timeout(ACK_TIMEOUT);
         Ok(Link {
             client,
             js,
@@ -194,37 +225,35 @@ impl Link {
         &self,
         subject: String,
         id: &str,
-        payload: Vec<u8>,
+        payload: impl Into<bytes::Bytes>,
     ) -> Result<bool, LinkError> {
-        self.send(subject, id, payload).await?.await
+        self.send(subject, id, payload.into()).await?.await
     }
 
     /// Hands `payload` to the connection (with `id` as `Nats-Msg-Id`) and returns the wait for
     /// its PubAck, so that several publishes can be on their way at once; the server
-    /// acknowledges them in the order they were sent. The wait ends after at most
-    /// [`ACK_TIMEOUT`].
+    /// acknowledges them in the order they were sent. Handing over and the wait each end after
+    /// at most [`ACK_TIMEOUT`].
     pub async fn send(
         &self,
         subject: String,
         id: &str,
-        payload: Vec<u8>,
-    ) -> Result<impl Future<Output = Result<bool, LinkError>> + Send + 'static, LinkError> {
+        payload: bytes::Bytes,
+    ) -> Result<AckWait, LinkError> {
         let mut headers = HeaderMap::new();
         headers.insert(contract::MSG_ID_HEADER, id);
-        let sent = self
-            .js
-            .publish_with_headers(subject, headers, payload.into());
-        let ack = match tokio::time::timeout(ACK_TIMEOUT, sent).await {
-            Ok(Ok(ack)) => ack,
-            Ok(Err(e)) => return Err(map_publish(e)),
-            Err(_) => return Err(LinkError::Timeout(ACK_TIMEOUT)),
+        let mut sent = std::pin::pin!(self.js.publish_with_headers(subject, headers, payload));
+        // Handing over is immediate unless the connection's queue is full: only then is a
+        // timer worth its cost (a flood publishes thousands of events a second).
+        let handed = match futures_util::FutureExt::now_or_never(sent.as_mut()) {
+            Some(r) => r,
+            None => tokio::time::timeout(ACK_TIMEOUT, sent)
+                .await
+                .map_err(|_| LinkError::Timeout(ACK_TIMEOUT))?,
         };
-        Ok(async move {
-            match tokio::time::timeout(ACK_TIMEOUT, ack).await {
-                Ok(Ok(ack)) => Ok(ack.duplicate),
-                Ok(Err(e)) => Err(map_publish(e)),
-                Err(_) => Err(LinkError::Timeout(ACK_TIMEOUT)),
-            }
+        let ack = handed.map_err(map_publish)?;
+        Ok(AckWait {
+            inner: std::future::IntoFuture::into_future(ack),
         })
     }
 

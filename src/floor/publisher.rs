@@ -11,13 +11,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::StreamExt;
-use futures_util::future::BoxFuture;
-use futures_util::stream::FuturesOrdered;
+use std::collections::VecDeque;
+
 use tokio_util::sync::CancellationToken;
 
 use super::backlog::Backlog;
-use super::link::{Link, LinkError};
+use super::link::{AckWait, Link, LinkError};
 use super::state::{FloorState, StreamState};
 
 /// First pause after a failed publish.
@@ -48,8 +47,6 @@ pub fn backoff(failures: u32) -> Duration {
     raw.mul_f64(f)
 }
 
-type AckWait = BoxFuture<'static, (u64, Result<bool, LinkError>)>;
-
 /// Publishes the backlog until `stop` is cancelled, then drains: it goes on until the backlog
 /// is empty, an attempt fails, or [`DRAIN_AT_STOP`] has passed. Events are never dropped here:
 /// whatever is not acknowledged when it returns stays on disk for the next start.
@@ -65,7 +62,7 @@ pub async fn run(
         state,
         failures: 0,
         sent_through: 0,
-        inflight: FuturesOrdered::new(),
+        inflight: VecDeque::new(),
     };
     p.sent_through = p.backlog.acked_through();
     tokio::select! {
@@ -85,7 +82,8 @@ struct Publisher {
     failures: u32,
     /// The newest event handed to the connection in this round.
     sent_through: u64,
-    inflight: FuturesOrdered<AckWait>,
+    /// Sent and not acknowledged yet, oldest first (the server acknowledges in order).
+    inflight: VecDeque<(u64, AckWait)>,
 }
 
 impl Publisher {
@@ -103,7 +101,7 @@ impl Publisher {
             }
             let more_room = self.inflight.len() < self.window();
             tokio::select! {
-                r = self.inflight.next() => {
+                r = next_ack(&mut self.inflight) => {
                     if let Some((seq, r)) = r
                         && let Err(e) = self.settle(seq, r)
                     {
@@ -134,7 +132,7 @@ impl Publisher {
                 continue;
             }
             tokio::select! {
-                r = self.inflight.next() => {
+                r = next_ack(&mut self.inflight) => {
                     if let Some((seq, r)) = r
                         && let Err(e) = self.settle(seq, r)
                     {
@@ -162,12 +160,10 @@ impl Publisher {
         for rec in self.backlog.durable_after(self.sent_through, room) {
             let ack = self
                 .link
-                .send(rec.subject.clone(), &rec.id, rec.payload().to_vec())
+                .send(rec.subject.clone(), &rec.id, rec.payload())
                 .await?;
             self.sent_through = rec.seq;
-            let seq = rec.seq;
-            self.inflight
-                .push_back(Box::pin(async move { (seq, ack.await) }));
+            self.inflight.push_back((rec.seq, ack));
         }
         Ok(())
     }
@@ -178,8 +174,14 @@ impl Publisher {
         let mut through = seq;
         let mut n = 1u64;
         let mut failure = None;
-        while let Some(Some((seq, r))) = futures_util::FutureExt::now_or_never(self.inflight.next())
+        while let Some(r) = self
+            .inflight
+            .front_mut()
+            .and_then(|(_, ack)| futures_util::FutureExt::now_or_never(ack))
         {
+            let Some((seq, _)) = self.inflight.pop_front() else {
+                break;
+            };
             match r {
                 Ok(_) => {
                     through = seq;
@@ -206,7 +208,7 @@ impl Publisher {
     /// An attempt failed: everything not confirmed is sent again, from the oldest.
     fn failed(&mut self, err: LinkError) {
         self.failures += 1;
-        self.inflight = FuturesOrdered::new();
+        self.inflight.clear();
         self.sent_through = self.backlog.acked_through();
         match &err {
             LinkError::NoStream => {
@@ -228,6 +230,18 @@ impl Publisher {
 }
 
 /// The backoff after `failures` failures; a stop ends it at once (the drain tries again).
+/// The oldest acknowledgement, once it is in (pending while nothing is in flight).
+async fn next_ack(
+    inflight: &mut VecDeque<(u64, AckWait)>,
+) -> Option<(u64, Result<bool, LinkError>)> {
+    let r = std::future::poll_fn(|cx| match inflight.front_mut() {
+        Some((_, ack)) => std::pin::Pin::new(ack).poll(cx),
+        None => std::task::Poll::Pending,
+    })
+    .await;
+    inflight.pop_front().map(|(seq, _)| (seq, r))
+}
+
 async fn pause(failures: u32, stop: &CancellationToken) {
     tokio::select! {
         _ = stop.cancelled() => {}

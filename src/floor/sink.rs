@@ -126,9 +126,23 @@ impl FloorSink {
                 None
             }
         };
-        let mut heartbeat = tokio::time::interval(self.floor.heartbeat);
-        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let up_since = now();
+        // The first heartbeat goes before any call event: the floor sees the workstation up
+        // (and its version) before its first call, whatever comes in first.
+        let first = mapper.heartbeat(
+            now(),
+            self.floor.heartbeat,
+            backlog.stats().events,
+            up_since,
+        );
+        if let Err(e) = backlog.push(mapper.identity().subject(&first), first) {
+            tracing::warn!(error = %e, "cannot queue a floor event");
+        }
+        let mut heartbeat = tokio::time::interval_at(
+            tokio::time::Instant::now() + self.floor.heartbeat,
+            self.floor.heartbeat,
+        );
+        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let lang = self.cfg.language;
         // Calls whose team-lead pings may still change state: followed in the outbox until each
         // is delivered or failed, then published as an `escalation` event with that state.
