@@ -478,7 +478,7 @@ pub(super) async fn recheck(
     }
     audit(&s, &v, "evidence.recheck", &call.key, "").await;
     // The checker wakes on a change.
-    s.changed();
+    s.changed(&call.key);
     Redirect::to(&format!("/evidence?key={}", q(&call.key))).into_response()
 }
 
