@@ -233,6 +233,42 @@ pub async fn answer_history(
     stop: CancellationToken,
 ) -> Result<(), BusError> {
     let subject = contract::history_subject(&site);
+    answer_requests(client, subject, stop, move |payload| {
+        let store = store.clone();
+        async move {
+            let req = match HistoryRequest::from_json(&payload) {
+                Ok(req) => req,
+                Err(e) => {
+                    tracing::debug!(error = %e, "floor: malformed history request");
+                    return None;
+                }
+            };
+            match history(&store, &req).await {
+                Ok(r) => Some(r.to_json()),
+                Err(e) => {
+                    tracing::warn!(error = %e, "floor: history lookup failed");
+                    None
+                }
+            }
+        }
+    })
+    .await
+}
+
+/// Answers the requests on `subject` until `stop`, in the queue group every floor instance
+/// shares (one of them answers each request). Each request gets its own task, so a slow store
+/// lookup never holds up the next caller's; `answer` gives the reply's bytes, or nothing (the
+/// asker's timeout then lets it go on without).
+async fn answer_requests<F, Fut>(
+    client: async_nats::Client,
+    subject: String,
+    stop: CancellationToken,
+    answer: F,
+) -> Result<(), BusError>
+where
+    F: Fn(bytes::Bytes) -> Fut,
+    Fut: Future<Output = Option<Vec<u8>>> + Send + 'static,
+{
     let mut sub = client
         .queue_subscribe(subject.clone(), "callguard-floor".into())
         .await
@@ -248,21 +284,11 @@ pub async fn answer_history(
         let Some(reply_to) = msg.reply.clone() else {
             continue;
         };
-        let store = store.clone();
+        let reply = answer(msg.payload);
         let client = client.clone();
         tokio::spawn(async move {
-            let reply = match HistoryRequest::from_json(&msg.payload) {
-                Ok(req) => history(&store, &req).await,
-                Err(e) => {
-                    tracing::debug!(error = %e, "floor: malformed history request");
-                    return;
-                }
-            };
-            match reply {
-                Ok(r) => {
-                    let _ = client.publish(reply_to, r.to_json().into()).await;
-                }
-                Err(e) => tracing::warn!(error = %e, "floor: history lookup failed"),
+            if let Some(bytes) = reply.await {
+                let _ = client.publish(reply_to, bytes.into()).await;
             }
         });
     }
@@ -324,33 +350,20 @@ pub async fn answer_ledger_head(
     stop: CancellationToken,
 ) -> Result<(), BusError> {
     let subject = contract::ledger_head_subject(&site);
-    let mut sub = client
-        .queue_subscribe(subject.clone(), "callguard-floor".into())
-        .await
-        .map_err(|e| BusError::Subscribe {
-            subject,
-            msg: e.to_string(),
-        })?;
-    loop {
-        let msg = tokio::select! {
-            _ = stop.cancelled() => return Ok(()),
-            m = sub.next() => match m { Some(m) => m, None => return Ok(()) },
-        };
-        let Some(reply_to) = msg.reply.clone() else {
-            continue;
-        };
-        let Ok(req) = LedgerHeadRequest::from_json(&msg.payload) else {
-            continue;
-        };
-        let reply = match store.ledger_head(&req.site, &req.agent).await {
-            Ok(head) => ingest::ledger_head_reply(head.as_ref(), None),
-            Err(e) => {
-                tracing::warn!(error = %e, "floor: ledger head lookup failed");
-                continue;
+    answer_requests(client, subject, stop, move |payload| {
+        let store = store.clone();
+        async move {
+            let req = LedgerHeadRequest::from_json(&payload).ok()?;
+            match store.ledger_head(&req.site, &req.agent).await {
+                Ok(head) => Some(ingest::ledger_head_reply(head.as_ref(), None).to_json()),
+                Err(e) => {
+                    tracing::warn!(error = %e, "floor: ledger head lookup failed");
+                    None
+                }
             }
-        };
-        let _ = client.publish(reply_to, reply.to_json().into()).await;
-    }
+        }
+    })
+    .await
 }
 
 /// Publishes leads' acks into the stream (so every floor instance records them) and thereby to
