@@ -6,7 +6,6 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream;
@@ -15,6 +14,7 @@ use callguard::floor::contract::{
     HistoryRequest, LedgerHeadReply,
 };
 use common::FakePbx;
+use common::daemon::DaemonProc;
 use common::dbus::{SessionBus, serve_notifications};
 use common::nats::NatsServer;
 use futures_util::StreamExt;
@@ -82,70 +82,9 @@ site = "{SITE}"
     Setup { dir, config }
 }
 
-struct DaemonProc {
-    child: Child,
-    log: PathBuf,
-}
-
-impl DaemonProc {
-    fn spawn(s: &Setup, dbus: Option<&str>, name: &str) -> DaemonProc {
-        let log = s.dir.path().join(format!("{name}.log"));
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_callguard"));
-        cmd.arg("run")
-            .arg("--config")
-            .arg(&s.config)
-            .env_remove("CALLGUARD_CONFIG")
-            .env(
-                "DBUS_SESSION_BUS_ADDRESS",
-                dbus.unwrap_or("unix:path=/nonexistent"),
-            )
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).expect("log file"));
-        DaemonProc {
-            child: cmd.spawn().expect("start callguard"),
-            log,
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn kill_9(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
-    /// SIGTERM; the exit status, or a panic if the daemon is still there after `DEADLINE`.
-    async fn terminate(&mut self) -> std::process::ExitStatus {
-        let pid = rustix::process::Pid::from_raw(self.child.id() as i32).expect("pid");
-        rustix::process::kill_process(pid, rustix::process::Signal::TERM).expect("SIGTERM");
-        let deadline = Instant::now() + DEADLINE;
-        loop {
-            if let Some(st) = self.child.try_wait().expect("wait") {
-                return st;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the daemon did not stop within {DEADLINE:?} of SIGTERM; log:\n{}",
-                self.log()
-            );
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-    }
-
-    /// SIGTERM and wait for a clean exit.
-    fn stop(&mut self) {
-        let pid = rustix::process::Pid::from_raw(self.child.id() as i32).expect("pid");
-        let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for DaemonProc {
-    fn drop(&mut self) {
-        self.kill_9();
-    }
+/// The real daemon on this setup's configuration, its log in `<name>.log`.
+fn spawn(s: &Setup, dbus: Option<&str>, name: &str) -> DaemonProc {
+    DaemonProc::spawn(&s.config, s.dir.path().join(format!("{name}.log")), dbus)
 }
 
 async fn create_stream(client: &async_nats::Client) -> jetstream::stream::Stream {
@@ -263,7 +202,7 @@ async fn call_events_reach_the_stream_in_order_with_their_ids() {
     let mut stream = create_stream(&floor).await;
     let mut pbx = FakePbx::start().await;
     let s = setup(&pbx.url, &nats.url(), "");
-    let _d = DaemonProc::spawn(&s, None, "run");
+    let _d = spawn(&s, None, "run");
     let mut conn = pbx.accept().await;
     conn.send(start("c-1")).await;
     conn.send(end("c-1")).await;
@@ -315,7 +254,7 @@ async fn a_server_outage_loses_nothing_and_repeats_nothing() {
     drop(floor);
     let mut pbx = FakePbx::start().await;
     let s = setup(&pbx.url, &nats.url(), "");
-    let d = DaemonProc::spawn(&s, None, "run");
+    let d = spawn(&s, None, "run");
     let mut conn = pbx.accept().await;
 
     nats.kill();
@@ -361,7 +300,7 @@ async fn kill_9_with_a_backlog_and_no_stream_loses_nothing() {
     let mut pbx = FakePbx::start().await;
     let s = setup(&pbx.url, &nats.url(), "");
     // No stream yet: the daemon keeps its events queued and says so.
-    let mut d = DaemonProc::spawn(&s, None, "run1");
+    let mut d = spawn(&s, None, "run1");
     let mut conn = pbx.accept().await;
     for i in 0..3 {
         conn.send(start(&format!("k-{i}"))).await;
@@ -384,7 +323,7 @@ async fn kill_9_with_a_backlog_and_no_stream_loses_nothing() {
         .await
         .expect("floor connects");
     let mut stream = create_stream(&floor).await;
-    let _d2 = DaemonProc::spawn(&s, None, "run2");
+    let _d2 = spawn(&s, None, "run2");
     let _conn = pbx.accept().await;
     let evs = wait_events(&mut stream, "the six events of before the kill", |evs| {
         (call_events(evs).len() >= 6).then(|| evs.to_vec())
@@ -412,7 +351,7 @@ async fn a_leads_ack_shows_on_the_desktop_and_in_status() {
     let mut stream = create_stream(&floor).await;
     let mut pbx = FakePbx::start().await;
     let s = setup(&pbx.url, &nats.url(), "show_history = false");
-    let _d = DaemonProc::spawn(&s, Some(&bus.address), "run");
+    let _d = spawn(&s, Some(&bus.address), "run");
     let mut conn = pbx.accept().await;
     conn.send(start("c-ack")).await;
     wait_events(&mut stream, "call.start", |evs| {
@@ -494,7 +433,7 @@ async fn a_known_caller_is_shown_at_call_start_and_a_silent_floor_delays_nothing
     let mut pbx = FakePbx::start().await;
     // The longest history wait there is: if call start waited for it, the test would see it.
     let s = setup(&pbx.url, &nats.url(), "history_timeout = \"10s\"");
-    let _d = DaemonProc::spawn(&s, Some(&bus.address), "run");
+    let _d = spawn(&s, Some(&bus.address), "run");
     let mut conn = pbx.accept().await;
 
     // 1. The floor holds the first request unanswered: call.start still reaches the stream,
@@ -608,7 +547,7 @@ async fn hashed_caller_ids_never_put_the_number_on_the_bus() {
             key.display()
         ),
     );
-    let _d = DaemonProc::spawn(&s, None, "run");
+    let _d = spawn(&s, None, "run");
     let mut conn = pbx.accept().await;
     conn.send(start("c-h")).await;
     conn.send(end("c-h")).await;
@@ -646,7 +585,7 @@ async fn ledger_lines_are_anchored_and_verify_against_floor_catches_a_lost_tail(
     let mut stream = create_stream(&floor).await;
     let mut pbx = FakePbx::start().await;
     let s = setup(&pbx.url, &nats.url(), "show_history = false");
-    let mut d = DaemonProc::spawn(&s, None, "run");
+    let mut d = spawn(&s, None, "run");
     let mut conn = pbx.accept().await;
     conn.send(start("c-l")).await;
     conn.send(end("c-l")).await;
@@ -715,7 +654,7 @@ async fn an_escalation_is_published_then_its_delivered_ping() {
         "show_history = false\nheartbeat = \"1s\"",
         &format!("[[escalation.webhook]]\nurl = \"{}\"\n", hook.url("/lead")),
     );
-    let _d = DaemonProc::spawn(&s, None, "run");
+    let _d = spawn(&s, None, "run");
     let mut conn = pbx.accept().await;
     conn.send(start("c-esc")).await;
     wait_events(&mut stream, "call.start", |evs| {
@@ -755,7 +694,7 @@ async fn sigterm_with_a_backlog_drains_it_then_exits_0_and_nothing_comes_twice()
     let mut pbx = FakePbx::start().await;
     let s = setup(&pbx.url, &nats.url(), "");
     // No stream yet: the events pile up on disk and the publisher backs off.
-    let mut d = DaemonProc::spawn(&s, None, "run1");
+    let mut d = spawn(&s, None, "run1");
     let mut conn = pbx.accept().await;
     for i in 0..50 {
         conn.send(start(&format!("t-{i}"))).await;
@@ -772,7 +711,7 @@ async fn sigterm_with_a_backlog_drains_it_then_exits_0_and_nothing_comes_twice()
         .await
         .expect("floor connects");
     let mut stream = create_stream(&floor).await;
-    let status = d.terminate().await;
+    let status = d.terminate(DEADLINE).await;
     assert!(status.success(), "exit {status:?}; log:\n{}", d.log());
     assert_eq!(pending_files(&s), 0, "backlog emptied before the exit");
     let want: Vec<(EventKind, String)> = (0..50)
@@ -789,7 +728,7 @@ async fn sigterm_with_a_backlog_drains_it_then_exits_0_and_nothing_comes_twice()
 
     // The next start sends nothing again: only its own start-up heartbeat arrives.
     let before = evs.len();
-    let _d2 = DaemonProc::spawn(&s, None, "run2");
+    let _d2 = spawn(&s, None, "run2");
     let _conn = pbx.accept().await;
     wait_events(&mut stream, "the second run's heartbeat", |evs| {
         (evs.len() > before).then_some(())
@@ -814,7 +753,7 @@ async fn sigterm_with_the_server_down_exits_0_and_the_backlog_goes_after_restart
     drop(floor);
     let mut pbx = FakePbx::start().await;
     let s = setup(&pbx.url, &nats.url(), "");
-    let mut d = DaemonProc::spawn(&s, None, "run1");
+    let mut d = spawn(&s, None, "run1");
     let mut conn = pbx.accept().await;
     nats.kill();
     for i in 0..5 {
@@ -822,7 +761,7 @@ async fn sigterm_with_the_server_down_exits_0_and_the_backlog_goes_after_restart
         conn.send(end(&format!("u-{i}"))).await;
     }
     wait_until("ten call events in the backlog", || pending_files(&s) >= 10).await;
-    let status = d.terminate().await;
+    let status = d.terminate(DEADLINE).await;
     assert!(status.success(), "exit {status:?}; log:\n{}", d.log());
     assert!(pending_files(&s) >= 10, "the backlog stays on disk");
     drop(conn);
@@ -835,7 +774,7 @@ async fn sigterm_with_the_server_down_exits_0_and_the_backlog_goes_after_restart
         .get_stream(contract::STREAM)
         .await
         .expect("the stream survived");
-    let _d2 = DaemonProc::spawn(&s, None, "run2");
+    let _d2 = spawn(&s, None, "run2");
     let _conn = pbx.accept().await;
     let evs = wait_events(&mut stream, "the ten events of before the stop", |evs| {
         (call_events(evs).len() >= 10).then(|| evs.to_vec())

@@ -8,10 +8,8 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-
 use common::FakePbx;
+use common::daemon::{DaemonProc, floor_workstation_config};
 use common::dbus::{Notified, SessionBus, serve_notifications};
 use common::floor::{Floor, PATIENCE, Session, Workstations, eventually};
 use common::nats::NatsServer;
@@ -21,77 +19,6 @@ use tokio::sync::mpsc;
 
 const AGENT: &str = "1001";
 const CALLER: &str = "0312345678";
-
-/// The real daemon binary; `kill -9` when the test ends, however it ends.
-struct DaemonProc {
-    child: Child,
-    log: PathBuf,
-}
-
-impl DaemonProc {
-    /// `callguard run` for agent 1001 on site `tokyo` (the floor's site in tests/common/floor.rs).
-    fn spawn(dir: &Path, pbx_url: &str, nats_url: &str, dbus: &str) -> DaemonProc {
-        let config = dir.join("callguard.toml");
-        std::fs::write(
-            &config,
-            format!(
-                r#"
-[pbx]
-url = "{pbx_url}"
-
-[agent]
-extension = "{AGENT}"
-name = "佐藤"
-
-[prompt]
-local = false
-
-[state]
-dir = "{state}"
-
-[evidence]
-dir = "{evidence}"
-min_free_mb = 0
-
-[control]
-socket = "{socket}"
-
-[floor]
-nats_url = "{nats_url}"
-site = "tokyo"
-heartbeat = "1h"
-"#,
-                state = dir.join("state").display(),
-                evidence = dir.join("evidence").display(),
-                socket = dir.join("control.sock").display(),
-            ),
-        )
-        .expect("write the daemon's config");
-        let log = dir.join("daemon.log");
-        let child = Command::new(env!("CARGO_BIN_EXE_callguard"))
-            .arg("run")
-            .arg("--config")
-            .arg(&config)
-            .env_remove("CALLGUARD_CONFIG")
-            .env("DBUS_SESSION_BUS_ADDRESS", dbus)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).expect("log file"))
-            .spawn()
-            .expect("start callguard run");
-        DaemonProc { child, log }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for DaemonProc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn start(call: &str) -> Value {
     json!({"type":"call.start","call_id":call,"agent":AGENT,"caller":CALLER,
@@ -143,7 +70,11 @@ async fn the_daemon_feeds_the_floor_and_the_floor_answers(db: &str) {
     let mut pbx = FakePbx::start().await;
     let ws_dir = dir.path().join("ws");
     std::fs::create_dir_all(&ws_dir).expect("workstation dir");
-    let daemon = DaemonProc::spawn(&ws_dir, &pbx.url, &nats.url(), &bus.address);
+    let daemon = DaemonProc::spawn(
+        &floor_workstation_config(&ws_dir, AGENT, &pbx.url, &nats.url(), ""),
+        ws_dir.join("daemon.log"),
+        Some(&bus.address),
+    );
     let mut conn = pbx.accept().await;
     let s = Session::login(&floor.url(), "tanaka").await;
 

@@ -8,10 +8,11 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 
 use base64::Engine as _;
 use common::FakePbx;
+use common::daemon::{DaemonProc, floor_workstation_config};
 use common::dbus::{SessionBus, serve_notifications};
 use common::floor::{Floor, Session, Workstations, eventually};
 use common::nats::NatsServer;
@@ -36,61 +37,6 @@ fn archive_toml(dir: &Path, endpoint: &str) -> String {
         ak.display(),
         sk.display()
     )
-}
-
-/// The real daemon; `kill -9` when the test ends, however it ends.
-struct DaemonProc {
-    child: Child,
-    log: PathBuf,
-}
-
-impl DaemonProc {
-    /// Writes the daemon's configuration under `dir`.
-    fn configure(dir: &Path, pbx_url: &str, nats_url: &str, archive: &str) -> PathBuf {
-        let config = dir.join("callguard.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "[pbx]\nurl = \"{pbx_url}\"\n[agent]\nextension = \"{AGENT}\"\nname = \"佐藤\"\n\
-                 [prompt]\nlocal = false\n[state]\ndir = \"{state}\"\n\
-                 [evidence]\ndir = \"{evidence}\"\nmin_free_mb = 0\n\
-                 [control]\nsocket = \"{socket}\"\n\
-                 [floor]\nnats_url = \"{nats_url}\"\nsite = \"tokyo\"\nheartbeat = \"1h\"\n\
-                 {archive}",
-                state = dir.join("state").display(),
-                evidence = dir.join("evidence").display(),
-                socket = dir.join("control.sock").display(),
-            ),
-        )
-        .expect("write the daemon's config");
-        config
-    }
-
-    /// `callguard run` on the configuration [`DaemonProc::configure`] wrote.
-    fn spawn(dir: &Path, config: PathBuf, dbus: &str) -> DaemonProc {
-        let log = dir.join("daemon.log");
-        let child = Command::new(env!("CARGO_BIN_EXE_callguard"))
-            .args(["run", "--config"])
-            .arg(&config)
-            .env_remove("CALLGUARD_CONFIG")
-            .env("DBUS_SESSION_BUS_ADDRESS", dbus)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).expect("log file"))
-            .spawn()
-            .expect("start callguard run");
-        DaemonProc { child, log }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for DaemonProc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// `callguard key show` of the workstation, as IT hands it to the floor.
@@ -202,7 +148,7 @@ impl Rig {
             .await
             .wait_for_stream()
             .await;
-        let config = DaemonProc::configure(&ws_dir, &pbx.url, &nats.url(), &archive);
+        let config = floor_workstation_config(&ws_dir, AGENT, &pbx.url, &nats.url(), &archive);
         // IT runs `callguard key show` on the workstation (it makes the key) before the
         // daemon's first start, and copies its output to the floor's keys folder.
         let shown = key_show(&config);
@@ -210,7 +156,7 @@ impl Rig {
         if key_file {
             std::fs::write(keys.join(format!("{host}.pub")), shown).expect("key file");
         }
-        let daemon = DaemonProc::spawn(&ws_dir, config.clone(), &bus.address);
+        let daemon = DaemonProc::spawn(&config, ws_dir.join("daemon.log"), Some(&bus.address));
         let mut conn = pbx.accept().await;
 
         // A recorded call: 100 frames each way, then its end; the daemon seals and archives it.

@@ -4,6 +4,7 @@
 
 pub mod ari;
 pub mod browser;
+pub mod daemon;
 pub mod dbus;
 pub mod floor;
 pub mod http;
