@@ -887,15 +887,13 @@ async fn apply_in(
         .execute(&mut *conn)
         .await?;
         match ev.kind.as_str() {
-            "call.start" => {
-                sqlx::query("UPDATE calls SET started_ms = $1 WHERE key = $2")
-                    .bind(ev.at_ms)
-                    .bind(&key)
-                    .execute(&mut *conn)
-                    .await?;
-            }
-            "call.end" => {
-                sqlx::query("UPDATE calls SET ended_ms = $1 WHERE key = $2")
+            kind @ ("call.start" | "call.end") => {
+                let sql = if kind == "call.start" {
+                    "UPDATE calls SET started_ms = $1 WHERE key = $2"
+                } else {
+                    "UPDATE calls SET ended_ms = $1 WHERE key = $2"
+                };
+                sqlx::query(sql)
                     .bind(ev.at_ms)
                     .bind(&key)
                     .execute(&mut *conn)
