@@ -15,7 +15,9 @@
 //!    got the patch (a wrapper around `JSON.parse`); the main thread's long tasks and long
 //!    animation frames (with their rendering part) show how busy the page was.
 //!
-//! `cargo bench --bench floor_board [-- --secs N] [-- --rate N]`
+//! `cargo bench --bench floor_board [-- --secs N] [-- --rate N] [-- --as-table]`; with
+//! `--as-table` the page lays the call tables out as plain tables again (the peer for the
+//! grid rows, see `pages.rs`).
 
 #[path = "../tests/common/browser.rs"]
 mod browser;
@@ -167,10 +169,11 @@ fn main() {
     let secs: u64 = arg("--secs").and_then(|v| v.parse().ok()).unwrap_or(10);
     let rate: u64 = arg("--rate").and_then(|v| v.parse().ok()).unwrap_or(500);
     let rt = tokio::runtime::Runtime::new().expect("runtime");
-    rt.block_on(run(secs, rate));
+    let as_table = args.iter().any(|a| a == "--as-table");
+    rt.block_on(run(secs, rate, as_table));
 }
 
-async fn run(secs: u64, rate: u64) {
+async fn run(secs: u64, rate: u64, as_table: bool) {
     let nats = nats::NatsServer::start().await;
     let dir = tempfile::tempdir().expect("temp dir");
     let db = format!("sqlite://{}", dir.path().join("floor.db").display());
@@ -219,6 +222,19 @@ async fn run(secs: u64, rate: u64) {
     publish_calls(&ws, 500, CALLS).await;
     c.goto(&format!("{base}/")).await.expect("board");
     wait_rows(c, CALLS).await;
+    if as_table {
+        // The peer: the call tables laid out as tables again (the layout before the grid rows).
+        c.execute(
+            "var s=document.createElement('style');s.textContent=\
+             '#open,#ended{display:table}#open tbody,#ended tbody{display:table-row-group}\
+             #open tr,#ended tr{display:table-row}\
+             #open tr[data-call],#ended tr[data-call]{content-visibility:visible}';\
+             document.head.appendChild(s);",
+            vec![],
+        )
+        .await
+        .expect("table style");
+    }
     c.execute(
         "window.__seen={};var seen=window.__seen;\
          function scan(){var b=document.getElementById('board');if(!b)return;var t=Date.now();\
@@ -440,7 +456,7 @@ async fn run(secs: u64, rate: u64) {
     for v in [&mut to_render, &mut to_page, &mut to_apply] {
         v.sort_by(f64::total_cmp);
     }
-    let long_sum: f64 = long.iter().sum();
+    let long_sum: f64 = long.iter().fold(0.0, |a, b| a + b);
     let long_max = long.iter().cloned().fold(0.0, f64::max);
     println!(
         "  in the page: taken -> patch rendered p50 {:.0} ms, p99 {:.0} ms; rendered -> page's \
@@ -460,8 +476,8 @@ async fn run(secs: u64, rate: u64) {
     println!(
         "  long animation frames: {} totalling {:.0} ms, of which rendering (style, layout) {:.0} ms",
         loaf.len(),
-        loaf.iter().map(|f| f.0).sum::<f64>(),
-        loaf.iter().map(|f| f.1).sum::<f64>(),
+        loaf.iter().fold(0.0, |a, f| a + f.0),
+        loaf.iter().fold(0.0, |a, f| a + f.1),
     );
     println!(
         "{CALLS} open calls on {WORKSTATIONS} workstations, {total} marks at {rate}/s (sent in {:.1} s):\n  \
