@@ -10,8 +10,14 @@
 //!    records when each quote first appears in the board's DOM; latency = that moment minus the
 //!    moment the bench published the event (same machine clock), p50 and p99. Target p99 ≤ 250 ms.
 //!    The floor's CPU (user + system over the phase, as a share of one core) and RSS (VmHWM).
+//!    Where the time goes: the floor's consumer stamps each event when it takes it, each patch
+//!    carries the server's clock when it was rendered, and the page records when its handler
+//!    got the patch (a wrapper around `JSON.parse`); the main thread's long tasks and long
+//!    animation frames (with their rendering part) show how busy the page was.
 //!
-//! `cargo bench --bench floor_board [-- --secs N] [-- --rate N]`
+//! `cargo bench --bench floor_board [-- --secs N] [-- --rate N] [-- --as-table]`; with
+//! `--as-table` the page lays the call tables out as plain tables again (the peer for the
+//! grid rows, see `pages.rs`).
 
 #[path = "../tests/common/browser.rs"]
 mod browser;
@@ -163,10 +169,11 @@ fn main() {
     let secs: u64 = arg("--secs").and_then(|v| v.parse().ok()).unwrap_or(10);
     let rate: u64 = arg("--rate").and_then(|v| v.parse().ok()).unwrap_or(500);
     let rt = tokio::runtime::Runtime::new().expect("runtime");
-    rt.block_on(run(secs, rate));
+    let as_table = args.iter().any(|a| a == "--as-table");
+    rt.block_on(run(secs, rate, as_table));
 }
 
-async fn run(secs: u64, rate: u64) {
+async fn run(secs: u64, rate: u64, as_table: bool) {
     let nats = nats::NatsServer::start().await;
     let dir = tempfile::tempdir().expect("temp dir");
     let db = format!("sqlite://{}", dir.path().join("floor.db").display());
@@ -215,12 +222,34 @@ async fn run(secs: u64, rate: u64) {
     publish_calls(&ws, 500, CALLS).await;
     c.goto(&format!("{base}/")).await.expect("board");
     wait_rows(c, CALLS).await;
+    if as_table {
+        // The peer: the call tables laid out as tables again (the layout before the grid rows).
+        c.execute(
+            "var s=document.createElement('style');s.textContent=\
+             '#open,#ended{display:table}#open tbody,#ended tbody{display:table-row-group}\
+             #open tr,#ended tr{display:table-row}\
+             #open tr[data-call],#ended tr[data-call]{content-visibility:visible}';\
+             document.head.appendChild(s);",
+            vec![],
+        )
+        .await
+        .expect("table style");
+    }
     c.execute(
         "window.__seen={};var seen=window.__seen;\
          function scan(){var b=document.getElementById('board');if(!b)return;var t=Date.now();\
          var m=b.textContent.match(/BQ\\d+X/g)||[];for(var i=0;i<m.length;i++){\
          if(!(m[i] in seen)){seen[m[i]]=t;}}}\
-         new MutationObserver(scan).observe(document.body,{childList:true,subtree:true});",
+         new MutationObserver(scan).observe(document.body,{childList:true,subtree:true});\
+         window.__arr={};var arr=window.__arr,parse=JSON.parse;\
+         JSON.parse=function(x){var t=Date.now(),r=parse.apply(this,arguments);\
+         if(r&&r.s&&r.now){var m=String(x).match(/BQ\\d+X/g)||[];\
+         for(var i=0;i<m.length;i++){if(!(m[i] in arr)){arr[m[i]]=[t,r.now];}}}return r;};\
+         window.__long=[];new PerformanceObserver(function(l){l.getEntries().forEach(function(e){\
+         window.__long.push(e.duration);});}).observe({entryTypes:['longtask']});\
+         window.__loaf=[];new PerformanceObserver(function(l){l.getEntries().forEach(function(e){\
+         window.__loaf.push([e.duration,e.renderStart?e.startTime+e.duration-e.renderStart:0]);});})\
+         .observe({type:'long-animation-frame',buffered:false});",
         vec![],
     )
     .await
@@ -286,6 +315,33 @@ async fn run(secs: u64, rate: u64) {
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
+    // Inside the page: when each quote's patch reached the page's handler (and the server's
+    // clock when it rendered that patch), and the main thread's long tasks.
+    let arrived = c
+        .execute("return window.__arr", vec![])
+        .await
+        .expect("arrivals")
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
+    let long: Vec<f64> = c
+        .execute("return window.__long", vec![])
+        .await
+        .expect("long tasks")
+        .as_array()
+        .map(|a| a.iter().filter_map(|v| v.as_f64()).collect())
+        .unwrap_or_default();
+    let loaf: Vec<(f64, f64)> = c
+        .execute("return window.__loaf", vec![])
+        .await
+        .expect("long animation frames")
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| Some((v[0].as_f64()?, v[1].as_f64()?)))
+                .collect()
+        })
+        .unwrap_or_default();
     let cpu = (proc_cpu_ticks(pid) - cpu0) as f64 / rustix::param::clock_ticks_per_second() as f64;
     let busy = t0.elapsed().as_secs_f64();
     let mut lat: Vec<f64> = seen
@@ -380,6 +436,48 @@ async fn run(secs: u64, rate: u64) {
         pct(&to_store, 0.99),
         pct(&to_dom, 0.5),
         pct(&to_dom, 0.99),
+    );
+    // taken -> rendered by the server (coalescing + reads + render), rendered -> the page's
+    // handler (send, transit, waiting for the page's main thread), handler -> in the DOM.
+    let (mut to_render, mut to_page, mut to_apply) = (Vec::new(), Vec::new(), Vec::new());
+    for (q, a) in &arrived {
+        let n = q.trim_start_matches("BQ").trim_end_matches('X');
+        let (Some(at), Some(rendered)) = (a[0].as_f64(), a[1].as_f64()) else {
+            continue;
+        };
+        if let Some(r) = received.get(&format!("m{n}")) {
+            to_render.push(rendered - *r as f64);
+        }
+        to_page.push(at - rendered);
+        if let Some(s) = seen.get(q).and_then(|v| v.as_f64()) {
+            to_apply.push(s - at);
+        }
+    }
+    for v in [&mut to_render, &mut to_page, &mut to_apply] {
+        v.sort_by(f64::total_cmp);
+    }
+    let long_sum: f64 = long.iter().fold(0.0, |a, b| a + b);
+    let long_max = long.iter().cloned().fold(0.0, f64::max);
+    println!(
+        "  in the page: taken -> patch rendered p50 {:.0} ms, p99 {:.0} ms; rendered -> page's \
+         handler p50 {:.0} ms, p99 {:.0} ms; handler -> in the DOM p50 {:.0} ms, p99 {:.0} ms; \
+         long tasks {} totalling {:.0} ms (longest {:.0} ms) over {:.1} s",
+        pct(&to_render, 0.5),
+        pct(&to_render, 0.99),
+        pct(&to_page, 0.5),
+        pct(&to_page, 0.99),
+        pct(&to_apply, 0.5),
+        pct(&to_apply, 0.99),
+        long.len(),
+        long_sum,
+        long_max,
+        busy,
+    );
+    println!(
+        "  long animation frames: {} totalling {:.0} ms, of which rendering (style, layout) {:.0} ms",
+        loaf.len(),
+        loaf.iter().fold(0.0, |a, f| a + f.0),
+        loaf.iter().fold(0.0, |a, f| a + f.1),
     );
     println!(
         "{CALLS} open calls on {WORKSTATIONS} workstations, {total} marks at {rate}/s (sent in {:.1} s):\n  \
