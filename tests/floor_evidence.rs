@@ -75,15 +75,12 @@ fn shown_state(html: &str) -> Option<String> {
     html[i..].split('"').next().map(str::to_string)
 }
 
-async fn evidence_page(s: &Session, key: &str) -> String {
-    let res = s
-        .get(&format!(
-            "/evidence?key={}",
-            url::form_urlencoded::byte_serialize(key.as_bytes()).collect::<String>()
-        ))
-        .await;
-    assert_eq!(res.status(), 200, "evidence page refused");
-    res.text().await.expect("evidence page")
+async fn evidence_response(s: &Session, key: &str) -> reqwest::Response {
+    s.get(&format!(
+        "/evidence?key={}",
+        url::form_urlencoded::byte_serialize(key.as_bytes()).collect::<String>()
+    ))
+    .await
 }
 
 fn q(s: &str) -> String {
@@ -244,10 +241,17 @@ impl Rig {
     async fn page_in_state(&self, key: &str, state: &str) -> String {
         let deadline = std::time::Instant::now() + common::floor::PATIENCE;
         loop {
-            let html = evidence_page(&self.lead, key).await;
-            if shown_state(&html).as_deref() == Some(state) {
+            // A call published a moment ago may not be on the floor yet: 404 until it is.
+            let res = evidence_response(&self.lead, key).await;
+            let status = res.status();
+            let html = res.text().await.unwrap_or_default();
+            if status == 200 && shown_state(&html).as_deref() == Some(state) {
                 return html;
             }
+            assert!(
+                status == 200 || status == 404,
+                "evidence page refused ({status}): {html}"
+            );
             assert!(
                 std::time::Instant::now() < deadline,
                 "not {state} in time:\n{html}\nfloor log:\n{}\ndaemon log:\n{}",
