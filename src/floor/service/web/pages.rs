@@ -65,7 +65,8 @@ pub fn clock(secs: i64) -> String {
 // are skipped by the browser (`content-visibility`): as a table, every patch and every
 // ticking clock made the browser lay out and paint all 2,000 rows of a busy floor again
 // (measured: about 80% of the page's main thread at 500 events/s, which delayed the next
-// update), whatever the table layout mode.
+// update), whatever the table layout mode. Grid cells do not share borders, so each draws
+// only its right and bottom one and the table the outer top and left.
 const STYLE: &str = "body{font-family:system-ui,'Noto Sans CJK JP',sans-serif;margin:0;background:#f4f5f7;color:#1d2330}\
 header{display:flex;gap:1em;align-items:center;padding:.5em 1em;background:#1d2330;color:#fff}\
 header a{color:#cfe0ff}header form{margin-left:auto}main{padding:1em}\
@@ -78,7 +79,9 @@ text-align:center;border-radius:.3em;background:#1d2330;color:#fff}\
 button{padding:.3em .8em;font-size:1em}.err{color:#b00020}#live{font-size:.85em;opacity:.8}\
 textarea,input[type=text],input[type=password]{width:100%;max-width:40em;font-size:1em}\
 #open,#open tbody,#ended,#ended tbody{display:block}\
-#open tr,#ended tr{display:grid;grid-template-columns:4em 12% 12% 5em 1fr 12% 16%}\
+#open tr,#ended tr{display:grid;grid-template-columns:5em 12% 12% 6em 1fr 12% 16%}\
+#open,#ended{border:solid #d5d9e0;border-width:1px 0 0 1px}\
+#open th,#open td,#ended th,#ended td{border-width:0 1px 1px 0}\
 #open tr[data-call],#ended tr[data-call]{content-visibility:auto;contain-intrinsic-size:auto 2.4em}";
 
 // Live updates: `board` replaces the whole board (on connect), `patch` changes only the rows,
