@@ -87,6 +87,18 @@ fn spawn(s: &Setup, dbus: Option<&str>, name: &str) -> DaemonProc {
     DaemonProc::spawn(&s.config, s.dir.path().join(format!("{name}.log")), dbus)
 }
 
+/// The start then the end of calls `PREFIX-0` … `PREFIX-(n-1)`, in that order.
+fn starts_and_ends(prefix: &str, n: usize) -> Vec<(EventKind, String)> {
+    (0..n)
+        .flat_map(|i| {
+            [
+                (EventKind::CallStart, format!("{prefix}-{i}")),
+                (EventKind::CallEnd, format!("{prefix}-{i}")),
+            ]
+        })
+        .collect()
+}
+
 async fn create_stream(client: &async_nats::Client) -> jetstream::stream::Stream {
     jetstream::new(client.clone())
         .create_stream(jetstream::stream::Config {
@@ -277,14 +289,7 @@ async fn a_server_outage_loses_nothing_and_repeats_nothing() {
         (call_events(evs).len() >= 10).then(|| evs.to_vec())
     })
     .await;
-    let want: Vec<(EventKind, String)> = (0..5)
-        .flat_map(|i| {
-            [
-                (EventKind::CallStart, format!("c-{i}")),
-                (EventKind::CallEnd, format!("c-{i}")),
-            ]
-        })
-        .collect();
+    let want = starts_and_ends("c", 5);
     assert_eq!(call_events(&evs), want, "once each, in order");
     let mut ids: Vec<&str> = evs.iter().map(|e| e.id.as_str()).collect();
     ids.sort();
@@ -329,14 +334,7 @@ async fn kill_9_with_a_backlog_and_no_stream_loses_nothing() {
         (call_events(evs).len() >= 6).then(|| evs.to_vec())
     })
     .await;
-    let want: Vec<(EventKind, String)> = (0..3)
-        .flat_map(|i| {
-            [
-                (EventKind::CallStart, format!("k-{i}")),
-                (EventKind::CallEnd, format!("k-{i}")),
-            ]
-        })
-        .collect();
+    let want = starts_and_ends("k", 3);
     assert_eq!(call_events(&evs), want);
 }
 
@@ -714,14 +712,7 @@ async fn sigterm_with_a_backlog_drains_it_then_exits_0_and_nothing_comes_twice()
     let status = d.terminate(DEADLINE).await;
     assert!(status.success(), "exit {status:?}; log:\n{}", d.log());
     assert_eq!(pending_files(&s), 0, "backlog emptied before the exit");
-    let want: Vec<(EventKind, String)> = (0..50)
-        .flat_map(|i| {
-            [
-                (EventKind::CallStart, format!("t-{i}")),
-                (EventKind::CallEnd, format!("t-{i}")),
-            ]
-        })
-        .collect();
+    let want = starts_and_ends("t", 50);
     let evs = events(&mut stream).await;
     assert_eq!(call_events(&evs), want, "each once, in order");
     drop(conn);
@@ -780,14 +771,7 @@ async fn sigterm_with_the_server_down_exits_0_and_the_backlog_goes_after_restart
         (call_events(evs).len() >= 10).then(|| evs.to_vec())
     })
     .await;
-    let want: Vec<(EventKind, String)> = (0..5)
-        .flat_map(|i| {
-            [
-                (EventKind::CallStart, format!("u-{i}")),
-                (EventKind::CallEnd, format!("u-{i}")),
-            ]
-        })
-        .collect();
+    let want = starts_and_ends("u", 5);
     assert_eq!(call_events(&evs), want, "once each, in order");
     wait_until("an empty backlog", || pending_files(&s) == 0).await;
 }
