@@ -15,9 +15,10 @@
 //!   `fdatasync`, and only then lets the publisher see those events ("on disk before the first
 //!   attempt"). A flood of events costs one fsync per batch, not several per event.
 //! - **Receipts without fsync.** The server acknowledges strictly in order, so one number says
-//!   what was taken. It is written without fsync: after a power cut the last few events may be
-//!   sent again, with the same `Nats-Msg-Id`, and the server drops them (two-hour window), as
-//!   does the floor's store (unique event ids). A process crash (`kill -9`) loses nothing.
+//!   what was taken. It is written without fsync, with the next group commit (or at most
+//!   `ACKED_SPACING` later when no events come): after a crash or a power cut the last few
+//!   events may be sent again, with the same `Nats-Msg-Id`, and the server drops them
+//!   (two-hour window), as does the floor's store (unique event ids). Nothing is lost.
 //! - **Order.** Sequence numbers only grow, also across restarts; the publisher takes the
 //!   events oldest first.
 //! - **Bound.** Past `floor.max_backlog_mb` the oldest heartbeats are dropped (they only say
@@ -64,7 +65,13 @@ const SEGMENT_BYTES: u64 = 4 << 20;
 /// one `fdatasync` per spacing instead of one per wake-up of the writer (each costs as much CPU
 /// as publishing dozens of events), and a single event after a quiet spell is still written at
 /// once. It only delays when an event becomes durable: nothing is sent before it is on disk.
-const SYNC_SPACING: std::time::Duration = std::time::Duration::from_millis(5);
+const SYNC_SPACING: std::time::Duration = std::time::Duration::from_millis(10);
+
+/// Longest time the `acked` file lags behind the server's acknowledgements when no events are
+/// being written (it is written with every group commit otherwise). Nothing depends on it being
+/// fresh: after a crash, events it does not cover yet are sent again with their ids and
+/// dropped as duplicates.
+const ACKED_SPACING: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// Why the backlog could not do what was asked.
 #[derive(Debug, thiserror::Error)]
@@ -125,16 +132,6 @@ fn json_bytes(raw: Box<RawValue>) -> Bytes {
     Bytes::from(Box::<str>::from(raw).into_boxed_bytes())
 }
 
-/// One line of a segment, as written.
-#[derive(Serialize)]
-struct LineOut<'a> {
-    seq: u64,
-    queued_at: &'a DateTime<FixedOffset>,
-    kind: EventKind,
-    subject: &'a str,
-    id: &'a str,
-}
-
 /// One line of a segment, as read back.
 #[derive(Deserialize)]
 struct LineIn {
@@ -147,19 +144,21 @@ struct LineIn {
 }
 
 fn encode_line(out: &mut Vec<u8>, p: &Pending) {
-    let line = LineOut {
-        seq: p.seq,
-        queued_at: &p.queued_at,
-        kind: p.kind,
-        subject: &p.subject,
-        id: &p.id,
-    };
-    // Strings and numbers: writing to a Vec cannot fail. The event is already JSON: it goes in
-    // as it is, last, instead of through the encoder again.
-    let _ = serde_json::to_writer(&mut *out, &line);
-    if out.last() == Some(&b'}') {
-        out.pop();
-    }
+    use std::io::Write as _;
+    // The fields of `LineIn`, written directly (one line per event of a flood). Strings and
+    // numbers: writing to a Vec cannot fail. The event is already JSON: it goes in as it is,
+    // last, instead of through the encoder again.
+    let _ = write!(
+        out,
+        "{{\"seq\":{},\"queued_at\":\"{}\",\"kind\":\"{}\",\"subject\":",
+        p.seq,
+        p.queued_at
+            .to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
+        p.kind.as_str()
+    );
+    let _ = serde_json::to_writer(&mut *out, &p.subject);
+    out.extend_from_slice(b",\"id\":");
+    let _ = serde_json::to_writer(&mut *out, &p.id);
     out.extend_from_slice(b",\"event\":");
     out.extend_from_slice(&p.event);
     out.extend_from_slice(b"}\n");
@@ -319,12 +318,24 @@ impl Backlog {
     /// bound. An error says the event will be sent but is not safe on disk (or the backlog is
     /// closed).
     pub fn push(&self, subject: String, event: FloorEvent) -> Result<(), BacklogError> {
+        self.push_at(subject, event, now())
+    }
+
+    /// [`Backlog::push`], queued at `queued_at` (a caller that has just read the clock saves
+    /// reading it again for every event).
+    pub fn push_at(
+        &self,
+        subject: String,
+        event: FloorEvent,
+        queued_at: DateTime<FixedOffset>,
+    ) -> Result<(), BacklogError> {
         let json = Bytes::from(
-            serde_json::to_vec(&event).map_err(|e| BacklogError::Encode(e.to_string()))?,
+            event
+                .encode()
+                .map_err(|e| BacklogError::Encode(e.to_string()))?,
         );
         let kind = event.kind();
         let id = event.id;
-        let queued_at = now();
         let mut ix = self.shared.lock();
         if ix.closing {
             return Err(BacklogError::Closed);
@@ -429,11 +440,7 @@ impl Backlog {
             }
         }
         ix.acked_through = ix.acked_through.max(seq);
-        let wake = ix.writer_idle;
-        drop(ix);
-        if wake {
-            self.shared.work.notify_one();
-        }
+        // No wake: the writer records it with its next commit or within ACKED_SPACING.
     }
 
     /// The highest sequence number the server acknowledged.
@@ -765,13 +772,21 @@ fn write_loop(shared: &Shared, mut files: Files) {
     let mut last_sync: Option<std::time::Instant> = None;
     loop {
         let mut ix = shared.lock();
-        while ix.unwritten.is_empty()
-            && !ix.compact
-            && ix.acked_through == files.acked_written
-            && !ix.closing
-        {
+        while ix.unwritten.is_empty() && !ix.compact && !ix.closing {
             ix.writer_idle = true;
-            ix = shared.work.wait(ix).unwrap_or_else(|p| p.into_inner());
+            if ix.acked_through == files.acked_written {
+                ix = shared.work.wait(ix).unwrap_or_else(|p| p.into_inner());
+            } else {
+                let (guard, waited) = shared
+                    .work
+                    .wait_timeout(ix, ACKED_SPACING)
+                    .unwrap_or_else(|p| p.into_inner());
+                ix = guard;
+                if waited.timed_out() {
+                    ix.writer_idle = false;
+                    break;
+                }
+            }
             ix.writer_idle = false;
         }
         if !ix.unwritten.is_empty()

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use async_nats::jetstream;
 use async_nats::{ConnectOptions, HeaderMap};
+use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 
 use super::config::{FloorAuth, FloorConfig};
@@ -24,32 +25,80 @@ pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 /// How long the connection attempt of a one-shot check (doctor, verify) may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The wait for one publish's PubAck: `Ok(duplicate)` once the server has stored it (or had it
-/// already), an error when it refused or did not answer within [`ACK_TIMEOUT`].
-pub struct AckWait {
-    inner: std::pin::Pin<
-        Box<
-            dyn Future<
-                    Output = Result<
-                        jetstream::publish::PublishAck,
-                        jetstream::context::PublishError,
-                    >,
-                > + Send,
-        >,
-    >,
+/// The server's PubAcks for [`Link::send`], on an inbox of this connection's own: each
+/// publish carries its backlog sequence number as the last token of its reply subject, so one
+/// subscription takes every acknowledgement, with no reply inbox, channel or timer per publish
+/// (a flood publishes thousands of events a second).
+pub struct Acks {
+    sub: async_nats::Subscriber,
+    prefix: String,
 }
 
-impl Future for AckWait {
-    type Output = Result<bool, LinkError>;
+/// One acknowledgement: the event's sequence number and `Ok(duplicate)` once the server has
+/// stored it (or had it already), or why it refused.
+pub type Acked = (u64, Result<bool, LinkError>);
 
-    fn poll(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Self::Output> {
-        self.inner
-            .as_mut()
-            .poll(cx)
-            .map(|r| r.map(|ack| ack.duplicate).map_err(map_publish))
+impl Acks {
+    /// The next acknowledgement; `None` once the connection is closed for good.
+    pub async fn next(&mut self) -> Option<Acked> {
+        loop {
+            let m = self.sub.next().await?;
+            if let Some(a) = self.read(&m) {
+                return Some(a);
+            }
+        }
+    }
+
+    /// An acknowledgement that is already in, without waiting.
+    pub fn ready(&mut self) -> Option<Acked> {
+        loop {
+            let m = futures_util::FutureExt::now_or_never(self.sub.next())??;
+            if let Some(a) = self.read(&m) {
+                return Some(a);
+            }
+        }
+    }
+
+    /// The reply subject of the event `seq`.
+    fn reply(&self, seq: u64) -> String {
+        format!("{}.{seq}", self.prefix)
+    }
+
+    fn read(&self, m: &async_nats::Message) -> Option<Acked> {
+        let seq = m
+            .subject
+            .as_str()
+            .strip_prefix(self.prefix.as_str())?
+            .strip_prefix('.')?
+            .parse()
+            .ok()?;
+        Some((seq, ack_result(m)))
+    }
+}
+
+/// What a PubAck (or the server's "no responders" status) says.
+fn ack_result(m: &async_nats::Message) -> Result<bool, LinkError> {
+    if m.status == Some(async_nats::StatusCode::NO_RESPONDERS) {
+        return Err(LinkError::NoStream);
+    }
+    #[derive(Deserialize)]
+    struct PubAck {
+        #[serde(default)]
+        duplicate: bool,
+        error: Option<jetstream::Error>,
+    }
+    match serde_json::from_slice::<PubAck>(&m.payload) {
+        Ok(PubAck {
+            error: None,
+            duplicate,
+        }) => Ok(duplicate),
+        Ok(PubAck { error: Some(e), .. })
+            if e.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND =>
+        {
+            Err(LinkError::NoStream)
+        }
+        Ok(PubAck { error: Some(e), .. }) => Err(LinkError::Other(e.to_string())),
+        Err(e) => Err(LinkError::Other(format!("unreadable PubAck: {e}"))),
     }
 }
 
@@ -227,34 +276,60 @@ impl Link {
         id: &str,
         payload: impl Into<bytes::Bytes>,
     ) -> Result<bool, LinkError> {
-        self.send(subject, id, payload.into()).await?.await
+        let mut headers = HeaderMap::new();
+        headers.insert(async_nats::header::NATS_MESSAGE_ID, id);
+        let ack = tokio::time::timeout(
+            ACK_TIMEOUT,
+            self.js
+                .publish_with_headers(subject, headers, payload.into()),
+        )
+        .await
+        .map_err(|_| LinkError::Timeout(ACK_TIMEOUT))?
+        .map_err(map_publish)?;
+        ack.await.map(|a| a.duplicate).map_err(map_publish)
     }
 
-    /// Hands `payload` to the connection (with `id` as `Nats-Msg-Id`) and returns the wait for
-    /// its PubAck, so that several publishes can be on their way at once; the server
-    /// acknowledges them in the order they were sent. Handing over and the wait each end after
-    /// at most [`ACK_TIMEOUT`].
+    /// A subscription for the PubAcks of [`Link::send`] (one per publisher run: acks of an
+    /// earlier run never reach it).
+    pub async fn acks(&self) -> Result<Acks, LinkError> {
+        let prefix = format!("{}.pub", self.client.new_inbox());
+        let sub = self
+            .client
+            .subscribe(format!("{prefix}.*"))
+            .await
+            .map_err(|e| LinkError::Other(e.to_string()))?;
+        Ok(Acks { sub, prefix })
+    }
+
+    /// Hands `payload` to the connection (with `id` as `Nats-Msg-Id`); its PubAck comes in on
+    /// `acks` with `seq`. Several publishes can be on their way at once: the server stores and
+    /// acknowledges them in the order they were sent. Handing over ends after at most
+    /// [`ACK_TIMEOUT`] (it only waits when the connection's queue is full).
     pub async fn send(
         &self,
+        acks: &Acks,
+        seq: u64,
         subject: String,
         id: &str,
         payload: bytes::Bytes,
-    ) -> Result<AckWait, LinkError> {
+    ) -> Result<(), LinkError> {
         let mut headers = HeaderMap::new();
-        headers.insert(contract::MSG_ID_HEADER, id);
-        let mut sent = std::pin::pin!(self.js.publish_with_headers(subject, headers, payload));
+        headers.insert(async_nats::header::NATS_MESSAGE_ID, id);
+        let mut sent = std::pin::pin!(self.client.publish_with_reply_and_headers(
+            subject,
+            acks.reply(seq),
+            headers,
+            payload
+        ));
         // Handing over is immediate unless the connection's queue is full: only then is a
-        // timer worth its cost (a flood publishes thousands of events a second).
+        // timer worth its cost.
         let handed = match futures_util::FutureExt::now_or_never(sent.as_mut()) {
             Some(r) => r,
             None => tokio::time::timeout(ACK_TIMEOUT, sent)
                 .await
                 .map_err(|_| LinkError::Timeout(ACK_TIMEOUT))?,
         };
-        let ack = handed.map_err(map_publish)?;
-        Ok(AckWait {
-            inner: std::future::IntoFuture::into_future(ack),
-        })
+        handed.map_err(|e| LinkError::Other(e.to_string()))
     }
 
     /// Whether the `CALLGUARD` stream exists (`Err(NoStream)` when the server says it does not).

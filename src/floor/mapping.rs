@@ -59,6 +59,9 @@ struct OpenCall {
 #[derive(Debug)]
 pub struct Mapper {
     id: Identity,
+    /// The subject of each kind, in [`contract::ALL_KINDS`]'s order (built once: every event
+    /// needs one).
+    subjects: Vec<String>,
     calls: HashMap<String, OpenCall>,
     pbx: PbxState,
     pbx_detail: String,
@@ -67,8 +70,13 @@ pub struct Mapper {
 impl Mapper {
     /// A mapper for this workstation.
     pub fn new(id: Identity) -> Mapper {
+        let subjects = contract::ALL_KINDS
+            .iter()
+            .map(|k| contract::event_subject(&id.site, &id.agent, *k))
+            .collect();
         Mapper {
             id,
+            subjects,
             calls: HashMap::new(),
             pbx: PbxState::Unknown,
             pbx_detail: String::new(),
@@ -78,6 +86,15 @@ impl Mapper {
     /// The identity.
     pub fn identity(&self) -> &Identity {
         &self.id
+    }
+
+    /// The subject of `ev`: [`Identity::subject`], without building it again.
+    pub fn subject(&self, ev: &FloorEvent) -> String {
+        let kind = ev.kind();
+        match contract::ALL_KINDS.iter().position(|k| *k == kind) {
+            Some(i) => self.subjects[i].clone(),
+            None => self.id.subject(ev),
+        }
     }
 
     /// Calls open now.

@@ -1,22 +1,24 @@
 //! The floor publisher: sends the backlog strictly oldest first, each event with its id as
 //! `Nats-Msg-Id`, and confirms events only as the server's PubAcks come in. Up to [`WINDOW`]
 //! events are on their way at once (the server stores and acknowledges them in the order they
-//! were sent), so a flood costs a few socket writes and reads, not a round trip per event.
+//! were sent), so a flood costs a few socket writes and reads, not a round trip per event. The
+//! acknowledgements come in on one subscription ([`Acks`]), each naming its event.
 //!
-//! When an acknowledgement does not come (no connection, no stream, a timeout), everything not
-//! confirmed yet is sent again from the first unconfirmed event, after a short backoff and one
-//! event at a time until the server takes one: a call's events reach the floor in order and,
-//! thanks to the server's dedupe by id, once.
+//! When an acknowledgement does not come (no connection, no stream, nothing within
+//! [`ACK_TIMEOUT`]), everything not confirmed yet is sent again from the first unconfirmed
+//! event, after a short backoff and one event at a time until the server takes one: a call's
+//! events reach the floor in order and, thanks to the server's dedupe by id, once.
 
+use std::collections::VecDeque;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use std::collections::VecDeque;
-
+use tokio::time::{Instant, Sleep};
 use tokio_util::sync::CancellationToken;
 
 use super::backlog::Backlog;
-use super::link::{AckWait, Link, LinkError};
+use super::link::{ACK_TIMEOUT, Acked, Acks, Link, LinkError};
 use super::state::{FloorState, StreamState};
 
 /// First pause after a failed publish.
@@ -57,14 +59,15 @@ pub async fn run(
     stop: CancellationToken,
 ) {
     let mut p = Publisher {
+        sent_through: backlog.acked_through(),
         backlog,
         link,
         state,
         failures: 0,
-        sent_through: 0,
+        acks: None,
         inflight: VecDeque::new(),
+        timer: Box::pin(tokio::time::sleep(ACK_TIMEOUT)),
     };
-    p.sent_through = p.backlog.acked_through();
     tokio::select! {
         _ = p.publish_until(&stop) => {}
         _ = stop.cancelled() => {}
@@ -75,6 +78,13 @@ pub async fn run(
     let _ = tokio::time::timeout(DRAIN_AT_STOP, p.drain()).await;
 }
 
+/// An event sent and not acknowledged yet.
+struct InFlight {
+    seq: u64,
+    sent: Instant,
+    acked: bool,
+}
+
 struct Publisher {
     backlog: Arc<Backlog>,
     link: Link,
@@ -82,34 +92,22 @@ struct Publisher {
     failures: u32,
     /// The newest event handed to the connection in this round.
     sent_through: u64,
-    /// Sent and not acknowledged yet, oldest first (the server acknowledges in order).
-    inflight: VecDeque<(u64, AckWait)>,
+    /// Where the acknowledgements come in (subscribed at the first send).
+    acks: Option<Acks>,
+    /// Sent and not confirmed yet, oldest first.
+    inflight: VecDeque<InFlight>,
+    /// Fires at the latest when the oldest event in flight has waited [`ACK_TIMEOUT`] (one timer
+    /// for all of them, moved only when it fires or the window was empty).
+    timer: Pin<Box<Sleep>>,
 }
 
 impl Publisher {
     /// Never returns before `stop` (the caller's select ends it).
     async fn publish_until(&mut self, stop: &CancellationToken) {
         loop {
-            if let Err(e) = self.top_up().await {
+            if let Err(e) = self.step().await {
                 self.failed(e);
                 pause(self.failures, stop).await;
-                continue;
-            }
-            if self.inflight.is_empty() {
-                self.backlog.changed().await;
-                continue;
-            }
-            let more_room = self.inflight.len() < self.window();
-            tokio::select! {
-                r = next_ack(&mut self.inflight) => {
-                    if let Some((seq, r)) = r
-                        && let Err(e) = self.settle(seq, r)
-                    {
-                        self.failed(e);
-                        pause(self.failures, stop).await;
-                    }
-                }
-                _ = self.backlog.changed(), if more_room => {}
             }
         }
     }
@@ -119,29 +117,35 @@ impl Publisher {
     async fn drain(&mut self) {
         self.failures = 0;
         loop {
-            if let Err(e) = self.top_up().await {
+            if self.inflight.is_empty() && self.backlog.stats().events == 0 {
+                return;
+            }
+            if let Err(e) = self.step().await {
                 self.failed(e);
                 return;
             }
-            if self.inflight.is_empty() {
-                if self.backlog.stats().events == 0 {
-                    return;
+        }
+    }
+
+    /// Sends what the window allows, then waits for acknowledgements, the oldest event's
+    /// timeout, or events newly on disk (events still on their way to the disk included).
+    async fn step(&mut self) -> Result<(), LinkError> {
+        self.top_up().await?;
+        let more_room = self.inflight.len() < self.window();
+        let (Some(acks), false) = (self.acks.as_mut(), self.inflight.is_empty()) else {
+            self.backlog.changed().await;
+            return Ok(());
+        };
+        tokio::select! {
+            a = acks.next() => match a {
+                Some(a) => self.settle(a),
+                None => {
+                    self.acks = None;
+                    Err(LinkError::Other("the connection to the floor bus is closed".into()))
                 }
-                // Events still on their way to the disk.
-                self.backlog.changed().await;
-                continue;
-            }
-            tokio::select! {
-                r = next_ack(&mut self.inflight) => {
-                    if let Some((seq, r)) = r
-                        && let Err(e) = self.settle(seq, r)
-                    {
-                        self.failed(e);
-                        return;
-                    }
-                }
-                _ = self.backlog.changed(), if self.inflight.len() < WINDOW => {}
-            }
+            },
+            _ = self.timer.as_mut() => self.check_timeout(),
+            _ = self.backlog.changed(), if more_room => Ok(()),
         }
     }
 
@@ -157,52 +161,91 @@ impl Publisher {
         if room == 0 {
             return Ok(());
         }
-        for rec in self.backlog.durable_after(self.sent_through, room) {
-            let ack = self
-                .link
-                .send(rec.subject.clone(), &rec.id, rec.payload())
+        let recs = self.backlog.durable_after(self.sent_through, room);
+        if recs.is_empty() {
+            return Ok(());
+        }
+        if self.acks.is_none() {
+            self.acks = Some(self.link.acks().await?);
+        }
+        let Some(acks) = self.acks.as_ref() else {
+            return Ok(());
+        };
+        let sent = Instant::now();
+        if self.inflight.is_empty() {
+            self.timer.as_mut().reset(sent + ACK_TIMEOUT);
+        }
+        for rec in recs {
+            self.link
+                .send(acks, rec.seq, rec.subject.clone(), &rec.id, rec.payload())
                 .await?;
             self.sent_through = rec.seq;
-            self.inflight.push_back((rec.seq, ack));
+            self.inflight.push_back(InFlight {
+                seq: rec.seq,
+                sent,
+                acked: false,
+            });
         }
         Ok(())
     }
 
-    /// One acknowledgement, and every other one already in: confirmed together.
-    fn settle(&mut self, seq: u64, first: Result<bool, LinkError>) -> Result<(), LinkError> {
-        first?;
-        let mut through = seq;
-        let mut n = 1u64;
+    /// One acknowledgement, and every other one already in; what is acknowledged from the
+    /// oldest on is confirmed together. An acknowledgement of an event not in flight is one
+    /// sent before the last failure (same id): nothing to do.
+    fn settle(&mut self, first: Acked) -> Result<(), LinkError> {
+        let mut next = Some(first);
         let mut failure = None;
-        while let Some(r) = self
-            .inflight
-            .front_mut()
-            .and_then(|(_, ack)| futures_util::FutureExt::now_or_never(ack))
-        {
-            let Some((seq, _)) = self.inflight.pop_front() else {
-                break;
-            };
-            match r {
-                Ok(_) => {
-                    through = seq;
-                    n += 1;
-                }
-                Err(e) => {
-                    failure = Some(e);
-                    break;
+        while let Some((seq, r)) = next {
+            if let Ok(i) = self.inflight.binary_search_by_key(&seq, |f| f.seq) {
+                match r {
+                    Ok(_) => self.inflight[i].acked = true,
+                    Err(e) => {
+                        failure = Some(e);
+                        break;
+                    }
                 }
             }
+            next = self.acks.as_mut().and_then(Acks::ready);
         }
+        self.confirm();
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// Confirms the events acknowledged from the oldest on.
+    fn confirm(&mut self) {
+        let mut through = None;
+        let mut n = 0u64;
+        while self.inflight.front().is_some_and(|f| f.acked) {
+            through = self.inflight.pop_front().map(|f| f.seq);
+            n += 1;
+        }
+        let Some(through) = through else {
+            return;
+        };
         if self.failures > 0 || self.state.stream() != StreamState::Present {
             tracing::info!("the floor bus takes events again");
         }
         self.failures = 0;
         self.backlog.confirm_through(through);
         self.state.published_many(n, now());
-        match failure {
-            Some(e) => Err(e),
-            None => Ok(()),
+    }
+
+    /// The timer fired: a timeout if the oldest event in flight has waited too long, else the
+    /// timer moves to its deadline.
+    fn check_timeout(&mut self) -> Result<(), LinkError> {
+        let Some(front) = self.inflight.front() else {
+            self.timer.as_mut().reset(Instant::now() + ACK_TIMEOUT);
+            return Ok(());
+        };
+        let deadline = front.sent + ACK_TIMEOUT;
+        if deadline <= Instant::now() {
+            return Err(LinkError::Timeout(ACK_TIMEOUT));
         }
+        self.timer.as_mut().reset(deadline);
+        Ok(())
     }
 
     /// An attempt failed: everything not confirmed is sent again, from the oldest.
@@ -230,18 +273,6 @@ impl Publisher {
 }
 
 /// The backoff after `failures` failures; a stop ends it at once (the drain tries again).
-/// The oldest acknowledgement, once it is in (pending while nothing is in flight).
-async fn next_ack(
-    inflight: &mut VecDeque<(u64, AckWait)>,
-) -> Option<(u64, Result<bool, LinkError>)> {
-    let r = std::future::poll_fn(|cx| match inflight.front_mut() {
-        Some((_, ack)) => std::pin::Pin::new(ack).poll(cx),
-        None => std::task::Poll::Pending,
-    })
-    .await;
-    inflight.pop_front().map(|(seq, _)| (seq, r))
-}
-
 async fn pause(failures: u32, stop: &CancellationToken) {
     tokio::select! {
         _ = stop.cancelled() => {}

@@ -135,7 +135,7 @@ impl FloorSink {
             backlog.stats().events,
             up_since,
         );
-        if let Err(e) = backlog.push(mapper.identity().subject(&first), first) {
+        if let Err(e) = backlog.push(mapper.subject(&first), first) {
             tracing::warn!(error = %e, "cannot queue a floor event");
         }
         let mut heartbeat = tokio::time::interval_at(
@@ -157,13 +157,14 @@ impl FloorSink {
                         self.ask_history(&link, &mapper, call, &ctx);
                     }
                     pings.note(&a);
-                    let mut evs = mapper.map(&a, now());
+                    let at = now();
+                    let mut evs = mapper.map(&a, at);
                     if let Action::CallEnded { .. } = &a {
                         evs.extend(pings.settled(&mapper));
                     }
                     for ev in evs {
-                        let subject = mapper.identity().subject(&ev);
-                        if let Err(e) = backlog.push(subject, ev) {
+                        let subject = mapper.subject(&ev);
+                        if let Err(e) = backlog.push_at(subject, ev, at) {
                             tracing::error!(error = %e, "cannot queue a floor event on disk");
                             self.state.error(e.to_string());
                         }
@@ -176,7 +177,7 @@ impl FloorSink {
                 _ = heartbeat.tick() => {
                     let hb = mapper.heartbeat(now(), self.floor.heartbeat, backlog.stats().events, up_since);
                     for ev in std::iter::once(hb).chain(pings.settled(&mapper)) {
-                        let subject = mapper.identity().subject(&ev);
+                        let subject = mapper.subject(&ev);
                         if let Err(e) = backlog.push(subject, ev) {
                             tracing::warn!(error = %e, "cannot queue a floor event");
                         }
@@ -555,7 +556,7 @@ pub async fn checks(
     let hb = mapper.heartbeat(now(), floor.heartbeat, stats.events, now());
     let started = std::time::Instant::now();
     match link
-        .publish(mapper.identity().subject(&hb), &hb.id, hb.to_json())
+        .publish(mapper.subject(&hb), &hb.id, hb.to_json())
         .await
     {
         Ok(_) => rows.push(Check::pass(
