@@ -1,13 +1,28 @@
 //! The floor bus, measured against a real `nats-server` (JetStream, loopback, temp store):
 //!
-//! 1. daemon CPU for the same ingest flood (generic protocol: calls with start, media frames,
-//!    end) with the floor publisher off and on, in the same run: the ratio;
+//! 1. daemon CPU (user + system, from /proc) for the same ingest flood with the floor publisher
+//!    off and on, in the same run (off, on, off, on, …: best of each): the ratio. Three floods,
+//!    each through the real `callguard run` (no recordings, no sound, warnings-only log):
+//!    - the generic protocol, densest: calls of start, 20 media frames, end;
+//!    - the generic protocol, calls of a realistic minute: start, 3,000 media frames, end;
+//!    - a real Asterisk's ARI event stream: the daemon in ARI mode against the fake Asterisk of
+//!      the tests, each call the 93 events of the Asterisk 22.10.1 capture of a bridged call
+//!      (`ari-observed-bridged.jsonl`; most are events callguard ignores: ChannelVarset,
+//!      ChannelDialplan, DeviceStateChanged, …), renumbered so that every call is a call of its
+//!      own. The daemon follows one channel of each (the agent's), so the floor gets two events
+//!      per call: its start and its end.
+//!
+//!    Every message is encoded before the count starts and written in batches of 64. With the
+//!    floor on, a run ends once the stream holds each call's start and end (exactly once) and
+//!    the daemon's CPU has stopped growing;
 //! 2. publish latency for 10,000 events: the server's PubAck round trip alone, and the whole
 //!    path (written to the durable backlog → published → seen by a subscriber);
 //! 3. backlog drain rate: 10,000 events queued while the server is away, then drained.
 //!
-//! Run: `cargo bench --bench floor_bus` (`FLOOD_CALLS`, `FLOOD_LONG_CALLS`, `FLOOD_ROUNDS`,
-//! `LATENCY_EVENTS`, `DRAIN_EVENTS` to change).
+//! Run: `cargo bench --bench floor_bus`. Environment: `FLOOD_CALLS` (densest flood, 10,000
+//! calls), `FLOOD_LONG_CALLS` (minute-long calls, 200), `FLOOD_ARI_CALLS` (ARI calls, 3,000),
+//! `FLOOD_ROUNDS` (off/on rounds of each flood, 3), `LATENCY_EVENTS` (10,000), `DRAIN_EVENTS`
+//! (10,000).
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -23,6 +38,10 @@ use callguard::floor::state::FloorState;
 use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
+
+#[allow(dead_code)]
+#[path = "../tests/common/ari.rs"]
+mod ari;
 
 fn env_n(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -151,62 +170,152 @@ fn cpu_secs(pid: u32) -> f64 {
     (f[11].parse::<f64>().unwrap_or(0.0) + f[12].parse::<f64>().unwrap_or(0.0)) / ticks
 }
 
-/// Runs the daemon through the flood; returns its CPU seconds for it. `round` keeps call ids
-/// unique across rounds: events are identified by the PBX's call id, so a call id used again
-/// within the stream's duplicate window would be dropped by the server as a duplicate.
-async fn flood_cpu(calls: usize, frames: u64, floor_url: Option<&str>, round: usize) -> f64 {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+/// Subjects of the call events (start and end) of every workstation of the bench's site.
+const CALL_SUBJECTS: &str = "callguard.v1.bench.*.call.>";
+
+/// Call events in the stream so far (heartbeats, which come when they will, left out).
+async fn call_events(stream: &jetstream::stream::Stream) -> u64 {
+    let mut subjects = stream
+        .info_with_subjects(CALL_SUBJECTS)
         .await
-        .expect("bind");
-    let url = format!("ws://{}/", listener.local_addr().expect("addr"));
-    let dir = tempfile::tempdir().expect("tempdir");
-    let config = dir.path().join("callguard.toml");
-    let mut text = format!(
-        "[pbx]\nurl = \"{url}\"\n[agent]\nextension = \"1001\"\n[prompt]\nlocal = false\n\
-         [state]\ndir = \"{0}/state\"\n[evidence]\ndir = \"{0}/evidence\"\nsource = \"off\"\n\
-         [control]\nsocket = \"{0}/control.sock\"\n[log]\nlevel = \"warn\"\n",
-        dir.path().display()
-    );
-    if let Some(u) = floor_url {
-        text.push_str(&format!(
-            "[floor]\nnats_url = \"{u}\"\nsite = \"bench\"\nshow_history = false\n"
-        ));
+        .expect("stream info");
+    let mut n = 0;
+    while let Some(s) = subjects.next().await {
+        n += s.expect("subject counts").1 as u64;
     }
-    std::fs::write(&config, text).expect("config");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_callguard"))
-        .args(["run", "--config"])
-        .arg(&config)
-        .env_remove("CALLGUARD_CONFIG")
-        .env("DBUS_SESSION_BUS_ADDRESS", "unix:path=/nonexistent")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn callguard");
-    let (stream, _) = listener.accept().await.expect("daemon connects");
-    let mut ws = tokio_tungstenite::accept_async(stream)
-        .await
-        .expect("websocket");
-    // Let start-up settle before counting.
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let pid = child.id();
-    // With the floor on, the flood is done only when every call's start and end is in the stream
-    // (the daemon's CPU can stand still while it waits for the disk or the server).
-    let mut stream = match floor_url {
-        Some(u) => Some(
-            jetstream::new(async_nats::connect(u).await.expect("connect"))
-                .get_stream(contract::STREAM)
-                .await
-                .expect("stream"),
-        ),
-        None => None,
-    };
-    let before = match stream.as_mut() {
-        Some(s) => s.info().await.expect("info").state.messages,
-        None => 0,
-    };
-    // Every frame is encoded before the count starts and written in batches, so the daemon
-    // sees the same arrival pattern with the floor off and on (one frame per write made its
-    // CPU depend on how this process happened to be scheduled).
+    n
+}
+
+/// Writes every message in batches of 64 (`feed` them, then one `flush`).
+async fn send_batches<S>(ws: &mut S, messages: &[Message])
+where
+    S: futures_util::Sink<Message> + Unpin,
+    S::Error: std::fmt::Debug,
+{
+    for batch in messages.chunks(64) {
+        for m in batch {
+            ws.feed(m.clone()).await.expect("send");
+        }
+        ws.flush().await.expect("flush");
+    }
+}
+
+/// The real `callguard run` of one flood run, killed when dropped.
+struct FloodDaemon {
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for FloodDaemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl FloodDaemon {
+    /// Starts it in `dir` with `pbx` (its `[pbx]` and `[agent]` tables) and, with `floor_url`,
+    /// the floor publisher. The rest as on a quiet workstation: no recordings, no sound, no
+    /// desktop bus, only warnings logged.
+    fn start(dir: tempfile::TempDir, pbx: &str, floor_url: Option<&str>) -> FloodDaemon {
+        let config = dir.path().join("callguard.toml");
+        let mut text = format!(
+            "{pbx}[prompt]\nlocal = false\n\
+             [state]\ndir = \"{0}/state\"\n[evidence]\ndir = \"{0}/evidence\"\nsource = \"off\"\n\
+             [control]\nsocket = \"{0}/control.sock\"\n[log]\nlevel = \"warn\"\n",
+            dir.path().display()
+        );
+        if let Some(u) = floor_url {
+            text.push_str(&format!(
+                "[floor]\nnats_url = \"{u}\"\nsite = \"bench\"\nshow_history = false\n"
+            ));
+        }
+        std::fs::write(&config, text).expect("config");
+        let child = Command::new(env!("CARGO_BIN_EXE_callguard"))
+            .args(["run", "--config"])
+            .arg(&config)
+            .env_remove("CALLGUARD_CONFIG")
+            .env("DBUS_SESSION_BUS_ADDRESS", "unix:path=/nonexistent")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn callguard");
+        FloodDaemon { child, _dir: dir }
+    }
+
+    /// Sends the flood (`messages`, encoded beforehand so that only the daemon's work is
+    /// counted) on its PBX connection `ws`; returns the daemon's CPU seconds for it. With the
+    /// floor on, the flood is done only when the stream holds `call_events` more call events
+    /// (the daemon's CPU can stand still while it waits for the disk or the server), and then
+    /// it must hold exactly that many more.
+    async fn flood<S>(
+        &self,
+        ws: &mut S,
+        messages: &[Message],
+        floor_url: Option<&str>,
+        call_events: u64,
+    ) -> f64
+    where
+        S: futures_util::Sink<Message> + Unpin,
+        S::Error: std::fmt::Debug,
+    {
+        // Let start-up settle before counting.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let pid = self.child.id();
+        let stream = match floor_url {
+            Some(u) => Some(
+                jetstream::new(async_nats::connect(u).await.expect("connect"))
+                    .get_stream(contract::STREAM)
+                    .await
+                    .expect("stream"),
+            ),
+            None => None,
+        };
+        let before = match &stream {
+            Some(s) => self::call_events(s).await,
+            None => 0,
+        };
+        // The same arrival pattern with the floor off and on (one message per write made the
+        // daemon's CPU depend on how this process happened to be scheduled).
+        let cpu0 = cpu_secs(pid);
+        send_batches(ws, messages).await;
+        if let Some(s) = &stream {
+            let deadline = Instant::now() + Duration::from_secs(600);
+            while self::call_events(s).await < before + call_events {
+                assert!(
+                    Instant::now() < deadline,
+                    "the floor did not get every call's start and end within 10 minutes"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        // Wait until the daemon has worked through the flood: its CPU time stops growing.
+        let mut last = cpu_secs(pid);
+        loop {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let now = cpu_secs(pid);
+            if now - last < 0.005 {
+                break;
+            }
+            last = now;
+        }
+        let cpu = cpu_secs(pid) - cpu0;
+        if let Some(s) = &stream {
+            let got = self::call_events(s).await - before;
+            assert_eq!(
+                got, call_events,
+                "call events the floor got for this flood (every call's start and end, once)"
+            );
+        }
+        cpu
+    }
+}
+
+/// Runs the daemon through a flood of the generic protocol: `calls` calls of start, `frames`
+/// media frames, end. Returns its CPU seconds for it. `round` keeps call ids unique across
+/// rounds: events are identified by the PBX's call id, so a call id used again within the
+/// stream's duplicate window would be dropped by the server as a duplicate.
+async fn flood_cpu(calls: usize, frames: u64, floor_url: Option<&str>, round: usize) -> f64 {
     let payload = base64_silence();
     let mut messages = Vec::with_capacity(calls * (frames as usize + 3));
     for i in 0..calls {
@@ -223,39 +332,128 @@ async fn flood_cpu(calls: usize, frames: u64, floor_url: Option<&str>, round: us
         .into_iter()
         .map(|m| Message::text(m.to_string()))
         .collect();
-    let cpu0 = cpu_secs(pid);
-    for batch in messages.chunks(64) {
-        for m in batch {
-            ws.feed(m.clone()).await.expect("send");
-        }
-        ws.flush().await.expect("flush");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("ws://{}/", listener.local_addr().expect("addr"));
+    let pbx = format!("[pbx]\nurl = \"{url}\"\n[agent]\nextension = \"1001\"\n");
+    let daemon = FloodDaemon::start(tempfile::tempdir().expect("tempdir"), &pbx, floor_url);
+    let (stream, _) = listener.accept().await.expect("daemon connects");
+    let mut ws = tokio_tungstenite::accept_async(stream)
+        .await
+        .expect("websocket");
+    daemon
+        .flood(&mut ws, &messages, floor_url, 2 * calls as u64)
+        .await
+}
+
+/// The real Asterisk 22.10.1 capture of one bridged call (`tests/fixtures/asterisk-22.10.1/`).
+const ARI_CAPTURE: &str = "ari-observed-bridged.jsonl";
+/// The capture's Asterisk unique ids are `<epoch>.<sequence>` with this epoch.
+const CAPTURE_EPOCH: u64 = 1795354434;
+/// Unique ids (channels) the capture's call uses: `….5` to `….8`.
+const CAPTURE_IDS_PER_CALL: u64 = 4;
+/// The capture's bridge id.
+const CAPTURE_BRIDGE: &str = "e2e0cfec-90ed-42a7-9ff4-98deff1f4b13";
+/// Counters in the capture's two Local channels' names (`Local/…-00000002;1`).
+const CAPTURE_LOCAL_COUNTERS: [u32; 2] = [2, 3];
+const ARI_USER: &str = "callguard";
+const ARI_PASSWORD: &str = "s3cret-ari";
+
+/// Call `k` of round `round`: the capture's lines with every id that makes the call itself
+/// renumbered as a real Asterisk would number its next calls (unique ids `<epoch>.<seq>` with
+/// the sequence going on, Local channel counters going on, a bridge id of its own), and the
+/// epoch moved on by `round`. The call's snoop and recording take their names from the agent
+/// channel's id, so they change with it. The floor identifies a call's events by the PBX's
+/// call id: a repeated one would be dropped by the server as a duplicate.
+fn ari_call(capture: &[String], round: usize, k: usize) -> Vec<String> {
+    let epoch = CAPTURE_EPOCH + round as u64;
+    let shift = CAPTURE_IDS_PER_CALL * k as u64;
+    let bridge = format!("e2e0cfec-90ed-42a7-{round:04x}-{k:012x}");
+    capture
+        .iter()
+        .map(|line| {
+            let mut line = renumber_unique_ids(line, epoch, shift).replace(CAPTURE_BRIDGE, &bridge);
+            for c in CAPTURE_LOCAL_COUNTERS {
+                let next = c as usize + CAPTURE_LOCAL_COUNTERS.len() * k;
+                line = line.replace(&format!("-{c:08x};"), &format!("-{next:08x};"));
+            }
+            line
+        })
+        .collect()
+}
+
+/// `line` with every `<CAPTURE_EPOCH>.<seq>` as `<epoch>.<seq + shift>`.
+fn renumber_unique_ids(line: &str, epoch: u64, shift: u64) -> String {
+    let from = format!("{CAPTURE_EPOCH}.");
+    let mut out = String::with_capacity(line.len() + 64);
+    let mut rest = line;
+    while let Some(at) = rest.find(&from) {
+        out.push_str(&rest[..at]);
+        rest = &rest[at + from.len()..];
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        let seq: u64 = rest[..digits]
+            .parse()
+            .expect("the capture's unique ids are <epoch>.<sequence>");
+        out.push_str(&format!("{epoch}.{}", seq + shift));
+        rest = &rest[digits..];
     }
-    ws.flush().await.expect("flush");
-    if let Some(s) = stream.as_mut() {
-        let deadline = Instant::now() + Duration::from_secs(600);
-        while s.info().await.expect("info").state.messages < before + 2 * calls as u64 {
-            assert!(
-                Instant::now() < deadline,
-                "the floor did not get every call's start and end within 10 minutes"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+    out.push_str(rest);
+    out
+}
+
+/// Runs the daemon, in ARI mode against the fake Asterisk of the tests, through `calls` calls
+/// of the real capture (each renumbered, see [`ari_call`]); returns its CPU seconds for it.
+async fn ari_flood_cpu(
+    calls: usize,
+    capture: &[String],
+    floor_url: Option<&str>,
+    round: usize,
+) -> f64 {
+    let messages: Vec<Message> = (0..calls)
+        .flat_map(|k| ari_call(capture, round, k))
+        .map(Message::text)
+        .collect();
+    let mut fake = ari::FakeAri::start(ARI_USER, ARI_PASSWORD).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let password = dir.path().join("ari.password");
+    std::fs::write(&password, format!("{ARI_PASSWORD}\n")).expect("password file");
+    // The capture's application and agent (the `;1` half of its agent's Local channel).
+    let pbx = format!(
+        "[pbx]\nkind = \"asterisk\"\nurl = \"{}\"\napp = \"callguard-floor\"\n\
+         username = \"{ARI_USER}\"\npassword_file = \"{}\"\n\
+         [agent]\nendpoint = \"Local/1001@agentphones\"\n",
+        fake.url,
+        password.display()
+    );
+    let daemon = FloodDaemon::start(dir, &pbx, floor_url);
+    let conn = fake.accept().await;
+    // Connected: the resync (the channels Asterisk has now) is done.
+    fake.wait_for("the resync", |r, _| {
+        r.iter().any(|s| s.path == "/ari/channels")
+    })
+    .await;
+    let mut sink = conn.sink().await;
+    // Two floor events per call, its start and its end: of the capture's channels only the
+    // agent's is a call (the customer's Local pair and the `;2` half are not), and with no
+    // recording and a call of seconds there is no warning, problem or ledger event.
+    daemon
+        .flood(&mut *sink, &messages, floor_url, 2 * calls as u64)
+        .await
+}
+
+/// Off, on, off, on, … (`rounds` of each, in the same run): the best CPU seconds of each.
+async fn best_off_on<F, Fut>(rounds: usize, mut run: F) -> (f64, f64)
+where
+    F: FnMut(bool, usize) -> Fut,
+    Fut: std::future::Future<Output = f64>,
+{
+    let (mut off, mut on) = (f64::MAX, f64::MAX);
+    for round in 0..rounds {
+        off = off.min(run(false, round).await);
+        on = on.min(run(true, round).await);
     }
-    // Wait until the daemon has worked through the flood: its CPU time stops growing.
-    let mut last = cpu_secs(pid);
-    loop {
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        let now = cpu_secs(pid);
-        if now - last < 0.005 {
-            break;
-        }
-        last = now;
-    }
-    let cpu = cpu_secs(pid) - cpu0;
-    let _ = child.kill();
-    let _ = child.wait();
-    drop(ws);
-    cpu
+    (off, on)
 }
 
 fn base64_silence() -> String {
@@ -271,36 +469,38 @@ fn main() {
         .expect("runtime");
     rt.block_on(async {
         let calls = env_n("FLOOD_CALLS", 10_000);
+        let ari_calls = env_n("FLOOD_ARI_CALLS", 3_000);
         let latency_n = env_n("LATENCY_EVENTS", 10_000);
         let drain_n = env_n("DRAIN_EVENTS", 10_000);
 
         // 1. CPU, publisher off vs on, same flood, same run (off, on, off, on, …: best of each).
-        // Two floods: the densest (calls of 20 frames, 0.4 s of audio: the floor's share is the
-        // largest it can be) and calls of a realistic minute (3,000 frames).
+        // Three floods: the densest (calls of 20 frames, 0.4 s of audio: the floor's share is the
+        // largest it can be), calls of a realistic minute (3,000 frames), and the real
+        // Asterisk's ARI event stream (most of it events callguard ignores).
         let nats = start_nats().await;
-        let mut stream = create_stream(&nats.url).await;
+        create_stream(&nats.url).await;
         let rounds = env_n("FLOOD_ROUNDS", 3);
         let long_calls = env_n("FLOOD_LONG_CALLS", 200);
         for (calls, frames) in [(calls, 20u64), (long_calls, 3_000)] {
-            let mut off = f64::MAX;
-            let mut on = f64::MAX;
-            for round in 0..rounds {
-                off = off.min(flood_cpu(calls, frames, None, round).await);
-                let before = stream.info().await.expect("info").state.messages;
-                on = on.min(flood_cpu(calls, frames, Some(&nats.url), round).await);
-                let after = stream.info().await.expect("info").state.messages;
-                // Every call's start and end reached the stream during the measured run.
-                assert!(
-                    after - before >= 2 * calls as u64,
-                    "the floor got {} events for {calls} calls",
-                    after - before
-                );
-            }
+            let (off, on) = best_off_on(rounds, |floor, round| {
+                flood_cpu(calls, frames, floor.then_some(nats.url.as_str()), round)
+            })
+            .await;
             println!(
                 "daemon CPU for {calls} calls (start, {frames} media frames, end; best of {rounds}): floor off {off:.3} s, on {on:.3} s: {:.2}x",
                 on / off
             );
         }
+        let capture = ari::fixture_lines(ARI_CAPTURE);
+        let (off, on) = best_off_on(rounds, |floor, round| {
+            ari_flood_cpu(ari_calls, &capture, floor.then_some(nats.url.as_str()), round)
+        })
+        .await;
+        println!(
+            "daemon CPU for {ari_calls} ARI calls (the real Asterisk capture, {} events each; best of {rounds}): floor off {off:.3} s, on {on:.3} s: {:.2}x",
+            capture.len(),
+            on / off
+        );
         drop(nats);
 
         // 2. Latency.

@@ -120,7 +120,8 @@ struct State {
     sinks: Vec<Weak<tokio::sync::Mutex<WsSink>>>,
 }
 
-type WsSink = SplitSink<WebSocketStream<TcpStream>, Message>;
+/// The sending half of an events websocket.
+pub type WsSink = SplitSink<WebSocketStream<TcpStream>, Message>;
 
 /// The fake server.
 pub struct FakeAri {
@@ -146,6 +147,12 @@ impl AriConn {
             .send(Message::Text(line.to_string().into()))
             .await
             .unwrap();
+    }
+
+    /// The sending half, held for as long as the guard lives: for a caller that writes many
+    /// messages at once (`feed` them, then one `flush`), as a busy Asterisk's writes arrive.
+    pub async fn sink(&self) -> tokio::sync::MutexGuard<'_, WsSink> {
+        self.sink.lock().await
     }
 
     /// Drops the TCP connection without a close handshake.
