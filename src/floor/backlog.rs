@@ -212,6 +212,8 @@ struct Index {
     closing: bool,
     /// The writer thread is waiting for work (else it looks again when done: no wake needed).
     writer_idle: bool,
+    /// ... and for nothing else: no acknowledgement is waiting to be recorded either.
+    writer_asleep: bool,
     dropped_heartbeats: u64,
     over_bound_warned: bool,
     disk_error: Option<String>,
@@ -440,7 +442,14 @@ impl Backlog {
             }
         }
         ix.acked_through = ix.acked_through.max(seq);
-        // No wake: the writer records it with its next commit or within ACKED_SPACING.
+        // The writer records it with its next commit, or within ACKED_SPACING: it is woken
+        // only when it sleeps with nothing to record (once per spacing at most, not per
+        // confirmation).
+        let wake = ix.writer_asleep;
+        drop(ix);
+        if wake {
+            self.shared.work.notify_one();
+        }
     }
 
     /// The highest sequence number the server acknowledged.
@@ -775,7 +784,9 @@ fn write_loop(shared: &Shared, mut files: Files) {
         while ix.unwritten.is_empty() && !ix.compact && !ix.closing {
             ix.writer_idle = true;
             if ix.acked_through == files.acked_written {
+                ix.writer_asleep = true;
                 ix = shared.work.wait(ix).unwrap_or_else(|p| p.into_inner());
+                ix.writer_asleep = false;
             } else {
                 let (guard, waited) = shared
                     .work
