@@ -14,15 +14,19 @@
 //!
 //!    Every message is encoded before the count starts and written in batches of 64. With the
 //!    floor on, a run ends once the stream holds each call's start and end (exactly once) and
-//!    the daemon's CPU has stopped growing;
+//!    the daemon's CPU has stopped growing. With two CPUs or more the daemon runs alone on
+//!    one, the sender and `nats-server` on another ([`pinned`]). The same work costs this
+//!    machine's CPUs up to twice as much from one run to the next (the same `sha256sum` takes
+//!    0.19 to 0.37 s), so each flood runs many rounds and keeps the best of each side;
 //! 2. publish latency for 10,000 events: the server's PubAck round trip alone, and the whole
 //!    path (written to the durable backlog → published → seen by a subscriber);
 //! 3. backlog drain rate: 10,000 events queued while the server is away, then drained.
 //!
 //! Run: `cargo bench --bench floor_bus`. Environment: `FLOOD_CALLS` (densest flood, 10,000
 //! calls), `FLOOD_LONG_CALLS` (minute-long calls, 200), `FLOOD_ARI_CALLS` (ARI calls, 3,000),
-//! `FLOOD_ROUNDS` (off/on rounds of each flood, 3), `LATENCY_EVENTS` (10,000), `DRAIN_EVENTS`
-//! (10,000).
+//! `FLOOD_ROUNDS` (off/on rounds of each flood, 10), `FLOOD_PIN` (`0`: no CPU of its own for
+//! the daemon), `FLOOD_VERBOSE` (set: every round's figures on stderr), `LATENCY_EVENTS`
+//! (10,000), `DRAIN_EVENTS` (10,000).
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -231,7 +235,16 @@ impl FloodDaemon {
             ));
         }
         std::fs::write(&config, text).expect("config");
-        let child = Command::new(env!("CARGO_BIN_EXE_callguard"))
+        let mut cmd = match pinned() {
+            // `taskset` execs the daemon: the pid stays the daemon's.
+            true => {
+                let mut c = Command::new("taskset");
+                c.args(["-c", DAEMON_CPU, env!("CARGO_BIN_EXE_callguard")]);
+                c
+            }
+            false => Command::new(env!("CARGO_BIN_EXE_callguard")),
+        };
+        let child = cmd
             .args(["run", "--config"])
             .arg(&config)
             .env_remove("CALLGUARD_CONFIG")
@@ -450,8 +463,13 @@ where
 {
     let (mut off, mut on) = (f64::MAX, f64::MAX);
     for round in 0..rounds {
-        off = off.min(run(false, round).await);
-        on = on.min(run(true, round).await);
+        let a = run(false, round).await;
+        let b = run(true, round).await;
+        if std::env::var_os("FLOOD_VERBOSE").is_some() {
+            eprintln!("round {round}: off {a:.3} on {b:.3}");
+        }
+        off = off.min(a);
+        on = on.min(b);
     }
     (off, on)
 }
@@ -461,7 +479,46 @@ fn base64_silence() -> String {
     base64::engine::general_purpose::STANDARD.encode([0xffu8; 160])
 }
 
+/// The CPU the flood's daemon runs on when [`pinned`]; everything else (this process, the fake
+/// PBX, `nats-server`) runs on [`OTHERS_CPU`].
+const DAEMON_CPU: &str = "0";
+const OTHERS_CPU: &str = "1";
+
+/// Whether the daemon gets a CPU of its own: with two CPUs or more, unless `FLOOD_PIN=0`.
+/// Otherwise the daemon's CPU time depends on what the sender and the server do on the same
+/// CPUs meanwhile (the same events cost it up to half again as much from run to run), and
+/// with the floor on the server is busy too, which the ratio would charge to the publisher.
+fn pinned() -> bool {
+    std::env::var("FLOOD_PIN").map_or(true, |v| v != "0")
+        && std::thread::available_parallelism().map_or(1, |n| n.get()) >= 2
+}
+
+/// Moves this process (and so `nats-server` and the fake PBX it starts) to [`OTHERS_CPU`].
+fn pin_self() {
+    let ok = Command::new("taskset")
+        .args([
+            "-a",
+            "-p",
+            "-c",
+            OTHERS_CPU,
+            &std::process::id().to_string(),
+        ])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        ok,
+        "taskset (util-linux) could not pin the benchmark to CPU {OTHERS_CPU}"
+    );
+}
+
 fn main() {
+    if pinned() {
+        pin_self();
+        eprintln!(
+            "floods: the daemon runs on CPU {DAEMON_CPU}, the sender and nats-server on CPU {OTHERS_CPU} (FLOOD_PIN=0 to share)"
+        );
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -479,7 +536,7 @@ fn main() {
         // Asterisk's ARI event stream (most of it events callguard ignores).
         let nats = start_nats().await;
         create_stream(&nats.url).await;
-        let rounds = env_n("FLOOD_ROUNDS", 3);
+        let rounds = env_n("FLOOD_ROUNDS", 10);
         let long_calls = env_n("FLOOD_LONG_CALLS", 200);
         for (calls, frames) in [(calls, 20u64), (long_calls, 3_000)] {
             let (off, on) = best_off_on(rounds, |floor, round| {

@@ -30,6 +30,9 @@ use crate::events::{Action, NoteField, Report};
 use crate::health::{Check, Status};
 use crate::sink::{Sink, SinkContext};
 
+/// Most actions taken from the channel at once.
+const ACTION_BATCH: usize = 64;
+
 /// How long a notification may take to show.
 const NOTIFY_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -147,26 +150,33 @@ impl FloorSink {
         // Calls whose team-lead pings may still change state: followed in the outbox until each
         // is delivered or failed, then published as an `escalation` event with that state.
         let mut pings = Pings::new(crate::escalation::outbox_dir(&self.cfg));
+        let mut batch = Vec::with_capacity(ACTION_BATCH);
         loop {
             tokio::select! {
-                a = actions.recv() => {
-                    let Some(a) = a else { break };
-                    if let Action::CallStarted(call) = &a
-                        && self.floor.show_history
-                    {
-                        self.ask_history(&link, &mapper, call, &ctx);
+                // Whatever came in since the last wake, at once (a flood wakes this task far
+                // less often than it sends actions).
+                n = actions.recv_many(&mut batch, ACTION_BATCH) => {
+                    if n == 0 {
+                        break;
                     }
-                    pings.note(&a);
                     let at = now();
-                    let mut evs = mapper.map(&a, at);
-                    if let Action::CallEnded { .. } = &a {
-                        evs.extend(pings.settled(&mapper));
-                    }
-                    for ev in evs {
-                        let subject = mapper.subject(&ev);
-                        if let Err(e) = backlog.push_at(subject, ev, at) {
-                            tracing::error!(error = %e, "cannot queue a floor event on disk");
-                            self.state.error(e.to_string());
+                    for a in batch.drain(..) {
+                        if let Action::CallStarted(call) = &a
+                            && self.floor.show_history
+                        {
+                            self.ask_history(&link, &mapper, call, &ctx);
+                        }
+                        pings.note(&a);
+                        let mut evs = mapper.map(&a, at);
+                        if let Action::CallEnded { .. } = &a {
+                            evs.extend(pings.settled(&mapper));
+                        }
+                        for ev in evs {
+                            let subject = mapper.subject(&ev);
+                            if let Err(e) = backlog.push_at(subject, ev, at) {
+                                tracing::error!(error = %e, "cannot queue a floor event on disk");
+                                self.state.error(e.to_string());
+                            }
                         }
                     }
                 }
