@@ -14,19 +14,18 @@
 //!
 //!    Every message is encoded before the count starts and written in batches of 64. With the
 //!    floor on, a run ends once the stream holds each call's start and end (exactly once) and
-//!    the daemon's CPU has stopped growing. With two CPUs or more the daemon runs alone on
-//!    one, the sender and `nats-server` on another ([`pinned`]). The same work costs this
-//!    machine's CPUs up to twice as much from one run to the next (the same `sha256sum` takes
-//!    0.19 to 0.37 s), so each flood runs many rounds and keeps the best of each side;
+//!    the daemon's CPU has stopped growing. The same work costs this machine's CPUs up to
+//!    twice as much from one run to the next (the same `sha256sum` takes 0.19 to 0.37 s), so
+//!    each flood runs many rounds and gives the best and the median of each side;
 //! 2. publish latency for 10,000 events: the server's PubAck round trip alone, and the whole
 //!    path (written to the durable backlog → published → seen by a subscriber);
 //! 3. backlog drain rate: 10,000 events queued while the server is away, then drained.
 //!
 //! Run: `cargo bench --bench floor_bus`. Environment: `FLOOD_CALLS` (densest flood, 10,000
 //! calls), `FLOOD_LONG_CALLS` (minute-long calls, 200), `FLOOD_ARI_CALLS` (ARI calls, 3,000),
-//! `FLOOD_ROUNDS` (off/on rounds of each flood, 10), `FLOOD_PIN` (`0`: no CPU of its own for
-//! the daemon), `FLOOD_VERBOSE` (set: every round's figures on stderr), `LATENCY_EVENTS`
-//! (10,000), `DRAIN_EVENTS` (10,000).
+//! `FLOOD_ROUNDS` (off/on rounds of each flood, 10), `FLOOD_PIN` (`1`: the daemon alone on one
+//! CPU, the rest on another), `FLOOD_VERBOSE` (set: every round's figures on stderr),
+//! `LATENCY_EVENTS` (10,000), `DRAIN_EVENTS` (10,000).
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -455,23 +454,59 @@ async fn ari_flood_cpu(
         .await
 }
 
-/// Off, on, off, on, … (`rounds` of each, in the same run): the best CPU seconds of each.
-async fn best_off_on<F, Fut>(rounds: usize, mut run: F) -> (f64, f64)
+/// The CPU seconds of each side of one flood over its rounds.
+struct OffOn {
+    off: Vec<f64>,
+    on: Vec<f64>,
+}
+
+impl OffOn {
+    /// Best and median of each side, and their ratios. On this machine the same work costs up
+    /// to twice as much from one run to the next, in both directions: the best of each side is
+    /// its least disturbed run, the median how a typical run went.
+    fn summary(&self) -> String {
+        let best = |v: &[f64]| v.iter().copied().fold(f64::MAX, f64::min);
+        let median = |v: &[f64]| {
+            let mut v = v.to_vec();
+            v.sort_by(f64::total_cmp);
+            let n = v.len();
+            if n % 2 == 1 {
+                v[n / 2]
+            } else {
+                (v[n / 2 - 1] + v[n / 2]) / 2.0
+            }
+        };
+        let (b_off, b_on) = (best(&self.off), best(&self.on));
+        let (m_off, m_on) = (median(&self.off), median(&self.on));
+        format!(
+            "best of {}: floor off {b_off:.3} s, on {b_on:.3} s: {:.2}x; median: off {m_off:.3} s, on {m_on:.3} s: {:.2}x",
+            self.off.len(),
+            b_on / b_off,
+            m_on / m_off
+        )
+    }
+}
+
+/// Off, on, off, on, … (`rounds` of each, in the same run).
+async fn off_on<F, Fut>(rounds: usize, mut run: F) -> OffOn
 where
     F: FnMut(bool, usize) -> Fut,
     Fut: std::future::Future<Output = f64>,
 {
-    let (mut off, mut on) = (f64::MAX, f64::MAX);
+    let mut r = OffOn {
+        off: Vec::new(),
+        on: Vec::new(),
+    };
     for round in 0..rounds {
         let a = run(false, round).await;
         let b = run(true, round).await;
         if std::env::var_os("FLOOD_VERBOSE").is_some() {
             eprintln!("round {round}: off {a:.3} on {b:.3}");
         }
-        off = off.min(a);
-        on = on.min(b);
+        r.off.push(a);
+        r.on.push(b);
     }
-    (off, on)
+    r
 }
 
 fn base64_silence() -> String {
@@ -484,12 +519,12 @@ fn base64_silence() -> String {
 const DAEMON_CPU: &str = "0";
 const OTHERS_CPU: &str = "1";
 
-/// Whether the daemon gets a CPU of its own: with two CPUs or more, unless `FLOOD_PIN=0`.
-/// Otherwise the daemon's CPU time depends on what the sender and the server do on the same
-/// CPUs meanwhile (the same events cost it up to half again as much from run to run), and
-/// with the floor on the server is busy too, which the ratio would charge to the publisher.
+/// Whether the daemon gets a CPU of its own (`FLOOD_PIN=1`, with two CPUs or more). By
+/// default it shares the CPUs with the sender and the server, as on a workstation where the
+/// system schedules it; pinned, its tasks never wake each other across CPUs, so the daemon
+/// costs less with the floor off and the floor's extra threads weigh more.
 fn pinned() -> bool {
-    std::env::var("FLOOD_PIN").map_or(true, |v| v != "0")
+    std::env::var("FLOOD_PIN").is_ok_and(|v| v == "1")
         && std::thread::available_parallelism().map_or(1, |n| n.get()) >= 2
 }
 
@@ -516,7 +551,7 @@ fn main() {
     if pinned() {
         pin_self();
         eprintln!(
-            "floods: the daemon runs on CPU {DAEMON_CPU}, the sender and nats-server on CPU {OTHERS_CPU} (FLOOD_PIN=0 to share)"
+            "floods: the daemon runs on CPU {DAEMON_CPU}, the sender and nats-server on CPU {OTHERS_CPU}"
         );
     }
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -539,24 +574,24 @@ fn main() {
         let rounds = env_n("FLOOD_ROUNDS", 10);
         let long_calls = env_n("FLOOD_LONG_CALLS", 200);
         for (calls, frames) in [(calls, 20u64), (long_calls, 3_000)] {
-            let (off, on) = best_off_on(rounds, |floor, round| {
+            let r = off_on(rounds, |floor, round| {
                 flood_cpu(calls, frames, floor.then_some(nats.url.as_str()), round)
             })
             .await;
             println!(
-                "daemon CPU for {calls} calls (start, {frames} media frames, end; best of {rounds}): floor off {off:.3} s, on {on:.3} s: {:.2}x",
-                on / off
+                "daemon CPU for {calls} calls (start, {frames} media frames, end): {}",
+                r.summary()
             );
         }
         let capture = ari::fixture_lines(ARI_CAPTURE);
-        let (off, on) = best_off_on(rounds, |floor, round| {
+        let r = off_on(rounds, |floor, round| {
             ari_flood_cpu(ari_calls, &capture, floor.then_some(nats.url.as_str()), round)
         })
         .await;
         println!(
-            "daemon CPU for {ari_calls} ARI calls (the real Asterisk capture, {} events each; best of {rounds}): floor off {off:.3} s, on {on:.3} s: {:.2}x",
+            "daemon CPU for {ari_calls} ARI calls (the real Asterisk capture, {} events each): {}",
             capture.len(),
-            on / off
+            r.summary()
         );
         drop(nats);
 
