@@ -53,17 +53,20 @@ fn env_n(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
-struct Nats {
-    child: Child,
-    url: String,
-    _dir: tempfile::TempDir,
+/// A child process, killed (and reaped) when dropped.
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
-impl Drop for Nats {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+struct Nats {
+    _child: Killed,
+    url: String,
+    _dir: tempfile::TempDir,
 }
 
 fn nats_binary() -> std::path::PathBuf {
@@ -106,7 +109,7 @@ async fn start_nats() -> Nats {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     Nats {
-        child,
+        _child: Killed(child),
         url,
         _dir: dir,
     }
@@ -205,15 +208,8 @@ where
 
 /// The real `callguard run` of one flood run, killed when dropped.
 struct FloodDaemon {
-    child: Child,
+    child: Killed,
     _dir: tempfile::TempDir,
-}
-
-impl Drop for FloodDaemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 impl FloodDaemon {
@@ -252,7 +248,10 @@ impl FloodDaemon {
             .stderr(Stdio::null())
             .spawn()
             .expect("spawn callguard");
-        FloodDaemon { child, _dir: dir }
+        FloodDaemon {
+            child: Killed(child),
+            _dir: dir,
+        }
     }
 
     /// Sends the flood (`messages`, encoded beforehand so that only the daemon's work is
@@ -273,7 +272,7 @@ impl FloodDaemon {
     {
         // Let start-up settle before counting.
         tokio::time::sleep(Duration::from_secs(1)).await;
-        let pid = self.child.id();
+        let pid = self.child.0.id();
         let stream = match floor_url {
             Some(u) => Some(
                 jetstream::new(async_nats::connect(u).await.expect("connect"))
