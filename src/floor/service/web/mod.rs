@@ -208,6 +208,14 @@ struct Viewer {
     agents: Option<HashSet<String>>,
 }
 
+/// The rows of `rows` that belong to one of the calls `keys`.
+fn of_calls<T: Clone>(rows: &[T], keys: &HashSet<&str>, key: impl Fn(&T) -> &String) -> Vec<T> {
+    rows.iter()
+        .filter(|r| keys.contains(key(r).as_str()))
+        .cloned()
+        .collect()
+}
+
 impl Viewer {
     fn sees(&self, agent: &str) -> bool {
         self.agents.as_ref().is_none_or(|a| a.contains(agent))
@@ -236,24 +244,9 @@ impl Viewer {
             ..BoardData::default()
         };
         let keys: HashSet<&str> = mine.calls.iter().map(|c| c.key.as_str()).collect();
-        mine.marks = data
-            .marks
-            .iter()
-            .filter(|m| keys.contains(m.call_key.as_str()))
-            .cloned()
-            .collect();
-        mine.escalations = data
-            .escalations
-            .iter()
-            .filter(|e| keys.contains(e.call_key.as_str()))
-            .cloned()
-            .collect();
-        mine.acks = data
-            .acks
-            .iter()
-            .filter(|a| keys.contains(a.call_key.as_str()))
-            .cloned()
-            .collect();
+        mine.marks = of_calls(&data.marks, &keys, |m| &m.call_key);
+        mine.escalations = of_calls(&data.escalations, &keys, |e| &e.call_key);
+        mine.acks = of_calls(&data.acks, &keys, |a| &a.call_key);
         Some(mine)
     }
 
