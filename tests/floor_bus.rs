@@ -711,7 +711,12 @@ async fn sigterm_with_a_backlog_drains_it_then_exits_0_and_nothing_comes_twice()
     let mut stream = create_stream(&floor).await;
     let status = d.terminate(DEADLINE).await;
     assert!(status.success(), "exit {status:?}; log:\n{}", d.log());
-    assert_eq!(pending_files(&s), 0, "backlog emptied before the exit");
+    assert_eq!(
+        pending_files(&s),
+        0,
+        "backlog emptied before the exit; log:\n{}",
+        d.log()
+    );
     let want = starts_and_ends("t", 50);
     let evs = events(&mut stream).await;
     assert_eq!(call_events(&evs), want, "each once, in order");

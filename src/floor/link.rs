@@ -289,8 +289,8 @@ impl Link {
         ack.await.map(|a| a.duplicate).map_err(map_publish)
     }
 
-    /// A subscription for the PubAcks of [`Link::send`] (one per publisher run: acks of an
-    /// earlier run never reach it).
+    /// A subscription for the PubAcks of [`Link::send`] (one per round of the publisher: an
+    /// answer to an earlier round never reaches it).
     pub async fn acks(&self) -> Result<Acks, LinkError> {
         let prefix = format!("{}.pub", self.client.new_inbox());
         let sub = self

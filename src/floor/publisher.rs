@@ -113,9 +113,12 @@ impl Publisher {
     }
 
     /// After a stop: tries at once (no backoff), until the backlog is empty or one attempt
-    /// fails.
+    /// fails. It starts a round of its own: what was on its way when the stop came is sent
+    /// again (the server drops what it already has), so no answer to an earlier attempt can
+    /// end the drain.
     async fn drain(&mut self) {
         self.failures = 0;
+        self.new_round();
         loop {
             if self.inflight.is_empty() && self.backlog.stats().events == 0 {
                 return;
@@ -248,11 +251,20 @@ impl Publisher {
         Ok(())
     }
 
+    /// Everything not confirmed is to be sent again, from the oldest, with acknowledgements on
+    /// a new subscription. The server answers every publish of the last round (a refusal for
+    /// each when it has no stream), and an answer still on its way must never be read as one
+    /// for the same event sent again.
+    fn new_round(&mut self) {
+        self.acks = None;
+        self.inflight.clear();
+        self.sent_through = self.backlog.acked_through();
+    }
+
     /// An attempt failed: everything not confirmed is sent again, from the oldest.
     fn failed(&mut self, err: LinkError) {
         self.failures += 1;
-        self.inflight.clear();
-        self.sent_through = self.backlog.acked_through();
+        self.new_round();
         match &err {
             LinkError::NoStream => {
                 if self.state.set_stream(StreamState::Missing) {
