@@ -739,6 +739,90 @@ async fn sigterm_with_a_backlog_drains_it_then_exits_0_and_nothing_comes_twice()
     );
 }
 
+/// The publisher on its own: while there is no stream the server refuses every event of a
+/// round ("no responders"), and the publisher reads the first refusal and backs off; the others
+/// are still on their way when the stream appears and the stop comes. The drain sends the same
+/// events again and must never take one of those refusals for the answer to its own send.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drain_never_takes_an_earlier_rounds_refusal_for_its_own() {
+    use callguard::floor::backlog::Backlog;
+    use callguard::floor::link::{ConnectMode, Link};
+    use callguard::floor::state::{FloorState, StreamState};
+    use std::sync::Arc;
+
+    const N: usize = 200;
+    let nats = NatsServer::start().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let backlog = Arc::new(Backlog::open(dir.path().join("outbox"), 64 << 20).expect("backlog"));
+    for i in 0..N {
+        let ev = FloorEvent {
+            schema: contract::SCHEMA.into(),
+            id: format!("round-{i}"),
+            site: SITE.into(),
+            host: "ws".into(),
+            agent: AGENT.into(),
+            agent_name: String::new(),
+            call_id: Some(format!("r-{i}")),
+            caller: Default::default(),
+            at: chrono::Local::now().fixed_offset(),
+            elapsed_secs: None,
+            level: None,
+            body: EventBody::CallStart {
+                direction: "inbound".into(),
+                adopted: false,
+            },
+        };
+        backlog
+            .push(contract::event_subject(SITE, AGENT, ev.kind()), ev)
+            .expect("queued");
+    }
+    wait_until("every event on disk", || backlog.front().is_some()).await;
+    let cfg = callguard::floor::config::FloorConfig {
+        nats_url: nats.url(),
+        site: SITE.into(),
+        ..Default::default()
+    };
+    let link = Link::connect(&cfg, AGENT, "ws", ConnectMode::Once)
+        .await
+        .expect("connects");
+    let state = Arc::new(FloorState::new(SITE, AGENT, &nats.url()));
+    let stop = tokio_util::sync::CancellationToken::new();
+    let publisher = tokio::spawn(callguard::floor::publisher::run(
+        backlog.clone(),
+        link,
+        state.clone(),
+        stop.clone(),
+    ));
+    // The first refusal read: the publisher now backs off (at least 100 ms) with the rest of
+    // the round's refusals unread.
+    let deadline = Instant::now() + DEADLINE;
+    while state.stream() != StreamState::Missing {
+        assert!(
+            Instant::now() < deadline,
+            "the publisher never found the stream missing"
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let floor = async_nats::connect(nats.url())
+        .await
+        .expect("floor connects");
+    let mut stream = create_stream(&floor).await;
+    stop.cancel();
+    publisher.await.expect("the publisher ends");
+    assert_eq!(
+        backlog.stats().events,
+        0,
+        "the drain took the whole backlog"
+    );
+    let ids: Vec<String> = events(&mut stream)
+        .await
+        .into_iter()
+        .map(|e| e.id)
+        .collect();
+    let want: Vec<String> = (0..N).map(|i| format!("round-{i}")).collect();
+    assert_eq!(ids, want, "each once, in order");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_with_the_server_down_exits_0_and_the_backlog_goes_after_restart_once() {
     let mut nats = NatsServer::start().await;
