@@ -9,17 +9,22 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use tokio::sync::mpsc;
 use zbus::OwnedVariant as OwnedValue;
 
-/// A `dbus-daemon --session` of the test's own; killed on drop.
+/// A `dbus-daemon --session` of the test's own; killed on drop. Its socket is in a temp dir
+/// of its own, removed with it (the session default, `unix:tmpdir=/tmp`, leaves a socket in
+/// /tmp for every bus ever started).
 pub struct SessionBus {
     pub address: String,
     child: Child,
+    _dir: tempfile::TempDir,
 }
 
 impl SessionBus {
     /// Starts the daemon, or returns why it cannot (the test then fails with that reason).
     pub fn start() -> SessionBus {
+        let dir = tempfile::tempdir().expect("temp dir for the bus");
         let mut child = Command::new("dbus-daemon")
             .args(["--session", "--nofork", "--nopidfile", "--print-address=1"])
+            .arg(format!("--address=unix:dir={}", dir.path().display()))
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -31,6 +36,7 @@ impl SessionBus {
         SessionBus {
             address: line.trim().to_string(),
             child,
+            _dir: dir,
         }
     }
 }
