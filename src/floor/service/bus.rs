@@ -215,8 +215,26 @@ fn parse(subject: &str, payload: &[u8]) -> Result<BusWrite, String> {
                 at_ms: ack.at.timestamp_millis(),
             }))
         }
-        Some(ParsedSubject::Event { agent, .. }) => {
+        Some(ParsedSubject::Event { site, agent, kind }) => {
             let ev = FloorEvent::from_json(payload).map_err(|e| e.to_string())?;
+            // The server lets a workstation publish only under its own site and agent (its
+            // permissions), so the subject is what can be trusted: a body that claims another
+            // site, or another kind than the subject's, would put the event on another site's
+            // board or past a consumer filtering by kind. (The body's agent may differ: it is
+            // the call's agent as the PBX names it; the subject's is kept as `ws_agent`.)
+            if contract::subject_token(&ev.site) != site {
+                return Err(format!(
+                    "the event says site {:?}, its subject site {site:?}",
+                    ev.site
+                ));
+            }
+            if ev.kind() != kind {
+                return Err(format!(
+                    "the event is a {}, its subject says {}",
+                    ev.kind().as_str(),
+                    kind.as_str()
+                ));
+            }
             let mut rec = ingest::record(&ev, payload);
             rec.ws_agent = agent;
             Ok(BusWrite::Event(Box::new(rec)))
@@ -412,5 +430,67 @@ pub async fn publish_acks(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::floor::contract::{EventBody, EventKind, event_subject};
+
+    fn start(site: &str) -> FloorEvent {
+        FloorEvent {
+            schema: SCHEMA.into(),
+            id: "e-1".into(),
+            site: site.into(),
+            host: "ws".into(),
+            agent: "2001".into(),
+            agent_name: String::new(),
+            call_id: Some("c-1".into()),
+            caller: Default::default(),
+            at: chrono::Local::now().fixed_offset(),
+            elapsed_secs: None,
+            level: None,
+            body: EventBody::CallStart {
+                direction: "inbound".into(),
+                adopted: false,
+            },
+        }
+    }
+
+    #[test]
+    fn an_event_is_stored_only_under_its_own_site_and_kind() {
+        let ok = parse(
+            &event_subject("tokyo-1", "1001", EventKind::CallStart),
+            &start("tokyo-1").to_json(),
+        );
+        match ok {
+            // The body's agent is the call's; the workstation is the subject's.
+            Ok(BusWrite::Event(rec)) => {
+                assert_eq!(
+                    (rec.agent.as_str(), rec.ws_agent.as_str()),
+                    ("2001", "1001")
+                );
+            }
+            other => panic!("refused its own event: {:?}", other.err()),
+        }
+        let other_site = parse(
+            &event_subject("tokyo-1", "1001", EventKind::CallStart),
+            &start("osaka-2").to_json(),
+        );
+        assert!(
+            other_site.as_ref().is_err_and(|e| e.contains("osaka-2")),
+            "stored an event for another site: {:?}",
+            other_site.err()
+        );
+        let other_kind = parse(
+            &event_subject("tokyo-1", "1001", EventKind::Heartbeat),
+            &start("tokyo-1").to_json(),
+        );
+        assert!(
+            other_kind.as_ref().is_err_and(|e| e.contains("call.start")),
+            "stored a call.start published as a heartbeat: {:?}",
+            other_kind.err()
+        );
     }
 }
