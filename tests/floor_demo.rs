@@ -131,8 +131,9 @@ fn port_of(url: &str) -> u16 {
         .unwrap_or_else(|| panic!("no port in {url}"))
 }
 
-/// Logs in with the printed login; the login page is served first.
-async fn log_in(url: &str, login: &str) -> Session {
+/// Logs in with the printed login; the login page is served first. A failure shows what the
+/// demo wrote to stderr.
+async fn log_in(demo: &mut Demo, url: &str, login: &str) -> Session {
     let (user, password) = login.split_once(" / ").expect("user / password");
     assert_eq!(password, callguard::floor::service::demo::DEMO_PASSWORD);
     let page = reqwest::Client::builder()
@@ -142,7 +143,13 @@ async fn log_in(url: &str, login: &str) -> Session {
         .get(format!("{url}/login"))
         .send()
         .await
-        .expect("GET /login");
+        .unwrap_or_else(|e| {
+            panic!(
+                "GET /login: {e}; the demo: {:?}; its stderr:\n{}",
+                demo.child.try_wait(),
+                demo.stderr()
+            )
+        });
     assert_eq!(page.status(), 200);
     assert!(page.text().await.expect("login page").contains("csrf"));
     Session::login_with(url, user, password).await
@@ -152,7 +159,7 @@ async fn log_in(url: &str, login: &str) -> Session {
 async fn the_floor_demo_serves_a_board_with_simulated_workstations() {
     let mut demo = Demo::spawn(&[]);
     let (url, login) = demo.url_and_login().await;
-    let s = log_in(&url, &login).await;
+    let s = log_in(&mut demo, &url, &login).await;
     let board = eventually("open calls from three and four workstations", || {
         let s = &s;
         async move {
@@ -202,7 +209,7 @@ async fn with_8480_taken_the_demo_serves_on_another_port_and_says_which() {
     let mut demo = Demo::spawn(&[]);
     let (url, login) = demo.url_and_login().await;
     assert_ne!(port_of(&url), 8480, "{url}");
-    let s = log_in(&url, &login).await;
+    let s = log_in(&mut demo, &url, &login).await;
     assert_eq!(s.get("/").await.status(), 200);
     // Ctrl-C stops nats-server too: still a clean stop, and no hang on the lost connection.
     demo.ctrl_c();
