@@ -470,9 +470,11 @@ struct OffOn {
 }
 
 impl OffOn {
-    /// Best and median of each side, and their ratios. On this machine the same work costs up
-    /// to twice as much from one run to the next, in both directions: the best of each side is
-    /// its least disturbed run, the median how a typical run went.
+    /// Best and median of each side, and their ratios; and the median of each round's own
+    /// ratio (its "on" against the "off" run just before it, so a slow drift of the machine
+    /// weighs on both). On this machine the same work costs up to twice as much from one run
+    /// to the next, in both directions: the best of each side is its least disturbed run, the
+    /// median how a typical run went.
     fn summary(&self) -> String {
         let best = |v: &[f64]| v.iter().copied().fold(f64::MAX, f64::min);
         let median = |v: &[f64]| {
@@ -487,11 +489,19 @@ impl OffOn {
         };
         let (b_off, b_on) = (best(&self.off), best(&self.on));
         let (m_off, m_on) = (median(&self.off), median(&self.on));
+        let paired: Vec<f64> = self
+            .off
+            .iter()
+            .zip(&self.on)
+            .filter(|(off, _)| **off > 0.0)
+            .map(|(off, on)| on / off)
+            .collect();
         format!(
-            "best of {}: floor off {b_off:.3} s, on {b_on:.3} s: {:.2}x; median: off {m_off:.3} s, on {m_on:.3} s: {:.2}x",
+            "best of {}: floor off {b_off:.3} s, on {b_on:.3} s: {:.2}x; median: off {m_off:.3} s, on {m_on:.3} s: {:.2}x; median of the rounds' own ratios: {:.2}x",
             self.off.len(),
             b_on / b_off,
-            m_on / m_off
+            m_on / m_off,
+            median(&paired)
         )
     }
 }
