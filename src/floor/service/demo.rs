@@ -335,16 +335,32 @@ fn event(
 }
 
 /// Publishes `ev` and waits for the server's PubAck.
+/// Publishes one simulated event. A refusal for "no stream" is tried again for a while, as a
+/// workstation's publisher does: on a loaded machine the server has refused a publish right
+/// after the stream was found (with several demos at once, about one run in fifty).
 async fn publish(js: &jetstream::Context, ev: FloorEvent) -> Result<(), DemoError> {
-    let mut h = HeaderMap::new();
-    h.insert(contract::MSG_ID_HEADER, ev.id.as_str());
     let subject = ev.subject(SITE, &ev.agent);
-    js.publish_with_headers(subject, h, ev.to_json().into())
-        .await
-        .map_err(|e| DemoError::Simulator(format!("publish: {e}")))?
-        .await
-        .map_err(|e| DemoError::Simulator(format!("no PubAck: {e}")))?;
-    Ok(())
+    let payload = bytes::Bytes::from(ev.to_json());
+    let deadline = tokio::time::Instant::now() + START_DEADLINE;
+    loop {
+        let mut h = HeaderMap::new();
+        h.insert(contract::MSG_ID_HEADER, ev.id.as_str());
+        let ack = js
+            .publish_with_headers(subject.clone(), h, payload.clone())
+            .await
+            .map_err(|e| DemoError::Simulator(format!("publish: {e}")))?
+            .await;
+        match ack {
+            Ok(_) => return Ok(()),
+            Err(e)
+                if e.kind() == jetstream::context::PublishErrorKind::StreamNotFound
+                    && tokio::time::Instant::now() < deadline =>
+            {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => return Err(DemoError::Simulator(format!("no PubAck: {e}"))),
+        }
+    }
 }
 
 fn heartbeat(agent: usize) -> FloorEvent {
