@@ -24,8 +24,9 @@
 //! Run: `cargo bench --bench floor_bus`. Environment: `FLOOD_CALLS` (densest flood, 10,000
 //! calls), `FLOOD_LONG_CALLS` (minute-long calls, 200), `FLOOD_ARI_CALLS` (ARI calls, 3,000),
 //! `FLOOD_ROUNDS` (off/on rounds of each flood, 10), `FLOOD_PIN` (`1`: the daemon alone on one
-//! CPU, the rest on another), `FLOOD_VERBOSE` (set: every round's figures on stderr),
-//! `LATENCY_EVENTS` (10,000), `DRAIN_EVENTS` (10,000).
+//! CPU, the rest on another), `FLOOD_VERBOSE` (set: every round's figures on stderr, with each
+//! daemon thread's CPU and context switches), `LATENCY_EVENTS` (10,000), `DRAIN_EVENTS`
+//! (10,000).
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -176,6 +177,42 @@ fn cpu_secs(pid: u32) -> f64 {
     (f[11].parse::<f64>().unwrap_or(0.0) + f[12].parse::<f64>().unwrap_or(0.0)) / ticks
 }
 
+/// With `FLOOD_VERBOSE`: each thread of a process, its CPU seconds and context switches.
+fn threads(pid: u32) -> String {
+    let mut out = Vec::new();
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return String::new();
+    };
+    let ticks = rustix::param::clock_ticks_per_second() as f64;
+    for t in tasks.flatten() {
+        let dir = t.path();
+        let stat = std::fs::read_to_string(dir.join("stat")).unwrap_or_default();
+        let status = std::fs::read_to_string(dir.join("status")).unwrap_or_default();
+        let name = stat
+            .split_once('(')
+            .and_then(|(_, r)| r.split_once(')'))
+            .map_or("?", |(n, _)| n)
+            .to_string();
+        let f: Vec<&str> = stat
+            .rsplit_once(')')
+            .map_or("", |(_, r)| r)
+            .split_whitespace()
+            .collect();
+        let cpu = (f.get(11).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0)
+            + f.get(12).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0))
+            / ticks;
+        let sw: u64 = status
+            .lines()
+            .filter(|l| l.contains("ctxt_switches"))
+            .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+            .sum();
+        if cpu > 0.0 || sw > 100 {
+            out.push(format!("{name} {cpu:.2}s/{sw}sw"));
+        }
+    }
+    out.join(", ")
+}
+
 /// Subjects of the call events (start and end) of every workstation of the bench's site.
 const CALL_SUBJECTS: &str = "callguard.v1.bench.*.call.>";
 
@@ -321,6 +358,13 @@ impl FloodDaemon {
             last = now;
         }
         let cpu = cpu_secs(pid) - cpu0;
+        if std::env::var_os("FLOOD_VERBOSE").is_some() {
+            eprintln!(
+                "  {}: {}",
+                if floor_url.is_some() { "on" } else { "off" },
+                threads(pid)
+            );
+        }
         if let Some(s) = &stream {
             let got = self::call_events(s).await - before;
             assert_eq!(
@@ -481,7 +525,9 @@ impl OffOn {
             let mut v = v.to_vec();
             v.sort_by(f64::total_cmp);
             let n = v.len();
-            if n % 2 == 1 {
+            if n == 0 {
+                f64::NAN
+            } else if n % 2 == 1 {
                 v[n / 2]
             } else {
                 (v[n / 2 - 1] + v[n / 2]) / 2.0

@@ -81,13 +81,24 @@ fn ack_result(m: &async_nats::Message) -> Result<bool, LinkError> {
     if m.status == Some(async_nats::StatusCode::NO_RESPONDERS) {
         return Err(LinkError::NoStream);
     }
+    pub_ack(&m.payload)
+}
+
+/// Whether a PubAck's payload says stored (`Ok(duplicate)`) or why not. A stored event's
+/// PubAck (`{"stream":…,"seq":…}`, maybe `"duplicate":true`) is read without the JSON
+/// decoder: it is every event's answer in a flood. Anything else goes through it.
+fn pub_ack(payload: &[u8]) -> Result<bool, LinkError> {
+    let has = |needle: &[u8]| payload.windows(needle.len()).any(|w| w == needle);
+    if payload.starts_with(br#"{"stream":""#) && payload.ends_with(b"}") && !has(br#""error""#) {
+        return Ok(has(br#""duplicate":true"#));
+    }
     #[derive(Deserialize)]
     struct PubAck {
         #[serde(default)]
         duplicate: bool,
         error: Option<jetstream::Error>,
     }
-    match serde_json::from_slice::<PubAck>(&m.payload) {
+    match serde_json::from_slice::<PubAck>(payload) {
         Ok(PubAck {
             error: None,
             duplicate,
@@ -493,4 +504,33 @@ async fn options(
                 }
             }
         }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pub_ack_reads_the_same_without_the_json_decoder() {
+        let stored = br#"{"stream":"CALLGUARD","seq":42}"#;
+        let dup = br#"{"stream":"CALLGUARD","seq":42,"duplicate":true}"#;
+        let domain = br#"{"stream":"CALLGUARD","domain":"hub","seq":7}"#;
+        assert!(matches!(pub_ack(stored), Ok(false)));
+        assert!(matches!(pub_ack(dup), Ok(true)));
+        assert!(matches!(pub_ack(domain), Ok(false)));
+        let missing =
+            br#"{"error":{"code":503,"err_code":10059,"description":"stream not found"}}"#;
+        assert!(matches!(pub_ack(missing), Err(LinkError::NoStream)));
+        let other =
+            br#"{"error":{"code":400,"err_code":10054,"description":"maximum messages exceeded"}}"#;
+        assert!(
+            matches!(pub_ack(other), Err(LinkError::Other(m)) if m.contains("maximum messages"))
+        );
+        // An error with the stream named first still goes through the decoder.
+        let named = br#"{"stream":"CALLGUARD","error":{"code":503,"err_code":10077,"description":"resource limits exceeded"}}"#;
+        assert!(matches!(pub_ack(named), Err(LinkError::Other(_))));
+        assert!(
+            matches!(pub_ack(b"{\"stream\":\"C"), Err(LinkError::Other(m)) if m.contains("unreadable"))
+        );
+    }
 }
