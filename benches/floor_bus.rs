@@ -16,7 +16,10 @@
 //!    floor on, a run ends once the stream holds each call's start and end (exactly once) and
 //!    the daemon's CPU has stopped growing. The same work costs this machine's CPUs up to
 //!    twice as much from one run to the next (the same `sha256sum` takes 0.19 to 0.37 s), so
-//!    each flood runs many rounds and gives the best and the median of each side;
+//!    each flood runs many rounds and gives the best and the median of each side. The floor's
+//!    own thread (`callguard-floor`: the sink, the publisher and the NATS client) is also
+//!    counted alone in each "on" run: its CPU does not move with how the daemon's other
+//!    threads happened to share their work;
 //! 2. publish latency for 10,000 events: the server's PubAck round trip alone, and the whole
 //!    path (written to the durable backlog → published → seen by a subscriber);
 //! 3. backlog drain rate: 10,000 events queued while the server is away, then drained.
@@ -177,6 +180,40 @@ fn cpu_secs(pid: u32) -> f64 {
     (f[11].parse::<f64>().unwrap_or(0.0) + f[12].parse::<f64>().unwrap_or(0.0)) / ticks
 }
 
+/// CPU seconds of the threads of process `pid` named `name` (the floor's own thread).
+fn thread_cpu(pid: u32, name: &str) -> f64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0.0;
+    };
+    let ticks = rustix::param::clock_ticks_per_second() as f64;
+    let mut sum = 0.0;
+    for t in tasks.flatten() {
+        let stat = std::fs::read_to_string(t.path().join("stat")).unwrap_or_default();
+        let Some((head, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        if head.split_once('(').map(|(_, n)| n) != Some(name) {
+            continue;
+        }
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        sum += (f.get(11).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0)
+            + f.get(12).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0))
+            / ticks;
+    }
+    sum
+}
+
+/// The floor's thread in the daemon (`src/floor/sink.rs`).
+const FLOOR_THREAD: &str = "callguard-floor";
+
+/// What one flood cost the daemon.
+struct Cpu {
+    /// The whole daemon (user + system, every thread).
+    daemon: f64,
+    /// The floor's own thread alone: the sink, the publisher and the NATS client.
+    floor: f64,
+}
+
 /// With `FLOOD_VERBOSE`: each thread of a process, its CPU seconds and context switches.
 fn threads(pid: u32) -> String {
     let mut out = Vec::new();
@@ -302,7 +339,7 @@ impl FloodDaemon {
         messages: &[Message],
         floor_url: Option<&str>,
         call_events: u64,
-    ) -> f64
+    ) -> Cpu
     where
         S: futures_util::Sink<Message> + Unpin,
         S::Error: std::fmt::Debug,
@@ -326,6 +363,7 @@ impl FloodDaemon {
         // The same arrival pattern with the floor off and on (one message per write made the
         // daemon's CPU depend on how this process happened to be scheduled).
         let cpu0 = cpu_secs(pid);
+        let floor0 = thread_cpu(pid, FLOOR_THREAD);
         send_batches(ws, messages).await;
         if let Some(s) = &stream {
             // However long a flood takes, events keep arriving: a minute without one is a
@@ -357,7 +395,10 @@ impl FloodDaemon {
             }
             last = now;
         }
-        let cpu = cpu_secs(pid) - cpu0;
+        let cpu = Cpu {
+            daemon: cpu_secs(pid) - cpu0,
+            floor: thread_cpu(pid, FLOOR_THREAD) - floor0,
+        };
         if std::env::var_os("FLOOD_VERBOSE").is_some() {
             eprintln!(
                 "  {}: {}",
@@ -380,7 +421,7 @@ impl FloodDaemon {
 /// media frames, end. Returns its CPU seconds for it. `round` keeps call ids unique across
 /// rounds: events are identified by the PBX's call id, so a call id used again within the
 /// stream's duplicate window would be dropped by the server as a duplicate.
-async fn flood_cpu(calls: usize, frames: u64, floor_url: Option<&str>, round: usize) -> f64 {
+async fn flood_cpu(calls: usize, frames: u64, floor_url: Option<&str>, round: usize) -> Cpu {
     let payload = base64_silence();
     let mut messages = Vec::with_capacity(calls * (frames as usize + 3));
     for i in 0..calls {
@@ -474,7 +515,7 @@ async fn ari_flood_cpu(
     capture: &[String],
     floor_url: Option<&str>,
     round: usize,
-) -> f64 {
+) -> Cpu {
     let messages: Vec<Message> = (0..calls)
         .flat_map(|k| ari_call(capture, round, k))
         .map(Message::text)
@@ -511,6 +552,8 @@ async fn ari_flood_cpu(
 struct OffOn {
     off: Vec<f64>,
     on: Vec<f64>,
+    /// The floor's own thread in each "on" run.
+    floor: Vec<f64>,
 }
 
 impl OffOn {
@@ -519,7 +562,7 @@ impl OffOn {
     /// weighs on both). On this machine the same work costs up to twice as much from one run
     /// to the next, in both directions: the best of each side is its least disturbed run, the
     /// median how a typical run went.
-    fn summary(&self) -> String {
+    fn summary(&self, events: u64) -> String {
         let best = |v: &[f64]| v.iter().copied().fold(f64::MAX, f64::min);
         let median = |v: &[f64]| {
             let mut v = v.to_vec();
@@ -542,12 +585,15 @@ impl OffOn {
             .filter(|(off, _)| **off > 0.0)
             .map(|(off, on)| on / off)
             .collect();
+        let m_floor = median(&self.floor);
         format!(
-            "best of {}: floor off {b_off:.3} s, on {b_on:.3} s: {:.2}x; median: off {m_off:.3} s, on {m_on:.3} s: {:.2}x; median of the rounds' own ratios: {:.2}x",
+            "best of {}: floor off {b_off:.3} s, on {b_on:.3} s: {:.2}x; median: off {m_off:.3} s, on {m_on:.3} s: {:.2}x; median of the rounds' own ratios: {:.2}x; the floor's own thread: median {m_floor:.3} s ({:.1} µs per call event), (off + it) / off = {:.2}x",
             self.off.len(),
             b_on / b_off,
             m_on / m_off,
-            median(&paired)
+            median(&paired),
+            m_floor * 1e6 / events.max(1) as f64,
+            (m_off + m_floor) / m_off
         )
     }
 }
@@ -556,20 +602,22 @@ impl OffOn {
 async fn off_on<F, Fut>(rounds: usize, mut run: F) -> OffOn
 where
     F: FnMut(bool, usize) -> Fut,
-    Fut: std::future::Future<Output = f64>,
+    Fut: std::future::Future<Output = Cpu>,
 {
     let mut r = OffOn {
         off: Vec::new(),
         on: Vec::new(),
+        floor: Vec::new(),
     };
     for round in 0..rounds {
-        let a = run(false, round).await;
-        let b = run(true, round).await;
+        let a = run(false, round).await.daemon;
+        let Cpu { daemon: b, floor } = run(true, round).await;
         if std::env::var_os("FLOOD_VERBOSE").is_some() {
             eprintln!("round {round}: off {a:.3} on {b:.3}");
         }
         r.off.push(a);
         r.on.push(b);
+        r.floor.push(floor);
     }
     r
 }
@@ -645,7 +693,7 @@ fn main() {
             .await;
             println!(
                 "daemon CPU for {calls} calls (start, {frames} media frames, end): {}",
-                r.summary()
+                r.summary(2 * calls as u64)
             );
         }
         let capture = ari::fixture_lines(ARI_CAPTURE);
@@ -656,7 +704,7 @@ fn main() {
         println!(
             "daemon CPU for {ari_calls} ARI calls (the real Asterisk capture, {} events each): {}",
             capture.len(),
-            r.summary()
+            r.summary(2 * ari_calls as u64)
         );
         drop(nats);
 

@@ -214,7 +214,7 @@ async fn call_events_reach_the_stream_in_order_with_their_ids() {
     let mut stream = create_stream(&floor).await;
     let mut pbx = FakePbx::start().await;
     let s = setup(&pbx.url, &nats.url(), "");
-    let _d = spawn(&s, None, "run");
+    let d = spawn(&s, None, "run");
     let mut conn = pbx.accept().await;
     conn.send(start("c-1")).await;
     conn.send(end("c-1")).await;
@@ -254,6 +254,17 @@ async fn call_events_reach_the_stream_in_order_with_their_ids() {
         }
         other => panic!("{other:?}"),
     }
+    // The floor works on a thread of its own, beside the daemon's runtime.
+    let threads: Vec<String> = std::fs::read_dir(format!("/proc/{}/task", d.child.id()))
+        .expect("the daemon's threads")
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("comm")).ok())
+        .map(|c| c.trim().to_string())
+        .collect();
+    assert!(
+        threads.iter().any(|t| t == "callguard-floor"),
+        "the daemon's threads: {threads:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -9,6 +9,10 @@
 //! - at call start the floor is asked about the caller (`…<site>.history`, at most
 //!   `floor.history_timeout`), and a known caller's history is shown — in its own task, so
 //!   nothing about the call start waits for it.
+//!
+//! All of it (this sink, the publisher, the NATS client's connection) runs on a thread of its
+//! own, `callguard-floor`, with a single-threaded runtime: the bus's wakes and work never share
+//! a worker with the tracker's timers, and its CPU can be told apart from the rest.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -439,7 +443,37 @@ impl Sink for FloorSink {
         actions: crate::sink::Actions,
         ctx: crate::sink::SinkContext,
     ) -> crate::sink::Running {
-        Box::pin(async move { (*self).run_inner(actions, ctx).await })
+        Box::pin(async move {
+            // The floor's tasks (this sink, the publisher, the NATS client's connection) run on a
+            // thread and a single-threaded runtime of their own: whatever the bus does, its
+            // wakes never move the tracker's work from one worker of the daemon's runtime to
+            // another, and it never shares a worker with a warning's timer.
+            let (done, result) = tokio::sync::oneshot::channel();
+            let thread = std::thread::Builder::new()
+                .name("callguard-floor".into())
+                .spawn(move || {
+                    let r = match tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                    {
+                        Ok(rt) => rt.block_on((*self).run_inner(actions, ctx)),
+                        Err(e) => Err(anyhow::anyhow!("cannot start the floor's runtime: {e}")),
+                    };
+                    let _ = done.send(r);
+                })
+                .map_err(|e| anyhow::anyhow!("cannot start the floor's thread: {e}"))?;
+            match result.await {
+                Ok(r) => r,
+                // Its sender went without a word: the thread panicked. The panic goes on to
+                // the supervisor, which names it.
+                Err(_) => match tokio::task::spawn_blocking(move || thread.join()).await {
+                    Ok(Err(panic)) => std::panic::resume_unwind(panic),
+                    _ => Err(anyhow::anyhow!(
+                        "the floor's thread stopped without a result"
+                    )),
+                },
+            }
+        })
     }
 
     fn healthcheck<'a>(&'a self, opts: &'a crate::sink::HealthOptions) -> crate::sink::Checks<'a> {
