@@ -208,7 +208,7 @@ fn panic_text(p: Box<dyn std::any::Any + Send>) -> String {
 /// Test-only faults, compiled in only with the `fault-injection` feature (never in a release
 /// build): `CALLGUARD_FAULT=<part>:panic` or `<part>:return` makes that part panic or return
 /// at once, `<part>:panic-on-call` once its first call has started (sinks only, see
-/// [`crate::daemon`]).
+/// [`crate::daemon`]), `floor:panic-in-thread` on the floor's own thread.
 pub mod fault {
     use std::future::Future;
 

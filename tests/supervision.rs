@@ -93,6 +93,26 @@ async fn a_sink_that_panics_mid_call_stops_the_daemon_non_zero_after_sealing_the
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panic_on_the_floors_own_thread_stops_the_daemon_non_zero_naming_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pbx = FakePbx::start().await;
+    let cfg = common::config_file(tmp.path(), &pbx.url);
+    // Nothing listens there: the thread panics before it connects.
+    let mut text = std::fs::read_to_string(&cfg).unwrap();
+    text.push_str("\n[floor]\nnats_url = \"nats://127.0.0.1:9\"\nsite = \"t\"\n");
+    std::fs::write(&cfg, text).unwrap();
+    let log = tmp.path().join("run.log");
+    let mut child = spawn(&cfg, &log, Some("floor:panic-in-thread"));
+    let status = exited(&mut child).await;
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(status.code(), Some(1), "log:\n{text}");
+    assert!(
+        text.contains("part `floor` panicked: injected fault in the floor's thread"),
+        "{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tracker_that_panics_stops_the_daemon_non_zero() {
     let tmp = tempfile::tempdir().unwrap();
     let pbx = FakePbx::start().await;

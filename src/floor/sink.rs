@@ -452,6 +452,11 @@ impl Sink for FloorSink {
             let thread = std::thread::Builder::new()
                 .name("callguard-floor".into())
                 .spawn(move || {
+                    if crate::supervisor::fault::for_part("floor").as_deref()
+                        == Some("panic-in-thread")
+                    {
+                        panic!("injected fault in the floor's thread");
+                    }
                     let r = match tokio::runtime::Builder::new_current_thread()
                         .enable_all()
                         .build()
