@@ -445,9 +445,9 @@ impl Sink for FloorSink {
     ) -> crate::sink::Running {
         Box::pin(async move {
             // The floor's tasks (this sink, the publisher, the NATS client's connection) run on a
-            // thread and a single-threaded runtime of their own: whatever the bus does, its
-            // wakes never move the tracker's work from one worker of the daemon's runtime to
-            // another, and it never shares a worker with a warning's timer.
+            // thread and a single-threaded runtime of their own: whatever the bus does, none of
+            // its work runs on the daemon's workers, so it never holds up a warning's timer, and
+            // its CPU can be counted apart.
             let (done, result) = tokio::sync::oneshot::channel();
             let thread = std::thread::Builder::new()
                 .name("callguard-floor".into())
