@@ -171,36 +171,45 @@ fn pct(v: &mut [Duration], p: f64) -> Duration {
     v[i]
 }
 
+/// The name and the user + system CPU seconds in a `/proc/…/stat` line.
+fn parse_stat(stat: &str) -> (&str, f64) {
+    let (head, rest) = stat.rsplit_once(')').unwrap_or(("", ""));
+    let name = head.split_once('(').map_or("?", |(_, n)| n);
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    let per_sec = rustix::param::clock_ticks_per_second() as f64;
+    (name, (ticks(11) + ticks(12)) / per_sec)
+}
+
 /// (user+system CPU seconds) of a process.
 fn cpu_secs(pid: u32) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
-    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = rustix::param::clock_ticks_per_second() as f64;
-    (f[11].parse::<f64>().unwrap_or(0.0) + f[12].parse::<f64>().unwrap_or(0.0)) / ticks
+    parse_stat(&stat).1
+}
+
+/// Each thread of a process: its `/proc/<pid>/task/<tid>` folder and its stat line.
+fn thread_stats(pid: u32) -> Vec<(std::path::PathBuf, String)> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    tasks
+        .flatten()
+        .map(|t| {
+            let dir = t.path();
+            let stat = std::fs::read_to_string(dir.join("stat")).unwrap_or_default();
+            (dir, stat)
+        })
+        .collect()
 }
 
 /// CPU seconds of the threads of process `pid` named `name` (the floor's own thread).
 fn thread_cpu(pid: u32, name: &str) -> f64 {
-    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-        return 0.0;
-    };
-    let ticks = rustix::param::clock_ticks_per_second() as f64;
-    let mut sum = 0.0;
-    for t in tasks.flatten() {
-        let stat = std::fs::read_to_string(t.path().join("stat")).unwrap_or_default();
-        let Some((head, rest)) = stat.rsplit_once(')') else {
-            continue;
-        };
-        if head.split_once('(').map(|(_, n)| n) != Some(name) {
-            continue;
-        }
-        let f: Vec<&str> = rest.split_whitespace().collect();
-        sum += (f.get(11).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0)
-            + f.get(12).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0))
-            / ticks;
-    }
-    sum
+    thread_stats(pid)
+        .iter()
+        .map(|(_, stat)| parse_stat(stat))
+        .filter(|(n, _)| *n == name)
+        .map(|(_, cpu)| cpu)
+        .sum()
 }
 
 /// The floor's thread in the daemon (`src/floor/sink.rs`).
@@ -217,27 +226,9 @@ struct Cpu {
 /// With `FLOOD_VERBOSE`: each thread of a process, its CPU seconds and context switches.
 fn threads(pid: u32) -> String {
     let mut out = Vec::new();
-    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-        return String::new();
-    };
-    let ticks = rustix::param::clock_ticks_per_second() as f64;
-    for t in tasks.flatten() {
-        let dir = t.path();
-        let stat = std::fs::read_to_string(dir.join("stat")).unwrap_or_default();
+    for (dir, stat) in thread_stats(pid) {
+        let (name, cpu) = parse_stat(&stat);
         let status = std::fs::read_to_string(dir.join("status")).unwrap_or_default();
-        let name = stat
-            .split_once('(')
-            .and_then(|(_, r)| r.split_once(')'))
-            .map_or("?", |(n, _)| n)
-            .to_string();
-        let f: Vec<&str> = stat
-            .rsplit_once(')')
-            .map_or("", |(_, r)| r)
-            .split_whitespace()
-            .collect();
-        let cpu = (f.get(11).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0)
-            + f.get(12).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0))
-            / ticks;
         let sw: u64 = status
             .lines()
             .filter(|l| l.contains("ctxt_switches"))

@@ -45,6 +45,14 @@ async fn exited(child: &mut Child) -> ExitStatus {
     }
 }
 
+/// Runs the daemon with `cfg` and `fault` until it exits by itself: its status and its log.
+async fn run_faulted(tmp: &Path, cfg: &Path, fault: &str) -> (ExitStatus, String) {
+    let log = tmp.join("run.log");
+    let mut child = spawn(cfg, &log, Some(fault));
+    let status = exited(&mut child).await;
+    (status, std::fs::read_to_string(&log).unwrap())
+}
+
 fn find(root: &Path, name: &str) -> Vec<PathBuf> {
     let mut out = Vec::new();
     let mut stack = vec![root.to_path_buf()];
@@ -101,10 +109,7 @@ async fn a_panic_on_the_floors_own_thread_stops_the_daemon_non_zero_naming_it() 
     let mut text = std::fs::read_to_string(&cfg).unwrap();
     text.push_str("\n[floor]\nnats_url = \"nats://127.0.0.1:9\"\nsite = \"t\"\n");
     std::fs::write(&cfg, text).unwrap();
-    let log = tmp.path().join("run.log");
-    let mut child = spawn(&cfg, &log, Some("floor:panic-in-thread"));
-    let status = exited(&mut child).await;
-    let text = std::fs::read_to_string(&log).unwrap();
+    let (status, text) = run_faulted(tmp.path(), &cfg, "floor:panic-in-thread").await;
     assert_eq!(status.code(), Some(1), "log:\n{text}");
     assert!(
         text.contains("part `floor` panicked: injected fault in the floor's thread"),
@@ -117,10 +122,7 @@ async fn a_tracker_that_panics_stops_the_daemon_non_zero() {
     let tmp = tempfile::tempdir().unwrap();
     let pbx = FakePbx::start().await;
     let cfg = common::config_file(tmp.path(), &pbx.url);
-    let log = tmp.path().join("run.log");
-    let mut child = spawn(&cfg, &log, Some("tracker:panic"));
-    let status = exited(&mut child).await;
-    let text = std::fs::read_to_string(&log).unwrap();
+    let (status, text) = run_faulted(tmp.path(), &cfg, "tracker:panic").await;
     assert_eq!(status.code(), Some(1), "log:\n{text}");
     assert!(text.contains("part `tracker` panicked"), "{text}");
 }
@@ -130,10 +132,7 @@ async fn a_part_that_returns_early_stops_the_daemon_non_zero() {
     let tmp = tempfile::tempdir().unwrap();
     let pbx = FakePbx::start().await;
     let cfg = common::config_file(tmp.path(), &pbx.url);
-    let log = tmp.path().join("run.log");
-    let mut child = spawn(&cfg, &log, Some("control:return"));
-    let status = exited(&mut child).await;
-    let text = std::fs::read_to_string(&log).unwrap();
+    let (status, text) = run_faulted(tmp.path(), &cfg, "control:return").await;
     assert_eq!(status.code(), Some(1), "log:\n{text}");
     assert!(
         text.contains("part `control` stopped before shutdown"),

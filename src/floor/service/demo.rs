@@ -334,8 +334,7 @@ fn event(
     }
 }
 
-/// Publishes `ev` and waits for the server's PubAck.
-/// Publishes one simulated event. A refusal for "no stream" is tried again for a while, as a
+/// Publishes one simulated event and waits for the server's PubAck. A refusal for "no stream" is tried again for a while, as a
 /// workstation's publisher does: on a loaded machine the server has refused a publish right
 /// after the stream was found (with several demos at once, about one run in fifty).
 async fn publish(js: &jetstream::Context, ev: FloorEvent) -> Result<(), DemoError> {
