@@ -1,7 +1,8 @@
 //! The floor bus, measured against a real `nats-server` (JetStream, loopback, temp store):
 //!
 //! 1. daemon CPU (user + system, from /proc) for the same ingest flood with the floor publisher
-//!    off and on, in the same run (off, on, off, on, …: best of each): the ratio. Three floods,
+//!    off and on, in the same run (off then on, on then off, …: best and median of each): the
+//!    ratio. Three floods,
 //!    each through the real `callguard run` (no recordings, no sound, warnings-only log):
 //!    - the generic protocol, densest: calls of start, 20 media frames, end;
 //!    - the generic protocol, calls of a realistic minute: start, 3,000 media frames, end;
@@ -12,9 +13,9 @@
 //!      own. The daemon follows one channel of each (the agent's), so the floor gets two events
 //!      per call: its start and its end.
 //!
-//!    Every message is encoded before the count starts and written in batches of 64. With the
-//!    floor on, a run ends once the stream holds each call's start and end (exactly once) and
-//!    the daemon's CPU has stopped growing. The same work costs this machine's CPUs up to
+//!    Every message is encoded before the count starts and sent at a steady 128 messages per
+//!    millisecond (see [`SEND_PER_MS`]). With the floor on, a run ends once the stream holds
+//!    each call's start and end (exactly once) and the daemon's CPU has stopped growing. The same work costs this machine's CPUs up to
 //!    twice as much from one run to the next (the same `sha256sum` takes 0.19 to 0.37 s), so
 //!    each flood runs many rounds and gives the best and the median of each side. The floor's
 //!    own thread (`callguard-floor`: the sink, the publisher and the NATS client) is also
@@ -26,7 +27,8 @@
 //!
 //! Run: `cargo bench --bench floor_bus`. Environment: `FLOOD_CALLS` (densest flood, 10,000
 //! calls), `FLOOD_LONG_CALLS` (minute-long calls, 200), `FLOOD_ARI_CALLS` (ARI calls, 3,000),
-//! `FLOOD_ROUNDS` (off/on rounds of each flood, 10), `FLOOD_PIN` (`1`: the daemon alone on one
+//! `FLOOD_ROUNDS` (off/on rounds of each flood, 10), `FLOOD_PER_MS` (messages sent per
+//! millisecond, 128; 0: as fast as the sender can), `FLOOD_PIN` (`1`: the daemon alone on one
 //! CPU, the rest on another), `FLOOD_VERBOSE` (set: every round's figures on stderr, with each
 //! daemon thread's CPU and context switches), `LATENCY_EVENTS` (10,000), `DRAIN_EVENTS`
 //! (10,000).
@@ -202,13 +204,18 @@ fn thread_stats(pid: u32) -> Vec<(std::path::PathBuf, String)> {
         .collect()
 }
 
-/// CPU seconds of the threads of process `pid` named `name` (the floor's own thread).
+/// CPU seconds of the threads of process `pid` named `name` (the floor's own thread), to the
+/// nanosecond: its `schedstat` (a thread's share of a flood is a few hundredths of a second,
+/// which `stat`'s clock ticks would round to 0.01 s).
 fn thread_cpu(pid: u32, name: &str) -> f64 {
     thread_stats(pid)
         .iter()
-        .map(|(_, stat)| parse_stat(stat))
-        .filter(|(n, _)| *n == name)
-        .map(|(_, cpu)| cpu)
+        .filter(|(_, stat)| parse_stat(stat).0 == name)
+        .filter_map(|(dir, _)| {
+            let s = std::fs::read_to_string(dir.join("schedstat")).ok()?;
+            s.split_whitespace().next()?.parse::<f64>().ok()
+        })
+        .map(|ns| ns / 1e9)
         .sum()
 }
 
@@ -263,13 +270,32 @@ where
     S: futures_util::Sink<Message> + Unpin,
     S::Error: std::fmt::Debug,
 {
-    for batch in messages.chunks(64) {
+    let per_ms = env_n("FLOOD_PER_MS", SEND_PER_MS);
+    let (chunk, paced) = if per_ms == 0 {
+        (64, false)
+    } else {
+        (per_ms, true)
+    };
+    let mut tick = tokio::time::interval(Duration::from_millis(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    for batch in messages.chunks(chunk) {
+        if paced {
+            tick.tick().await;
+        }
         for m in batch {
             ws.feed(m.clone()).await.expect("send");
         }
         ws.flush().await.expect("flush");
     }
 }
+
+/// Messages a flood sends per millisecond (`FLOOD_PER_MS`; 0: as fast as this process can).
+/// A PBX sends its events as they happen, whatever the workstation is doing; a sender that
+/// goes as fast as it can is slowed down whenever `nats-server` (busy only with the floor on)
+/// takes its CPU, and the daemon then reads the same flood in more, smaller pieces, at a
+/// higher cost per message that has nothing to do with the floor. 128,000 messages a second
+/// is a flood still: each ARI call's 93 events come in under a millisecond.
+const SEND_PER_MS: usize = 128;
 
 /// The real `callguard run` of one flood run, killed when dropped.
 struct FloodDaemon {
@@ -549,8 +575,8 @@ struct OffOn {
 
 impl OffOn {
     /// Best and median of each side, and their ratios; and the median of each round's own
-    /// ratio (its "on" against the "off" run just before it, so a slow drift of the machine
-    /// weighs on both). On this machine the same work costs up to twice as much from one run
+    /// ratio (its "on" against the "off" run beside it, so a slow drift of the machine weighs on
+    /// both). On this machine the same work costs up to twice as much from one run
     /// to the next, in both directions: the best of each side is its least disturbed run, the
     /// median how a typical run went.
     fn summary(&self, events: u64) -> String {
@@ -589,7 +615,8 @@ impl OffOn {
     }
 }
 
-/// Off, on, off, on, … (`rounds` of each, in the same run).
+/// `rounds` of each, in the same run, in pairs: off then on, then on then off, and so on, so a
+/// machine that slowly gets faster or slower weighs on both sides alike.
 async fn off_on<F, Fut>(rounds: usize, mut run: F) -> OffOn
 where
     F: FnMut(bool, usize) -> Fut,
@@ -601,8 +628,13 @@ where
         floor: Vec::new(),
     };
     for round in 0..rounds {
-        let a = run(false, round).await.daemon;
-        let Cpu { daemon: b, floor } = run(true, round).await;
+        let (a, Cpu { daemon: b, floor }) = if round % 2 == 0 {
+            let a = run(false, round).await.daemon;
+            (a, run(true, round).await)
+        } else {
+            let on = run(true, round).await;
+            (run(false, round).await.daemon, on)
+        };
         if std::env::var_os("FLOOD_VERBOSE").is_some() {
             eprintln!("round {round}: off {a:.3} on {b:.3}");
         }
@@ -669,7 +701,8 @@ fn main() {
         let latency_n = env_n("LATENCY_EVENTS", 10_000);
         let drain_n = env_n("DRAIN_EVENTS", 10_000);
 
-        // 1. CPU, publisher off vs on, same flood, same run (off, on, off, on, …: best of each).
+        // 1. CPU, publisher off vs on, same flood, same run (in pairs, alternating which goes
+        // first).
         // Three floods: the densest (calls of 20 frames, 0.4 s of audio: the floor's share is the
         // largest it can be), calls of a realistic minute (3,000 frames), and the real
         // Asterisk's ARI event stream (most of it events callguard ignores).

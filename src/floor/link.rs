@@ -59,9 +59,15 @@ impl Acks {
         }
     }
 
-    /// The reply subject of the event `seq`.
+    /// The reply subject of the event `seq` (every event has one: no formatter on that path).
     fn reply(&self, seq: u64) -> String {
-        format!("{}.{seq}", self.prefix)
+        let mut n = itoa::Buffer::new();
+        let n = n.format(seq);
+        let mut s = String::with_capacity(self.prefix.len() + 1 + n.len());
+        s.push_str(&self.prefix);
+        s.push('.');
+        s.push_str(n);
+        s
     }
 
     fn read(&self, m: &async_nats::Message) -> Option<Acked> {
@@ -488,6 +494,9 @@ async fn options(
     let cb_status = status.clone();
     Ok(opts
         .name(format!("callguard {host}"))
+        // Every subject this connection publishes on is built from sanitized tokens
+        // (`contract::subject_token`) or its own inbox: the client need not scan each one again.
+        .skip_subject_validation(true)
         .custom_inbox_prefix(contract::inbox_prefix(&cfg.site, agent))
         .connection_timeout(CONNECT_TIMEOUT)
         .event_callback(move |ev| {

@@ -26,7 +26,7 @@ const RETRY_INITIAL: Duration = Duration::from_millis(200);
 /// Longest pause between attempts (the client reconnects on its own meanwhile).
 const RETRY_MAX: Duration = Duration::from_secs(5);
 /// Most events sent and not acknowledged yet.
-pub const WINDOW: usize = 256;
+pub const WINDOW: usize = 1024;
 /// How long a stop waits for the backlog to empty (whatever is left stays on disk for the next
 /// start).
 pub const DRAIN_AT_STOP: Duration = Duration::from_secs(5);
