@@ -2,8 +2,8 @@
 //!
 //! 1. daemon CPU (user + system, from /proc) for the same ingest flood with the floor publisher
 //!    off and on, in the same run (off then on, on then off, …: best and median of each): the
-//!    ratio. Three floods,
-//!    each through the real `callguard run` (no recordings, no sound, warnings-only log):
+//!    ratio. Three floods, each through the real `callguard run` (no recordings, no sound,
+//!    warnings-only log):
 //!    - the generic protocol, densest: calls of start, 20 media frames, end;
 //!    - the generic protocol, calls of a realistic minute: start, 3,000 media frames, end;
 //!    - a real Asterisk's ARI event stream: the daemon in ARI mode against the fake Asterisk of
@@ -15,9 +15,9 @@
 //!
 //!    Every message is encoded before the count starts and sent at a steady 128 messages per
 //!    millisecond (see [`SEND_PER_MS`]). With the floor on, a run ends once the stream holds
-//!    each call's start and end (exactly once) and the daemon's CPU has stopped growing. The same work costs this machine's CPUs up to
-//!    twice as much from one run to the next (the same `sha256sum` takes 0.19 to 0.37 s), so
-//!    each flood runs many rounds and gives the best and the median of each side. The floor's
+//!    each call's start and end (exactly once) and the daemon's CPU has stopped growing. The
+//!    same work costs this machine's CPUs up to twice as much from one run to the next (the
+//!    same `sha256sum` takes 0.19 to 0.37 s), so each flood runs many rounds and gives the best and the median of each side. The floor's
 //!    own thread (`callguard-floor`: the sink, the publisher and the NATS client) is also
 //!    counted alone in each "on" run: its CPU does not move with how the daemon's other
 //!    threads happened to share their work;

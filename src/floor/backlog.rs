@@ -66,8 +66,8 @@ const SEGMENT_BYTES: u64 = 4 << 20;
 /// as publishing dozens of events), and a single event after a quiet spell is still written at
 /// once. It only delays when an event becomes durable: nothing is sent before it is on disk.
 /// During a stream of events each waits at most this long more to reach the floor, which no
-/// lead watching the board can see (its target is 250 ms); per event, the commit and the publisher's wake that
-/// follows it cost less the more events share them.
+/// lead watching the board can see (its target is 250 ms); per event, the commit and the
+/// publisher's wake that follows it cost less the more events share them.
 const SYNC_SPACING: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// Longest time the `acked` file lags behind the server's acknowledgements when no events are

@@ -41,9 +41,10 @@ const ACTION_BATCH: usize = 1024;
 /// action would otherwise wake the sink on its own and run its code cold; taken together they
 /// cost a fraction of that, for at most this much more delay before their events are queued
 /// (the backlog's group commit spaces its writes as much: 50 ms each, so an event of a flood
-/// reaches the floor within about 0.1 s, well inside the board's 250 ms). An action after a quiet spell is handled at
-/// once, and so is a batch with a call start whose caller history is asked (a call start that
-/// comes in while a batch waits is asked with it, at most this much later).
+/// reaches the floor within about 0.1 s, well inside the board's 250 ms). An action after a
+/// quiet spell is handled at once, and so is a batch with a call start whose caller history
+/// is asked (a call start that comes in while a batch waits is asked with it, at most this
+/// much later).
 const ACTION_SPACING: Duration = Duration::from_millis(50);
 
 /// How long a notification may take to show.

@@ -334,9 +334,10 @@ fn event(
     }
 }
 
-/// Publishes one simulated event and waits for the server's PubAck. A refusal for "no stream" is tried again for a while, as a
-/// workstation's publisher does: on a loaded machine the server has refused a publish right
-/// after the stream was found (with several demos at once, about one run in fifty).
+/// Publishes one simulated event and waits for the server's PubAck. A refusal for "no stream"
+/// is tried again for a while, as a workstation's publisher does: on a loaded machine the
+/// server has refused a publish right after the stream was found (with several demos at once,
+/// about one run in fifty).
 async fn publish(js: &jetstream::Context, ev: FloorEvent) -> Result<(), DemoError> {
     let subject = ev.subject(SITE, &ev.agent);
     let payload = bytes::Bytes::from(ev.to_json());
