@@ -95,7 +95,7 @@ fn bench(c: &mut Criterion) {
 
     let dir = tempfile::tempdir().expect("temp dir");
     let backlog = Backlog::open(dir.path().join("floor-outbox"), u64::MAX).expect("backlog");
-    let subjects: Vec<String> = events.iter().map(|e| mapper.subject(e)).collect();
+    let subjects: Vec<_> = events.iter().map(|e| mapper.subject(e)).collect();
     g.bench_function("push", |b| {
         b.iter_batched(
             || events.clone(),

@@ -42,6 +42,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
+use async_nats::Subject;
 use bytes::Bytes;
 use chrono::{DateTime, FixedOffset};
 use serde::{Deserialize, Serialize};
@@ -115,8 +116,8 @@ pub struct Pending {
     pub queued_at: DateTime<FixedOffset>,
     /// Its kind (heartbeats may be dropped past the bound).
     pub kind: EventKind,
-    /// The subject it is published on.
-    pub subject: String,
+    /// The subject it is published on (shared with every publish of it, never copied).
+    pub subject: Subject,
     /// The event id, sent as `Nats-Msg-Id`.
     pub id: String,
     /// The event's JSON, as published (shared with the publish, never copied).
@@ -146,20 +147,43 @@ struct LineIn {
     event: Box<RawValue>,
 }
 
-fn encode_line(out: &mut Vec<u8>, p: &Pending) {
+/// `queued_at` as a line carries it.
+fn stamp(t: &DateTime<FixedOffset>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
+}
+
+/// `queued_at` of the last event queued, written out: every event of a batch is queued at the
+/// same time, so a flood formats it once per batch instead of once per event.
+#[derive(Debug, Default)]
+struct Stamp {
+    at: Option<DateTime<FixedOffset>>,
+    text: String,
+}
+
+impl Stamp {
+    fn of(&mut self, t: &DateTime<FixedOffset>) -> &str {
+        // `==` on times compares instants only: the same instant in another offset is written
+        // differently.
+        if self.at.is_none_or(|a| a != *t || a.offset() != t.offset()) {
+            self.text = stamp(t);
+            self.at = Some(*t);
+        }
+        &self.text
+    }
+}
+
+fn encode_line(out: &mut Vec<u8>, p: &Pending, queued_at: &str) {
     use std::io::Write as _;
     // The fields of `LineIn`, written directly (one line per event of a flood). Strings and
     // numbers: writing to a Vec cannot fail. The event is already JSON: it goes in as it is,
     // last, instead of through the encoder again.
     let _ = write!(
         out,
-        "{{\"seq\":{},\"queued_at\":\"{}\",\"kind\":\"{}\",\"subject\":",
+        "{{\"seq\":{},\"queued_at\":\"{queued_at}\",\"kind\":\"{}\",\"subject\":",
         p.seq,
-        p.queued_at
-            .to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
         p.kind.as_str()
     );
-    let _ = serde_json::to_writer(&mut *out, &p.subject);
+    let _ = serde_json::to_writer(&mut *out, p.subject.as_str());
     out.extend_from_slice(b",\"id\":");
     let _ = serde_json::to_writer(&mut *out, &p.id);
     out.extend_from_slice(b",\"event\":");
@@ -220,6 +244,7 @@ struct Index {
     dropped_heartbeats: u64,
     over_bound_warned: bool,
     disk_error: Option<String>,
+    stamp: Stamp,
 }
 
 #[derive(Debug)]
@@ -278,9 +303,10 @@ impl Backlog {
             compact: loaded.needs_rewrite,
             ..Index::default()
         };
+        let mut stamp = Stamp::default();
         for rec in loaded.records {
             let mut line = Vec::new();
-            encode_line(&mut line, &rec);
+            encode_line(&mut line, &rec, stamp.of(&rec.queued_at));
             index.bytes += line.len() as u64;
             index.durable_through = index.durable_through.max(rec.seq);
             index.slots.push_back(Slot {
@@ -322,7 +348,7 @@ impl Backlog {
     /// commit; the publisher sees the event only after that. Then keeps the backlog within its
     /// bound. An error says the event will be sent but is not safe on disk (or the backlog is
     /// closed).
-    pub fn push(&self, subject: String, event: FloorEvent) -> Result<(), BacklogError> {
+    pub fn push(&self, subject: impl Into<Subject>, event: FloorEvent) -> Result<(), BacklogError> {
         self.push_at(subject, event, now())
     }
 
@@ -330,7 +356,7 @@ impl Backlog {
     /// reading it again for every event).
     pub fn push_at(
         &self,
-        subject: String,
+        subject: impl Into<Subject>,
         event: FloorEvent,
         queued_at: DateTime<FixedOffset>,
     ) -> Result<(), BacklogError> {
@@ -339,9 +365,11 @@ impl Backlog {
                 .encode()
                 .map_err(|e| BacklogError::Encode(e.to_string()))?,
         );
+        let subject = subject.into();
         let kind = event.kind();
         let id = event.id;
-        let mut ix = self.shared.lock();
+        let mut guard = self.shared.lock();
+        let ix = &mut *guard;
         if ix.closing {
             return Err(BacklogError::Closed);
         }
@@ -359,7 +387,7 @@ impl Backlog {
         if before == 0 {
             ix.unwritten_first = seq;
         }
-        encode_line(&mut ix.unwritten, &rec);
+        encode_line(&mut ix.unwritten, &rec, ix.stamp.of(&queued_at));
         let bytes = (ix.unwritten.len() - before) as u64;
         ix.unwritten_last = seq;
         ix.bytes += bytes;
@@ -367,10 +395,10 @@ impl Backlog {
             rec: Arc::new(rec),
             bytes,
         });
-        self.enforce_bound(&mut ix);
+        self.enforce_bound(ix);
         let err = ix.disk_error.clone();
         let wake = ix.writer_idle;
-        drop(ix);
+        drop(guard);
         if wake {
             self.shared.work.notify_one();
         }
@@ -509,9 +537,10 @@ pub fn disk_stats(dir: &Path, max_bytes: u64) -> BacklogStats {
     };
     let mut bytes = 0u64;
     let mut line = Vec::new();
+    let mut stamp = Stamp::default();
     for r in &loaded.records {
         line.clear();
-        encode_line(&mut line, r);
+        encode_line(&mut line, r, stamp.of(&r.queued_at));
         bytes += line.len() as u64;
     }
     BacklogStats {
@@ -600,7 +629,7 @@ fn load(dir: &Path) -> Result<Loaded, BacklogError> {
                             seq: l.seq,
                             queued_at: l.queued_at,
                             kind: l.kind,
-                            subject: l.subject,
+                            subject: l.subject.into(),
                             id: l.id,
                             event: json_bytes(l.event),
                         });
@@ -628,7 +657,7 @@ fn load(dir: &Path) -> Result<Loaded, BacklogError> {
                     seq: item.seq,
                     queued_at: e.created_at,
                     kind: item.event.kind(),
-                    subject: item.subject,
+                    subject: item.subject.into(),
                     id: item.event.id,
                     event: json_bytes(event),
                 });
@@ -714,8 +743,9 @@ impl Files {
         if let (Some(first), Some(last)) = (recs.first(), recs.last()) {
             let name = format!("{:020}.log", first.seq);
             let mut buf = Vec::new();
+            let mut stamp = Stamp::default();
             for r in recs {
-                encode_line(&mut buf, r);
+                encode_line(&mut buf, r, stamp.of(&r.queued_at));
             }
             fsutil::write_atomic(&self.log_dir, &name, &buf)?;
             let path = self.log_dir.join(name);
@@ -939,11 +969,11 @@ mod tests {
         let b = Backlog::open(dir.path().to_path_buf(), 1 << 20).expect("reopen");
         assert_eq!(ids(&b), vec!["ev-2", "ev-3", "ev-4"]);
         let front = b.front().expect("front");
-        assert_eq!(front.subject, "subj.2");
+        assert_eq!(front.subject.as_str(), "subj.2");
         let ev = FloorEvent::from_json(&front.payload()).expect("the payload is the event");
         assert_eq!(ev.id, "ev-2");
         // New numbers keep growing past the old ones.
-        b.push("subj.5".into(), event(5, EventKind::CallEnd))
+        b.push("subj.5", event(5, EventKind::CallEnd))
             .expect("push");
         wait_durable(&b, 4).await;
         let all = b.durable_after(0, usize::MAX);
@@ -957,12 +987,39 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn each_events_queue_time_survives_a_restart_when_a_batch_shares_one() {
+        let at = |s: &str| DateTime::parse_from_rfc3339(s).expect("time");
+        let batch = at("2026-11-30T10:00:00.25+09:00");
+        // The same instant in another offset is written in that offset, not the batch's.
+        let same_instant_utc = batch.with_timezone(&chrono::Utc).fixed_offset();
+        let later = at("2026-11-30T10:00:00.3+09:00");
+        let times = [batch, batch, same_instant_utc, batch, later, later];
+        let dir = tempfile::tempdir().expect("dir");
+        let b = Backlog::open(dir.path().to_path_buf(), 1 << 20).expect("open");
+        for (i, t) in times.iter().enumerate() {
+            b.push_at("s", event(i as u64, EventKind::CallEnd), *t)
+                .expect("push");
+        }
+        wait_durable(&b, times.len()).await;
+        drop(b);
+        let b = Backlog::open(dir.path().to_path_buf(), 1 << 20).expect("reopen");
+        let back: Vec<String> = b
+            .durable_after(0, usize::MAX)
+            .iter()
+            .map(|p| stamp(&p.queued_at))
+            .collect();
+        let want: Vec<String> = times.iter().map(stamp).collect();
+        assert_eq!(back, want);
+        assert_eq!(back[2], "2026-11-30T01:00:00.250Z");
+        assert_eq!(back[0], "2026-11-30T10:00:00.250+09:00");
+    }
+
+    #[tokio::test]
     async fn a_torn_tail_is_dropped_and_the_rest_kept() {
         let dir = tempfile::tempdir().expect("dir");
         let b = Backlog::open(dir.path().to_path_buf(), 1 << 20).expect("open");
         for i in 0..3 {
-            b.push("s".into(), event(i, EventKind::CallEnd))
-                .expect("push");
+            b.push("s", event(i, EventKind::CallEnd)).expect("push");
         }
         wait_durable(&b, 3).await;
         drop(b);
@@ -982,8 +1039,7 @@ mod tests {
         assert_eq!(disk_stats(dir.path(), 1 << 20).events, 3);
         let b = Backlog::open(dir.path().to_path_buf(), 1 << 20).expect("reopen");
         assert_eq!(ids(&b), vec!["ev-0", "ev-1", "ev-2"]);
-        b.push("s".into(), event(3, EventKind::CallEnd))
-            .expect("push");
+        b.push("s", event(3, EventKind::CallEnd)).expect("push");
         wait_durable(&b, 4).await;
         drop(b);
         let b = Backlog::open(dir.path().to_path_buf(), 1 << 20).expect("reopen");
@@ -1004,17 +1060,15 @@ mod tests {
                 .expect("json")
                 .into(),
         };
-        encode_line(&mut probe, &one);
+        encode_line(&mut probe, &one, &stamp(&one.queued_at));
         // Room for about ten events.
         let max = probe.len() as u64 * 10;
         let b = Backlog::open(dir.path().to_path_buf(), max).expect("open");
         for i in 0..10 {
-            b.push("s".into(), event(i, EventKind::Heartbeat))
-                .expect("push");
+            b.push("s", event(i, EventKind::Heartbeat)).expect("push");
         }
         for i in 10..15 {
-            b.push("s".into(), event(i, EventKind::CallEnd))
-                .expect("push");
+            b.push("s", event(i, EventKind::CallEnd)).expect("push");
         }
         let st = b.stats();
         assert!(st.bytes <= max, "{st:?}");
@@ -1026,8 +1080,7 @@ mod tests {
         }
         // Only call events left: kept over the bound.
         for i in 15..40 {
-            b.push("s".into(), event(i, EventKind::CallEnd))
-                .expect("push");
+            b.push("s", event(i, EventKind::CallEnd)).expect("push");
         }
         let st = b.stats();
         assert!(st.bytes > max);
@@ -1059,8 +1112,7 @@ mod tests {
         }
         let b = Backlog::open(dir.path().to_path_buf(), 1 << 20).expect("open");
         assert_eq!(ids(&b), vec!["ev-0", "ev-1"]);
-        b.push("new".into(), event(2, EventKind::CallEnd))
-            .expect("push");
+        b.push("new", event(2, EventKind::CallEnd)).expect("push");
         wait_durable(&b, 3).await;
         drop(b);
         let left = std::fs::read_dir(dir.path().join("pending"))

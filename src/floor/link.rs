@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_nats::jetstream;
-use async_nats::{ConnectOptions, HeaderMap};
+use async_nats::{ConnectOptions, HeaderMap, Subject};
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 
@@ -289,7 +289,7 @@ impl Link {
     /// PubAck. `Ok(duplicate)`: stored now (`false`) or already stored earlier (`true`).
     pub async fn publish(
         &self,
-        subject: String,
+        subject: impl Into<Subject>,
         id: &str,
         payload: impl Into<bytes::Bytes>,
     ) -> Result<bool, LinkError> {
@@ -298,7 +298,7 @@ impl Link {
         let ack = tokio::time::timeout(
             ACK_TIMEOUT,
             self.js
-                .publish_with_headers(subject, headers, payload.into()),
+                .publish_with_headers(subject.into(), headers, payload.into()),
         )
         .await
         .map_err(|_| LinkError::Timeout(ACK_TIMEOUT))?
@@ -326,7 +326,7 @@ impl Link {
         &self,
         acks: &Acks,
         seq: u64,
-        subject: String,
+        subject: Subject,
         id: &str,
         payload: bytes::Bytes,
     ) -> Result<(), LinkError> {

@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use async_nats::Subject;
 use chrono::{DateTime, FixedOffset};
 
 use super::contract::{
@@ -61,7 +62,7 @@ pub struct Mapper {
     id: Identity,
     /// The subject of each kind, in [`contract::ALL_KINDS`]'s order (built once: every event
     /// needs one).
-    subjects: Vec<String>,
+    subjects: Vec<Subject>,
     calls: HashMap<String, OpenCall>,
     pbx: PbxState,
     pbx_detail: String,
@@ -72,7 +73,7 @@ impl Mapper {
     pub fn new(id: Identity) -> Mapper {
         let subjects = contract::ALL_KINDS
             .iter()
-            .map(|k| contract::event_subject(&id.site, &id.agent, *k))
+            .map(|k| Subject::from(contract::event_subject(&id.site, &id.agent, *k)))
             .collect();
         Mapper {
             id,
@@ -88,12 +89,12 @@ impl Mapper {
         &self.id
     }
 
-    /// The subject of `ev`: [`Identity::subject`], without building it again.
-    pub fn subject(&self, ev: &FloorEvent) -> String {
+    /// The subject of `ev`: [`Identity::subject`], without building or copying it again.
+    pub fn subject(&self, ev: &FloorEvent) -> Subject {
         let kind = ev.kind();
         match contract::ALL_KINDS.iter().position(|k| *k == kind) {
             Some(i) => self.subjects[i].clone(),
-            None => self.id.subject(ev),
+            None => self.id.subject(ev).into(),
         }
     }
 
