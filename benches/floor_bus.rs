@@ -17,10 +17,10 @@
 //!    millisecond (see [`SEND_PER_MS`]). With the floor on, a run ends once the stream holds
 //!    each call's start and end (exactly once) and the daemon's CPU has stopped growing. The
 //!    same work costs this machine's CPUs up to twice as much from one run to the next (the
-//!    same `sha256sum` takes 0.19 to 0.37 s), so each flood runs many rounds and gives the best and the median of each side. The floor's
-//!    own thread (`callguard-floor`: the sink, the publisher and the NATS client) is also
-//!    counted alone in each "on" run: its CPU does not move with how the daemon's other
-//!    threads happened to share their work;
+//!    same `sha256sum` takes 0.19 to 0.37 s), so each flood runs many rounds and gives the best
+//!    and the median of each side. The floor's own thread (`callguard-floor`: the sink, the
+//!    publisher and the NATS client) is also counted alone in each "on" run: its CPU does not
+//!    move with how the daemon's other threads happened to share their work;
 //! 2. publish latency for 10,000 events: the server's PubAck round trip alone, and the whole
 //!    path (written to the durable backlog → published → seen by a subscriber);
 //! 3. backlog drain rate: 10,000 events queued while the server is away, then drained.

@@ -48,7 +48,7 @@ use chrono::{DateTime, FixedOffset};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use super::contract::{EventKind, FloorEvent};
+use super::contract::{EventKind, FloorEvent, time_text};
 use crate::fsutil;
 use crate::queue::{DurableQueue, QueueItem};
 
@@ -147,11 +147,6 @@ struct LineIn {
     event: Box<RawValue>,
 }
 
-/// `queued_at` as a line carries it.
-fn stamp(t: &DateTime<FixedOffset>) -> String {
-    t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
-}
-
 /// `queued_at` of the last event queued, written out: every event of a batch is queued at the
 /// same time, so a flood formats it once per batch instead of once per event.
 #[derive(Debug, Default)]
@@ -165,7 +160,7 @@ impl Stamp {
         // `==` on times compares instants only: the same instant in another offset is written
         // differently.
         if self.at.is_none_or(|a| a != *t || a.offset() != t.offset()) {
-            self.text = stamp(t);
+            self.text = time_text(t);
             self.at = Some(*t);
         }
         &self.text
@@ -1006,9 +1001,9 @@ mod tests {
         let back: Vec<String> = b
             .durable_after(0, usize::MAX)
             .iter()
-            .map(|p| stamp(&p.queued_at))
+            .map(|p| time_text(&p.queued_at))
             .collect();
-        let want: Vec<String> = times.iter().map(stamp).collect();
+        let want: Vec<String> = times.iter().map(time_text).collect();
         assert_eq!(back, want);
         assert_eq!(back[2], "2026-11-30T01:00:00.250Z");
         assert_eq!(back[0], "2026-11-30T10:00:00.250+09:00");
@@ -1060,7 +1055,7 @@ mod tests {
                 .expect("json")
                 .into(),
         };
-        encode_line(&mut probe, &one, &stamp(&one.queued_at));
+        encode_line(&mut probe, &one, &time_text(&one.queued_at));
         // Room for about ten events.
         let max = probe.len() as u64 * 10;
         let b = Backlog::open(dir.path().to_path_buf(), max).expect("open");

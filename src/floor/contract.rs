@@ -507,13 +507,14 @@ fn json_u64(out: &mut Vec<u8>, n: u64) {
 }
 
 /// A time as chrono's serde writes it (RFC 3339; fractional seconds only when there are some;
-/// `Z` for UTC).
+/// `Z` for UTC): events and the backlog's lines are read back with serde.
+pub(crate) fn time_text(t: &DateTime<FixedOffset>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
+}
+
 fn json_time(out: &mut Vec<u8>, t: &DateTime<FixedOffset>) {
     out.push(b'"');
-    out.extend_from_slice(
-        t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
-            .as_bytes(),
-    );
+    out.extend_from_slice(time_text(t).as_bytes());
     out.push(b'"');
 }
 
