@@ -259,8 +259,14 @@ pub fn parse_subject(subject: &str) -> Option<ParsedSubject> {
 /// same event emitted again (after a restart, a PBX snapshot) carries the same id and is dropped
 /// by the server ([`DUPLICATE_WINDOW`]) and by the floor store.
 pub fn event_id(parts: &[&str]) -> String {
+    event_id_of(parts.iter().copied())
+}
+
+/// [`event_id`] of parts that are not in one slice (the mapper's envelope and its kind's own
+/// parts), without gathering them first.
+pub fn event_id_of<'a>(parts: impl IntoIterator<Item = &'a str>) -> String {
     let mut h = Sha256::new();
-    for (i, p) in parts.iter().enumerate() {
+    for (i, p) in parts.into_iter().enumerate() {
         if i > 0 {
             h.update([0u8]);
         }
@@ -502,19 +508,78 @@ fn json_str(out: &mut Vec<u8>, s: &str) {
 }
 
 fn json_u64(out: &mut Vec<u8>, n: u64) {
-    use std::io::Write;
-    let _ = write!(out, "{n}");
+    out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
 }
 
 /// A time as chrono's serde writes it (RFC 3339; fractional seconds only when there are some;
 /// `Z` for UTC): events and the backlog's lines are read back with serde.
 pub(crate) fn time_text(t: &DateTime<FixedOffset>) -> String {
+    let mut out = Vec::with_capacity(35);
+    write_time(&mut out, t);
+    String::from_utf8(out).unwrap_or_else(|_| chrono_time_text(t))
+}
+
+fn chrono_time_text(t: &DateTime<FixedOffset>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
+}
+
+/// Appends [`time_text`] of `t`. Every event carries one or two times, so the usual ones
+/// (years 0–9999, whole-minute offsets, no leap second) are written digit by digit, without
+/// chrono's formatter and its `String`; anything else goes through chrono.
+fn write_time(out: &mut Vec<u8>, t: &DateTime<FixedOffset>) {
+    use chrono::{Datelike, Timelike};
+    let local = t.naive_local();
+    let year = local.year();
+    let nanos = local.nanosecond();
+    let offset = t.offset().local_minus_utc();
+    let Ok(year) = u32::try_from(year) else {
+        out.extend_from_slice(chrono_time_text(t).as_bytes());
+        return;
+    };
+    if year > 9999 || nanos >= 1_000_000_000 || offset % 60 != 0 {
+        out.extend_from_slice(chrono_time_text(t).as_bytes());
+        return;
+    }
+    fn digits(out: &mut Vec<u8>, n: u32, width: u32) {
+        for i in (0..width).rev() {
+            out.push(b'0' + (n / 10u32.pow(i) % 10) as u8);
+        }
+    }
+    digits(out, year, 4);
+    out.push(b'-');
+    digits(out, local.month(), 2);
+    out.push(b'-');
+    digits(out, local.day(), 2);
+    out.push(b'T');
+    digits(out, local.hour(), 2);
+    out.push(b':');
+    digits(out, local.minute(), 2);
+    out.push(b':');
+    digits(out, local.second(), 2);
+    if nanos != 0 {
+        out.push(b'.');
+        if nanos.is_multiple_of(1_000_000) {
+            digits(out, nanos / 1_000_000, 3);
+        } else if nanos.is_multiple_of(1_000) {
+            digits(out, nanos / 1_000, 6);
+        } else {
+            digits(out, nanos, 9);
+        }
+    }
+    if offset == 0 {
+        out.push(b'Z');
+        return;
+    }
+    out.push(if offset < 0 { b'-' } else { b'+' });
+    let minutes = offset.unsigned_abs() / 60;
+    digits(out, minutes / 60, 2);
+    out.push(b':');
+    digits(out, minutes % 60, 2);
 }
 
 fn json_time(out: &mut Vec<u8>, t: &DateTime<FixedOffset>) {
     out.push(b'"');
-    out.extend_from_slice(time_text(t).as_bytes());
+    write_time(out, t);
     out.push(b'"');
 }
 
@@ -929,6 +994,79 @@ fn check_schema(schema: &str) -> Result<(), ContractError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn times_are_written_as_chrono_writes_them_and_read_back_the_same() {
+        use chrono::{NaiveDate, TimeZone};
+        let offsets = [
+            0,
+            9 * 3600,
+            -5 * 3600,
+            5 * 3600 + 45 * 60,
+            -30 * 60,
+            14 * 3600,
+            90,
+        ];
+        let nanos = [
+            0,
+            1,
+            1_000,
+            5_000_000,
+            123_000_000,
+            123_456_000,
+            123_456_789,
+            999_999_999,
+            1_500_000_000, // a leap second
+        ];
+        let days = [
+            (1970, 1, 1),
+            (2026, 11, 30),
+            (2024, 2, 29),
+            (9999, 12, 31),
+            (0, 1, 1),
+        ];
+        let mut checked = 0;
+        for (y, m, d) in days {
+            for &n in &nanos {
+                for &off in &offsets {
+                    let Some(tz) = FixedOffset::east_opt(off) else {
+                        continue;
+                    };
+                    let Some(naive) = NaiveDate::from_ymd_opt(y, m, d)
+                        .and_then(|day| day.and_hms_nano_opt(23, 59, 59, n))
+                    else {
+                        continue;
+                    };
+                    let Some(t) = tz.from_local_datetime(&naive).single() else {
+                        continue;
+                    };
+                    let want = t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true);
+                    assert_eq!(time_text(&t), want, "{t:?}");
+                    let mut json = Vec::new();
+                    json_time(&mut json, &t);
+                    assert_eq!(json, serde_json::to_vec(&t).unwrap(), "{t:?}");
+                    // chrono itself writes an offset to the minute only.
+                    if off % 60 == 0 {
+                        let back: DateTime<FixedOffset> = serde_json::from_slice(&json).unwrap();
+                        assert_eq!((back, back.offset()), (t, t.offset()));
+                    }
+                    checked += 1;
+                }
+            }
+        }
+        assert!(checked > 250, "{checked}");
+    }
+
+    #[test]
+    fn an_id_from_parts_in_pieces_is_the_id_of_the_parts_together() {
+        let head = ["site", "1001", "ws-1", "call.start", "c-1"];
+        let tail = ["x", ""];
+        let all: Vec<&str> = head.iter().chain(tail.iter()).copied().collect();
+        assert_eq!(
+            event_id_of(head.into_iter().chain(tail.iter().copied())),
+            event_id(&all)
+        );
+    }
 
     fn at() -> DateTime<FixedOffset> {
         DateTime::parse_from_rfc3339("2026-11-22T10:00:00+09:00").unwrap()

@@ -132,17 +132,16 @@ impl Mapper {
     ) -> FloorEvent {
         let kind = body.kind();
         let call_id = call.map(|c| c.call_id.as_str()).unwrap_or("");
-        let mut parts = vec![
+        let envelope_parts = [
             self.id.site.as_str(),
             self.id.agent.as_str(),
             self.id.host.as_str(),
             kind.as_str(),
             call_id,
         ];
-        parts.extend_from_slice(id_parts);
         FloorEvent {
             schema: contract::SCHEMA.into(),
-            id: contract::event_id(&parts),
+            id: contract::event_id_of(envelope_parts.into_iter().chain(id_parts.iter().copied())),
             site: self.id.site.clone(),
             host: self.id.host.clone(),
             agent: call
