@@ -48,7 +48,7 @@ use chrono::{DateTime, FixedOffset};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use super::contract::{EventKind, FloorEvent, time_text};
+use super::contract::{EventKind, FloorEvent, write_time};
 use crate::fsutil;
 use crate::queue::{DurableQueue, QueueItem};
 
@@ -147,37 +147,17 @@ struct LineIn {
     event: Box<RawValue>,
 }
 
-/// `queued_at` of the last event queued, written out: every event of a batch is queued at the
-/// same time, so a flood formats it once per batch instead of once per event.
-#[derive(Debug, Default)]
-struct Stamp {
-    at: Option<DateTime<FixedOffset>>,
-    text: String,
-}
-
-impl Stamp {
-    fn of(&mut self, t: &DateTime<FixedOffset>) -> &str {
-        // `==` on times compares instants only: the same instant in another offset is written
-        // differently.
-        if self.at.is_none_or(|a| a != *t || a.offset() != t.offset()) {
-            self.text = time_text(t);
-            self.at = Some(*t);
-        }
-        &self.text
-    }
-}
-
-fn encode_line(out: &mut Vec<u8>, p: &Pending, queued_at: &str) {
-    use std::io::Write as _;
-    // The fields of `LineIn`, written directly (one line per event of a flood). Strings and
-    // numbers: writing to a Vec cannot fail. The event is already JSON: it goes in as it is,
-    // last, instead of through the encoder again.
-    let _ = write!(
-        out,
-        "{{\"seq\":{},\"queued_at\":\"{queued_at}\",\"kind\":\"{}\",\"subject\":",
-        p.seq,
-        p.kind.as_str()
-    );
+fn encode_line(out: &mut Vec<u8>, p: &Pending) {
+    // The fields of `LineIn`, written directly (one line per event of a flood). Strings:
+    // writing to a Vec cannot fail. The event is already JSON: it goes in as it is, last,
+    // instead of through the encoder again.
+    out.extend_from_slice(b"{\"seq\":");
+    out.extend_from_slice(itoa::Buffer::new().format(p.seq).as_bytes());
+    out.extend_from_slice(b",\"queued_at\":\"");
+    write_time(out, &p.queued_at);
+    out.extend_from_slice(b"\",\"kind\":\"");
+    out.extend_from_slice(p.kind.as_str().as_bytes());
+    out.extend_from_slice(b"\",\"subject\":");
     let _ = serde_json::to_writer(&mut *out, p.subject.as_str());
     out.extend_from_slice(b",\"id\":");
     let _ = serde_json::to_writer(&mut *out, &p.id);
@@ -239,7 +219,6 @@ struct Index {
     dropped_heartbeats: u64,
     over_bound_warned: bool,
     disk_error: Option<String>,
-    stamp: Stamp,
 }
 
 #[derive(Debug)]
@@ -298,10 +277,9 @@ impl Backlog {
             compact: loaded.needs_rewrite,
             ..Index::default()
         };
-        let mut stamp = Stamp::default();
         for rec in loaded.records {
             let mut line = Vec::new();
-            encode_line(&mut line, &rec, stamp.of(&rec.queued_at));
+            encode_line(&mut line, &rec);
             index.bytes += line.len() as u64;
             index.durable_through = index.durable_through.max(rec.seq);
             index.slots.push_back(Slot {
@@ -382,7 +360,7 @@ impl Backlog {
         if before == 0 {
             ix.unwritten_first = seq;
         }
-        encode_line(&mut ix.unwritten, &rec, ix.stamp.of(&queued_at));
+        encode_line(&mut ix.unwritten, &rec);
         let bytes = (ix.unwritten.len() - before) as u64;
         ix.unwritten_last = seq;
         ix.bytes += bytes;
@@ -532,10 +510,9 @@ pub fn disk_stats(dir: &Path, max_bytes: u64) -> BacklogStats {
     };
     let mut bytes = 0u64;
     let mut line = Vec::new();
-    let mut stamp = Stamp::default();
     for r in &loaded.records {
         line.clear();
-        encode_line(&mut line, r, stamp.of(&r.queued_at));
+        encode_line(&mut line, r);
         bytes += line.len() as u64;
     }
     BacklogStats {
@@ -738,9 +715,8 @@ impl Files {
         if let (Some(first), Some(last)) = (recs.first(), recs.last()) {
             let name = format!("{:020}.log", first.seq);
             let mut buf = Vec::new();
-            let mut stamp = Stamp::default();
             for r in recs {
-                encode_line(&mut buf, r, stamp.of(&r.queued_at));
+                encode_line(&mut buf, r);
             }
             fsutil::write_atomic(&self.log_dir, &name, &buf)?;
             let path = self.log_dir.join(name);
@@ -896,6 +872,7 @@ fn write_loop(shared: &Shared, mut files: Files) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::floor::contract::time_text;
     use crate::floor::contract::{self, EventBody, PbxState};
 
     fn event(i: u64, kind: EventKind) -> FloorEvent {
@@ -1055,7 +1032,7 @@ mod tests {
                 .expect("json")
                 .into(),
         };
-        encode_line(&mut probe, &one, &time_text(&one.queued_at));
+        encode_line(&mut probe, &one);
         // Room for about ten events.
         let max = probe.len() as u64 * 10;
         let b = Backlog::open(dir.path().to_path_buf(), max).expect("open");

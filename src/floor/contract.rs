@@ -511,8 +511,8 @@ fn json_u64(out: &mut Vec<u8>, n: u64) {
     out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
 }
 
-/// A time as chrono's serde writes it (RFC 3339; fractional seconds only when there are some;
-/// `Z` for UTC): events and the backlog's lines are read back with serde.
+/// [`write_time`]'s text as a `String`, for the tests to compare.
+#[cfg(test)]
 pub(crate) fn time_text(t: &DateTime<FixedOffset>) -> String {
     let mut out = Vec::with_capacity(35);
     write_time(&mut out, t);
@@ -523,23 +523,23 @@ fn chrono_time_text(t: &DateTime<FixedOffset>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
 }
 
-/// Appends [`time_text`] of `t`. Every event carries one or two times, so the usual ones
-/// (years 0–9999, whole-minute offsets, no leap second) are written digit by digit, without
-/// chrono's formatter and its `String`; anything else goes through chrono.
-fn write_time(out: &mut Vec<u8>, t: &DateTime<FixedOffset>) {
+/// Appends `t` as chrono's serde writes it (RFC 3339; fractional seconds only when there are
+/// some; `Z` for UTC): events and the backlog's lines are read back with serde. Every event and
+/// backlog line carries one or two times, so the usual ones (years 0–9999, whole-minute
+/// offsets, no leap second) are written digit by digit, without chrono's formatter and its
+/// `String`; anything else goes through chrono.
+pub(crate) fn write_time(out: &mut Vec<u8>, t: &DateTime<FixedOffset>) {
     use chrono::{Datelike, Timelike};
     let local = t.naive_local();
-    let year = local.year();
     let nanos = local.nanosecond();
     let offset = t.offset().local_minus_utc();
-    let Ok(year) = u32::try_from(year) else {
-        out.extend_from_slice(chrono_time_text(t).as_bytes());
-        return;
+    let year = match u32::try_from(local.year()) {
+        Ok(y) if y <= 9999 && nanos < 1_000_000_000 && offset % 60 == 0 => y,
+        _ => {
+            out.extend_from_slice(chrono_time_text(t).as_bytes());
+            return;
+        }
     };
-    if year > 9999 || nanos >= 1_000_000_000 || offset % 60 != 0 {
-        out.extend_from_slice(chrono_time_text(t).as_bytes());
-        return;
-    }
     fn digits(out: &mut Vec<u8>, n: u32, width: u32) {
         for i in (0..width).rev() {
             out.push(b'0' + (n / 10u32.pow(i) % 10) as u8);
