@@ -18,9 +18,10 @@
 //!    each call's start and end (exactly once) and the daemon's CPU has stopped growing. The
 //!    same work costs this machine's CPUs up to twice as much from one run to the next (the
 //!    same `sha256sum` takes 0.19 to 0.37 s), so each flood runs many rounds and gives the best
-//!    and the median of each side. The floor's own thread (`callguard-floor`: the sink, the
-//!    publisher and the NATS client) is also counted alone in each "on" run: its CPU does not
-//!    move with how the daemon's other threads happened to share their work;
+//!    and the median of each side. The floor's own threads (`callguard-floor`: the sink, the
+//!    publisher and the NATS client; `floor-backlog`: the group commits) are also counted alone
+//!    in each "on" run: their CPU does not move with how the daemon's other threads happened to
+//!    share their work, and the rest of the daemon is the "on" run less them;
 //! 2. publish latency for 10,000 events: the server's PubAck round trip alone, and the whole
 //!    path (written to the durable backlog → published → seen by a subscriber);
 //! 3. backlog drain rate: 10,000 events queued while the server is away, then drained.
@@ -29,9 +30,10 @@
 //! calls), `FLOOD_LONG_CALLS` (minute-long calls, 200), `FLOOD_ARI_CALLS` (ARI calls, 3,000),
 //! `FLOOD_ROUNDS` (off/on rounds of each flood, 10), `FLOOD_PER_MS` (messages sent per
 //! millisecond, 128; 0: as fast as the sender can), `FLOOD_PIN` (`1`: the daemon alone on one
-//! CPU, the rest on another), `FLOOD_VERBOSE` (set: every round's figures on stderr, with each
-//! daemon thread's CPU and context switches), `LATENCY_EVENTS` (10,000), `DRAIN_EVENTS`
-//! (10,000).
+//! CPU, the rest on another), `FLOOD_DAEMON` (the `callguard` binary to flood, e.g. the
+//! previous build's for an A/B; default: this build's), `FLOOD_VERBOSE` (set: every round's
+//! figures on stderr, with each daemon thread's CPU and context switches), `LATENCY_EVENTS`
+//! (10,000), `DRAIN_EVENTS` (10,000).
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -183,10 +185,24 @@ fn parse_stat(stat: &str) -> (&str, f64) {
     (name, (ticks(11) + ticks(12)) / per_sec)
 }
 
-/// (user+system CPU seconds) of a process.
+/// CPU seconds (user + system) of a process, every thread of it (also those that have ended),
+/// to the nanosecond: its CPU-time clock. `/proc/<pid>/stat` counts user and system time apart
+/// in clock ticks (0.01 s), which moved a flood's half second by up to 4 % from one reading to
+/// the next: as much as the floor's whole share.
 fn cpu_secs(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
-    parse_stat(&stat).1
+    let pid = libc::pid_t::try_from(pid).expect("a pid fits a pid_t");
+    let mut clock: libc::clockid_t = 0;
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: both calls write only through the pointers given, to live locals of the types
+    // they write.
+    let ok = unsafe {
+        libc::clock_getcpuclockid(pid, &mut clock) == 0 && libc::clock_gettime(clock, &mut ts) == 0
+    };
+    assert!(ok, "cannot read the CPU clock of process {pid}");
+    ts.tv_sec as f64 + ts.tv_nsec as f64 / 1e9
 }
 
 /// Each thread of a process: its `/proc/<pid>/task/<tid>` folder and its stat line.
@@ -204,13 +220,13 @@ fn thread_stats(pid: u32) -> Vec<(std::path::PathBuf, String)> {
         .collect()
 }
 
-/// CPU seconds of the threads of process `pid` named `name` (the floor's own thread), to the
-/// nanosecond: its `schedstat` (a thread's share of a flood is a few hundredths of a second,
+/// CPU seconds of the threads of process `pid` with one of `names` (the floor's own threads),
+/// to the nanosecond: its `schedstat` (a thread's share of a flood is a few hundredths of a second,
 /// which `stat`'s clock ticks would round to 0.01 s).
-fn thread_cpu(pid: u32, name: &str) -> f64 {
+fn thread_cpu(pid: u32, names: &[&str]) -> f64 {
     thread_stats(pid)
         .iter()
-        .filter(|(_, stat)| parse_stat(stat).0 == name)
+        .filter(|(_, stat)| names.contains(&parse_stat(stat).0))
         .filter_map(|(dir, _)| {
             let s = std::fs::read_to_string(dir.join("schedstat")).ok()?;
             s.split_whitespace().next()?.parse::<f64>().ok()
@@ -219,14 +235,16 @@ fn thread_cpu(pid: u32, name: &str) -> f64 {
         .sum()
 }
 
-/// The floor's thread in the daemon (`src/floor/sink.rs`).
-const FLOOR_THREAD: &str = "callguard-floor";
+/// The floor's threads in the daemon: its own runtime (`src/floor/sink.rs`: the sink, the
+/// publisher, the NATS client) and the backlog's writer (`src/floor/backlog.rs`: the group
+/// commits).
+const FLOOR_THREADS: [&str; 2] = ["callguard-floor", "floor-backlog"];
 
 /// What one flood cost the daemon.
 struct Cpu {
     /// The whole daemon (user + system, every thread).
     daemon: f64,
-    /// The floor's own thread alone: the sink, the publisher and the NATS client.
+    /// The floor's own threads alone ([`FLOOR_THREADS`]).
     floor: f64,
 }
 
@@ -303,6 +321,12 @@ struct FloodDaemon {
     _dir: tempfile::TempDir,
 }
 
+/// The daemon the floods run: `FLOOD_DAEMON` (another build, for an A/B of two versions with
+/// the same bench), else this build's.
+fn daemon_binary() -> std::ffi::OsString {
+    std::env::var_os("FLOOD_DAEMON").unwrap_or_else(|| env!("CARGO_BIN_EXE_callguard").into())
+}
+
 impl FloodDaemon {
     /// Starts it in `dir` with `pbx` (its `[pbx]` and `[agent]` tables) and, with `floor_url`,
     /// the floor publisher. The rest as on a quiet workstation: no recordings, no sound, no
@@ -325,10 +349,10 @@ impl FloodDaemon {
             // `taskset` execs the daemon: the pid stays the daemon's.
             true => {
                 let mut c = Command::new("taskset");
-                c.args(["-c", DAEMON_CPU, env!("CARGO_BIN_EXE_callguard")]);
+                c.args(["-c", DAEMON_CPU]).arg(daemon_binary());
                 c
             }
-            false => Command::new(env!("CARGO_BIN_EXE_callguard")),
+            false => Command::new(daemon_binary()),
         };
         let child = cmd
             .args(["run", "--config"])
@@ -380,7 +404,7 @@ impl FloodDaemon {
         // The same arrival pattern with the floor off and on (one message per write made the
         // daemon's CPU depend on how this process happened to be scheduled).
         let cpu0 = cpu_secs(pid);
-        let floor0 = thread_cpu(pid, FLOOR_THREAD);
+        let floor0 = thread_cpu(pid, &FLOOR_THREADS);
         send_batches(ws, messages).await;
         if let Some(s) = &stream {
             // However long a flood takes, events keep arriving: a minute without one is a
@@ -414,7 +438,7 @@ impl FloodDaemon {
         }
         let cpu = Cpu {
             daemon: cpu_secs(pid) - cpu0,
-            floor: thread_cpu(pid, FLOOR_THREAD) - floor0,
+            floor: thread_cpu(pid, &FLOOR_THREADS) - floor0,
         };
         if std::env::var_os("FLOOD_VERBOSE").is_some() {
             eprintln!(
@@ -569,7 +593,7 @@ async fn ari_flood_cpu(
 struct OffOn {
     off: Vec<f64>,
     on: Vec<f64>,
-    /// The floor's own thread in each "on" run.
+    /// The floor's own threads in each "on" run.
     floor: Vec<f64>,
 }
 
@@ -603,14 +627,24 @@ impl OffOn {
             .map(|(off, on)| on / off)
             .collect();
         let m_floor = median(&self.floor);
+        // The "on" runs less the floor's threads: what having the floor on did to the rest of
+        // the daemon (the same work as "off").
+        let rest: Vec<f64> = self
+            .on
+            .iter()
+            .zip(&self.floor)
+            .map(|(on, f)| on - f)
+            .collect();
+        let m_rest = median(&rest);
         format!(
-            "best of {}: floor off {b_off:.3} s, on {b_on:.3} s: {:.2}x; median: off {m_off:.3} s, on {m_on:.3} s: {:.2}x; median of the rounds' own ratios: {:.2}x; the floor's own thread: median {m_floor:.3} s ({:.1} µs per call event), (off + it) / off = {:.2}x",
+            "best of {}: floor off {b_off:.3} s, on {b_on:.3} s: {:.2}x; median: off {m_off:.3} s, on {m_on:.3} s: {:.2}x; median of the rounds' own ratios: {:.2}x; the floor's own threads: median {m_floor:.3} s ({:.1} µs per call event), (off + them) / off = {:.2}x; the rest of the daemon with the floor on: median {m_rest:.3} s, {:.2}x of off",
             self.off.len(),
             b_on / b_off,
             m_on / m_off,
             median(&paired),
             m_floor * 1e6 / events.max(1) as f64,
-            (m_off + m_floor) / m_off
+            (m_off + m_floor) / m_off,
+            m_rest / m_off
         )
     }
 }

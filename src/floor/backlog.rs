@@ -370,7 +370,9 @@ impl Backlog {
         });
         self.enforce_bound(ix);
         let err = ix.disk_error.clone();
-        let wake = ix.writer_idle;
+        // One wake per idle spell: the pushes of a batch that follow find it cleared and do
+        // not call into the kernel again while the writer is on its way.
+        let wake = std::mem::take(&mut ix.writer_idle);
         drop(guard);
         if wake {
             self.shared.work.notify_one();
@@ -449,7 +451,7 @@ impl Backlog {
         // The writer records it with its next commit, or within ACKED_SPACING: it is woken
         // only when it sleeps with nothing to record (once per spacing at most, not per
         // confirmation).
-        let wake = ix.writer_asleep;
+        let wake = std::mem::take(&mut ix.writer_asleep);
         drop(ix);
         if wake {
             self.shared.work.notify_one();

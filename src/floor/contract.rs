@@ -577,6 +577,19 @@ pub(crate) fn write_time(out: &mut Vec<u8>, t: &DateTime<FixedOffset>) {
     digits(out, minutes % 60, 2);
 }
 
+/// `t` as chrono's `to_rfc3339` writes it (`+00:00` for UTC where [`write_time`] writes `Z`):
+/// the text some event ids are hashed over, which must stay the same from one version to the
+/// next (a call adopted after an upgrade keeps its events' ids).
+pub(crate) fn id_time(t: &DateTime<FixedOffset>) -> String {
+    let mut out = Vec::with_capacity(35);
+    write_time(&mut out, t);
+    if out.last() == Some(&b'Z') {
+        out.pop();
+        out.extend_from_slice(b"+00:00");
+    }
+    String::from_utf8(out).unwrap_or_else(|_| t.to_rfc3339())
+}
+
 fn json_time(out: &mut Vec<u8>, t: &DateTime<FixedOffset>) {
     out.push(b'"');
     write_time(out, t);
@@ -1042,6 +1055,7 @@ mod tests {
                     };
                     let want = t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true);
                     assert_eq!(time_text(&t), want, "{t:?}");
+                    assert_eq!(id_time(&t), t.to_rfc3339(), "{t:?}");
                     let mut json = Vec::new();
                     json_time(&mut json, &t);
                     assert_eq!(json, serde_json::to_vec(&t).unwrap(), "{t:?}");

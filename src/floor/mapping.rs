@@ -183,7 +183,7 @@ impl Mapper {
                         level: Level::NORMAL.0,
                     },
                 );
-                let started = call.started_at.to_rfc3339();
+                let started = contract::id_time(&call.started_at);
                 vec![self.envelope(
                     Some(call),
                     call.started_at,
@@ -240,7 +240,7 @@ impl Mapper {
                 let disc = format!(
                     "{}\u{1f}{}\u{1f}{}",
                     m.mark.kind.as_str(),
-                    m.mark.at.to_rfc3339(),
+                    contract::id_time(&m.mark.at),
                     m.marks.len()
                 );
                 vec![self.envelope(
@@ -286,7 +286,7 @@ impl Mapper {
                 note,
                 source,
             } => {
-                let at = now.to_rfc3339();
+                let at = contract::id_time(&now);
                 let escalation_id = contract::event_id(&[
                     &self.id.site,
                     &self.id.agent,
@@ -328,7 +328,7 @@ impl Mapper {
                     .as_deref()
                     .and_then(|id| self.calls.get(id))
                     .map(|c| c.info.clone());
-                let at = now.to_rfc3339();
+                let at = contract::id_time(&now);
                 let mut ev = self.envelope(
                     call.as_deref(),
                     now,
@@ -404,7 +404,7 @@ impl Mapper {
         backlog: u64,
         up_since: DateTime<FixedOffset>,
     ) -> FloorEvent {
-        let at = now.to_rfc3339();
+        let at = contract::id_time(&now);
         self.envelope(
             None,
             now,
