@@ -636,8 +636,18 @@ impl OffOn {
             .map(|(on, f)| on - f)
             .collect();
         let m_rest = median(&rest);
+        // The floor's threads on top of the "off" run beside them: the floor's cost without the
+        // noise of the rest of the daemon.
+        let off_plus_floor: Vec<f64> = self
+            .off
+            .iter()
+            .zip(&self.floor)
+            .map(|(o, f)| o + f)
+            .collect();
+        let (whole, whole_lo, whole_hi) = pooled(&self.off, &self.on);
+        let (threads, threads_lo, threads_hi) = pooled(&self.off, &off_plus_floor);
         format!(
-            "best of {}: floor off {b_off:.3} s, on {b_on:.3} s: {:.2}x; median: off {m_off:.3} s, on {m_on:.3} s: {:.2}x; median of the rounds' own ratios: {:.2}x; the floor's own threads: median {m_floor:.3} s ({:.1} µs per call event), (off + them) / off = {:.2}x; the rest of the daemon with the floor on: median {m_rest:.3} s, {:.2}x of off",
+            "best of {}: floor off {b_off:.3} s, on {b_on:.3} s: {:.2}x; median: off {m_off:.3} s, on {m_on:.3} s: {:.2}x; median of the rounds' own ratios: {:.2}x; the floor's own threads: median {m_floor:.3} s ({:.1} µs per call event), (off + them) / off = {:.2}x; the rest of the daemon with the floor on: median {m_rest:.3} s, {:.2}x of off; all rounds together (total on / total off, 95 % interval over the rounds): whole daemon {whole:.3}x ({whole_lo:.3}-{whole_hi:.3}x), off + the floor's threads {threads:.3}x ({threads_lo:.3}-{threads_hi:.3}x)",
             self.off.len(),
             b_on / b_off,
             m_on / m_off,
@@ -647,6 +657,45 @@ impl OffOn {
             m_rest / m_off
         )
     }
+}
+
+/// The ratio of the totals of `on` and `off` (paired rounds), and a 95 % interval for it from
+/// resampling the rounds with replacement (a paired bootstrap: each round keeps its two sides,
+/// so the machine's drift from round to round stays out of the interval). A fixed seed makes
+/// the interval the same for the same figures.
+fn pooled(off: &[f64], on: &[f64]) -> (f64, f64, f64) {
+    let n = off.len().min(on.len());
+    let ratio = |idx: &mut dyn Iterator<Item = usize>| {
+        let (mut a, mut b) = (0.0, 0.0);
+        for i in idx {
+            a += off[i];
+            b += on[i];
+        }
+        if a > 0.0 { b / a } else { f64::NAN }
+    };
+    let whole = ratio(&mut (0..n));
+    if n < 2 {
+        return (whole, whole, whole);
+    }
+    // splitmix64: enough to pick rounds, and no dependency for it.
+    let mut state = 0x5eed_u64;
+    let mut next = move || {
+        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    };
+    const RESAMPLES: usize = 4000;
+    let mut ratios: Vec<f64> = (0..RESAMPLES)
+        .map(|_| ratio(&mut (0..n).map(|_| (next() % n as u64) as usize)))
+        .collect();
+    ratios.sort_by(f64::total_cmp);
+    (
+        whole,
+        ratios[RESAMPLES * 25 / 1000],
+        ratios[RESAMPLES * 975 / 1000 - 1],
+    )
 }
 
 /// `rounds` of each, in the same run, in pairs: off then on, then on then off, and so on, so a

@@ -605,3 +605,125 @@ async fn without_a_key_file_the_first_key_seen_is_pinned_and_another_key_fails()
     // The genuine call is still verified with the pinned key.
     rig.page_in_state(&rig.key, "verified").await;
 }
+
+/// `callguard floor doctor --json` on `config`: its exit status and each row's check → status.
+fn floor_doctor(config: &Path) -> (bool, std::collections::BTreeMap<String, (String, String)>) {
+    let out = Command::new(env!("CARGO_BIN_EXE_callguard"))
+        .args(["floor", "doctor", "--json", "--config"])
+        .arg(config)
+        .output()
+        .expect("run callguard floor doctor");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "floor doctor printed no JSON ({e}):\n{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    assert_eq!(
+        report["ok"].as_bool(),
+        Some(out.status.success()),
+        "{report}"
+    );
+    let rows = report["checks"]
+        .as_array()
+        .expect("checks")
+        .iter()
+        .map(|c| {
+            (
+                c["check"].as_str().unwrap_or_default().to_string(),
+                (
+                    c["status"].as_str().unwrap_or_default().to_string(),
+                    c["detail"].as_str().unwrap_or_default().to_string(),
+                ),
+            )
+        })
+        .collect();
+    (out.status.success(), rows)
+}
+
+#[tokio::test]
+async fn floor_doctor_checks_the_store_the_bus_the_stream_and_the_archive() {
+    let mut nats = NatsServer::start().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let s3 = S3Server::start(dir.path(), BUCKET).await;
+    let keys = dir.path().join("floor-keys");
+    std::fs::create_dir_all(&keys).expect("keys dir");
+    let floor_dir = dir.path().join("floor");
+    std::fs::create_dir_all(&floor_dir).expect("floor dir");
+    let db = format!("sqlite://{}", floor_dir.join("floor.db").display());
+    let write = |archive: &str| {
+        let path = floor_dir.join("doctor.toml");
+        std::fs::write(
+            &path,
+            format!(
+                "{archive}\n[state]\ndir = \"{}\"\n[floor]\nnats_url = \"{}\"\nsite = \"tokyo\"\n\
+                 db = \"{db}\"\nlisten = \"127.0.0.1:0\"\nevidence_keys = \"{}\"\n",
+                floor_dir.join("state").display(),
+                nats.url(),
+                keys.display()
+            ),
+        )
+        .expect("doctor.toml");
+        path
+    };
+    let archive = archive_toml(dir.path(), &s3.endpoint());
+    let config = write(&archive);
+
+    // Before the floor service ever ran: no stream yet (it makes it at start) and no key.
+    let (ok, rows) = floor_doctor(&config);
+    assert!(ok, "{rows:?}");
+    for (check, status) in [
+        ("config", "pass"),
+        ("board", "pass"),
+        ("store", "pass"),
+        ("bus", "pass"),
+        ("stream", "warn"),
+        ("archive", "pass"),
+        ("evidence-keys", "warn"),
+    ] {
+        assert_eq!(rows[check].0, status, "{check}: {rows:?}");
+    }
+    assert!(rows["stream"].1.contains("creates it at start"), "{rows:?}");
+
+    // The floor has run (the stream exists) and a workstation's key is in place.
+    let floor = Floor::start(&dir.path().join("running"), &nats.url(), &db, "").await;
+    Workstations::connect(&nats.url())
+        .await
+        .wait_for_stream()
+        .await;
+    std::fs::write(keys.join("ws-1.pub"), "key\n").expect("a key file");
+    let (ok, rows) = floor_doctor(&config);
+    assert!(ok, "{rows:?}");
+    assert_eq!(rows["stream"].0, "pass", "{rows:?}");
+    assert!(rows["stream"].1.starts_with("CALLGUARD: "), "{rows:?}");
+    assert_eq!(rows["evidence-keys"].0, "pass", "{rows:?}");
+    assert!(
+        rows["evidence-keys"]
+            .1
+            .ends_with(": 1 workstation public key")
+    );
+    drop(floor);
+
+    // Credentials the archive refuses: the archive row fails, and so does the doctor.
+    let wrong = archive.replace(&dir.path().join("secret.key").display().to_string(), &{
+        let p = dir.path().join("wrong.key");
+        std::fs::write(&p, "not-the-secret\n").expect("wrong key");
+        p.display().to_string()
+    });
+    assert_ne!(wrong, archive);
+    let config = write(&wrong);
+    let (ok, rows) = floor_doctor(&config);
+    assert!(!ok, "{rows:?}");
+    assert_eq!(rows["archive"].0, "fail", "{rows:?}");
+    assert_eq!(rows["bus"].0, "pass", "{rows:?}");
+
+    // NATS gone: the bus row fails and says where it tried.
+    let config = write(&archive);
+    nats.kill();
+    let (ok, rows) = floor_doctor(&config);
+    assert!(!ok, "{rows:?}");
+    assert_eq!(rows["bus"].0, "fail", "{rows:?}");
+    assert!(rows["bus"].1.contains(&nats.url()), "{rows:?}");
+    assert!(!rows.contains_key("stream"), "{rows:?}");
+}

@@ -180,6 +180,23 @@ async fn history_ledger_head_acks_sessions_and_audit() {
     let b = lead.board().await;
     assert_eq!(b["acks"][0]["lead"], "田中");
 
+    // A forged conclusion and a forged logout are refused as the forged ack was.
+    let r = lead
+        .post(
+            "/caller/conclusion",
+            &[
+                ("csrf", "0000"),
+                ("key", caller),
+                ("text", "forged"),
+                ("phrase", "forged"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status(), 403, "bad CSRF on the conclusion");
+    let r = lead.post("/logout", &[("csrf", "0000")]).await;
+    assert_eq!(r.status(), 403, "bad CSRF on the logout");
+    assert_eq!(lead.board().await["calls"].as_array().unwrap().len(), 2);
+
     // The organisation's conclusion, recorded on the caller page, then answered to a daemon.
     let r = lead
         .post(

@@ -7,6 +7,10 @@ use crate::floor::service::cli::{FloorArgs, FloorCommand, UserCommand};
 
 /// Runs `callguard floor …`.
 pub fn main(config: Option<&Path>, args: FloorArgs) -> ExitCode {
+    if let Some(FloorCommand::Doctor { json }) = args.command {
+        // The doctor reports a configuration that does not load as its first row.
+        return doctor(config, json);
+    }
     let cfg = match super::load(config) {
         Ok(c) => c,
         Err(code) => return code,
@@ -15,6 +19,7 @@ pub fn main(config: Option<&Path>, args: FloorArgs) -> ExitCode {
         None => super::runtime(crate::floor::service::run(cfg)),
         Some(FloorCommand::Report(args)) => report(&cfg, &args),
         Some(FloorCommand::Incident(args)) => incident(&cfg, &args),
+        Some(FloorCommand::Doctor { json }) => doctor(config, json),
         Some(FloorCommand::User {
             command:
                 UserCommand::Add {
@@ -119,4 +124,27 @@ pub(super) fn demo_banner(addr: std::net::SocketAddr) {
     );
     let mut out = std::io::stdout().lock();
     let _ = out.write_all(banner.as_bytes()).and_then(|()| out.flush());
+}
+
+/// `callguard floor doctor`: the table (or JSON), exit 1 on any failure.
+fn doctor(config: Option<&Path>, json: bool) -> ExitCode {
+    let Some(rt) = super::start_runtime(true) else {
+        return ExitCode::FAILURE;
+    };
+    let language = json.then_some(crate::config::Language::En);
+    let report = rt.block_on(crate::floor::service::doctor::diagnose(config, language));
+    if json {
+        match serde_json::to_string_pretty(&report) {
+            Ok(text) => println!("{text}"),
+            Err(e) => eprintln!("callguard: cannot render the report: {e}"),
+        }
+    } else {
+        print!("{}", report.table());
+    }
+    rt.shutdown_background();
+    if report.ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
 }

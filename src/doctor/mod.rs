@@ -49,7 +49,8 @@ fn pad(text: &str, width: usize) -> String {
 }
 
 impl Report {
-    fn new(checks: Vec<Check>, language: Language) -> Report {
+    /// The report of `checks` on this machine (`ok` when none failed).
+    pub fn new(checks: Vec<Check>, language: Language) -> Report {
         Report {
             ok: !checks.iter().any(|c| c.status == Status::Fail),
             host: hostname(),
@@ -139,13 +140,29 @@ pub struct Options {
 
 /// Loads the configuration the daemon would and runs every check.
 pub async fn diagnose(explicit: Option<&Path>, opts: &Options) -> Report {
+    let (cfg, lang, row) = match load(explicit, opts.language) {
+        Ok(v) => v,
+        Err(report) => return report,
+    };
+    let mut checks = vec![row];
+    checks.extend(run_checks(&cfg, opts.send_test_ping, lang).await);
+    Report::new(checks, lang)
+}
+
+/// The configuration as the daemon (or the floor service) loads it, the language of the rows
+/// (`language`, else the configuration's), and the `config` row; a report of that one failed
+/// row when it does not load (the other checks need it).
+pub fn load(
+    explicit: Option<&Path>,
+    language: Option<Language>,
+) -> Result<(Config, Language, Check), Report> {
     let loaded = Sources::discover(explicit).and_then(|s| Config::load(&s).map(|c| (c, s)));
     let (cfg, sources) = match loaded {
         Ok(v) => v,
         Err(e) => {
             // The configuration's errors are English; its language is not known.
-            let lang = opts.language.unwrap_or(Language::En);
-            return Report::new(
+            let lang = language.unwrap_or(Language::En);
+            return Err(Report::new(
                 vec![Check::new(
                     "config",
                     Status::Fail,
@@ -157,16 +174,16 @@ pub async fn diagnose(explicit: Option<&Path>, opts: &Options) -> Report {
                     ),
                 )],
                 lang,
-            );
+            ));
         }
     };
-    let lang = opts.language.unwrap_or(cfg.language);
+    let lang = language.unwrap_or(cfg.language);
     let layers: Vec<String> = sources
         .files
         .iter()
         .map(|f| f.display().to_string())
         .collect();
-    let mut checks = vec![if layers.is_empty() {
+    let row = if layers.is_empty() {
         Check::new(
             "config",
             Status::Warn,
@@ -190,9 +207,8 @@ pub async fn diagnose(explicit: Option<&Path>, opts: &Options) -> Report {
                 format!("valid ({})", layers.join(", ")),
             ),
         )
-    }];
-    checks.extend(run_checks(&cfg, opts.send_test_ping, lang).await);
-    Report::new(checks, lang)
+    };
+    Ok((cfg, lang, row))
 }
 
 /// Sinks whose rows come first, in this order.

@@ -29,6 +29,13 @@ pub enum FloorCommand {
     Report(super::report::cli::ReportArgs),
     /// One call's incident record as PDF.
     Incident(super::report::cli::IncidentArgs),
+    /// Check what the floor service needs (board address and TLS, store, NATS and the stream,
+    /// the archive and the workstations' keys); exit 1 on any failure.
+    Doctor {
+        /// JSON for machines (English) instead of the table.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// `callguard floor user …`.

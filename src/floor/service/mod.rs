@@ -5,6 +5,7 @@ pub mod accounts;
 pub mod bus;
 pub mod cli;
 pub mod demo;
+pub mod doctor;
 pub mod evidence;
 pub mod fleet;
 pub mod ingest;

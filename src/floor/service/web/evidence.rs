@@ -18,7 +18,7 @@ use sha2::{Digest, Sha256};
 
 use super::i18n::Texts;
 use super::pages::{esc, q, ymd_hm};
-use super::{Shared, Viewer, audit, bad_request, forbidden, internal, not_found, now_ms, same};
+use super::{Shared, Viewer, audit, forbidden, internal, not_found, now_ms};
 use crate::evidence::manifest::Manifest;
 use crate::floor::service::evidence::{Access, EvidenceRow, rows};
 
@@ -464,9 +464,8 @@ pub(super) async fn recheck(
     v: Viewer,
     Form(f): Form<RecheckForm>,
 ) -> Response {
-    if !same(&f.csrf, &v.session.csrf) {
-        tracing::warn!(user = %v.user.name, "evidence recheck refused: bad CSRF token");
-        return bad_request(t);
+    if let Some(r) = v.csrf_refusal(&f.csrf, "evidence recheck", t) {
+        return r;
     }
     let call = match visible_call(&s, t, &v, &f.key).await {
         Ok(c) => c,

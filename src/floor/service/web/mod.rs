@@ -217,6 +217,16 @@ fn of_calls<T: Clone>(rows: &[T], keys: &HashSet<&str>, key: impl Fn(&T) -> &Str
 }
 
 impl Viewer {
+    /// The answer to a form whose CSRF token is not this session's (logged with what was
+    /// refused); `None` when the token is right.
+    fn csrf_refusal(&self, token: &str, what: &str, t: &Texts) -> Option<Response> {
+        if same(token, &self.session.csrf) {
+            return None;
+        }
+        tracing::warn!(user = %self.user.name, "{what} refused: bad CSRF token");
+        Some(bad_request(t))
+    }
+
     fn sees(&self, agent: &str) -> bool {
         self.agents.as_ref().is_none_or(|a| a.contains(agent))
     }
@@ -481,8 +491,8 @@ async fn logout(
     v: Viewer,
     Form(f): Form<CsrfForm>,
 ) -> Response {
-    if !same(&f.csrf, &v.session.csrf) {
-        return bad_request(t);
+    if let Some(r) = v.csrf_refusal(&f.csrf, "logout", t) {
+        return r;
     }
     if let Err(e) = s.store.remove_session(&v.token_hash, now_ms()).await {
         return internal(e);
@@ -615,9 +625,8 @@ async fn ack(
     v: Viewer,
     Form(f): Form<AckForm>,
 ) -> Response {
-    if !same(&f.csrf, &v.session.csrf) {
-        tracing::warn!(user = %v.user.name, "ack refused: bad CSRF token");
-        return bad_request(t);
+    if let Some(r) = v.csrf_refusal(&f.csrf, "ack", t) {
+        return r;
     }
     let call = match s.store.call(&f.call).await {
         Ok(Some(c)) => c,
@@ -729,9 +738,8 @@ async fn conclusion(
     v: Viewer,
     Form(f): Form<ConclusionForm>,
 ) -> Response {
-    if !same(&f.csrf, &v.session.csrf) {
-        tracing::warn!(user = %v.user.name, "conclusion refused: bad CSRF token");
-        return bad_request(t);
+    if let Some(r) = v.csrf_refusal(&f.csrf, "conclusion", t) {
+        return r;
     }
     let (text, phrase) = (f.text.trim(), f.phrase.trim());
     if f.key.is_empty() || text.is_empty() || phrase.is_empty() {
