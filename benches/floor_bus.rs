@@ -1,8 +1,9 @@
 //! The floor bus, measured against a real `nats-server` (JetStream, loopback, temp store):
 //!
-//! 1. daemon CPU (user + system, from /proc) for the same ingest flood with the floor publisher
-//!    off and on, in the same run (off then on, on then off, …: best and median of each): the
-//!    ratio. Three floods, each through the real `callguard run` (no recordings, no sound,
+//! 1. daemon CPU (every thread's, from its CPU-time clock) for the same ingest flood with the
+//!    floor publisher off and on, in the same run (off then on, on then off, …): the ratio of
+//!    the best and of the median of each side, the median of each round's own ratio, and all
+//!    rounds pooled (total on / total off) with a 95 % interval from resampling the rounds. Three floods, each through the real `callguard run` (no recordings, no sound,
 //!    warnings-only log):
 //!    - the generic protocol, densest: calls of start, 20 media frames, end;
 //!    - the generic protocol, calls of a realistic minute: start, 3,000 media frames, end;
