@@ -4,10 +4,11 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::ConnectInfo;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
@@ -82,6 +83,14 @@ pub fn tls_config(
     Ok(Some(Arc::new(config)))
 }
 
+/// Longest a client may take over the TLS handshake. Without a bound, anyone who can reach the
+/// board could hold connections (a task and a file descriptor each) open for good by opening
+/// them and saying nothing.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest a client may take to send a request's headers, for the same reason (a response
+/// that streams, like the board's events, is not bounded by it).
+const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Serves `app` on `listener` (TLS when `tls` is set) until `stop`.
 pub async fn serve(
     listener: TcpListener,
@@ -109,21 +118,30 @@ pub async fn serve(
         let stop = stop.clone();
         tokio::spawn(async move {
             let service = TowerToHyperService::new(app);
-            let builder = hyper::server::conn::http1::Builder::new();
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT);
             let result = match acceptor {
-                Some(acceptor) => match acceptor.accept(stream).await {
-                    Ok(tls) => {
-                        let conn = builder.serve_connection(TokioIo::new(tls), service);
-                        tokio::select! {
-                            r = conn => r,
-                            _ = stop.cancelled() => Ok(()),
+                Some(acceptor) => {
+                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                        Err(_) => {
+                            tracing::debug!(%peer, "board: no TLS handshake within {HANDSHAKE_TIMEOUT:?}");
+                            return;
+                        }
+                        Ok(Ok(tls)) => {
+                            let conn = builder.serve_connection(TokioIo::new(tls), service);
+                            tokio::select! {
+                                r = conn => r,
+                                _ = stop.cancelled() => Ok(()),
+                            }
+                        }
+                        Ok(Err(e)) => {
+                            tracing::debug!(error = %e, %peer, "board: TLS handshake failed");
+                            return;
                         }
                     }
-                    Err(e) => {
-                        tracing::debug!(error = %e, %peer, "board: TLS handshake failed");
-                        return;
-                    }
-                },
+                }
                 None => {
                     let conn = builder.serve_connection(TokioIo::new(stream), service);
                     tokio::select! {
@@ -157,6 +175,83 @@ mod tests {
             tls_config(any, "/x/cert.pem", ""),
             Err(ServeError::HalfTls)
         ));
+    }
+
+    /// Serves a one-route app on a loopback port; returns its address and the stop.
+    async fn board(tls: Option<Arc<rustls::ServerConfig>>) -> (SocketAddr, CancellationToken) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stop = CancellationToken::new();
+        let app = Router::new().route("/", axum::routing::get(|| async { "ok" }));
+        tokio::spawn(serve(listener, tls, app, stop.clone()));
+        (addr, stop)
+    }
+
+    /// Reads until the server closes the connection; what it sent, and when it closed. Fails
+    /// when it is still open after five minutes (of the paused clock: at once).
+    async fn until_closed(c: &mut tokio::net::TcpStream) -> (Vec<u8>, tokio::time::Instant) {
+        use tokio::io::AsyncReadExt;
+        let mut got = Vec::new();
+        let read = c.read_to_end(&mut got);
+        if tokio::time::timeout(Duration::from_secs(300), read)
+            .await
+            .is_err()
+        {
+            panic!("the board still holds the connection after 300 s");
+        }
+        (got, tokio::time::Instant::now())
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_client_that_never_does_the_tls_handshake_is_let_go() {
+        let dir = tempfile::tempdir().unwrap();
+        let ck = rcgen::generate_simple_self_signed(vec!["floor.example".into()]).unwrap();
+        let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+        std::fs::write(&cert, ck.cert.pem()).unwrap();
+        std::fs::write(&key, ck.signing_key.serialize_pem()).unwrap();
+        let lo: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let tls = tls_config(lo, cert.to_str().unwrap(), key.to_str().unwrap()).unwrap();
+        let (addr, stop) = board(tls).await;
+        let start = tokio::time::Instant::now();
+        let mut silent = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (got, closed) = until_closed(&mut silent).await;
+        assert!(got.is_empty());
+        let waited = closed - start;
+        assert!(
+            waited >= HANDSHAKE_TIMEOUT && waited < HANDSHAKE_TIMEOUT * 2,
+            "{waited:?}"
+        );
+        stop.cancel();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_request_whose_headers_never_end_is_let_go_and_a_whole_one_is_answered() {
+        use tokio::io::AsyncWriteExt;
+        let (addr, stop) = board(None).await;
+        let mut whole = tokio::net::TcpStream::connect(addr).await.unwrap();
+        whole
+            .write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let (got, _) = until_closed(&mut whole).await;
+        let text = String::from_utf8_lossy(&got);
+        assert!(
+            text.starts_with("HTTP/1.1 200") && text.ends_with("ok"),
+            "{text}"
+        );
+
+        let start = tokio::time::Instant::now();
+        let mut slow = tokio::net::TcpStream::connect(addr).await.unwrap();
+        slow.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n")
+            .await
+            .unwrap();
+        let (_, closed) = until_closed(&mut slow).await;
+        let waited = closed - start;
+        assert!(
+            waited >= HEADER_TIMEOUT && waited < HEADER_TIMEOUT * 2,
+            "{waited:?}"
+        );
+        stop.cancel();
     }
 
     #[test]
