@@ -17,8 +17,18 @@ pub fn main(explicit: Option<&Path>, json: bool, send_test_ping: bool) -> ExitCo
         language: json.then_some(crate::config::Language::En),
     };
     let report = rt.block_on(diagnose(explicit, &opts));
+    finish(rt, &report, json)
+}
+
+/// Prints a doctor's `report` (JSON or the table), lets `rt` go, and gives the exit code: 1 on
+/// any failure. Shared by `callguard doctor` and `callguard floor doctor`.
+pub(super) fn finish(
+    rt: tokio::runtime::Runtime,
+    report: &crate::doctor::Report,
+    json: bool,
+) -> ExitCode {
     if json {
-        match serde_json::to_string_pretty(&report) {
+        match serde_json::to_string_pretty(report) {
             Ok(text) => println!("{text}"),
             Err(e) => eprintln!("callguard: cannot render the report: {e}"),
         }

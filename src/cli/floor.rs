@@ -133,18 +133,5 @@ fn doctor(config: Option<&Path>, json: bool) -> ExitCode {
     };
     let language = json.then_some(crate::config::Language::En);
     let report = rt.block_on(crate::floor::service::doctor::diagnose(config, language));
-    if json {
-        match serde_json::to_string_pretty(&report) {
-            Ok(text) => println!("{text}"),
-            Err(e) => eprintln!("callguard: cannot render the report: {e}"),
-        }
-    } else {
-        print!("{}", report.table());
-    }
-    rt.shutdown_background();
-    if report.ok {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    }
+    super::doctor::finish(rt, &report, json)
 }

@@ -177,6 +177,15 @@ mod tests {
         ));
     }
 
+    /// A self-signed certificate and its key as PEM files in `dir`.
+    fn self_signed(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
+        let ck = rcgen::generate_simple_self_signed(vec!["floor.example".into()]).unwrap();
+        let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+        std::fs::write(&cert, ck.cert.pem()).unwrap();
+        std::fs::write(&key, ck.signing_key.serialize_pem()).unwrap();
+        (cert, key)
+    }
+
     /// Serves a one-route app on a loopback port; returns its address and the stop.
     async fn board(tls: Option<Arc<rustls::ServerConfig>>) -> (SocketAddr, CancellationToken) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -205,10 +214,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_client_that_never_does_the_tls_handshake_is_let_go() {
         let dir = tempfile::tempdir().unwrap();
-        let ck = rcgen::generate_simple_self_signed(vec!["floor.example".into()]).unwrap();
-        let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
-        std::fs::write(&cert, ck.cert.pem()).unwrap();
-        std::fs::write(&key, ck.signing_key.serialize_pem()).unwrap();
+        let (cert, key) = self_signed(dir.path());
         let lo: SocketAddr = "127.0.0.1:0".parse().unwrap();
         let tls = tls_config(lo, cert.to_str().unwrap(), key.to_str().unwrap()).unwrap();
         let (addr, stop) = board(tls).await;
@@ -257,10 +263,7 @@ mod tests {
     #[test]
     fn a_certificate_and_key_give_https() {
         let dir = tempfile::tempdir().unwrap();
-        let ck = rcgen::generate_simple_self_signed(vec!["floor.example".into()]).unwrap();
-        let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
-        std::fs::write(&cert, ck.cert.pem()).unwrap();
-        std::fs::write(&key, ck.signing_key.serialize_pem()).unwrap();
+        let (cert, key) = self_signed(dir.path());
         let any: SocketAddr = "0.0.0.0:8443".parse().unwrap();
         let cfg = tls_config(any, cert.to_str().unwrap(), key.to_str().unwrap())
             .unwrap()
