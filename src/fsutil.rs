@@ -80,11 +80,17 @@ pub fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
     static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let tmp = dir.join(format!(".{name}.{}-{n}.tmp", std::process::id()));
-    let mut f = create_private_file(&tmp)?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    drop(f);
-    std::fs::rename(&tmp, dir.join(name))?;
+    let written = create_private_file(&tmp).and_then(|mut f| {
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        drop(f);
+        std::fs::rename(&tmp, dir.join(name))
+    });
+    if let Err(e) = written {
+        // A temp file left behind would hold its space for good (on a full disk, all of it).
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
     sync_dir(dir)
 }
 
@@ -125,5 +131,21 @@ mod tests {
         assert!(text.starts_with("key "), "{text}");
         let leftovers = std::fs::read_dir(dir.path()).expect("ls").count();
         assert_eq!(leftovers, 1, "no temp file is left behind");
+    }
+
+    #[test]
+    fn a_write_that_fails_leaves_no_temp_file() {
+        let dir = tempfile::tempdir().expect("dir");
+        // A folder in the file's place: the temp file is written, the rename fails.
+        std::fs::create_dir(dir.path().join("segment.log")).expect("folder");
+        std::fs::write(dir.path().join("segment.log").join("x"), b"x").expect("not empty");
+        let err = write_atomic(dir.path(), "segment.log", b"lines\n");
+        assert!(err.is_err(), "renaming onto a folder must fail");
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .expect("ls")
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("segment.log")]);
     }
 }

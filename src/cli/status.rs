@@ -310,6 +310,11 @@ fn floor_ja(f: &crate::floor::state::FloorStatus) -> String {
             f.backlog.dropped_heartbeats
         ));
     }
+    if let Some(e) = &f.backlog.not_on_disk {
+        s.push_str(&format!(
+            "。送信待ちをディスクに書けません（{e}）：メモリから送信し、書けるようになったら書き直します"
+        ));
+    }
     if let Some(e) = &f.last_error {
         s.push_str(&format!("。最後のエラー：{e}"));
     }

@@ -26,7 +26,15 @@
 //!   without them; a call event is never dropped. When only call events remain, they are kept
 //!   over the bound and the log says so once.
 //! - **A torn tail** (the process died in the middle of a write that was never confirmed) is
-//!   dropped at the next start, and the log is rewritten clean.
+//!   dropped at the next start, and the log is rewritten clean. A segment with an unreadable
+//!   line *before* its end (damage, not a crash) is copied to `floor-outbox/damaged/` first, so
+//!   the rewrite never destroys the only copy of what could not be read.
+//! - **Disk trouble.** When a group commit cannot be written (disk full, I/O error), its events
+//!   are sent from memory all the same (the floor hearing about a call matters more than the
+//!   copy on disk), `status` says the backlog is not on disk, and the writer rewrites the whole
+//!   log from memory, at most every `REWRITE_RETRY`, until the disk takes it: the events of the
+//!   failed commit are then on disk again before the error is cleared. A rewrite that fails
+//!   leaves the previous segments as they were and no temp file behind.
 //!
 //! The events waiting are also kept in memory (the publisher never reads the disk back), so the
 //! daemon's memory grows with the backlog, up to about `floor.max_backlog_mb`.
@@ -76,6 +84,14 @@ const SYNC_SPACING: std::time::Duration = std::time::Duration::from_millis(50);
 /// fresh: after a crash, events it does not cover yet are sent again with their ids and
 /// dropped as duplicates.
 const ACKED_SPACING: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// After a write that failed, how long before the writer tries again to put the whole log back
+/// on disk (a disk that is full stays full for a while: no rewrite of up to
+/// `floor.max_backlog_mb` every group commit).
+const REWRITE_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Where a segment with damaged lines is copied before the log is rewritten without them.
+pub const DAMAGED_DIR: &str = "damaged";
 
 /// Why the backlog could not do what was asked.
 #[derive(Debug, thiserror::Error)]
@@ -251,6 +267,10 @@ pub struct BacklogStats {
     pub dropped_heartbeats: u64,
     /// When the oldest waiting event was queued.
     pub oldest: Option<DateTime<FixedOffset>>,
+    /// Why the backlog's last write to disk failed: events waiting may be in memory only until
+    /// the whole log is written again (cleared then).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_on_disk: Option<String>,
 }
 
 /// The floor backlog. Shared by the sink (which pushes) and the publisher (which takes events
@@ -271,10 +291,14 @@ impl Backlog {
     pub fn open(dir: PathBuf, max_bytes: u64) -> Result<Backlog, BacklogError> {
         let log_dir = dir.join(LOG_DIR);
         fsutil::create_private_dir(&log_dir).map_err(io_err(&log_dir))?;
+        remove_stale_temp_files(&log_dir);
         let loaded = load(&dir)?;
+        // The rewrite at start drops what could not be read: a copy is kept first, and
+        // without one nothing is rewritten (the segment stays as it is).
+        let kept = keep_damaged(&dir, &loaded.damaged);
         let mut index = Index {
             acked_through: loaded.acked,
-            compact: loaded.needs_rewrite,
+            compact: loaded.needs_rewrite && kept,
             ..Index::default()
         };
         for rec in loaded.records {
@@ -478,6 +502,7 @@ impl Backlog {
             max_bytes: self.shared.max_bytes,
             dropped_heartbeats: ix.dropped_heartbeats,
             oldest: ix.slots.front().map(|s| s.rec.queued_at),
+            not_on_disk: ix.disk_error.clone(),
         }
     }
 
@@ -523,6 +548,7 @@ pub fn disk_stats(dir: &Path, max_bytes: u64) -> BacklogStats {
         max_bytes,
         dropped_heartbeats: 0,
         oldest: loaded.records.iter().map(|r| r.queued_at).min(),
+        not_on_disk: None,
     }
 }
 
@@ -535,6 +561,8 @@ struct Loaded {
     segments: Vec<Segment>,
     legacy: Vec<PathBuf>,
     needs_rewrite: bool,
+    /// Segments with an unreadable line before their end (damage, not a write cut short).
+    damaged: Vec<PathBuf>,
 }
 
 #[derive(Debug)]
@@ -580,8 +608,10 @@ fn load(dir: &Path) -> Result<Loaded, BacklogError> {
         segments: Vec::new(),
         legacy: Vec::new(),
         needs_rewrite: false,
+        damaged: Vec::new(),
     };
     let mut bad = 0usize;
+    let mut damaged = Vec::new();
     for (_, path) in names {
         let bytes = std::fs::read(&path).map_err(io_err(&path))?;
         let mut last = 0u64;
@@ -609,7 +639,12 @@ fn load(dir: &Path) -> Result<Loaded, BacklogError> {
                         });
                     }
                 }
-                Err(_) => bad += 1,
+                Err(_) => {
+                    bad += 1;
+                    if damaged.last() != Some(&path) {
+                        damaged.push(path.clone());
+                    }
+                }
             }
         }
         out.segments.push(Segment { path, last });
@@ -651,6 +686,7 @@ fn load(dir: &Path) -> Result<Loaded, BacklogError> {
         );
     }
     out.needs_rewrite = bad > 0 || out.records.len() != before || !out.legacy.is_empty();
+    out.damaged = damaged;
     Ok(out)
 }
 
@@ -710,10 +746,10 @@ impl Files {
 
     /// Rewrites the log as exactly `recs` (one new segment), then removes every other segment
     /// and the files of earlier versions.
+    /// When it fails, the segments on disk are the ones there were (and are still followed).
     fn rewrite(&mut self, recs: &[Arc<Pending>]) -> io::Result<()> {
         self.active = None;
-        let old: Vec<Segment> = std::mem::take(&mut self.segments);
-        let mut keep: Option<PathBuf> = None;
+        let mut keep: Option<Segment> = None;
         if let (Some(first), Some(last)) = (recs.first(), recs.last()) {
             let name = format!("{:020}.log", first.seq);
             let mut buf = Vec::new();
@@ -721,17 +757,27 @@ impl Files {
                 encode_line(&mut buf, r);
             }
             fsutil::write_atomic(&self.log_dir, &name, &buf)?;
-            let path = self.log_dir.join(name);
-            keep = Some(path.clone());
-            self.segments.push(Segment {
-                path,
+            keep = Some(Segment {
+                path: self.log_dir.join(name),
                 last: last.seq,
             });
         }
+        // Old segments that cannot be removed stay followed (and are removed once
+        // acknowledged); the new one holds the same events and comes last.
+        let old: Vec<Segment> = std::mem::take(&mut self.segments);
+        let mut err = None;
         for seg in old {
-            if Some(&seg.path) != keep.as_ref() {
-                remove_if_present(&seg.path)?;
+            if keep.as_ref().is_some_and(|k| k.path == seg.path) {
+                continue;
             }
+            if let Err(e) = remove_if_present(&seg.path) {
+                err = Some(e);
+                self.segments.push(seg);
+            }
+        }
+        self.segments.extend(keep);
+        if let Some(e) = err {
+            return Err(e);
         }
         for p in std::mem::take(&mut self.legacy) {
             fsutil::remove_durably(&p)?;
@@ -774,6 +820,55 @@ impl Files {
     }
 }
 
+/// Removes the temp files of rewrites a previous run did not finish (they are never read: the
+/// segment they were to become is written again whole).
+fn remove_stale_temp_files(log_dir: &Path) {
+    let Ok(rd) = std::fs::read_dir(log_dir) else {
+        return;
+    };
+    for path in rd.flatten().map(|e| e.path()) {
+        let stale = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with('.') && n.ends_with(".tmp"));
+        if stale && let Err(e) = std::fs::remove_file(&path) {
+            tracing::warn!(error = %e, path = %path.display(), "cannot remove an unfinished floor backlog file");
+        }
+    }
+}
+
+/// Copies each damaged segment to `<dir>/damaged/<name>.<now in µs>`; whether every one is
+/// kept.
+fn keep_damaged(dir: &Path, damaged: &[PathBuf]) -> bool {
+    if damaged.is_empty() {
+        return true;
+    }
+    let to = dir.join(DAMAGED_DIR);
+    let stamp = chrono::Utc::now().timestamp_micros();
+    let mut all = true;
+    for path in damaged {
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("segment");
+        let copy = fsutil::create_private_dir(&to)
+            .and_then(|()| std::fs::read(path))
+            .and_then(|bytes| fsutil::write_atomic(&to, &format!("{name}.{stamp}"), &bytes));
+        match copy {
+            Ok(()) => tracing::warn!(
+                segment = %path.display(),
+                copy = %to.join(format!("{name}.{stamp}")).display(),
+                "a floor backlog segment has unreadable lines; a copy is kept and the log is rewritten without them"
+            ),
+            Err(e) => {
+                all = false;
+                tracing::error!(error = %e, segment = %path.display(), "a floor backlog segment has unreadable lines and no copy can be kept; it is left as it is");
+            }
+        }
+    }
+    all
+}
+
 fn remove_if_present(path: &Path) -> io::Result<()> {
     match std::fs::remove_file(path) {
         Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
@@ -785,18 +880,35 @@ fn remove_if_present(path: &Path) -> io::Result<()> {
 fn write_loop(shared: &Shared, mut files: Files) {
     let mut spare: Vec<u8> = Vec::new();
     let mut last_sync: Option<std::time::Instant> = None;
+    // Set while the log on disk lacks events that are in memory (a write failed): when the
+    // whole log is to be written again.
+    let mut rewrite_due: Option<std::time::Instant> = None;
     loop {
         let mut ix = shared.lock();
         while ix.unwritten.is_empty() && !ix.compact && !ix.closing {
+            let until_rewrite =
+                rewrite_due.map(|t| t.saturating_duration_since(std::time::Instant::now()));
+            if until_rewrite.is_some_and(|d| d.is_zero()) {
+                break;
+            }
             ix.writer_idle = true;
-            if ix.acked_through == files.acked_written {
+            if ix.acked_through == files.acked_written && until_rewrite.is_none() {
                 ix.writer_asleep = true;
                 ix = shared.work.wait(ix).unwrap_or_else(|p| p.into_inner());
                 ix.writer_asleep = false;
             } else {
+                let spacing = if ix.acked_through == files.acked_written {
+                    None
+                } else {
+                    Some(ACKED_SPACING)
+                };
+                let wait = match (spacing, until_rewrite) {
+                    (Some(a), Some(r)) => a.min(r),
+                    (a, r) => a.or(r).unwrap_or(ACKED_SPACING),
+                };
                 let (guard, waited) = shared
                     .work
-                    .wait_timeout(ix, ACKED_SPACING)
+                    .wait_timeout(ix, wait)
                     .unwrap_or_else(|p| p.into_inner());
                 ix = guard;
                 if waited.timed_out() {
@@ -828,11 +940,19 @@ fn write_loop(shared: &Shared, mut files: Files) {
             let mut ix = shared.lock();
             ix.durable_through = ix.durable_through.max(last);
             match result {
-                Ok(()) => ix.disk_error = None,
+                Ok(()) => {
+                    if rewrite_due.is_none() {
+                        ix.disk_error = None;
+                    }
+                }
                 Err(e) => {
                     // Sent from memory all the same: the floor hearing about a call matters
-                    // more than the copy on disk.
-                    tracing::error!(error = %e, dir = %files.log_dir.display(), "cannot write the floor backlog; events are sent from memory");
+                    // more than the copy on disk. The whole log is written again later, so
+                    // these events are on disk again once the disk takes them.
+                    if rewrite_due.is_none() {
+                        tracing::error!(error = %e, dir = %files.log_dir.display(), "cannot write the floor backlog; events are sent from memory and written again when the disk takes them");
+                        rewrite_due = Some(std::time::Instant::now() + REWRITE_RETRY);
+                    }
                     ix.disk_error = Some(e.to_string());
                 }
             }
@@ -841,7 +961,8 @@ fn write_loop(shared: &Shared, mut files: Files) {
         }
 
         let mut ix = shared.lock();
-        let rewrite = std::mem::take(&mut ix.compact).then(|| {
+        let retry = rewrite_due.is_some_and(|t| closing || t <= std::time::Instant::now());
+        let rewrite = (std::mem::take(&mut ix.compact) || retry).then(|| {
             ix.slots
                 .iter()
                 .filter(|s| s.rec.seq <= ix.durable_through)
@@ -850,10 +971,22 @@ fn write_loop(shared: &Shared, mut files: Files) {
         });
         let acked = ix.acked_through;
         drop(ix);
-        if let Some(recs) = rewrite
-            && let Err(e) = files.rewrite(&recs)
-        {
-            tracing::error!(error = %e, dir = %files.log_dir.display(), "cannot rewrite the floor backlog");
+        if let Some(recs) = rewrite {
+            match files.rewrite(&recs) {
+                Ok(()) => {
+                    if rewrite_due.take().is_some() {
+                        tracing::info!(dir = %files.log_dir.display(), "the floor backlog is on disk again");
+                        shared.lock().disk_error = None;
+                    }
+                }
+                Err(e) => {
+                    if rewrite_due.is_none() {
+                        tracing::error!(error = %e, dir = %files.log_dir.display(), "cannot rewrite the floor backlog; tried again later");
+                    }
+                    rewrite_due = Some(std::time::Instant::now() + REWRITE_RETRY);
+                    shared.lock().disk_error = Some(e.to_string());
+                }
+            }
         }
         if acked != files.acked_written
             && let Err(e) = files.acked(acked)
@@ -1095,5 +1228,120 @@ mod tests {
         assert_eq!(left, 0, "old files removed once the log holds them");
         let b = Backlog::open(dir.path().to_path_buf(), 1 << 20).expect("reopen");
         assert_eq!(ids(&b), vec!["ev-0", "ev-1", "ev-2"]);
+    }
+
+    #[tokio::test]
+    async fn commits_the_disk_refused_are_on_disk_again_once_it_takes_writes() {
+        let dir = tempfile::tempdir().expect("dir");
+        let log = dir.path().join(LOG_DIR);
+        let away = dir.path().join("log.away");
+        let b = Backlog::open(dir.path().to_path_buf(), 1 << 20).expect("open");
+        // A file where the log's folder was: no segment can be created (a real I/O error).
+        std::fs::rename(&log, &away).expect("move the log away");
+        std::fs::write(&log, b"not a folder").expect("file in its place");
+        for i in 0..3 {
+            // Whether a push sees the error depends on when the last commit failed.
+            let _ = b.push("s", event(i, EventKind::CallEnd));
+        }
+        // Sent from memory all the same, and said so.
+        wait_durable(&b, 3).await;
+        let not_on_disk = b.stats().not_on_disk;
+        assert!(
+            not_on_disk.is_some(),
+            "status must say the backlog is not on disk"
+        );
+        assert!(matches!(
+            b.push("s", event(3, EventKind::CallEnd)),
+            Err(BacklogError::Disk(_))
+        ));
+        assert_eq!(disk_stats(dir.path(), 1 << 20).events, 0);
+
+        // The disk takes writes again: every event is written, the failed commits' too.
+        std::fs::remove_file(&log).expect("remove the file");
+        std::fs::rename(&away, &log).expect("the log back");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while b.stats().not_on_disk.is_some() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the log was never written again"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        assert_eq!(disk_stats(dir.path(), 1 << 20).events, 4);
+        let names: Vec<String> = std::fs::read_dir(&log)
+            .expect("ls")
+            .flatten()
+            .filter_map(|e| e.file_name().into_string().ok())
+            .collect();
+        assert!(
+            names.iter().all(|n| n.ends_with(".log")),
+            "only segments in the log: {names:?}"
+        );
+        b.push("s", event(4, EventKind::CallEnd))
+            .expect("the disk takes writes");
+        wait_durable(&b, 5).await;
+        drop(b);
+        let b = Backlog::open(dir.path().to_path_buf(), 1 << 20).expect("reopen");
+        assert_eq!(ids(&b), vec!["ev-0", "ev-1", "ev-2", "ev-3", "ev-4"]);
+    }
+
+    #[tokio::test]
+    async fn a_damaged_line_is_dropped_only_after_a_copy_is_kept() {
+        let dir = tempfile::tempdir().expect("dir");
+        let b = Backlog::open(dir.path().to_path_buf(), 1 << 20).expect("open");
+        for i in 0..3 {
+            b.push("s", event(i, EventKind::CallEnd)).expect("push");
+        }
+        wait_durable(&b, 3).await;
+        drop(b);
+        let log = dir.path().join(LOG_DIR);
+        let seg = std::fs::read_dir(&log)
+            .expect("log")
+            .flatten()
+            .map(|e| e.path())
+            .next()
+            .expect("a segment");
+        let text = std::fs::read_to_string(&seg).expect("read");
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 3);
+        let damaged = format!("{}\n{{\"seq\":7,\"que#ed_at\n{}\n", lines[0], lines[2]);
+        std::fs::write(&seg, &damaged).expect("damage");
+        // And the temp file of a rewrite that never finished.
+        let stale = log.join(".00000000000000000001.log.1-0.tmp");
+        std::fs::write(&stale, b"half").expect("temp");
+
+        let b = Backlog::open(dir.path().to_path_buf(), 1 << 20).expect("reopen");
+        assert_eq!(ids(&b), vec!["ev-0", "ev-2"]);
+        assert!(
+            !stale.exists(),
+            "an unfinished rewrite's temp file is removed"
+        );
+        let copies: Vec<_> = std::fs::read_dir(dir.path().join(DAMAGED_DIR))
+            .expect("the damaged folder")
+            .flatten()
+            .map(|e| e.path())
+            .collect();
+        assert_eq!(copies.len(), 1);
+        assert_eq!(
+            std::fs::read_to_string(&copies[0]).expect("copy"),
+            damaged,
+            "the copy is the segment as it was found"
+        );
+        drop(b);
+        let on_disk: String = std::fs::read_dir(&log)
+            .expect("log")
+            .flatten()
+            .map(|e| std::fs::read_to_string(e.path()).expect("read"))
+            .collect();
+        assert!(!on_disk.contains("que#ed"), "the log is rewritten clean");
+        let b = Backlog::open(dir.path().to_path_buf(), 1 << 20).expect("reopen");
+        assert_eq!(ids(&b), vec!["ev-0", "ev-2"]);
+        assert_eq!(
+            std::fs::read_dir(dir.path().join(DAMAGED_DIR))
+                .expect("ls")
+                .count(),
+            1,
+            "a clean log is not copied again"
+        );
     }
 }

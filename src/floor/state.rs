@@ -202,6 +202,11 @@ impl FloorStatus {
                 self.backlog.dropped_heartbeats
             ));
         }
+        if let Some(e) = &self.backlog.not_on_disk {
+            s.push_str(&format!(
+                "; BACKLOG NOT ON DISK ({e}): events are sent from memory and written again when the disk takes them"
+            ));
+        }
         if let Some(e) = &self.last_error {
             s.push_str(&format!("; last error: {e}"));
         }
