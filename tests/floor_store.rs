@@ -51,6 +51,86 @@ fn heartbeat(id: &str, agent: &str, at: i64, pbx_up: bool) -> EventRecord {
     }
 }
 
+/// What one workstation's messages cannot do to another's rows, and numbers no arithmetic of
+/// the store may overflow on.
+async fn hostile(store: &Store) {
+    // A call is spoken for by the workstation that reported it first.
+    let own = EventRecord {
+        ws_agent: "1003".into(),
+        ..ev("x1", "call.start", "1003", Some("c9"), T0)
+    };
+    assert_eq!(store.apply(&own, T0).await.unwrap(), Applied::New);
+    let forged = EventRecord {
+        ws_agent: "1004".into(),
+        host: "evil".into(),
+        ..ev("x2", "call.end", "1003", Some("c9"), T0 + 1_000)
+    };
+    assert_eq!(
+        store.apply(&forged, T0 + 1_000).await.unwrap(),
+        Applied::Refused
+    );
+    let c9 = store
+        .call(&call_key("tokyo", "1003", "c9"))
+        .await
+        .unwrap()
+        .expect("call c9");
+    assert_eq!(c9.ended_ms, None, "another workstation ended the call");
+    assert_eq!(
+        (c9.host.as_str(), c9.ws_agent.as_str()),
+        ("ws-1003", "1003")
+    );
+    let own_end = EventRecord {
+        ws_agent: "1003".into(),
+        ..ev("x3", "call.end", "1003", Some("c9"), T0 + 2_000)
+    };
+    assert_eq!(
+        store.apply(&own_end, T0 + 2_000).await.unwrap(),
+        Applied::New
+    );
+
+    // An elapsed time of 9.3e15 s does not overflow the start's estimate.
+    let absurd = EventRecord {
+        ws_agent: "1003".into(),
+        elapsed_secs: Some(i64::MAX / 1000 + 1),
+        ..ev("x4", "mark", "1003", Some("c10"), T0)
+    };
+    assert_eq!(store.apply(&absurd, T0).await.unwrap(), Applied::New);
+
+    // A heartbeat from 2099 is seen when it arrived, so the workstation still goes silent;
+    // an absurd interval does not overflow the silence limit.
+    let future = heartbeat("x5", "1005", 4_070_908_800_000, true);
+    store.apply(&future, T0).await.unwrap();
+    let huge = EventRecord {
+        interval_secs: Some(i64::MAX),
+        ..heartbeat("x6", "1006", T0, true)
+    };
+    store.apply(&huge, T0).await.unwrap();
+    // Another workstation's ledger line naming 1001 is stored, but 1001's head stays.
+    let before = store.ledger_head("tokyo", "1001").await.unwrap();
+    let forged = EventRecord {
+        ws_agent: "intruder".into(),
+        seq: Some(i64::MAX),
+        manifest_sha256: Some("m".into()),
+        line_hash: Some("h".into()),
+        caller: None,
+        ..ev("x7", "ledger", "1001", None, T0)
+    };
+    assert_eq!(store.apply(&forged, T0).await.unwrap(), Applied::New);
+    assert_eq!(store.ledger_head("tokyo", "1001").await.unwrap(), before);
+    assert!(before.is_some(), "the suite left 1001 a ledger head");
+
+    let ws = store.workstations().await.unwrap();
+    let find = |agent: &str| {
+        ws.iter()
+            .find(|w| w.agent == agent)
+            .unwrap_or_else(|| panic!("workstation {agent}"))
+    };
+    assert_eq!(find("1005").last_seen_ms, T0);
+    assert_eq!(find("1005").off_since(T0 + 60_001, None), Some(T0));
+    assert_eq!(find("1006").off_since(i64::MAX, None), None);
+    assert_eq!(find("1006").off_since(i64::MIN, None), None);
+}
+
 async fn suite(store: &Store) {
     // Events: each id once.
     let start = ev("e1", "call.start", "1001", Some("c1"), T0);
@@ -204,7 +284,7 @@ async fn suite(store: &Store) {
         .await
         .unwrap();
     store
-        .apply(&heartbeat("h3", "1002", T0 + 30_000, false), T0)
+        .apply(&heartbeat("h3", "1002", T0 + 30_000, false), T0 + 30_000)
         .await
         .unwrap();
     // An old heartbeat delivered late does not move the last-seen time back.
@@ -226,7 +306,7 @@ async fn suite(store: &Store) {
         "one ping per outage"
     );
     store
-        .apply(&heartbeat("h4", "1002", T0 + 60_000, true), T0)
+        .apply(&heartbeat("h4", "1002", T0 + 60_000, true), T0 + 60_000)
         .await
         .unwrap();
     let w2 = store.workstations().await.unwrap().remove(1);
@@ -403,6 +483,7 @@ async fn sqlite_store() {
     // Reopening runs the migrations again (a no-op) and keeps the data.
     let store = Store::open(&url).await.unwrap();
     assert_eq!(store.event_count().await.unwrap(), 16);
+    hostile(&store).await;
     concurrent(&url).await;
     batches(&url).await;
 }
@@ -419,6 +500,7 @@ async fn postgres_store() {
     store.close().await;
     let store = Store::open(&url).await.unwrap();
     assert_eq!(store.event_count().await.unwrap(), 16);
+    hostile(&store).await;
     concurrent(&url).await;
     batches(&url).await;
 }

@@ -17,7 +17,8 @@ use super::web::AckOut;
 use super::web::live::BoardChanges;
 use crate::floor::config::FloorConfig;
 use crate::floor::contract::{
-    self, AckMessage, FloorEvent, HistoryRequest, LedgerHeadRequest, ParsedSubject, SCHEMA,
+    self, AckMessage, EventKind, FloorEvent, HistoryRequest, LedgerHeadRequest, ParsedSubject,
+    SCHEMA,
 };
 
 /// Why the bus side could not start.
@@ -160,6 +161,10 @@ pub async fn consume(
                             changed = true;
                             tell(&changes, write);
                         }
+                        if applied == Applied::Refused {
+                            tracing::warn!(subject = %msg.subject,
+                                "floor: an event for a call another workstation reported is not stored");
+                        }
                         if let Err(e) = msg.ack().await {
                             // Not acknowledged: the server redelivers it and the store drops
                             // the duplicate.
@@ -201,8 +206,38 @@ fn tell(changes: &BoardChanges, write: &BusWrite) {
 /// Most messages stored in one transaction.
 const BATCH: usize = 256;
 
+/// `payload` with every JSON escape of a NUL character (`\u0000`) turned into one of the
+/// replacement character (`\ufffd`), in place: PostgreSQL cannot store a NUL in text, and a
+/// message it refuses would be redelivered for good. A raw NUL byte is not valid JSON anyway.
+fn without_nul(payload: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    const NUL: &[u8] = b"\\u0000";
+    if !payload.windows(NUL.len()).any(|w| w == NUL) {
+        return std::borrow::Cow::Borrowed(payload);
+    }
+    let mut out = payload.to_vec();
+    // Backslashes in a row before this byte: an odd count means this one is escaped.
+    let mut run = 0usize;
+    let mut i = 0;
+    while i < out.len() {
+        if out[i] == b'\\' {
+            if run.is_multiple_of(2) && out[i..].starts_with(NUL) {
+                out[i + 2..i + 6].copy_from_slice(b"fffd");
+                i += NUL.len();
+                run = 0;
+                continue;
+            }
+            run += 1;
+        } else {
+            run = 0;
+        }
+        i += 1;
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 /// The store write a bus message asks for, or why it fits no contract.
 fn parse(subject: &str, payload: &[u8]) -> Result<BusWrite, String> {
+    let payload = &*without_nul(payload);
     match contract::parse_subject(subject) {
         Some(ParsedSubject::Ack { site, agent }) => {
             let ack = AckMessage::from_json(payload).map_err(|e| e.to_string())?;
@@ -233,6 +268,17 @@ fn parse(subject: &str, payload: &[u8]) -> Result<BusWrite, String> {
                     "the event is a {}, its subject says {}",
                     ev.kind().as_str(),
                     kind.as_str()
+                ));
+            }
+            // A heartbeat speaks for the workstation itself: its body must name the workstation
+            // of its subject, or one workstation could mark another one alive. (A ledger line
+            // naming another agent is kept: the board shows it red, and it moves no ledger
+            // head but its own workstation's; see the store.)
+            if kind == EventKind::Heartbeat && contract::subject_token(&ev.agent) != agent {
+                return Err(format!(
+                    "the {} says agent {:?}, its subject agent {agent:?}",
+                    kind.as_str(),
+                    ev.agent
                 ));
             }
             let mut rec = ingest::record(&ev, payload);
@@ -436,7 +482,7 @@ pub async fn publish_acks(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::floor::contract::{EventBody, EventKind, event_subject};
+    use crate::floor::contract::{EventBody, PbxState, event_subject};
 
     fn start(site: &str) -> FloorEvent {
         FloorEvent {
@@ -492,5 +538,64 @@ mod tests {
             "stored a call.start published as a heartbeat: {:?}",
             other_kind.err()
         );
+    }
+
+    fn heartbeat(agent: &str) -> FloorEvent {
+        FloorEvent {
+            agent: agent.into(),
+            call_id: None,
+            body: EventBody::Heartbeat {
+                pbx_state: PbxState::Up,
+                pbx_detail: String::new(),
+                open_calls: 0,
+                version: "t".into(),
+                interval_secs: 30,
+                backlog: 0,
+                up_since: None,
+            },
+            ..start("tokyo-1")
+        }
+    }
+
+    #[test]
+    fn a_heartbeat_speaks_only_for_the_workstation_of_its_subject() {
+        let subject = event_subject("tokyo-1", "1002", EventKind::Heartbeat);
+        assert!(parse(&subject, &heartbeat("1002").to_json()).is_ok());
+        let forged = parse(&subject, &heartbeat("1001").to_json());
+        assert!(
+            forged.as_ref().is_err_and(|e| e.contains("1001")),
+            "1002 marked 1001 alive: {:?}",
+            forged.err()
+        );
+    }
+
+    #[test]
+    fn nul_characters_become_replacement_characters_and_nothing_else_changes() {
+        let cases: [(&[u8], &[u8]); 5] = [
+            (br#"{"a":"x\u0000y"}"#, br#"{"a":"x\ufffdy"}"#),
+            // An escaped backslash followed by the text u0000 is no NUL.
+            (br#"{"a":"x\\u0000"}"#, br#"{"a":"x\\u0000"}"#),
+            (br#"{"a":"\\\u0000"}"#, br#"{"a":"\\\ufffd"}"#),
+            (br#"{"a":"\u0000\u0000"}"#, br#"{"a":"\ufffd\ufffd"}"#),
+            (br#"{"a":"plain"}"#, br#"{"a":"plain"}"#),
+        ];
+        for (input, want) in cases {
+            assert_eq!(
+                &*without_nul(input),
+                want,
+                "{}",
+                String::from_utf8_lossy(input)
+            );
+        }
+        let mut ev = start("tokyo-1");
+        ev.caller.caller = Some(format!("+8190{}1234", '\u{0}'));
+        let subject = event_subject("tokyo-1", "1001", EventKind::CallStart);
+        match parse(&subject, &ev.to_json()) {
+            Ok(BusWrite::Event(rec)) => {
+                assert_eq!(rec.caller.as_deref(), Some("+8190\u{fffd}1234"));
+                assert!(!rec.body.contains('\u{0}') && !rec.body.contains("\\u0000"));
+            }
+            other => panic!("a caller with a NUL was refused: {:?}", other.err()),
+        }
     }
 }

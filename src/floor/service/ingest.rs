@@ -11,6 +11,17 @@ use crate::floor::contract::{
 /// How many of the caller's last marks a history reply carries.
 pub const HISTORY_MARKS: usize = 3;
 
+/// Longest time the store takes from an event (ten years, in seconds): a call's elapsed time
+/// or duration beyond it is stored as this much (the body is kept as received), so no
+/// arithmetic on it can overflow.
+pub const MAX_SECS: u64 = 10 * 366 * 86_400;
+/// Longest heartbeat interval the store takes (a day): "protection off" after two of them.
+pub const MAX_INTERVAL_SECS: u64 = 86_400;
+
+fn secs(v: u64) -> i64 {
+    v.min(MAX_SECS) as i64
+}
+
 /// The store's view of an event; `raw` is the body as received.
 pub fn record(ev: &FloorEvent, raw: &[u8]) -> EventRecord {
     let mut r = EventRecord {
@@ -24,7 +35,7 @@ pub fn record(ev: &FloorEvent, raw: &[u8]) -> EventRecord {
         caller: ev.caller.caller.clone().filter(|c| !c.is_empty()),
         caller_hash: ev.caller.caller_hash.clone().filter(|c| !c.is_empty()),
         at_ms: ev.at.timestamp_millis(),
-        elapsed_secs: ev.elapsed_secs.map(|e| e as i64),
+        elapsed_secs: ev.elapsed_secs.map(secs),
         level: ev.level.map(i64::from),
         body: String::from_utf8_lossy(raw).into_owned(),
         ..EventRecord::default()
@@ -32,7 +43,7 @@ pub fn record(ev: &FloorEvent, raw: &[u8]) -> EventRecord {
     match &ev.body {
         EventBody::CallStart { .. } => {}
         EventBody::CallEnd { duration_secs, .. } => {
-            r.elapsed_secs = Some(*duration_secs as i64);
+            r.elapsed_secs = Some(secs(*duration_secs));
         }
         EventBody::Warning {
             warning,
@@ -72,7 +83,7 @@ pub fn record(ev: &FloorEvent, raw: &[u8]) -> EventRecord {
             r.pbx_up = Some(*pbx_state != PbxState::Down);
             r.open_calls = Some(i64::from(*open_calls));
             r.version = Some(version.clone());
-            r.interval_secs = Some(*interval_secs as i64);
+            r.interval_secs = Some((*interval_secs).clamp(1, MAX_INTERVAL_SECS) as i64);
         }
         EventBody::Ledger {
             seq,
@@ -80,7 +91,7 @@ pub fn record(ev: &FloorEvent, raw: &[u8]) -> EventRecord {
             line_sha256,
             ..
         } => {
-            r.seq = Some(*seq as i64);
+            r.seq = Some(i64::try_from(*seq).unwrap_or(i64::MAX));
             r.manifest_sha256 = Some(manifest_sha256.clone());
             r.line_hash = Some(line_sha256.clone());
         }

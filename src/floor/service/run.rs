@@ -257,10 +257,18 @@ async fn serve_with(
     tokio::select! {
         _ = stop.cancelled() => {}
         Some(r) = tasks.join_next() => {
-            // A part that ends on its own is a failure: stop the rest.
-            if let Ok(Err(e)) = r {
-                result = Err(e);
-            }
+            // A part that ends on its own is a failure: stop the rest, and say so in the exit
+            // code (a service manager restarts a floor that failed, not one that finished).
+            result = match r {
+                Ok(Err(e)) => Err(e),
+                Err(e) if e.is_panic() => {
+                    Err(anyhow::anyhow!("a part of the floor service panicked: {e}"))
+                }
+                _ if stop.is_cancelled() => Ok(()),
+                Ok(Ok(())) | Err(_) => {
+                    Err(anyhow::anyhow!("a part of the floor service stopped on its own"))
+                }
+            };
             stop.cancel();
         }
     }

@@ -824,7 +824,20 @@ async fn apply_in(
     ev: &EventRecord,
     received_ms: i64,
 ) -> Result<Applied, sqlx::Error> {
-    // First statement writes (with SQLite's write lock already held by `begin_write`).
+    // A call is spoken for by the workstation that reported it first: another one's event for
+    // the same call (same site, agent and call id in its body) changes nothing.
+    if let Some(key) = ev.call_key()
+        && !ev.ws_agent.is_empty()
+    {
+        let owner: Option<String> = sqlx::query_scalar("SELECT ws_agent FROM calls WHERE key = $1")
+            .bind(&key)
+            .fetch_optional(&mut *conn)
+            .await?;
+        if owner.is_some_and(|o| !o.is_empty() && o != ev.ws_agent) {
+            return Ok(Applied::Refused);
+        }
+    }
+    // With SQLite's write lock already held by `begin_write`.
     let inserted = sqlx::query(
         "INSERT INTO events (id, kind, site, agent, call_id, at_ms, received_ms, body) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO NOTHING",
@@ -846,7 +859,7 @@ async fn apply_in(
     if let Some(key) = ev.call_key() {
         let started_estimate = ev
             .elapsed_secs
-            .map(|e| ev.at_ms - e * 1000)
+            .map(|e| ev.at_ms.saturating_sub(e.saturating_mul(1000)))
             .unwrap_or(ev.at_ms);
         sqlx::query(
             "INSERT INTO calls (key, site, agent, agent_name, host, call_id, caller, \
@@ -953,6 +966,9 @@ async fn apply_in(
     match ev.kind.as_str() {
         "heartbeat" => {
             let up = i64::from(ev.pbx_up.unwrap_or(true));
+            // Never later than it arrived: a workstation whose clock runs ahead (or that says
+            // 2099) would otherwise never be seen as silent again.
+            let seen_ms = ev.at_ms.min(received_ms);
             sqlx::query(
                 "INSERT INTO workstations (key, site, agent, agent_name, host, last_seen_ms, \
                  interval_secs, pbx_up, pbx_down_ms, open_calls, version) \
@@ -975,16 +991,21 @@ async fn apply_in(
             .bind(&ev.agent)
             .bind(&ev.agent_name)
             .bind(&ev.host)
-            .bind(ev.at_ms)
+            .bind(seen_ms)
             .bind(ev.interval_secs.unwrap_or(30))
             .bind(up)
-            .bind(if up == 1 { None } else { Some(ev.at_ms) })
+            .bind(if up == 1 { None } else { Some(seen_ms) })
             .bind(ev.open_calls.unwrap_or(0))
             .bind(ev.version.clone().unwrap_or_default())
             .execute(&mut *conn)
             .await?;
         }
-        "ledger" => {
+        // Only the workstation's own ledger lines move its head: a line another workstation
+        // published naming it is stored (the evidence check shows it red), never its head.
+        "ledger"
+            if ev.ws_agent.is_empty()
+                || crate::floor::contract::subject_token(&ev.agent) == ev.ws_agent =>
+        {
             sqlx::query(
                 "INSERT INTO ledger_heads (key, site, agent, host, seq, manifest_sha256, \
                  line_hash, at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \

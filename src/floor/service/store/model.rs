@@ -122,6 +122,9 @@ pub enum Applied {
     New,
     /// Already stored (a redelivery, or another floor instance took it): nothing changed.
     Duplicate,
+    /// Not stored: it speaks for a call another workstation reported (a workstation may only
+    /// speak for its own calls; its NATS permissions only bind the subject, not the body).
+    Refused,
 }
 
 /// One call as the board and the caller page show it.
@@ -236,8 +239,13 @@ impl WorkstationRow {
     /// (`None`: two of the workstation's intervals), then since the last heartbeat; or the PBX
     /// link down, since it went down.
     pub fn off_since(&self, now_ms: i64, stale_after_ms: Option<i64>) -> Option<i64> {
-        let limit = stale_after_ms.unwrap_or(2 * self.interval_secs.max(1) * 1000);
-        let silent = now_ms - self.last_seen_ms > limit;
+        let limit = stale_after_ms.unwrap_or(
+            self.interval_secs
+                .max(1)
+                .saturating_mul(2)
+                .saturating_mul(1000),
+        );
+        let silent = now_ms.saturating_sub(self.last_seen_ms) > limit;
         match (silent, self.pbx_up) {
             (true, true) => Some(self.last_seen_ms),
             (_, false) => Some(self.pbx_down_ms.unwrap_or(self.last_seen_ms)),

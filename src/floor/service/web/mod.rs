@@ -657,7 +657,7 @@ async fn ack(
         at_ms: now,
     };
     match s.store.add_ack(&row).await {
-        Ok(Applied::New | Applied::Duplicate) => {}
+        Ok(Applied::New | Applied::Duplicate | Applied::Refused) => {}
         Err(e) => return internal(e),
     }
     audit(&s, &v, "ack", &call.key, "").await;
