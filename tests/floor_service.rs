@@ -412,3 +412,113 @@ async fn sigterm_stops_the_floor_also_when_nats_is_gone() {
     let status = floor.terminate().await;
     assert!(status.success(), "{status}:\n{}", floor.log());
 }
+
+/// Publishes `ev` on the subject of workstation `agent`, whatever its body says (as a
+/// workstation's own credentials allow it to).
+async fn publish_on(ws: &Workstations, agent: &str, ev: &contract::FloorEvent) {
+    let mut h = async_nats::HeaderMap::new();
+    h.insert(contract::MSG_ID_HEADER, ev.id.as_str());
+    ws.js
+        .publish_with_headers(ev.subject("tokyo", agent), h, ev.to_json().into())
+        .await
+        .expect("publish")
+        .await
+        .expect("PubAck");
+}
+
+#[tokio::test]
+async fn a_workstation_speaks_only_for_itself() {
+    let nats = NatsServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("floor.db").display());
+    let _floor = Floor::start(dir.path(), &nats.url(), &db, "").await;
+    let ws = Workstations::connect(&nats.url()).await;
+    ws.wait_for_stream().await;
+    let store = Store::open(&db).await.unwrap();
+
+    ws.publish(&call_start("s1", "1001", "c-own", "+81312345678"))
+        .await;
+    eventually("1001's call", || count(&store, 1)).await;
+    // 1002, on its own subject: ends 1001's call, marks 1001 alive, moves nothing of 1001's.
+    publish_on(
+        &ws,
+        "1002",
+        &call_end("f1", "1001", "c-own", "+81312345678", 5),
+    )
+    .await;
+    publish_on(&ws, "1002", &heartbeat("f2", "1001", 30, PbxState::Up)).await;
+    // Then 1002's own heartbeat: once it is stored, the forged ones were handled before it.
+    publish_on(&ws, "1002", &heartbeat("g1", "1002", 30, PbxState::Up)).await;
+    eventually("1002's heartbeat", || count(&store, 2)).await;
+
+    let call = store
+        .call(&call_key("tokyo", "1001", "c-own"))
+        .await
+        .unwrap()
+        .expect("1001's call");
+    assert_eq!(call.ended_ms, None, "another workstation ended 1001's call");
+    assert_eq!(call.ws_agent, "1001");
+    let agents: Vec<String> = store
+        .workstations()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|w| w.agent)
+        .collect();
+    assert_eq!(agents, vec!["1002"], "1002 marked 1001 alive");
+}
+
+#[tokio::test]
+async fn logins_sent_at_once_cannot_pass_the_limit_together() {
+    let nats = NatsServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("floor.db").display());
+    let floor = Floor::start(dir.path(), &nats.url(), &db, "").await;
+    floor.add_user("tanaka", "田中", &["a"], false);
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let res = http
+        .get(format!("{}/login", floor.url()))
+        .send()
+        .await
+        .unwrap();
+    let cookie = res
+        .headers()
+        .get_all(reqwest::header::SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|v| v.split(';').next()?.strip_prefix("cg_login="))
+        .expect("login cookie")
+        .to_string();
+    let page = res.text().await.unwrap();
+    let marker = "name=\"csrf\" value=\"";
+    let at = page.find(marker).expect("csrf field") + marker.len();
+    let csrf = page[at..].split('"').next().unwrap().to_string();
+    // Twelve wrong passwords at once: each takes the server about half a second to check.
+    let tries = (0..12).map(|_| {
+        let (http, url, cookie, csrf) = (http.clone(), floor.url(), cookie.clone(), csrf.clone());
+        async move {
+            http.post(format!("{url}/login"))
+                .header("cookie", format!("cg_login={cookie}"))
+                .form(&[
+                    ("name", "tanaka"),
+                    ("password", "wrong wrong"),
+                    ("csrf", &csrf),
+                ])
+                .send()
+                .await
+                .expect("POST /login")
+                .status()
+                .as_u16()
+        }
+    });
+    let mut codes = futures_util::future::join_all(tries).await;
+    codes.sort();
+    assert_eq!(
+        codes,
+        [[401; 5].as_slice(), &[429; 7]].concat(),
+        "{codes:?}"
+    );
+}

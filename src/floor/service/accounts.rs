@@ -57,6 +57,24 @@ pub fn verify_password(password: &str, phc: &str) -> bool {
         .unwrap_or(false)
 }
 
+/// Does the work of [`verify_password`] for a name that has no account, against a real hash
+/// with the same parameters, so the time a login takes does not tell which names exist.
+/// Always `false`.
+pub fn verify_nobody(password: &str) -> bool {
+    if let Some(phc) = nobody_hash() {
+        let _ = verify_password(password, phc);
+    }
+    false
+}
+
+/// The hash [`verify_nobody`] checks against: of a random password, made once.
+fn nobody_hash() -> Option<&'static str> {
+    static NOBODY: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    NOBODY
+        .get_or_init(|| hash_password(&new_token()).ok())
+        .as_deref()
+}
+
 /// A fresh random token (256 bits, hex): session cookies and CSRF tokens.
 pub fn new_token() -> String {
     let mut buf = [0u8; 32];
@@ -138,8 +156,15 @@ impl Default for LoginLimit {
     }
 }
 
+/// Most names and addresses the throttle follows at once. Past it, entries whose window has
+/// passed are forgotten; if that is not enough (a flood of names or addresses), logins are
+/// refused until it is: the table never grows without bound.
+pub const MAX_FOLLOWED: usize = 10_000;
+
 /// Counts failed logins per account and per address (in this instance's memory: with several
-/// instances, each enforces the limit on its own).
+/// instances, each enforces the limit on its own). An attempt counts as failed from the moment
+/// it starts until it succeeds, so attempts sent at the same time cannot all pass the check
+/// while their passwords are being checked.
 #[derive(Debug, Default)]
 pub struct LoginThrottle {
     limit: LoginLimit,
@@ -155,39 +180,72 @@ impl LoginThrottle {
         }
     }
 
+    /// The account's key (a name no account can have shares one key: it can never log in,
+    /// and a flood of long made-up names must not fill the table) and the address's (an IPv6
+    /// address by its /64, which one client can fill on its own).
     fn keys(user: &str, addr: IpAddr) -> [String; 2] {
-        [
-            format!("user:{}", user.to_lowercase()),
-            format!("addr:{addr}"),
-        ]
+        let user = if valid_name(user) {
+            format!("user:{}", user.to_lowercase())
+        } else {
+            "user:?".to_string()
+        };
+        let addr = match addr {
+            IpAddr::V6(a) if a.to_ipv4_mapped().is_none() => {
+                let s = a.segments();
+                format!("addr:{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            }
+            IpAddr::V6(a) => format!("addr:{}", a.to_canonical()),
+            IpAddr::V4(a) => format!("addr:{a}"),
+        };
+        [user, addr]
     }
 
-    /// Whether a login for `user` from `addr` may be tried now.
-    pub fn allowed(&self, user: &str, addr: IpAddr, now: Instant) -> bool {
+    /// Whether a login for `user` from `addr` may be tried now. If so, it counts as failed
+    /// until [`LoginThrottle::succeeded`] is called with the same `now`.
+    pub fn begin(&self, user: &str, addr: IpAddr, now: Instant) -> bool {
         let Ok(mut map) = self.failures.lock() else {
             return false;
         };
-        Self::keys(user, addr).iter().all(|k| {
+        let window = self.limit.window;
+        if map.len() >= MAX_FOLLOWED {
+            map.retain(|_, list| list.iter().any(|t| now.duration_since(*t) < window));
+        }
+        let keys = Self::keys(user, addr);
+        let new_keys = keys.iter().filter(|k| !map.contains_key(*k)).count();
+        if map.len() + new_keys > MAX_FOLLOWED {
+            return false;
+        }
+        let allowed = keys.iter().all(|k| {
             let list = map.entry(k.clone()).or_default();
-            list.retain(|t| now.duration_since(*t) < self.limit.window);
+            list.retain(|t| now.duration_since(*t) < window);
             list.len() < self.limit.failures as usize
-        })
+        });
+        if allowed {
+            for k in keys {
+                map.entry(k).or_default().push(now);
+            }
+        }
+        allowed
     }
 
-    /// Counts a failed login.
-    pub fn failed(&self, user: &str, addr: IpAddr, now: Instant) {
+    /// The attempt that [`LoginThrottle::begin`] allowed at `began` succeeded: the account's
+    /// failures are forgotten, and the attempt no longer counts against the address (several
+    /// leads behind one office address log in all day).
+    pub fn succeeded(&self, user: &str, addr: IpAddr, began: Instant) {
         if let Ok(mut map) = self.failures.lock() {
-            for k in Self::keys(user, addr) {
-                map.entry(k).or_default().push(now);
+            let [user, addr] = Self::keys(user, addr);
+            map.remove(&user);
+            if let Some(list) = map.get_mut(&addr)
+                && let Some(i) = list.iter().position(|t| *t == began)
+            {
+                list.remove(i);
             }
         }
     }
 
-    /// Forgets an account's failures after a good login.
-    pub fn succeeded(&self, user: &str) {
-        if let Ok(mut map) = self.failures.lock() {
-            map.remove(&format!("user:{}", user.to_lowercase()));
-        }
+    /// Names and addresses followed now.
+    pub fn followed(&self) -> usize {
+        self.failures.lock().map(|m| m.len()).unwrap_or(0)
     }
 }
 
@@ -222,19 +280,87 @@ mod tests {
         });
         let (a1, a2): (IpAddr, IpAddr) = ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
         let now = Instant::now();
+        // Three attempts at once, none answered yet: the fourth is refused already.
         for _ in 0..3 {
-            assert!(t.allowed("tanaka", a1, now));
-            t.failed("tanaka", a1, now);
+            assert!(t.begin("tanaka", a1, now));
         }
-        assert!(!t.allowed("tanaka", a1, now));
-        assert!(
-            !t.allowed("TANAKA", a2, now),
-            "per account, from any address"
-        );
-        assert!(!t.allowed("sato", a1, now), "per address, for any account");
-        assert!(t.allowed("sato", a2, now));
+        assert!(!t.begin("tanaka", a1, now));
+        assert!(!t.begin("TANAKA", a2, now), "per account, from any address");
+        assert!(!t.begin("sato", a1, now), "per address, for any account");
+        assert!(t.begin("sato", a2, now));
         let later = now + Duration::from_secs(61);
-        assert!(t.allowed("tanaka", a1, later), "the window passes");
+        assert!(t.begin("tanaka", a1, later), "the window passes");
+    }
+
+    #[test]
+    fn a_good_login_does_not_count_against_its_address() {
+        let t = LoginThrottle::new(LoginLimit {
+            failures: 2,
+            window: Duration::from_secs(60),
+        });
+        let office: IpAddr = "10.0.0.1".parse().unwrap();
+        let now = Instant::now();
+        for lead in ["tanaka", "sato", "suzuki", "ito"] {
+            assert!(t.begin(lead, office, now), "{lead}");
+            t.succeeded(lead, office, now);
+        }
+        assert!(t.begin("tanaka", office, now));
+        assert!(t.begin("tanaka", office, now));
+        assert!(!t.begin("tanaka", office, now), "two failures still count");
+    }
+
+    #[test]
+    fn the_throttle_follows_a_bounded_number_of_names_and_addresses() {
+        let now = Instant::now();
+        let many = |failures| {
+            LoginThrottle::new(LoginLimit {
+                failures,
+                window: Duration::from_secs(60),
+            })
+        };
+        let a: IpAddr = "10.0.0.1".parse().unwrap();
+        // Names no account can have share one key, however many there are.
+        let t = many(1_000);
+        for i in 0..100 {
+            assert!(t.begin(&format!("{}{i}", "x".repeat(100_000)), a, now));
+        }
+        assert_eq!(t.followed(), 2);
+        // One IPv6 client is one /64, whichever address it takes in it.
+        let t = many(1_000);
+        for i in 0..100u16 {
+            let v6 = std::net::Ipv6Addr::new(0x2001, 0xdb8, 0, 1, 0, 0, 0, i);
+            assert!(t.begin("sato", IpAddr::V6(v6), now));
+        }
+        assert_eq!(t.followed(), 2);
+        // Many addresses: refused once the table is full, never grown past it.
+        let t = many(u32::MAX);
+        let mut refused = 0;
+        for i in 0..(MAX_FOLLOWED as u32 + 100) {
+            let v4 = std::net::Ipv4Addr::from(0x0b00_0000 + i);
+            if !t.begin("?", IpAddr::V4(v4), now) {
+                refused += 1;
+            }
+        }
+        assert_eq!(refused, 101, "one key is the shared name's");
+        assert_eq!(t.followed(), MAX_FOLLOWED);
+        // Once the window has passed, the old entries make room again.
+        let later = now + Duration::from_secs(61);
+        assert!(t.begin("tanaka", "10.9.9.9".parse().unwrap(), later));
+        assert_eq!(t.followed(), 2);
+    }
+
+    #[test]
+    fn a_name_without_an_account_is_checked_against_a_real_hash() {
+        let phc = nobody_hash().expect("a hash for nobody");
+        let parsed = PasswordHash::new(phc).expect("a valid PHC string");
+        let own = hash_password("some password 123").unwrap();
+        let own = PasswordHash::new(&own).unwrap();
+        assert_eq!(parsed.algorithm, own.algorithm);
+        assert_eq!(
+            parsed.params, own.params,
+            "the same work as a real account's"
+        );
+        assert!(!verify_nobody("anything"));
     }
 
     #[test]

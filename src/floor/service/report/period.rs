@@ -16,10 +16,18 @@ pub enum PeriodError {
     /// `--from`/`--to` is not `YYYY-MM-DD`, or `to` is before `from`.
     #[error("range `{0}` is not two dates YYYY-MM-DD, the second not before the first")]
     Range(String),
+    /// `--from`/`--to` spans too much, or lies outside the years 1–9999.
+    #[error(
+        "range `{0}` is longer than {MAX_RANGE_DAYS} days (ten years) or outside the years 1–9999"
+    )]
+    Span(String),
     /// The UTC offset is not `+HH:MM`.
     #[error("UTC offset `{0}` is not +HH:MM or -HH:MM")]
     Offset(String),
 }
+
+/// Most days a `--from`/`--to` report covers (ten years).
+pub const MAX_RANGE_DAYS: i64 = 3_653;
 
 /// What kind of period.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -159,13 +167,22 @@ impl Period {
         ))
     }
 
-    /// Days `from` to `to` (`YYYY-MM-DD`, both included).
+    /// Days `from` to `to` (`YYYY-MM-DD`, both included), at most [`MAX_RANGE_DAYS`] of them
+    /// within the years 1–9999 (a report over ten years is a query the board should not run
+    /// for anyone, and the period before it must exist too).
     pub fn range(from: &str, to: &str, offset_secs: i32) -> Result<Period, PeriodError> {
         let err = || PeriodError::Range(format!("{from} … {to}"));
         let f = NaiveDate::parse_from_str(from, "%Y-%m-%d").map_err(|_| err())?;
         let t = NaiveDate::parse_from_str(to, "%Y-%m-%d").map_err(|_| err())?;
         if t < f {
             return Err(err());
+        }
+        let years = 1..=9999;
+        if (t - f).num_days() >= MAX_RANGE_DAYS
+            || !years.contains(&f.year())
+            || !years.contains(&t.year())
+        {
+            return Err(PeriodError::Span(format!("{from} … {to}")));
         }
         Ok(Period::of_range(f, t, offset_secs))
     }
@@ -253,6 +270,30 @@ impl Period {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_range_of_more_than_ten_years_or_past_9999_is_refused() {
+        for (from, to) in [
+            ("+262142-12-31", "+262142-12-31"),
+            ("0001-01-01", "+200000-01-01"),
+            ("2000-01-01", "2010-01-01"),
+            ("9999-12-31", "9999-12-31"),
+        ] {
+            let r = Period::range(from, to, 0);
+            if from == "9999-12-31" {
+                let p = r.expect("the last day of 9999");
+                let _ = p.previous();
+                continue;
+            }
+            assert!(
+                matches!(r, Err(PeriodError::Span(_)) | Err(PeriodError::Range(_))),
+                "{from} … {to}: {r:?}"
+            );
+        }
+        let p = Period::range("0001-01-01", "0001-01-31", 0).expect("January of year 1");
+        let _ = p.previous();
+        assert!(Period::range("2016-01-01", "2025-12-31", 0).is_ok());
+    }
 
     #[test]
     fn months_quarters_ranges_and_their_predecessors() {

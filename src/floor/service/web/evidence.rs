@@ -349,19 +349,53 @@ async fn folder_html(
 }
 
 /// Markdown to HTML with every piece of raw HTML in the source shown as text, never passed
-/// through (the record quotes what callers said).
+/// through (the record quotes what callers said, and agents' notes are free text). A link
+/// stays a link only to `http`, `https` or `mailto` (a `javascript:` one is its text alone),
+/// and an image is never loaded: its description and address are shown as text, so opening a
+/// record calls nowhere.
 pub fn markdown(text: &str) -> String {
-    use pulldown_cmark::{Event, Options, Parser};
-    let events =
-        Parser::new_ext(text, Options::ENABLE_TABLES | Options::ENABLE_STRIKETHROUGH).map(|e| {
-            match e {
-                Event::Html(h) | Event::InlineHtml(h) => Event::Text(h),
-                other => other,
+    use pulldown_cmark::{CowStr, Event, Options, Parser, Tag, TagEnd};
+    let mut dropped_link = false;
+    let events = Parser::new_ext(text, Options::ENABLE_TABLES | Options::ENABLE_STRIKETHROUGH)
+        .filter_map(move |e| match e {
+            Event::Html(h) | Event::InlineHtml(h) => Some(Event::Text(h)),
+            Event::Start(Tag::Link { ref dest_url, .. }) if !safe_link(dest_url) => {
+                dropped_link = true;
+                None
             }
+            Event::End(TagEnd::Link) if dropped_link => {
+                dropped_link = false;
+                None
+            }
+            Event::Start(Tag::Image { dest_url, .. }) => Some(Event::Text(CowStr::from(format!(
+                "[{}: ",
+                dest_url.into_string()
+            )))),
+            Event::End(TagEnd::Image) => Some(Event::Text(CowStr::Borrowed("]"))),
+            other => Some(other),
         });
     let mut out = String::new();
     pulldown_cmark::html::push_html(&mut out, events);
     out
+}
+
+/// Whether a link in a record may stay one: web and mail addresses, and addresses without a
+/// scheme (within the board).
+fn safe_link(dest: &str) -> bool {
+    let d: String = dest
+        .chars()
+        .filter(|c| !c.is_whitespace() && !c.is_control())
+        .collect::<String>()
+        .to_ascii_lowercase();
+    let scheme_end = d.find(':');
+    let path_start = d.find(['/', '?', '#']);
+    match (scheme_end, path_start) {
+        (None, _) => true,
+        (Some(c), Some(p)) if p < c => true,
+        _ => ["http://", "https://", "mailto:"]
+            .iter()
+            .any(|s| d.starts_with(s)),
+    }
 }
 
 #[derive(Deserialize)]
@@ -495,6 +529,42 @@ mod tests {
             "{html}"
         );
         assert!(html.contains("&lt;script&gt;"), "{html}");
+    }
+
+    #[test]
+    fn a_record_links_only_to_the_web_and_mail_and_loads_no_image() {
+        let html = markdown(
+            "[a](javascript:alert(1)) [b]( JavaScript:alert(1)) <javascript:alert(2)> \
+             [c](data:text/html,x) [d](https://example.org/x) [e](mailto:lead@example.org) \
+             [f](/evidence?key=k) ![photo](https://tracker.example/p.png)\n",
+        );
+        assert!(
+            !html.to_ascii_lowercase().contains("javascript:alert(1)\""),
+            "{html}"
+        );
+        assert!(
+            !html.contains("href=\"javascript") && !html.contains("href=\"data:"),
+            "{html}"
+        );
+        assert!(!html.contains("href=\" JavaScript"), "{html}");
+        assert!(
+            html.contains(">a<") || html.contains("a "),
+            "the text stays: {html}"
+        );
+        assert!(
+            html.contains("<a href=\"https://example.org/x\">d</a>"),
+            "{html}"
+        );
+        assert!(
+            html.contains("<a href=\"mailto:lead@example.org\">e</a>"),
+            "{html}"
+        );
+        assert!(html.contains("<a href=\"/evidence?key=k\">f</a>"), "{html}");
+        assert!(!html.contains("<img"), "{html}");
+        assert!(
+            html.contains("[https://tracker.example/p.png: photo]"),
+            "{html}"
+        );
     }
 
     #[test]

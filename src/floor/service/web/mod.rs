@@ -74,11 +74,17 @@ pub struct WebOptions {
     pub login_limit: accounts::LoginLimit,
 }
 
+/// Most password checks at once: argon2id takes 19 MiB and about half a second of a core each,
+/// so a burst of logins waits its turn instead of taking the server's memory.
+pub const PASSWORD_CHECKS: usize = 2;
+
 /// Shared by every request.
 pub struct AppState {
     store: Store,
     opts: WebOptions,
     throttle: LoginThrottle,
+    /// Password checks running at once (see [`PASSWORD_CHECKS`]).
+    hashing: tokio::sync::Semaphore,
     updates: watch::Receiver<u64>,
     notify: watch::Sender<u64>,
     acks: mpsc::UnboundedSender<AckOut>,
@@ -102,6 +108,7 @@ impl AppState {
         let state = Arc::new(AppState {
             store,
             throttle: LoginThrottle::new(opts.login_limit),
+            hashing: tokio::sync::Semaphore::new(PASSWORD_CHECKS),
             opts,
             updates: updates.clone(),
             notify,
@@ -410,13 +417,19 @@ async fn login(
     let again = |msg: &str, status: StatusCode| {
         (status, Html(pages::login(t, &expected, Some(msg)))).into_response()
     };
-    if !s.throttle.allowed(&f.name, addr, Instant::now()) {
-        tracing::warn!(user = %f.name, %addr, "login refused: too many attempts");
+    let began = Instant::now();
+    if !s.throttle.begin(&f.name, addr, began) {
+        tracing::warn!(user = %f.name.chars().take(64).collect::<String>(), %addr, "login refused: too many attempts");
         return again(t.login_throttled, StatusCode::TOO_MANY_REQUESTS);
     }
     let user = match s.store.user(&f.name).await {
         Ok(u) => u,
         Err(e) => return internal(e),
+    };
+    // At most a few password checks at once (each takes 19 MiB and most of a core); the
+    // others wait their turn.
+    let Ok(_permit) = s.hashing.acquire().await else {
+        return internal("the password checks are closed");
     };
     // Verify even without a user, so timing does not tell which names exist.
     let ok = match &user {
@@ -428,19 +441,16 @@ async fn login(
         }
         None => {
             let pw = f.password.clone();
-            let _ = tokio::task::spawn_blocking(move || {
-                accounts::verify_password(&pw, "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$AAAA")
-            })
-            .await;
-            false
+            tokio::task::spawn_blocking(move || accounts::verify_nobody(&pw))
+                .await
+                .unwrap_or(false)
         }
     };
     let Some(user) = user.filter(|_| ok) else {
-        s.throttle.failed(&f.name, addr, Instant::now());
-        tracing::info!(user = %f.name, %addr, "login failed");
+        tracing::info!(user = %f.name.chars().take(64).collect::<String>(), %addr, "login failed");
         return again(t.login_failed, StatusCode::UNAUTHORIZED);
     };
-    s.throttle.succeeded(&f.name);
+    s.throttle.succeeded(&f.name, addr, began);
     let token = accounts::new_token();
     let csrf = accounts::new_token();
     if token.is_empty() || csrf.is_empty() {

@@ -186,8 +186,8 @@ fn caller_link(c: &CallRow) -> String {
 }
 
 fn short_hash(k: &str) -> String {
-    if k.len() > 16 {
-        format!("#{}", &k[..12])
+    if k.chars().count() > 16 {
+        format!("#{}", k.chars().take(12).collect::<String>())
     } else {
         k.to_string()
     }
@@ -719,6 +719,12 @@ mod tests {
             "&lt;a href=&#39;x&#39;&gt;&amp;&quot;&lt;/a&gt;"
         );
         assert_eq!(q("+81 3/ä"), "%2B81+3%2F%C3%A4");
+    }
+
+    #[test]
+    fn a_long_caller_key_is_cut_between_characters() {
+        assert_eq!(short_hash("aaaaaaaaaaaébbbbbbbb"), "#aaaaaaaaaaaé");
+        assert_eq!(short_hash("0123456789abcdef"), "0123456789abcdef");
     }
 
     #[test]

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::ConnectInfo;
+use axum::response::{IntoResponse, Response};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use rustls_pki_types::pem::PemObject;
@@ -90,6 +91,24 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest a client may take to send a request's headers, for the same reason (a response
 /// that streams, like the board's events, is not bounded by it).
 const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
+/// Longest a form post may take from its headers to its answer, its body included: a client
+/// sending the body a byte at a time holds its connection this long at most (`408`). Only
+/// posts: a page or a report is read with a `GET`, the live updates are a response.
+const POST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Answers `408` to a post that has not been answered within [`POST_TIMEOUT`].
+async fn post_deadline(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    if req.method() != axum::http::Method::POST {
+        return next.run(req).await;
+    }
+    match tokio::time::timeout(POST_TIMEOUT, next.run(req)).await {
+        Ok(r) => r,
+        Err(_) => {
+            tracing::debug!("board: a post not done within {POST_TIMEOUT:?}");
+            axum::http::StatusCode::REQUEST_TIMEOUT.into_response()
+        }
+    }
+}
 
 /// Serves `app` on `listener` (TLS when `tls` is set) until `stop`.
 pub async fn serve(
@@ -99,6 +118,7 @@ pub async fn serve(
     stop: CancellationToken,
 ) {
     let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
+    let app = app.layer(axum::middleware::from_fn(post_deadline));
     loop {
         let (stream, peer) = tokio::select! {
             _ = stop.cancelled() => return,
@@ -191,7 +211,10 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let stop = CancellationToken::new();
-        let app = Router::new().route("/", axum::routing::get(|| async { "ok" }));
+        let app = Router::new().route(
+            "/",
+            axum::routing::get(|| async { "ok" }).post(|body: String| async move { body }),
+        );
         tokio::spawn(serve(listener, tls, app, stop.clone()));
         (addr, stop)
     }
@@ -255,6 +278,42 @@ mod tests {
         let waited = closed - start;
         assert!(
             waited >= HEADER_TIMEOUT && waited < HEADER_TIMEOUT * 2,
+            "{waited:?}"
+        );
+        stop.cancel();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_post_whose_body_never_ends_gets_408_and_a_whole_one_its_answer() {
+        use tokio::io::AsyncWriteExt;
+        let (addr, stop) = board(None).await;
+        let mut whole = tokio::net::TcpStream::connect(addr).await.unwrap();
+        whole
+            .write_all(
+                b"POST / HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 5\r\n\r\nhello",
+            )
+            .await
+            .unwrap();
+        let (got, _) = until_closed(&mut whole).await;
+        let text = String::from_utf8_lossy(&got);
+        assert!(
+            text.starts_with("HTTP/1.1 200") && text.ends_with("hello"),
+            "{text}"
+        );
+
+        let start = tokio::time::Instant::now();
+        let mut slow = tokio::net::TcpStream::connect(addr).await.unwrap();
+        slow.write_all(
+            b"POST / HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 100\r\n\r\nab",
+        )
+        .await
+        .unwrap();
+        let (got, closed) = until_closed(&mut slow).await;
+        let text = String::from_utf8_lossy(&got);
+        assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+        let waited = closed - start;
+        assert!(
+            waited >= POST_TIMEOUT && waited < POST_TIMEOUT * 2,
             "{waited:?}"
         );
         stop.cancel();
