@@ -13,7 +13,7 @@ use callguard::floor::contract::{
 use callguard::floor::service::store::{Store, call_key};
 use common::floor::{
     Floor, Session, Workstations, call_end, call_start, escalation, event, eventually, heartbeat,
-    mark,
+    login_status, mark,
 };
 use common::http::Receiver;
 use common::nats::NatsServer;
@@ -479,23 +479,7 @@ async fn logins_sent_at_once_cannot_pass_the_limit_together() {
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap();
-    let res = http
-        .get(format!("{}/login", floor.url()))
-        .send()
-        .await
-        .unwrap();
-    let cookie = res
-        .headers()
-        .get_all(reqwest::header::SET_COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find_map(|v| v.split(';').next()?.strip_prefix("cg_login="))
-        .expect("login cookie")
-        .to_string();
-    let page = res.text().await.unwrap();
-    let marker = "name=\"csrf\" value=\"";
-    let at = page.find(marker).expect("csrf field") + marker.len();
-    let csrf = page[at..].split('"').next().unwrap().to_string();
+    let (cookie, csrf) = common::floor::login_form(&http, &floor.url()).await;
     // Twelve wrong passwords at once: each takes the server about half a second to check.
     let tries = (0..12).map(|_| {
         let (http, url, cookie, csrf) = (http.clone(), floor.url(), cookie.clone(), csrf.clone());
@@ -521,4 +505,66 @@ async fn logins_sent_at_once_cannot_pass_the_limit_together() {
         [[401; 5].as_slice(), &[429; 7]].concat(),
         "{codes:?}"
     );
+}
+
+#[tokio::test]
+async fn accounts_are_listed_and_their_sessions_ended_from_the_command_line() {
+    let nats = NatsServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("floor.db").display());
+    let floor = Floor::start(dir.path(), &nats.url(), &db, "").await;
+    floor.add_user("tanaka", "田中", &["a"], false);
+    floor.add_user("admin", "管理者", &[], true);
+    let base = floor.url();
+    async fn board(s: &Session) -> u16 {
+        s.get("/api/board").await.status().as_u16()
+    }
+
+    let s1 = Session::login(&base, "tanaka").await;
+    let (ok, out, err) = floor.user(&["list"]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("tanaka\t田中\tlead\tteams: a\tsessions: 1")
+            && out.contains("admin\t管理者\tadmin\tteams: -\tsessions: 0"),
+        "{out}"
+    );
+
+    // A lost laptop: every session of the account ends at once.
+    let (ok, out, err) = floor.user(&["logout", "tanaka"]);
+    assert!(ok && out.contains("1 session(s) ended"), "{out}{err}");
+    assert_eq!(board(&s1).await, 401);
+
+    // A new password ends the sessions too, and the old one no longer logs in.
+    let s2 = Session::login(&base, "tanaka").await;
+    assert_eq!(board(&s2).await, 200);
+    let pw = dir.path().join("new-pw");
+    std::fs::write(&pw, "a new password 42\n").unwrap();
+    let (ok, _, err) = floor.user(&["passwd", "tanaka", "--password-file", pw.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    assert_eq!(board(&s2).await, 401);
+    assert_eq!(
+        login_status(&base, "tanaka", common::floor::PASSWORD).await,
+        401
+    );
+    let s3 = Session::login_with(&base, "tanaka", "a new password 42").await;
+    assert_eq!(board(&s3).await, 200);
+    std::fs::write(&pw, "short\n").unwrap();
+    let (ok, _, err) = floor.user(&["passwd", "tanaka", "--password-file", pw.to_str().unwrap()]);
+    assert!(!ok && err.contains("password"), "{err}");
+
+    // Removed: no session, no login; a name that does not exist says so.
+    let (ok, _, err) = floor.user(&["remove", "tanaka"]);
+    assert!(ok, "{err}");
+    assert_eq!(board(&s3).await, 401);
+    assert_eq!(
+        login_status(&base, "tanaka", "a new password 42").await,
+        401
+    );
+    let (ok, _, err) = floor.user(&["remove", "tanaka"]);
+    assert!(
+        !ok && err.contains("no board account named \"tanaka\""),
+        "{err}"
+    );
+    let (ok, _, err) = floor.user(&["logout", "nobody"]);
+    assert!(!ok && err.contains("nobody"), "{err}");
 }

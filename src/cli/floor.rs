@@ -20,27 +20,31 @@ pub fn main(config: Option<&Path>, args: FloorArgs) -> ExitCode {
         Some(FloorCommand::Report(args)) => report(&cfg, &args),
         Some(FloorCommand::Incident(args)) => incident(&cfg, &args),
         Some(FloorCommand::Doctor { json }) => doctor(config, json),
-        Some(FloorCommand::User {
-            command:
-                UserCommand::Add {
-                    name,
-                    teams,
-                    admin,
-                    display_name,
-                    password_file,
-                },
-        }) => {
-            let password = match crate::floor::service::cli::read_password(password_file.as_deref())
-            {
+        Some(FloorCommand::User { command }) => user(&cfg, command),
+    }
+}
+
+/// `callguard floor user …`.
+fn user(cfg: &crate::config::Config, command: UserCommand) -> ExitCode {
+    use crate::floor::service::cli as fc;
+    let db = crate::floor::service::db_url(cfg);
+    match command {
+        UserCommand::Add {
+            name,
+            teams,
+            admin,
+            display_name,
+            password_file,
+        } => {
+            let password = match fc::read_password(password_file.as_deref()) {
                 Ok(p) => p,
                 Err(e) => {
                     eprintln!("callguard: {e}");
                     return ExitCode::from(super::EXIT_USAGE);
                 }
             };
-            let db = crate::floor::service::db_url(&cfg);
             super::runtime(async move {
-                let added = crate::floor::service::cli::user_add(
+                let added = fc::user_add(
                     &db,
                     &name,
                     &teams,
@@ -62,6 +66,52 @@ pub fn main(config: Option<&Path>, args: FloorArgs) -> ExitCode {
                 Ok(())
             })
         }
+        UserCommand::List => super::runtime(async move {
+            let users = fc::user_list(&db).await?;
+            if users.is_empty() {
+                println!("no board accounts yet (callguard floor user add NAME --team TEAM)");
+            }
+            for u in users {
+                let role = if u.admin { "admin" } else { "lead" };
+                let teams = if u.teams.is_empty() {
+                    "-".to_string()
+                } else {
+                    u.teams.join(", ")
+                };
+                println!(
+                    "{}\t{}\t{role}\tteams: {teams}\tsessions: {}",
+                    u.name, u.display_name, u.sessions
+                );
+            }
+            Ok(())
+        }),
+        UserCommand::Passwd {
+            name,
+            password_file,
+        } => {
+            let password = match fc::read_password(password_file.as_deref()) {
+                Ok(p) => p,
+                Err(e) => {
+                    eprintln!("callguard: {e}");
+                    return ExitCode::from(super::EXIT_USAGE);
+                }
+            };
+            super::runtime(async move {
+                fc::user_passwd(&db, &name, &password).await?;
+                println!("user {name}: new password set; every session of {name} has ended");
+                Ok(())
+            })
+        }
+        UserCommand::Logout { name } => super::runtime(async move {
+            let n = fc::user_logout(&db, &name).await?;
+            println!("user {name}: {n} session(s) ended");
+            Ok(())
+        }),
+        UserCommand::Remove { name } => super::runtime(async move {
+            fc::user_remove(&db, &name).await?;
+            println!("user {name} removed; their sessions have ended (their audit lines stay)");
+            Ok(())
+        }),
     }
 }
 

@@ -157,6 +157,51 @@ impl Floor {
     pub fn add_user(&self, name: &str, display: &str, teams: &[&str], admin: bool) {
         add_user(&self.config, &self.dir, name, display, teams, admin);
     }
+
+    /// `callguard floor user ARGS…` through the real binary: success, stdout, stderr.
+    pub fn user(&self, args: &[&str]) -> (bool, String, String) {
+        let out = Command::new(env!("CARGO_BIN_EXE_callguard"))
+            .args(["floor", "user"])
+            .args(args)
+            .arg("--config")
+            .arg(&self.config)
+            .output()
+            .expect("run floor user");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+}
+
+/// The login form's cookie and CSRF token, as a browser gets them from `GET /login`.
+pub async fn login_form(http: &reqwest::Client, base: &str) -> (String, String) {
+    let res = http
+        .get(format!("{base}/login"))
+        .send()
+        .await
+        .expect("GET /login");
+    let cookie = cookie_value(&res, "cg_login").expect("login cookie");
+    let csrf = hidden_csrf(&res.text().await.expect("body"));
+    (cookie, csrf)
+}
+
+/// The status of one login attempt.
+pub async fn login_status(base: &str, name: &str, password: &str) -> u16 {
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let (cookie, csrf) = login_form(&http, base).await;
+    http.post(format!("{base}/login"))
+        .header("cookie", format!("cg_login={cookie}"))
+        .form(&[("name", name), ("password", password), ("csrf", &csrf)])
+        .send()
+        .await
+        .expect("POST /login")
+        .status()
+        .as_u16()
 }
 
 impl Drop for Floor {

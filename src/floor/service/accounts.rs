@@ -21,6 +21,9 @@ pub enum AccountError {
     /// The name is unusable.
     #[error("a user name is 1–64 letters, digits, `.`, `_` or `-`")]
     BadName,
+    /// No account by that name.
+    #[error("no board account named {0:?}")]
+    NoSuchUser(String),
     /// Hashing failed.
     #[error("cannot hash the password: {0}")]
     Hash(String),
@@ -108,6 +111,19 @@ pub struct NewUser {
     pub teams: Vec<String>,
     /// Sees everyone and the audit page.
     pub admin: bool,
+}
+
+/// Gives `name` a new password (same rules as a new account's) and ends its sessions.
+pub async fn set_password(store: &Store, name: &str, password: &str) -> Result<(), AccountError> {
+    if password.chars().count() < MIN_PASSWORD {
+        return Err(AccountError::WeakPassword);
+    }
+    let hash = hash_password(password)?;
+    if store.set_password(name, &hash).await? {
+        Ok(())
+    } else {
+        Err(AccountError::NoSuchUser(name.to_string()))
+    }
 }
 
 /// Creates an account with an argon2id hash of `password`.

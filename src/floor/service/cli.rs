@@ -58,6 +58,91 @@ pub enum UserCommand {
         #[arg(long, value_name = "FILE")]
         password_file: Option<PathBuf>,
     },
+    /// List the accounts: role, teams and open sessions.
+    List,
+    /// Set a new password (asked, or read from --password-file); every session of the account
+    /// ends.
+    Passwd {
+        /// Login name.
+        name: String,
+        /// Read the password from the first line of this file instead of asking.
+        #[arg(long, value_name = "FILE")]
+        password_file: Option<PathBuf>,
+    },
+    /// End every session of an account (a lost laptop, a lead who left the shift).
+    Logout {
+        /// Login name.
+        name: String,
+    },
+    /// Remove an account and end its sessions (its lines in the audit log stay).
+    Remove {
+        /// Login name.
+        name: String,
+    },
+}
+
+/// One account as `floor user list` shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UserListed {
+    /// Login name.
+    pub name: String,
+    /// Shown to agents.
+    pub display_name: String,
+    /// Teams.
+    pub teams: Vec<String>,
+    /// Admin.
+    pub admin: bool,
+    /// Sessions not expired.
+    pub sessions: i64,
+}
+
+/// `callguard floor user list`.
+pub async fn user_list(db_url: &str) -> Result<Vec<UserListed>, FloorCliError> {
+    let store = Store::open(db_url).await?;
+    let users = store.users(chrono::Utc::now().timestamp_millis()).await;
+    store.close().await;
+    Ok(users?
+        .into_iter()
+        .map(|(u, sessions)| UserListed {
+            name: u.name,
+            display_name: u.display_name,
+            teams: u.teams,
+            admin: u.admin,
+            sessions,
+        })
+        .collect())
+}
+
+/// `callguard floor user passwd`.
+pub async fn user_passwd(db_url: &str, name: &str, password: &str) -> Result<(), FloorCliError> {
+    let store = Store::open(db_url).await?;
+    let r = accounts::set_password(&store, name, password).await;
+    store.close().await;
+    Ok(r?)
+}
+
+/// `callguard floor user logout`: how many sessions ended.
+pub async fn user_logout(db_url: &str, name: &str) -> Result<u64, FloorCliError> {
+    let store = Store::open(db_url).await?;
+    let r = match store.user(name).await {
+        Ok(Some(_)) => store.end_sessions(name).await.map_err(FloorCliError::from),
+        Ok(None) => Err(AccountError::NoSuchUser(name.to_string()).into()),
+        Err(e) => Err(e.into()),
+    };
+    store.close().await;
+    r
+}
+
+/// `callguard floor user remove`.
+pub async fn user_remove(db_url: &str, name: &str) -> Result<(), FloorCliError> {
+    let store = Store::open(db_url).await?;
+    let r = store.remove_user(name).await;
+    store.close().await;
+    if r? {
+        Ok(())
+    } else {
+        Err(AccountError::NoSuchUser(name.to_string()).into())
+    }
 }
 
 /// Why a floor command failed.

@@ -679,6 +679,83 @@ impl Store {
         }))
     }
 
+    /// Every account, by login name, with its sessions not expired at `now_ms`.
+    pub async fn users(&self, now_ms: i64) -> Result<Vec<(UserRow, i64)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT u.name, u.display_name, u.teams, u.admin, u.password_hash, \
+             (SELECT COUNT(*) FROM sessions s WHERE s.user_name = u.name AND s.expires_ms > $1) \
+             FROM users u ORDER BY u.name",
+        )
+        .bind(now_ms)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let teams: String = r.try_get(2)?;
+                Ok((
+                    UserRow {
+                        name: r.try_get(0)?,
+                        display_name: r.try_get(1)?,
+                        teams: teams
+                            .split(',')
+                            .map(str::trim)
+                            .filter(|t| !t.is_empty())
+                            .map(String::from)
+                            .collect(),
+                        admin: r.try_get::<i64, _>(3)? != 0,
+                        password_hash: r.try_get(4)?,
+                    },
+                    r.try_get::<i64, _>(5)?,
+                ))
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(StoreError::from)
+    }
+
+    /// Replaces an account's password hash and ends all its sessions, in one transaction;
+    /// `false` when there is no such account.
+    pub async fn set_password(&self, name: &str, password_hash: &str) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let n = sqlx::query("UPDATE users SET password_hash = $1 WHERE name = $2")
+            .bind(password_hash)
+            .bind(name)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        sqlx::query("DELETE FROM sessions WHERE user_name = $1")
+            .bind(name)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(n > 0)
+    }
+
+    /// Ends every session of an account; how many there were.
+    pub async fn end_sessions(&self, name: &str) -> Result<u64, StoreError> {
+        Ok(sqlx::query("DELETE FROM sessions WHERE user_name = $1")
+            .bind(name)
+            .execute(&self.pool)
+            .await?
+            .rows_affected())
+    }
+
+    /// Removes an account and its sessions (its audit lines stay); `false` when there is no
+    /// such account.
+    pub async fn remove_user(&self, name: &str) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM sessions WHERE user_name = $1")
+            .bind(name)
+            .execute(&mut *tx)
+            .await?;
+        let n = sqlx::query("DELETE FROM users WHERE name = $1")
+            .bind(name)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        tx.commit().await?;
+        Ok(n > 0)
+    }
+
     /// Stores a session under the hash of its token.
     pub async fn add_session(
         &self,
