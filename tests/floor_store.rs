@@ -356,10 +356,27 @@ async fn suite(store: &Store) {
         .await
         .unwrap();
     store.audit("tanaka", "ack", &k1, "", T0 + 1).await.unwrap();
-    let a = store.audit_lines(10).await.unwrap();
-    assert_eq!(a.len(), 2);
-    assert_eq!(a[0].action, "ack");
-    assert!(a[0].id > a[1].id);
+    store
+        .audit("sato", "view.caller", "+81312345678", "", T0 + 2)
+        .await
+        .unwrap();
+    let a = store.audit_lines(10, None, None).await.unwrap();
+    assert_eq!(a.len(), 3);
+    assert_eq!(a[0].action, "view.caller");
+    assert!(a[0].id > a[1].id && a[1].id > a[2].id);
+    // Paging back, and one user's lines alone however many others wrote since.
+    let older = store.audit_lines(10, Some(a[0].id), None).await.unwrap();
+    assert_eq!(
+        older.iter().map(|l| l.id).collect::<Vec<_>>(),
+        [a[1].id, a[2].id]
+    );
+    let tanaka = store.audit_lines(1, None, Some("tanaka")).await.unwrap();
+    assert_eq!((tanaka.len(), tanaka[0].action.as_str()), (1, "ack"));
+    let before = store
+        .audit_lines(1, Some(tanaka[0].id), Some("tanaka"))
+        .await
+        .unwrap();
+    assert_eq!(before[0].action, "view.caller");
 }
 
 /// Two stores on one database (two floor instances) apply the same 200 events at once: each

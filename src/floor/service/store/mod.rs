@@ -835,27 +835,41 @@ impl Store {
         Ok(())
     }
 
-    /// The newest `limit` audit lines, newest first.
-    pub async fn audit_lines(&self, limit: i64) -> Result<Vec<AuditRow>, StoreError> {
-        Ok(sqlx::query(
+    /// Audit lines, newest first: at most `limit`, only those with an id below `before`, only
+    /// those of `user` when given (the audit page pages back through them).
+    pub async fn audit_lines(
+        &self,
+        limit: i64,
+        before: Option<i64>,
+        user: Option<&str>,
+    ) -> Result<Vec<AuditRow>, StoreError> {
+        let sql = if user.is_some() {
             "SELECT id, at_ms, user_name, action, target, detail FROM audit \
-             ORDER BY id DESC LIMIT $1",
-        )
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?
-        .iter()
-        .map(|r| {
-            Ok(AuditRow {
-                id: r.try_get(0)?,
-                at_ms: r.try_get(1)?,
-                user_name: r.try_get(2)?,
-                action: r.try_get(3)?,
-                target: r.try_get(4)?,
-                detail: r.try_get(5)?,
+             WHERE id < $2 AND user_name = $3 ORDER BY id DESC LIMIT $1"
+        } else {
+            "SELECT id, at_ms, user_name, action, target, detail FROM audit \
+             WHERE id < $2 ORDER BY id DESC LIMIT $1"
+        };
+        let mut q = sqlx::query(sql)
+            .bind(limit)
+            .bind(before.unwrap_or(i64::MAX));
+        if let Some(u) = user {
+            q = q.bind(u);
+        }
+        Ok(q.fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|r| {
+                Ok(AuditRow {
+                    id: r.try_get(0)?,
+                    at_ms: r.try_get(1)?,
+                    user_name: r.try_get(2)?,
+                    action: r.try_get(3)?,
+                    target: r.try_get(4)?,
+                    detail: r.try_get(5)?,
+                })
             })
-        })
-        .collect::<Result<Vec<_>, sqlx::Error>>()?)
+            .collect::<Result<Vec<_>, sqlx::Error>>()?)
     }
 
     /// The newest ledger line a workstation published.

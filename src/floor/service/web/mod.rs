@@ -77,6 +77,9 @@ pub struct WebOptions {
 /// Most password checks at once: argon2id takes 19 MiB and about half a second of a core each,
 /// so a burst of logins waits its turn instead of taking the server's memory.
 pub const PASSWORD_CHECKS: usize = 2;
+/// Most reports built at once: each reads a period's calls with two queries and renders them,
+/// and the store's pool is shared with the board and the bus; more wait their turn.
+pub const REPORTS_AT_ONCE: usize = 2;
 
 /// Shared by every request.
 pub struct AppState {
@@ -85,6 +88,8 @@ pub struct AppState {
     throttle: LoginThrottle,
     /// Password checks running at once (see [`PASSWORD_CHECKS`]).
     hashing: tokio::sync::Semaphore,
+    /// Reports being built (see [`REPORTS_AT_ONCE`]).
+    reports: tokio::sync::Semaphore,
     updates: watch::Receiver<u64>,
     notify: watch::Sender<u64>,
     acks: mpsc::UnboundedSender<AckOut>,
@@ -109,6 +114,7 @@ impl AppState {
             store,
             throttle: LoginThrottle::new(opts.login_limit),
             hashing: tokio::sync::Semaphore::new(PASSWORD_CHECKS),
+            reports: tokio::sync::Semaphore::new(REPORTS_AT_ONCE),
             opts,
             updates: updates.clone(),
             notify,
@@ -767,13 +773,35 @@ async fn conclusion(
     Redirect::to(&format!("/caller?key={}", pages::q(&f.key))).into_response()
 }
 
-async fn audit_page(State(s): State<Shared>, Lang(t): Lang, v: Viewer) -> Response {
+/// Lines on one audit page.
+const AUDIT_PAGE: usize = 500;
+
+#[derive(Deserialize, Default)]
+struct AuditQuery {
+    /// Only lines with an id below this one (the next page back).
+    before: Option<i64>,
+    /// Only this user's lines.
+    #[serde(default)]
+    user: String,
+}
+
+async fn audit_page(
+    State(s): State<Shared>,
+    Lang(t): Lang,
+    v: Viewer,
+    Query(q): Query<AuditQuery>,
+) -> Response {
     if !v.user.admin {
         return forbidden(t);
     }
-    match s.store.audit_lines(500).await {
+    let user = (!q.user.is_empty()).then_some(q.user.as_str());
+    match s.store.audit_lines(AUDIT_PAGE as i64, q.before, user).await {
         Ok(lines) => {
-            Html(pages::page(t, t.audit, v.nav(), &pages::audit(t, &lines))).into_response()
+            let older = (lines.len() == AUDIT_PAGE)
+                .then(|| lines.last().map(|l| l.id))
+                .flatten();
+            let body = pages::audit(t, &lines, user, older);
+            Html(pages::page(t, t.audit, v.nav(), &body)).into_response()
         }
         Err(e) => internal(e),
     }

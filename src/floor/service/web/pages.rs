@@ -672,11 +672,14 @@ pub fn caller(t: &Texts, key: &str, h: &CallerHistory, csrf: &str) -> String {
 }
 
 /// The audit page.
-pub fn audit(t: &Texts, lines: &[AuditRow]) -> String {
+/// The audit page: `lines` (newest first), of `user` only when given, with a link to the
+/// lines before `older` (an id) when there are more.
+pub fn audit(t: &Texts, lines: &[AuditRow], user: Option<&str>, older: Option<i64>) -> String {
     let mut s = format!(
-        "<h1>{}</h1><table id=\"audit\"><tr><th>#</th><th>{}</th><th>{}</th><th>{}</th>\
+        "<h1>{}{}</h1><table id=\"audit\"><tr><th>#</th><th>{}</th><th>{}</th><th>{}</th>\
          <th>{}</th><th></th></tr>",
         esc(t.audit),
+        user.map(|u| format!(" — {}", esc(u))).unwrap_or_default(),
         esc(t.when),
         esc(t.user),
         esc(t.action),
@@ -685,9 +688,10 @@ pub fn audit(t: &Texts, lines: &[AuditRow]) -> String {
     for a in lines {
         let _ = write!(
             s,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr><td>{}</td><td>{}</td><td><a href=\"/audit?user={}\">{}</a></td><td>{}</td><td>{}</td><td>{}</td></tr>",
             a.id,
             ymd_hm(a.at_ms),
+            q(&a.user_name),
             esc(&a.user_name),
             esc(&a.action),
             esc(&a.target),
@@ -695,6 +699,14 @@ pub fn audit(t: &Texts, lines: &[AuditRow]) -> String {
         );
     }
     s.push_str("</table>");
+    if let Some(id) = older {
+        let _ = write!(
+            s,
+            "<p><a id=\"older\" href=\"/audit?before={id}{}\">{}</a></p>",
+            user.map(|u| format!("&user={}", q(u))).unwrap_or_default(),
+            esc(t.older)
+        );
+    }
     s
 }
 
@@ -719,6 +731,26 @@ mod tests {
             "&lt;a href=&#39;x&#39;&gt;&amp;&quot;&lt;/a&gt;"
         );
         assert_eq!(q("+81 3/ä"), "%2B81+3%2F%C3%A4");
+    }
+
+    #[test]
+    fn the_audit_page_links_to_older_lines_and_to_each_users_own() {
+        let t = super::super::i18n::texts(crate::config::Language::En);
+        let line = AuditRow {
+            id: 7,
+            at_ms: 0,
+            user_name: "sato k".into(),
+            action: "ack".into(),
+            target: "x".into(),
+            detail: String::new(),
+        };
+        let page = audit(t, std::slice::from_ref(&line), Some("sato k"), Some(7));
+        assert!(page.contains("href=\"/audit?user=sato+k\""), "{page}");
+        assert!(
+            page.contains("href=\"/audit?before=7&user=sato+k\">Older lines"),
+            "{page}"
+        );
+        assert!(!audit(t, &[line], None, None).contains("id=\"older\""));
     }
 
     #[test]

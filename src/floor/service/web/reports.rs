@@ -123,6 +123,9 @@ pub(super) async fn report_route(
         care: v.user.admin,
         top_callers: 10,
     };
+    let Ok(_building) = s.reports.acquire().await else {
+        return internal("the report builder is closed");
+    };
     let rep = match report::build(&s.store, &opts).await {
         Ok(r) => r,
         Err(e) => return internal(e),
