@@ -126,9 +126,16 @@ pub struct RecordStats {
     pub stream_secs: f64,
     /// What went wrong with the stream, once each, for the manifest's `problems`.
     pub problems: Vec<String>,
+    /// Sample frames not written because the file reached [`MAX_WAV_DATA`].
+    pub cut_frames: u64,
     forward_jumps: Jumps,
     backward_jumps: Jumps,
 }
+
+/// Most bytes of audio one WAV file holds: its sizes are 32-bit, so past about 4 GiB the header
+/// would lie (and the WAV writer's own count would overflow). 64 KiB under the format's limit
+/// leave room for the header.
+pub const MAX_WAV_DATA: u64 = u32::MAX as u64 - 64 * 1024;
 
 /// Records one call.
 pub struct Recorder {
@@ -146,6 +153,9 @@ pub struct Recorder {
     /// When the first frame came.
     first_at: Option<Instant>,
     last_at: Option<Instant>,
+    /// Audio bytes in the file so far, and the most it may take ([`MAX_WAV_DATA`]).
+    data_bytes: u64,
+    max_data_bytes: u64,
 }
 
 fn track_name(track: Track) -> &'static str {
@@ -205,6 +215,8 @@ impl Recorder {
             clock,
             first_at: None,
             last_at: None,
+            data_bytes: 0,
+            max_data_bytes: MAX_WAV_DATA,
         }
     }
 
@@ -383,14 +395,26 @@ impl Recorder {
             return Ok(());
         };
         let path = &self.path;
+        let block = if self.channels == Channels::Stereo {
+            4
+        } else {
+            2
+        };
+        // Frames the file still has room for: past that they are counted, never written.
+        let room = usize::try_from(self.max_data_bytes.saturating_sub(self.data_bytes) / block)
+            .unwrap_or(usize::MAX);
         match self.channels {
             Channels::Undecided => {}
             Channels::Mono(m) => {
                 let q = &mut self.tracks[m].queue;
-                self.stats.frames_written += q.len() as u64;
-                for s in q.drain(..) {
+                let take = q.len().min(room);
+                self.stats.frames_written += take as u64;
+                self.stats.cut_frames += (q.len() - take) as u64;
+                self.data_bytes += take as u64 * block;
+                for s in q.drain(..take) {
                     w.write_sample(s).map_err(write_err(path))?;
                 }
+                q.clear();
             }
             Channels::Stereo => {
                 let [a, b, _] = &mut self.tracks;
@@ -402,8 +426,11 @@ impl Recorder {
                     b.queue.resize(n, 0);
                 }
                 let n = a.queue.len().min(b.queue.len());
-                self.stats.frames_written += n as u64;
-                for (l, r) in a.queue.drain(..n).zip(b.queue.drain(..n)) {
+                let take = n.min(room);
+                self.stats.frames_written += take as u64;
+                self.stats.cut_frames += (n - take) as u64;
+                self.data_bytes += take as u64 * block;
+                for (l, r) in a.queue.drain(..n).zip(b.queue.drain(..n)).take(take) {
                     w.write_sample(l).map_err(write_err(path))?;
                     w.write_sample(r).map_err(write_err(path))?;
                 }
@@ -456,6 +483,13 @@ impl Recorder {
                 "{:.1} s of silence for missing frames is not in the file: the gaps add up to more than the stream's real time ({stream:.1} s, plus {} s allowance)",
                 secs(st.unfilled_samples),
                 JITTER_ALLOWANCE.as_secs()
+            ));
+        }
+        if st.cut_frames > 0 {
+            st.problems.push(format!(
+                "the recording reached the WAV format's size limit (about 4 GiB) after {:.1} s of audio; the last {:.1} s the PBX sent are not in the file",
+                secs(st.frames_written),
+                secs(st.cut_frames)
             ));
         }
         let most = self.tracks.iter().map(|t| t.total).max().unwrap_or(0);
@@ -532,6 +566,44 @@ mod tests {
         let stats = r.finish().unwrap();
         let secs = audio_secs(&path);
         (stats, secs, tmp)
+    }
+
+    #[test]
+    fn a_recording_stops_at_the_wav_size_limit_with_a_valid_header_and_says_so() {
+        for (track, stereo) in [(Track::Mixed, false), (Track::Inbound, true)] {
+            let tmp = tempfile::tempdir().unwrap();
+            let path = tmp.path().join("call.wav.part");
+            let (clock, now) = manual_clock();
+            let mut r = Recorder::with_clock(path.clone(), Encoding::Mulaw, 8000, clock);
+            // The limit of a 4 GiB file, scaled down: 1 s of 8 kHz 16-bit audio per channel.
+            let channels = if stereo { 2 } else { 1 };
+            r.max_data_bytes = 16_000 * channels;
+            for i in 0..150u64 {
+                if i > 0 {
+                    advance(&now, Duration::from_millis(20));
+                }
+                r.push(track, i + 1, &[0xff; 160]).unwrap();
+                if stereo {
+                    r.push(Track::Outbound, i + 1, &[0xff; 160]).unwrap();
+                }
+            }
+            let stats = r.finish().unwrap();
+            assert_eq!(stats.frames_written, 8000, "stereo {stereo}");
+            assert_eq!(stats.cut_frames, 16_000, "stereo {stereo}");
+            assert!((audio_secs(&path) - 1.0).abs() < 1e-9, "the header holds");
+            assert_eq!(
+                std::fs::metadata(&path).unwrap().len(),
+                44 + 16_000 * channels,
+                "nothing written past the limit"
+            );
+            assert!(
+                stats.problems.iter().any(|p| p.contains("size limit")
+                    && p.contains("after 1.0 s")
+                    && p.contains("last 2.0 s")),
+                "{:?}",
+                stats.problems
+            );
+        }
     }
 
     #[test]
