@@ -385,6 +385,25 @@ fn cases() -> Vec<(&'static str, Tamper, &'static [&'static str])> {
             },
             &["--strict"],
         ),
+        (
+            "WAV changed and a meta.json planted in its day's folder to hide the day",
+            |t| {
+                flip(&t.dirs[0].join("call.wav"), 40_000);
+                let day = t.dirs[0].parent().unwrap();
+                std::fs::write(day.join("meta.json"), "{}").unwrap();
+            },
+            &[],
+        ),
+        (
+            "call folder moved away, WAV changed there, a link left in its place",
+            |t| {
+                let away = t.tmp.path().join("moved-away");
+                std::fs::rename(&t.dirs[1], &away).unwrap();
+                flip(&away.join("call.wav"), 40_000);
+                std::os::unix::fs::symlink(&away, &t.dirs[1]).unwrap();
+            },
+            &[],
+        ),
     ]
 }
 

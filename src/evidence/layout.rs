@@ -9,6 +9,10 @@ use sha2::{Digest, Sha256};
 
 use crate::fsutil;
 
+/// How deep call folders are below the evidence root (`YYYY/MM/DD/<call>`): only folders at
+/// this depth are calls, so a call's file put higher up can never hide the calls below it.
+pub const CALL_DEPTH: usize = 4;
+
 /// Recorded audio while the call runs.
 pub const PART_FILE: &str = "call.wav.part";
 /// The sealed recording.

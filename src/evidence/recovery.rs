@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Local};
 
-use super::layout::{MANIFEST_FILE, META_FILE, PART_FILE, RESERVE_FILE, SIG_FILE};
+use super::layout::{CALL_DEPTH, MANIFEST_FILE, META_FILE, PART_FILE, RESERVE_FILE, SIG_FILE};
 use super::seal::{CallRecord, Sealed, Sealer};
 
 /// Folders under `root` (down to `YYYY/MM/DD/<call>`) holding `meta.json` or `call.wav.part`.
@@ -17,13 +17,14 @@ pub fn unsealed_folders(root: &Path) -> Vec<PathBuf> {
 }
 
 fn walk(dir: &Path, depth: usize, found: &mut Vec<PathBuf>) {
-    if depth > 4 {
+    if depth == CALL_DEPTH {
+        if dir.join(META_FILE).is_file() || dir.join(PART_FILE).is_file() {
+            found.push(dir.to_path_buf());
+        }
         return;
     }
-    if dir.join(META_FILE).is_file() || dir.join(PART_FILE).is_file() {
-        found.push(dir.to_path_buf());
-        return;
-    }
+    // Above the call folders a call's file is no call (callguard never puts one there): it is
+    // never sealed as one, and the calls below are still found.
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };
@@ -169,4 +170,22 @@ pub fn earlier_part(
         part: m.continues.map_or(2, |c| c.part + 1),
         audio_offset_secs: None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_folders_at_the_calls_depth_are_unsealed_calls() {
+        let root = tempfile::tempdir().unwrap();
+        let day = root.path().join("2026/11/30");
+        let call = day.join("120000_c-1");
+        std::fs::create_dir_all(&call).unwrap();
+        std::fs::write(call.join(META_FILE), "{}").unwrap();
+        // Planted where no call lives: neither sealed as a call nor hiding the one below.
+        std::fs::write(day.join(META_FILE), "{}").unwrap();
+        std::fs::write(root.path().join("2026").join(PART_FILE), "x").unwrap();
+        assert_eq!(unsealed_folders(root.path()), vec![call]);
+    }
 }

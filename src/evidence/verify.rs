@@ -11,7 +11,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use super::keys;
-use super::layout::{LEDGER_FILE, MANIFEST_FILE, META_FILE, PART_FILE, SIG_FILE};
+use super::layout::{CALL_DEPTH, LEDGER_FILE, MANIFEST_FILE, META_FILE, PART_FILE, SIG_FILE};
 use super::ledger::{self, CheckedLine};
 use super::ledger_head;
 use super::manifest::Manifest;
@@ -186,10 +186,12 @@ fn files_in(d: &Path) -> Vec<String> {
 /// call (the root itself holds the ledger and is not one).
 fn walk_root(root: &Path) -> (Vec<PathBuf>, Vec<StrayFolder>) {
     fn walk(d: &Path, depth: usize, out: &mut Vec<PathBuf>, stray: &mut Vec<StrayFolder>) {
-        if depth > 4 {
+        if depth > CALL_DEPTH {
             return;
         }
-        if depth > 0 && is_call_dir(d) {
+        // Only folders at the calls' depth are calls: a `meta.json` planted in a day's folder
+        // is a stray file there, and the day's calls are still checked.
+        if depth == CALL_DEPTH && is_call_dir(d) {
             out.push(d.to_path_buf());
             return;
         }
@@ -422,7 +424,28 @@ pub fn verify_paths_with(
                 if e.is_addendum() {
                     continue;
                 }
-                match std::fs::read(r.path.join(&e.dir).join(MANIFEST_FILE)) {
+                // Every sealed call of a whole root must have been checked as a call folder
+                // above: one hidden from the walk (a link in its place, a call's file planted
+                // above it) would otherwise pass on its manifest alone.
+                let dir = r.path.join(&e.dir);
+                let is_link =
+                    std::fs::symlink_metadata(&dir).is_ok_and(|m| m.file_type().is_symlink());
+                let checked = seen_dirs.get(&i).is_some_and(|d| d.contains(&e.dir));
+                if is_link {
+                    failures.push(format!(
+                        "line {}: call {} — {} is a link, not the folder sealed (evidence holds no links)",
+                        l.line_no, e.call_id, e.dir
+                    ));
+                    continue;
+                }
+                if !checked && dir.is_dir() {
+                    failures.push(format!(
+                        "line {}: call {} — folder {} was not checked as a call folder (a link or a call's file above it hides it)",
+                        l.line_no, e.call_id, e.dir
+                    ));
+                    continue;
+                }
+                match std::fs::read(dir.join(MANIFEST_FILE)) {
                     Err(_) => failures.push(format!(
                         "line {}: call {} — folder {} or its manifest.json is missing",
                         l.line_no, e.call_id, e.dir
