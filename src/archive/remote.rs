@@ -68,13 +68,23 @@ pub struct RemoteOutcome {
     pub notes: Vec<String>,
 }
 
+/// A name that stays one plain component when it becomes a path: the archive's keys are
+/// written to a scratch folder, and a key of `..` must never climb out of it.
+fn plain(c: &str) -> bool {
+    !c.is_empty() && c != "." && c != ".." && !c.contains('\\') && !c.contains('\0')
+}
+
+fn digits(c: &str, n: usize) -> bool {
+    c.len() == n && c.chars().all(|ch| ch.is_ascii_digit())
+}
+
 /// Is `rel` (key relative to a host folder) an archived file of ours?
 fn is_host_relative(rel: &str) -> bool {
     let parts: Vec<&str> = rel.split('/').collect();
     match parts.as_slice() {
-        ["ledger", f] => f.ends_with(".json"),
-        [y, m, d, _, _] => {
-            y.len() == 4 && m.len() == 2 && d.len() == 2 && y.chars().all(|c| c.is_ascii_digit())
+        ["ledger", f] => plain(f) && f.ends_with(".json"),
+        [y, m, d, folder, file] => {
+            digits(y, 4) && digits(m, 2) && digits(d, 2) && plain(folder) && plain(file)
         }
         _ => false,
     }
@@ -101,13 +111,17 @@ pub async fn verify(
     // Group by host folder: the URL may name a host folder itself, or a prefix above hosts.
     let mut hosts: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
     for (k, _) in &keys {
-        let rel = &k[list_prefix.len()..];
+        // A server that lists keys outside the prefix asked for: not ours to check.
+        let Some(rel) = k.strip_prefix(list_prefix.as_str()) else {
+            continue;
+        };
         if is_host_relative(rel) {
             hosts
                 .entry(target.path.clone())
                 .or_default()
                 .push((k.clone(), rel.to_string()));
         } else if let Some((host, rest)) = rel.split_once('/')
+            && plain(host)
             && is_host_relative(rest)
         {
             let hp = if target.path.is_empty() {
@@ -366,5 +380,11 @@ mod tests {
         assert!(is_host_relative("2026/11/29/101500_c-1/call.wav"));
         assert!(!is_host_relative("doctor/roundtrip.txt"));
         assert!(!is_host_relative("ws-01/ledger/1.json"));
+        // Keys that would climb out of the scratch folder, or are not dates, are not ours.
+        assert!(!is_host_relative("2026/../../../../x"));
+        assert!(!is_host_relative("2026/11/29/../call.wav"));
+        assert!(!is_host_relative("2026/11/29/101500_c-1/.."));
+        assert!(!is_host_relative("2026/1a/29/101500_c-1/call.wav"));
+        assert!(!is_host_relative("ledger/.."));
     }
 }
