@@ -510,3 +510,22 @@ async fn a_reloaded_ladder_applies_to_the_call_in_progress_without_repeating_a_w
     );
     h.stop().await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_start_after_its_own_end_is_no_call_but_the_same_id_later_is() {
+    let mut h = start(None, 1.0, Memory::volatile());
+    // The end first (a PBX sending out of order), then its start: no call that never ends.
+    h.send(end_event("c-late")).await;
+    h.send(start_event("c-late", "1001", None)).await;
+    h.settle().await;
+    tokio::time::advance(31 * MIN).await;
+    h.settle().await;
+    assert!(h.drain().is_empty(), "a phantom call was tracked");
+    // Another call meanwhile is tracked as ever.
+    h.send(start_event("c-other", "1001", None)).await;
+    assert!(matches!(h.next().await, Action::CallStarted(c) if c.call_id == "c-other"));
+    // Past ten minutes, a PBX reusing the id starts a real call with it.
+    h.send(start_event("c-late", "1001", None)).await;
+    assert!(matches!(h.next().await, Action::CallStarted(c) if c.call_id == "c-late"));
+    h.stop().await;
+}

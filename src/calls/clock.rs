@@ -95,9 +95,45 @@ impl Origin {
     }
 }
 
+/// When a call ended, for its record: the PBX's `at` when it is neither before the call's start
+/// nor ahead of `received_wall` by more than [`FUTURE_SLACK`] (a PBX clock running ahead, or an
+/// `at` in 9999, must not go into signed evidence), else the time the end was received.
+pub fn end_time(
+    at: Option<DateTime<FixedOffset>>,
+    started: DateTime<FixedOffset>,
+    received_wall: DateTime<FixedOffset>,
+) -> DateTime<FixedOffset> {
+    let ahead = |a: &DateTime<FixedOffset>| {
+        a.signed_duration_since(received_wall)
+            .to_std()
+            .is_ok_and(|d| d > FUTURE_SLACK)
+    };
+    at.filter(|a| *a >= started && !ahead(a))
+        .unwrap_or(received_wall)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_end_ahead_of_the_clock_or_before_the_start_is_the_time_received() {
+        let start = t("2026-11-22T10:00:00+09:00");
+        let recv = t("2026-11-22T10:10:00+09:00");
+        let end = |at: &str| end_time(Some(t(at)), start, recv);
+        assert_eq!(
+            end("2026-11-22T10:09:30+09:00"),
+            t("2026-11-22T10:09:30+09:00")
+        );
+        assert_eq!(
+            end("2026-11-22T10:10:01+09:00"),
+            t("2026-11-22T10:10:01+09:00")
+        );
+        assert_eq!(end("9999-12-31T23:59:59+00:00"), recv);
+        assert_eq!(end("2026-11-22T10:11:00+09:00"), recv);
+        assert_eq!(end("2026-11-22T09:59:00+09:00"), recv);
+        assert_eq!(end_time(None, start, recv), recv);
+    }
 
     fn t(s: &str) -> DateTime<FixedOffset> {
         DateTime::parse_from_rfc3339(s).unwrap()

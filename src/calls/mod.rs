@@ -252,7 +252,16 @@ pub struct Tracker {
     pbx_detail: String,
     bad_frames: u64,
     last_bad_frame: Option<String>,
+    /// Calls whose end came while they were not tracked, newest last (at most
+    /// [`ENDED_UNTRACKED`], for [`ENDED_UNTRACKED_FOR`]): a start that comes after its own end
+    /// is no call to warn about for ever.
+    ended_untracked: std::collections::VecDeque<(String, Instant)>,
 }
+
+/// Most call ids remembered as ended before their start.
+const ENDED_UNTRACKED: usize = 1024;
+/// How long an end that came first cancels its call's start.
+const ENDED_UNTRACKED_FOR: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// Runs the tracker until `shutdown` or until the event channel closes. On return every sink's
 /// queue is closed (the tracker owned the only senders), which is their signal to finish.
@@ -310,7 +319,20 @@ impl Tracker {
             pbx_detail: String::new(),
             bad_frames: 0,
             last_bad_frame: None,
+            ended_untracked: std::collections::VecDeque::new(),
         }
+    }
+
+    /// Whether `call_id` ended, untracked, within [`ENDED_UNTRACKED_FOR`] before `now`.
+    fn ended_before_start(&mut self, call_id: &str, now: Instant) -> bool {
+        while self
+            .ended_untracked
+            .front()
+            .is_some_and(|(_, at)| now.saturating_duration_since(*at) > ENDED_UNTRACKED_FOR)
+        {
+            self.ended_untracked.pop_front();
+        }
+        self.ended_untracked.iter().any(|(id, _)| id == call_id)
     }
 
     fn next_due(&self) -> Option<Instant> {
@@ -337,7 +359,11 @@ impl Tracker {
                 }));
             }
             PbxEvent::CallStart(start) => {
-                if self.wanted(&start) && !self.calls.contains_key(&start.call_id) {
+                if self.wanted(&start) && self.ended_before_start(&start.call_id, now) {
+                    // Its end came first (a PBX sending out of order): tracked now, the call
+                    // would warn, ping leads and take marks for ever.
+                    tracing::warn!(call_id = %start.call_id, "start of a call whose end came first: ignored");
+                } else if self.wanted(&start) && !self.calls.contains_key(&start.call_id) {
                     // A start that is long past (a PBX replaying its starts after our restart)
                     // is a call already under way: no second recording notice.
                     let under_way = start.at.is_some_and(|at| {
@@ -535,14 +561,16 @@ impl Tracker {
     ) {
         let Some(call) = self.calls.remove(call_id) else {
             tracing::info!(call_id = %call_id, "end for a call not tracked: ignored");
+            if self.ended_untracked.len() >= ENDED_UNTRACKED {
+                self.ended_untracked.pop_front();
+            }
+            self.ended_untracked.push_back((call_id.to_string(), now));
             return;
         };
         // Timers of this call become stale; drop them so the timer map stays small.
         self.timers.retain(|_, (id, _)| id != call_id);
         let duration = call.origin.elapsed(now).mul_f64(self.opts.time_scale);
-        let ended_at = at
-            .filter(|a| *a >= call.info.started_at)
-            .unwrap_or_else(clock::wall_now);
+        let ended_at = clock::end_time(at, call.info.started_at, clock::wall_now());
         tracing::info!(call_id = %call_id, cause, duration_secs = duration.as_secs(), "call ended");
         self.opts.memory.ended(call_id);
         self.bus.report(Report::CallEnded {
