@@ -4,6 +4,10 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+/// Longest retention `archive.retention_days` takes: a hundred years (a retention date past
+/// the calendar's range would not be a date at all).
+pub const MAX_RETENTION_DAYS: u32 = 36_500;
+
 /// `[archive]`. The archive is on when `bucket` is set; without it the daemon works alone.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -117,8 +121,11 @@ impl ArchiveConfig {
                 "give both access_key_file and secret_key_file, or neither (AWS environment)",
             ));
         }
-        if self.retention_days == 0 {
-            return Err(invalid("retention_days", "must be 1 or more"));
+        if self.retention_days == 0 || self.retention_days > MAX_RETENTION_DAYS {
+            return Err(invalid(
+                "retention_days",
+                "must be 1 to 36500 (a hundred years)",
+            ));
         }
         if self.part_size_mb < 5 {
             return Err(invalid(
@@ -136,5 +143,28 @@ impl ArchiveConfig {
             return Err(invalid("bucket", "a bucket name has no `/`"));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retention_is_one_day_to_a_hundred_years() {
+        let cfg = |days| ArchiveConfig {
+            bucket: "evidence".into(),
+            retention_days: days,
+            ..ArchiveConfig::default()
+        };
+        assert!(cfg(1).validate().is_ok());
+        assert!(cfg(MAX_RETENTION_DAYS).validate().is_ok());
+        for days in [0, MAX_RETENTION_DAYS + 1, u32::MAX] {
+            let err = cfg(days).validate().unwrap_err().to_string();
+            assert!(
+                err.contains("retention_days") && err.contains("36500"),
+                "{err}"
+            );
+        }
     }
 }
