@@ -617,6 +617,44 @@ async fn an_existing_object_with_other_content_is_reported_and_never_overwritten
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_changed_or_missing_since_sealing_is_reported_and_never_archived() {
+    let site = Site::new("").await;
+    let dirs = site.seal(&[("c-1", 30_000, 1), ("c-2", 30_000, 1), ("c-3", 30_000, 1)]);
+    // One byte of call 1's recording changed after sealing; call 3's recording gone.
+    let wav1 = site.evidence().join(&dirs[0]).join("call.wav");
+    let mut bytes = std::fs::read(&wav1).unwrap();
+    bytes[20_000] ^= 0x01;
+    std::fs::write(&wav1, bytes).unwrap();
+    std::fs::remove_file(site.evidence().join(&dirs[2]).join("call.wav")).unwrap();
+    let daemon = Daemon::start(&site);
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let st = site.archive_state();
+        if st.conflicts.len() == 2 && st.is_done(2) {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{}", daemon.log());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Call 2 went on; calls 1 and 3 are held back, shown, and nothing of theirs was locked.
+    let st = site.archive_state();
+    assert!(!st.is_done(1) && !st.is_done(3));
+    let seen = site.proxy.seen();
+    for d in [&dirs[0], &dirs[2]] {
+        let k = site.prefix_key(&format!("{d}/call.wav"));
+        assert!(
+            !seen.iter().any(|s| s.key(BUCKET) == k),
+            "{k} was sent to the store"
+        );
+    }
+    let log = daemon.log();
+    assert!(log.contains("is not the file sealed"), "{log}");
+    assert!(log.contains("is missing on this workstation"), "{log}");
+    assert_no_object_delete(&seen);
+    daemon.kill9().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keep_local_days_removes_a_folder_only_after_its_archived_copy_verified() {
     let site = Site::new("keep_local_days = 0").await;
     let dirs = site.seal(&[("c-1", 30_000, 1)]);

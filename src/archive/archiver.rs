@@ -434,13 +434,19 @@ impl Archiver {
                     self.save();
                     report.lines += 1;
                 }
-                Err(e @ StoreError::Conflict { .. }) => {
+                Err(e @ (StoreError::Conflict { .. } | StoreError::NotAsSealed { .. })) => {
                     let key = match &e {
-                        StoreError::Conflict { key, .. } => key.clone(),
+                        StoreError::Conflict { key, .. } | StoreError::NotAsSealed { key, .. } => {
+                            key.clone()
+                        }
                         _ => String::new(),
                     };
                     if !self.state.conflicts.contains_key(&key) {
-                        tracing::error!(error = %e, "ARCHIVE CONFLICT: the store holds other content under a key of this workstation; nothing was overwritten");
+                        if matches!(e, StoreError::Conflict { .. }) {
+                            tracing::error!(error = %e, "ARCHIVE CONFLICT: the store holds other content under a key of this workstation; nothing was overwritten");
+                        } else {
+                            tracing::error!(error = %e, "ARCHIVE CONFLICT: a file of a sealed folder is not as sealed; it was not archived");
+                        }
                         report.conflicts.push(e.to_string());
                     }
                     self.state.conflicts.insert(key, e.to_string());
@@ -469,9 +475,27 @@ impl Archiver {
             path: path.display().to_string(),
             source,
         };
+        // What is on disk must be what was sealed: the archive locks it for years, and a file
+        // changed after sealing must be reported here, not preserved.
+        let on_disk = {
+            let p = path.to_path_buf();
+            tokio::task::spawn_blocking(move || hash_file(&p))
+                .await
+                .map_err(|e| local(std::io::Error::other(e.to_string())))?
+                .map_err(local)?
+        };
         let sha = match sha {
+            Some(sealed) if sealed != on_disk => {
+                return Err(StoreError::NotAsSealed {
+                    key,
+                    what: format!(
+                        "{} is not the file sealed (its sha256 is {on_disk}, the manifest says {sealed})",
+                        path.display()
+                    ),
+                });
+            }
             Some(s) => s,
-            None => hash_file(path).map_err(local)?,
+            None => on_disk,
         };
         let len = std::fs::metadata(path).map_err(local)?.len();
         let record = upload_record(&self.state_dir, &key);
@@ -520,18 +544,16 @@ impl Archiver {
             } else {
                 folder_files(&dir)
             };
-            let present: Vec<(String, PathBuf, Option<String>)> = files
-                .into_iter()
-                .filter(|(_, path, _)| {
-                    // Already archived and removed locally, or never there: the verifier of the
-                    // archive reports a missing object; the ledger line still goes up.
-                    let there = path.exists();
-                    if !there {
-                        tracing::warn!(file = %path.display(), "a file named by the ledger is missing locally; not archived");
-                    }
-                    there
-                })
-                .collect();
+            // A file of the sealed folder missing here (a folder archived and removed locally
+            // has no files listed): the line waits, and is reported, instead of counting as
+            // archived without it.
+            if let Some((name, path, _)) = files.iter().find(|(_, path, _)| !path.exists()) {
+                return Err(StoreError::NotAsSealed {
+                    key: object_key(&self.prefix, &self.host, &e.dir, name),
+                    what: format!("{} is missing on this workstation", path.display()),
+                });
+            }
+            let present = files;
             // The folder's files go up side by side (a one-minute call is four small objects,
             // each a round trip or two); its ledger line only after all of them are confirmed.
             let uploads: Vec<BoxFuture<'_, Result<FileUpload, StoreError>>> = present

@@ -53,6 +53,17 @@ pub enum StoreError {
         /// What the store holds (hex SHA-256, or a description).
         found: String,
     },
+    /// A file of a sealed folder is missing on this workstation, or is not the file sealed:
+    /// nothing of it is uploaded (a changed file would be locked in the archive for good).
+    #[error(
+        "{key}: {what}; it was not archived and nothing was locked (run callguard verify on this workstation)"
+    )]
+    NotAsSealed {
+        /// Object key.
+        key: String,
+        /// What is wrong with the local file.
+        what: String,
+    },
     /// The server's answer does not confirm what was sent.
     #[error("{key}: the store did not confirm the checksum ({msg})")]
     Unconfirmed {
