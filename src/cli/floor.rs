@@ -36,12 +36,9 @@ fn user(cfg: &crate::config::Config, command: UserCommand) -> ExitCode {
             display_name,
             password_file,
         } => {
-            let password = match fc::read_password(password_file.as_deref()) {
+            let password = match password(password_file.as_deref()) {
                 Ok(p) => p,
-                Err(e) => {
-                    eprintln!("callguard: {e}");
-                    return ExitCode::from(super::EXIT_USAGE);
-                }
+                Err(code) => return code,
             };
             super::runtime(async move {
                 let added = fc::user_add(
@@ -89,12 +86,9 @@ fn user(cfg: &crate::config::Config, command: UserCommand) -> ExitCode {
             name,
             password_file,
         } => {
-            let password = match fc::read_password(password_file.as_deref()) {
+            let password = match password(password_file.as_deref()) {
                 Ok(p) => p,
-                Err(e) => {
-                    eprintln!("callguard: {e}");
-                    return ExitCode::from(super::EXIT_USAGE);
-                }
+                Err(code) => return code,
             };
             super::runtime(async move {
                 fc::user_passwd(&db, &name, &password).await?;
@@ -113,6 +107,14 @@ fn user(cfg: &crate::config::Config, command: UserCommand) -> ExitCode {
             Ok(())
         }),
     }
+}
+
+/// The password of `floor user add|passwd`, or the exit code after saying why there is none.
+fn password(file: Option<&Path>) -> Result<String, ExitCode> {
+    crate::floor::service::cli::read_password(file).map_err(|e| {
+        eprintln!("callguard: {e}");
+        ExitCode::from(super::EXIT_USAGE)
+    })
 }
 
 fn report(

@@ -663,20 +663,7 @@ impl Store {
         .bind(name)
         .fetch_optional(&self.pool)
         .await?;
-        let Some(r) = row else { return Ok(None) };
-        let teams: String = r.try_get(2)?;
-        Ok(Some(UserRow {
-            name: r.try_get(0)?,
-            display_name: r.try_get(1)?,
-            teams: teams
-                .split(',')
-                .map(str::trim)
-                .filter(|t| !t.is_empty())
-                .map(String::from)
-                .collect(),
-            admin: r.try_get::<i64, _>(3)? != 0,
-            password_hash: r.try_get(4)?,
-        }))
+        Ok(row.as_ref().map(user_row).transpose()?)
     }
 
     /// Every account, by login name, with its sessions not expired at `now_ms`.
@@ -690,24 +677,7 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
-            .map(|r| {
-                let teams: String = r.try_get(2)?;
-                Ok((
-                    UserRow {
-                        name: r.try_get(0)?,
-                        display_name: r.try_get(1)?,
-                        teams: teams
-                            .split(',')
-                            .map(str::trim)
-                            .filter(|t| !t.is_empty())
-                            .map(String::from)
-                            .collect(),
-                        admin: r.try_get::<i64, _>(3)? != 0,
-                        password_hash: r.try_get(4)?,
-                    },
-                    r.try_get::<i64, _>(5)?,
-                ))
-            })
+            .map(|r| Ok((user_row(r)?, r.try_get::<i64, _>(5)?)))
             .collect::<Result<_, sqlx::Error>>()
             .map_err(StoreError::from)
     }
@@ -907,6 +877,24 @@ fn bind_keys<'q>(
     keys: &[String],
 ) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
     keys.iter().fold(sqlx::query(sql), |q, k| q.bind(k.clone()))
+}
+
+/// An account from a row whose first columns are `name, display_name, teams, admin,
+/// password_hash`.
+fn user_row(r: &AnyRow) -> Result<UserRow, sqlx::Error> {
+    let teams: String = r.try_get(2)?;
+    Ok(UserRow {
+        name: r.try_get(0)?,
+        display_name: r.try_get(1)?,
+        teams: teams
+            .split(',')
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .map(String::from)
+            .collect(),
+        admin: r.try_get::<i64, _>(3)? != 0,
+        password_hash: r.try_get(4)?,
+    })
 }
 
 /// [`Store::apply`] inside a transaction.

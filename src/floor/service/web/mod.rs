@@ -423,9 +423,11 @@ async fn login(
     let again = |msg: &str, status: StatusCode| {
         (status, Html(pages::login(t, &expected, Some(msg)))).into_response()
     };
+    // The name as typed, cut for the log (a made-up name can be megabytes long).
+    let shown: String = f.name.chars().take(64).collect();
     let began = Instant::now();
     if !s.throttle.begin(&f.name, addr, began) {
-        tracing::warn!(user = %f.name.chars().take(64).collect::<String>(), %addr, "login refused: too many attempts");
+        tracing::warn!(user = %shown, %addr, "login refused: too many attempts");
         return again(t.login_throttled, StatusCode::TOO_MANY_REQUESTS);
     }
     let user = match s.store.user(&f.name).await {
@@ -453,7 +455,7 @@ async fn login(
         }
     };
     let Some(user) = user.filter(|_| ok) else {
-        tracing::info!(user = %f.name.chars().take(64).collect::<String>(), %addr, "login failed");
+        tracing::info!(user = %shown, %addr, "login failed");
         return again(t.login_failed, StatusCode::UNAUTHORIZED);
     };
     s.throttle.succeeded(&f.name, addr, began);
