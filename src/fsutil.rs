@@ -94,6 +94,36 @@ pub fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
     sync_dir(dir)
 }
 
+/// Appends `line` (whole lines, ending in `\n`) to `path` (created 0600) and fsyncs it. A write
+/// or fsync that fails takes its bytes back (the file is cut to its length before), so a line
+/// the disk refused half-way never becomes a torn line that the next one runs into. The error
+/// says so when even that cut fails.
+pub fn append_line(path: &Path, line: &[u8]) -> io::Result<()> {
+    use std::io::Write;
+    let mut f = OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o600)
+        .open(path)?;
+    let len = f.metadata()?.len();
+    if let Err(e) = f.write_all(line).and_then(|()| f.sync_data()) {
+        return match f.set_len(len) {
+            Ok(()) => Err(e),
+            Err(cut) => Err(io::Error::new(
+                e.kind(),
+                format!("{e}; the part written could not be taken back ({cut})"),
+            )),
+        };
+    }
+    if len == 0
+        && let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
+    {
+        // A new file: its name must survive a power cut as well as its line.
+        sync_dir(dir)?;
+    }
+    Ok(())
+}
+
 /// Removes `path` and fsyncs its folder; a file already gone is fine.
 pub fn remove_durably(path: &Path) -> io::Result<()> {
     match std::fs::remove_file(path) {

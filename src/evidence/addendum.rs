@@ -2,9 +2,7 @@
 //! in the sealed call's folder, chained to the sealed manifest and to the addendum before it,
 //! and entered in the ledger. The sealed files are never edited.
 
-use std::fs::OpenOptions;
-use std::io::{self, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::io;
 use std::path::{Path, PathBuf};
 
 use base64::Engine;
@@ -230,13 +228,7 @@ pub fn keep_orphan(root: &Path, note: &CallNote, why: &str) -> io::Result<PathBu
         "in_progress": note.in_progress,
         "why": why,
     });
-    let mut f = OpenOptions::new()
-        .append(true)
-        .create(true)
-        .mode(0o600)
-        .open(&path)?;
-    f.write_all(format!("{line}\n").as_bytes())?;
-    f.sync_data()?;
+    crate::fsutil::append_line(&path, format!("{line}\n").as_bytes())?;
     Ok(path)
 }
 

@@ -2,9 +2,7 @@
 //! and signed, so a removed, reordered or edited line is detected. Append-only; only the
 //! evidence sink writes it (one process, one lock).
 
-use std::fs::OpenOptions;
 use std::io::{self, Write};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use base64::Engine;
@@ -116,7 +114,10 @@ impl Ledger {
     /// Opens `<root>/ledger.jsonl`, reading its last line to continue the chain. A last line
     /// cut short by a crash is kept (verify reports it); the chain continues from its bytes.
     pub fn open(root: &Path) -> io::Result<Ledger> {
-        let path = root.join(super::layout::LEDGER_FILE);
+        Ledger::open_at(root.join(super::layout::LEDGER_FILE))
+    }
+
+    fn open_at(path: PathBuf) -> io::Result<Ledger> {
         // A last line torn by a crash or a full disk is ended with a newline, so the next line
         // starts on a line of its own; the torn bytes stay for verify to report.
         if let Ok(text) = std::fs::read(&path)
@@ -235,6 +236,11 @@ impl Ledger {
 
     /// The latest sealed-call line (not an addendum) of `call_id`.
     pub fn find_call(&self, call_id: &str) -> io::Result<Option<Entry>> {
+        self.find_call_where(|id| id == call_id)
+    }
+
+    /// The latest sealed-call line (not an addendum) whose call id `is_it` accepts.
+    pub fn find_call_where(&self, is_it: impl Fn(&str) -> bool) -> io::Result<Option<Entry>> {
         let text = match std::fs::read_to_string(&self.path) {
             Ok(t) => t,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
@@ -244,7 +250,7 @@ impl Ledger {
             .lines()
             .filter_map(|l| serde_json::from_str::<SignedEntry>(l).ok())
             .map(|e| e.entry)
-            .rfind(|e| e.call_id == call_id && !e.is_addendum()))
+            .rfind(|e| !e.is_addendum() && is_it(&e.call_id)))
     }
 
     /// Appends and fsyncs one line; returns its `seq`. With `addendum`, the line chains an
@@ -270,13 +276,14 @@ impl Ledger {
             file_sha256: addendum.map(|a| a.sha256.clone()),
         };
         let line = entry.signed_line(key);
-        let mut f = OpenOptions::new()
-            .append(true)
-            .create(true)
-            .mode(0o600)
-            .open(&self.path)?;
-        f.write_all(format!("{line}\n").as_bytes())?;
-        f.sync_data()?;
+        if let Err(e) = crate::fsutil::append_line(&self.path, format!("{line}\n").as_bytes()) {
+            // Whatever is on disk now is where the chain goes on: the last line as before when
+            // the refused bytes were taken back, else the torn line, ended as at a start.
+            if let Ok(again) = Ledger::open_at(self.path.clone()) {
+                (self.next_seq, self.prev) = (again.next_seq, again.prev);
+            }
+            return Err(e);
+        }
         self.prev = line_hash(&line);
         self.next_seq += 1;
         if let Some(a) = self.anchor.as_ref().filter(|a| !a.frozen) {
@@ -376,4 +383,91 @@ pub fn check(text: &str, key: &VerifyingKey) -> Vec<CheckedLine> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Set (to the ledger's folder) in the copy of this test binary that runs with a file size
+    /// limit.
+    const LIMITED: &str = "CALLGUARD_TEST_LEDGER_LIMIT";
+    /// Left by that copy once its checks passed: the copy did run.
+    const DONE: &str = "limited-copy-done";
+
+    fn key() -> SigningKey {
+        SigningKey::from_bytes(&[7u8; 32])
+    }
+
+    fn add(l: &mut Ledger, n: u32) -> io::Result<u64> {
+        l.append(
+            &key(),
+            "2026-11-30T10:00:00+09:00".into(),
+            &format!("call-{n}"),
+            &format!("2026/11/30/call-{n}"),
+            &"ab".repeat(32),
+            None,
+        )
+    }
+
+    #[test]
+    fn a_line_the_disk_refused_half_way_is_taken_back() {
+        if let Some(dir) = std::env::var_os(LIMITED) {
+            // The limited copy: the next line fits only in part, as on a disk that fills up
+            // in the middle of it.
+            let dir = PathBuf::from(dir);
+            let path = dir.join(super::super::layout::LEDGER_FILE);
+            let before = std::fs::metadata(&path).expect("ledger").len();
+            let limit = rustix::process::Rlimit {
+                current: Some(before + 40),
+                maximum: Some(before + 40),
+            };
+            rustix::process::setrlimit(rustix::process::Resource::Fsize, limit).expect("limit");
+            let mut l = Ledger::open(&dir).expect("open");
+            assert!(add(&mut l, 2).is_err(), "the limit must refuse the line");
+            assert_eq!(
+                std::fs::metadata(&path).expect("ledger").len(),
+                before,
+                "the refused line's bytes must be taken back"
+            );
+            assert_eq!(l.next_seq, 2, "the refused line takes no number");
+            std::fs::write(dir.join(DONE), b"").expect("mark");
+            return;
+        }
+        let dir = tempfile::tempdir().expect("dir");
+        let mut l = Ledger::open(dir.path()).expect("open");
+        add(&mut l, 1).expect("first line");
+        let name = module_path!()
+            .split_once("::")
+            .map_or(String::new(), |(_, m)| {
+                format!("{m}::a_line_the_disk_refused_half_way_is_taken_back")
+            });
+        // SIGXFSZ ignored (kept through exec): a write past the limit then fails with EFBIG
+        // instead of ending the process, as a full disk's ENOSPC would.
+        let out = std::process::Command::new("sh")
+            .args(["-c", "trap '' XFSZ; exec \"$0\" \"$@\""])
+            .arg(std::env::current_exe().expect("test binary"))
+            .args([name.as_str(), "--exact", "--test-threads=1"])
+            .env(LIMITED, dir.path())
+            .output()
+            .expect("run the limited copy");
+        assert!(
+            out.status.success(),
+            "the limited copy failed: {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            dir.path().join(DONE).exists(),
+            "the limited copy did not run"
+        );
+        // The next line goes on the chain as if the refused one had never been tried.
+        let mut l = Ledger::open(dir.path()).expect("open again");
+        assert_eq!(add(&mut l, 3).expect("next line"), 2);
+        let path = dir.path().join(super::super::layout::LEDGER_FILE);
+        let text = std::fs::read_to_string(path).expect("read");
+        let lines = check(&text, &key().verifying_key());
+        assert_eq!(lines.len(), 2, "{text}");
+        assert!(lines.iter().all(|l| l.error.is_none()), "{lines:?}");
+    }
 }
