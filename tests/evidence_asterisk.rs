@@ -337,3 +337,131 @@ async fn a_recording_asterisk_never_started_is_loud_at_once_and_the_sealed_manif
     assert!(out.ok(), "{out:?}");
     d.stop().await;
 }
+
+/// A recording downloaded just before callguard stopped, left in `.staging` as the downloader
+/// names it, `secs_ago` before now.
+fn staged(root: &Path, call_id: &str, secs_ago: i64) -> PathBuf {
+    let staging = root.join(callguard::evidence::layout::STAGING_DIR);
+    std::fs::create_dir_all(&staging).unwrap();
+    let nanos = (chrono::Utc::now() - chrono::Duration::seconds(secs_ago))
+        .timestamp_nanos_opt()
+        .unwrap();
+    let path = staging.join(callguard::evidence::layout::staged_name(call_id, nanos));
+    std::fs::copy(fixture(), &path).unwrap();
+    path
+}
+
+/// The folder a stop left for a call that ended and was waiting for its PBX recording.
+fn waiting_folder(root: &Path, id: &str, started_secs_ago: i64) -> PathBuf {
+    let started = chrono::Local::now() - chrono::Duration::seconds(started_secs_ago);
+    let (dir, _) = callguard::evidence::layout::create_call_dir(root, id, started).unwrap();
+    let mut info = (*call(id)).clone();
+    info.started_at = started.fixed_offset();
+    let mut rec = callguard::evidence::record::CallRecord::from_call(&info, "asterisk");
+    rec.ended_at = Some(chrono::Local::now().fixed_offset());
+    rec.duration_secs = Some(40);
+    rec.end_cause = "Normal Clearing".into();
+    rec.save(&dir).unwrap();
+    dir
+}
+
+fn manifest(dir: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap()
+}
+
+#[tokio::test]
+async fn a_recording_downloaded_before_a_stop_is_sealed_with_its_call_at_the_next_start() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("evidence");
+    let opts = EvidenceOptions {
+        root: root.clone(),
+        data_dir: tmp.path().join("state"),
+        source: EvidenceSource::Asterisk,
+        min_free_mb: 0,
+        language: Default::default(),
+        agent_name: String::new(),
+    };
+    let want = hex::encode(sha2::Sha256::digest(std::fs::read(fixture()).unwrap()));
+    let start = |opts: EvidenceOptions| {
+        let (tx, rx) = mpsc::unbounded_channel::<Action>();
+        let (reports_tx, reports) = broadcast::channel(64);
+        let (problems_tx, _problems_rx) = mpsc::channel(8);
+        let sink = tokio::spawn(run(opts, rx, reports_tx, problems_tx));
+        (tx, reports, sink)
+    };
+
+    // First run: a call ended, its recording never came; it is sealed without audio.
+    waiting_folder(&root, "1795354500.9", 120);
+    let (tx, mut reports, sink) = start(opts.clone());
+    let (id, first, sha) = next_sealed(&mut reports).await;
+    assert_eq!((id.as_str(), sha), ("1795354500.9", None));
+    drop(tx);
+    sink.await.unwrap();
+
+    // What the next stop left: a call waiting for its recording, downloaded just before the
+    // stop; the recording of the call sealed without it; a recording of a call with no trace;
+    // a download that did not finish; and a download of this run, not to be touched.
+    let waiting = waiting_folder(&root, "1795354434.7", 60);
+    staged(&root, "1795354434.7", 5);
+    staged(&root, "1795354500.9", 4);
+    staged(&root, "1795399999.1", 3);
+    let unfinished = staged(&root, "1795388888.2", 2);
+    let part = unfinished.with_extension("wav.part");
+    std::fs::rename(&unfinished, &part).unwrap();
+    let current = staged(&root, "1795377777.3", -600);
+
+    let (tx, mut reports, sink) = start(opts.clone());
+    let mut sealed = std::collections::HashMap::new();
+    for _ in 0..3 {
+        let (id, dir, sha) = next_sealed(&mut reports).await;
+        assert_eq!(
+            sha.as_deref(),
+            Some(want.as_str()),
+            "{id}: the recording as downloaded"
+        );
+        sealed.insert(id, dir);
+    }
+    // Into the folder that waited for it, its call's details kept.
+    assert_eq!(sealed["1795354434.7"], waiting);
+    let m = manifest(&waiting);
+    assert_eq!(
+        (m["caller"].as_str(), m["recovered"].as_bool()),
+        (Some("0312345678"), Some(true))
+    );
+    assert!(m["problems"].to_string().contains("downloaded"), "{m}");
+    // The call sealed without it gets a second part, linked to the first.
+    let m = manifest(&sealed["1795354500.9"]);
+    let rel = first
+        .strip_prefix(&root)
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    assert_eq!(
+        (
+            m["continues"]["dir"].as_str(),
+            m["continues"]["part"].as_u64()
+        ),
+        (Some(rel.as_str()), Some(2))
+    );
+    assert_eq!(m["caller"], "0312345678");
+    // No trace of the call: its id from the file name, sealed all the same.
+    let m = manifest(&sealed["1795399999.1"]);
+    assert!(
+        m["problems"].to_string().contains("no record of its call"),
+        "{m}"
+    );
+    // The unfinished download is gone (the PBX still has it); this run's download is untouched.
+    assert!(!part.exists());
+    assert!(current.exists());
+    drop(tx);
+    sink.await.unwrap();
+
+    std::fs::remove_file(&current).unwrap();
+    let key = callguard::evidence::keys::read_public(&tmp.path().join("state/keys/evidence.pub"))
+        .unwrap();
+    let out = callguard::evidence::verify::verify_paths(&[root], &key).unwrap();
+    assert!(out.ok(), "{out:?}");
+    assert!(out.stray.is_empty(), "{:?}", out.stray);
+    assert_eq!(out.calls.len(), 4);
+    assert_eq!(out.split_calls.len(), 1, "{:?}", out.split_calls);
+}

@@ -28,13 +28,51 @@ pub const RESERVE_FILE: &str = ".reserve";
 /// The hash-chained list of sealed calls, at the root.
 pub const LEDGER_FILE: &str = "ledger.jsonl";
 
+/// Where recordings downloaded from the PBX wait for their call's folder, below the root (so
+/// moving one in is a rename).
+pub const STAGING_DIR: &str = ".staging";
+/// How a staged recording's name begins.
+const STAGED_PREFIX: &str = "asterisk-";
+/// How a finished staged recording's name ends (`.part` follows while it downloads).
+pub const STAGED_SUFFIX: &str = ".wav";
+
 /// Longest kept part of the reduced id.
 const SAFE_ID_MAX: usize = 64;
 
-/// The id reduced to `[A-Za-z0-9._-]` (others become `_`), cut to 64 characters, plus `-` and
-/// 8 hex of the SHA-256 of the full id, so distinct ids stay distinct.
-pub fn safe_call_id(call_id: &str) -> String {
-    let reduced: String = call_id
+/// The name of a recording of `call_id` whose download started at `nanos` (ns since 1970):
+/// `asterisk-<safe call id>-<nanos>.wav`. The call id is found again by comparing
+/// [`safe_call_id`] of a known id with it (see [`staged_name_parts`]).
+pub fn staged_name(call_id: &str, nanos: i64) -> String {
+    format!(
+        "{STAGED_PREFIX}{}-{nanos}{STAGED_SUFFIX}",
+        safe_call_id(call_id)
+    )
+}
+
+/// The safe call id and start of a staged recording's name (`None`: not one of callguard's).
+pub fn staged_name_parts(name: &str) -> Option<(&str, i64)> {
+    let (id, nanos) = name
+        .strip_prefix(STAGED_PREFIX)?
+        .strip_suffix(STAGED_SUFFIX)?
+        .rsplit_once('-')?;
+    Some((id, nanos.parse().ok()?))
+}
+
+/// Whether the staged name part `safe` is `call_id`'s: its [`safe_call_id`], or the bare reduced
+/// id that earlier versions wrote (no hash: two ids that reduce alike both match).
+pub fn staged_id_matches(safe: &str, call_id: &str) -> bool {
+    safe == safe_call_id(call_id) || safe == reduced_id(call_id)
+}
+
+/// The call id a staged name part stands for, when the name holds all of it (an id made only of
+/// `[A-Za-z0-9._-]`, 64 characters at most, as Asterisk's are).
+pub fn staged_call_id(safe: &str) -> Option<&str> {
+    let (id, _) = safe.rsplit_once('-')?;
+    (safe_call_id(id) == safe).then_some(id)
+}
+
+fn reduced_id(call_id: &str) -> String {
+    call_id
         .chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
@@ -44,7 +82,13 @@ pub fn safe_call_id(call_id: &str) -> String {
             }
         })
         .take(SAFE_ID_MAX)
-        .collect();
+        .collect()
+}
+
+/// The id reduced to `[A-Za-z0-9._-]` (others become `_`), cut to 64 characters, plus `-` and
+/// 8 hex of the SHA-256 of the full id, so distinct ids stay distinct.
+pub fn safe_call_id(call_id: &str) -> String {
+    let reduced = reduced_id(call_id);
     let digest = Sha256::digest(call_id.as_bytes());
     let tag = hex::encode(&digest[..4]);
     if reduced.is_empty() {

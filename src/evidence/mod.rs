@@ -19,6 +19,7 @@ pub mod record;
 pub mod recorder;
 pub mod recovery;
 pub mod seal;
+pub mod staging;
 pub mod verify;
 pub mod wav;
 
@@ -206,6 +207,9 @@ pub async fn run_with_handoff(
     reports: broadcast::Sender<Report>,
     problems: mpsc::Sender<Command>,
 ) {
+    // Recordings staged before now are an earlier run's: this run downloads only recordings of
+    // calls that end after its PBX connection is up.
+    let started = chrono::Utc::now();
     let open_opts = opts.clone();
     let sealer = tokio::task::spawn_blocking(move || {
         Sealer::open(&open_opts.root, &open_opts.data_dir).map(|s| s.with_handoff(handoff))
@@ -248,6 +252,14 @@ pub async fn run_with_handoff(
     let rctx = ctx.clone();
     let _ = tokio::task::spawn_blocking(move || {
         if let Some(s) = &rctx.sealer {
+            for a in staging::adopt(s, started) {
+                match a {
+                    Ok(a) => tracing::warn!(call_id = %a.call_id, file = %a.file.display(), dir = %a.dir.display(),
+                        "a PBX recording an earlier run downloaded but did not seal is sealed now"),
+                    Err(e) => tracing::error!(error = %e,
+                        "a PBX recording an earlier run downloaded cannot be put in a call folder; it stays staged for the next start"),
+                }
+            }
             for r in recovery::recover(s) {
                 match r {
                     Ok(sealed) => rctx.sealed(&sealed),

@@ -96,7 +96,8 @@ pub fn default_app() -> String {
 /// Where downloaded PBX recordings wait for the evidence sink: `<evidence.dir>/.staging`
 /// (inside the evidence tree, so moving them into a call's folder is a rename).
 pub fn staging_dir(cfg: &Config) -> PathBuf {
-    cfg.evidence_dir().join(".staging")
+    cfg.evidence_dir()
+        .join(crate::evidence::layout::STAGING_DIR)
 }
 
 /// Runs until `shutdown`: connect, resync, follow events, reconnect with backoff.

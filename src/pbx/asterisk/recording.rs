@@ -351,7 +351,8 @@ async fn download(
     }
 }
 
-/// One download attempt: `<staging>/asterisk-<safe id>-<nanos>.wav.part`, renamed to `.wav`.
+/// One download attempt: `<staging>/asterisk-<safe id>-<nanos>.wav.part`, renamed to `.wav`
+/// ([`crate::evidence::layout::staged_name`]).
 async fn fetch_once(
     rest: &Rest,
     call_id: &str,
@@ -364,26 +365,12 @@ async fn fetch_once(
     };
     crate::fsutil::create_private_dir(staging).map_err(|e| io(staging, e))?;
     let nanos = chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default();
-    let stem = format!("asterisk-{}-{nanos}", safe_name(call_id));
-    let part = staging.join(format!("{stem}.wav.part"));
-    let done = staging.join(format!("{stem}.wav"));
+    let file = crate::evidence::layout::staged_name(call_id, nanos);
+    let part = staging.join(format!("{file}.part"));
+    let done = staging.join(file);
     let bytes = rest.download(name, &part).await?;
     tokio::fs::rename(&part, &done)
         .await
         .map_err(|e| io(&done, e))?;
     Ok((done, bytes))
-}
-
-/// A file-name-safe form of a call id.
-fn safe_name(id: &str) -> String {
-    id.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
-                c
-            } else {
-                '_'
-            }
-        })
-        .take(64)
-        .collect()
 }
