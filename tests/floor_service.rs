@@ -529,6 +529,55 @@ async fn accounts_are_listed_and_their_sessions_ended_from_the_command_line() {
         "{out}"
     );
 
+    // A lead made admin, then lead of other teams again: the open session follows at its
+    // next page, with no new login.
+    async fn audit(s: &Session) -> u16 {
+        s.get("/audit").await.status().as_u16()
+    }
+    assert_eq!(audit(&s1).await, 403);
+    let (ok, out, err) = floor.user(&["set", "tanaka", "--admin"]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("user tanaka: admin; teams: a; shown as 田中"),
+        "{out}"
+    );
+    assert_eq!(audit(&s1).await, 200);
+    let (ok, out, err) = floor.user(&[
+        "set",
+        "tanaka",
+        "--lead",
+        "--team",
+        "b",
+        "--team",
+        "c",
+        "--display-name",
+        "田中 太郎",
+    ]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("user tanaka: lead; teams: b, c; shown as 田中 太郎"),
+        "{out}"
+    );
+    assert_eq!(audit(&s1).await, 403);
+    assert_eq!(board(&s1).await, 200);
+    let (_, out, _) = floor.user(&["list"]);
+    assert!(
+        out.contains("tanaka\t田中 太郎\tlead\tteams: b, c\tsessions: 1"),
+        "{out}"
+    );
+    // Refused, and nothing changed: a lead with no team, nothing asked, no such account.
+    let (ok, _, err) = floor.user(&["set", "admin", "--lead"]);
+    assert!(!ok && err.contains("at least one --team"), "{err}");
+    let (ok, _, err) = floor.user(&["set", "tanaka"]);
+    assert!(!ok && err.contains("nothing to change"), "{err}");
+    let (ok, _, err) = floor.user(&["set", "nobody", "--admin"]);
+    assert!(
+        !ok && err.contains("no board account named \"nobody\""),
+        "{err}"
+    );
+    let (_, out, _) = floor.user(&["list"]);
+    assert!(out.contains("admin\t管理者\tadmin\tteams: -"), "{out}");
+
     // A lost laptop: every session of the account ends at once.
     let (ok, out, err) = floor.user(&["logout", "tanaka"]);
     assert!(ok && out.contains("1 session(s) ended"), "{out}{err}");

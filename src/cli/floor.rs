@@ -50,15 +50,11 @@ fn user(cfg: &crate::config::Config, command: UserCommand) -> ExitCode {
                     &password,
                 )
                 .await?;
-                let role = if added.admin { "admin" } else { "lead" };
                 println!(
-                    "user {} added ({role}; teams: {})",
+                    "user {} added ({}; teams: {})",
                     added.name,
-                    if added.teams.is_empty() {
-                        "-".to_string()
-                    } else {
-                        added.teams.join(", ")
-                    }
+                    role(added.admin),
+                    teams_text(&added.teams)
                 );
                 Ok(())
             })
@@ -69,15 +65,13 @@ fn user(cfg: &crate::config::Config, command: UserCommand) -> ExitCode {
                 println!("no board accounts yet (callguard floor user add NAME --team TEAM)");
             }
             for u in users {
-                let role = if u.admin { "admin" } else { "lead" };
-                let teams = if u.teams.is_empty() {
-                    "-".to_string()
-                } else {
-                    u.teams.join(", ")
-                };
                 println!(
-                    "{}\t{}\t{role}\tteams: {teams}\tsessions: {}",
-                    u.name, u.display_name, u.sessions
+                    "{}\t{}\t{}\tteams: {}\tsessions: {}",
+                    u.name,
+                    u.display_name,
+                    role(u.admin),
+                    teams_text(&u.teams),
+                    u.sessions
                 );
             }
             Ok(())
@@ -96,6 +90,30 @@ fn user(cfg: &crate::config::Config, command: UserCommand) -> ExitCode {
                 Ok(())
             })
         }
+        UserCommand::Set {
+            name,
+            teams,
+            admin,
+            lead,
+            display_name,
+        } => {
+            let change = crate::floor::service::accounts::UserChange {
+                display_name,
+                teams: (!teams.is_empty()).then_some(teams),
+                admin: (admin || lead).then_some(admin),
+            };
+            super::runtime(async move {
+                let u = fc::user_set(&db, &name, &change).await?;
+                println!(
+                    "user {}: {}; teams: {}; shown as {} (from their next page)",
+                    u.name,
+                    role(u.admin),
+                    teams_text(&u.teams),
+                    u.display_name
+                );
+                Ok(())
+            })
+        }
         UserCommand::Logout { name } => super::runtime(async move {
             let n = fc::user_logout(&db, &name).await?;
             println!("user {name}: {n} session(s) ended");
@@ -106,6 +124,18 @@ fn user(cfg: &crate::config::Config, command: UserCommand) -> ExitCode {
             println!("user {name} removed; their sessions have ended (their audit lines stay)");
             Ok(())
         }),
+    }
+}
+
+fn role(admin: bool) -> &'static str {
+    if admin { "admin" } else { "lead" }
+}
+
+fn teams_text(teams: &[String]) -> String {
+    if teams.is_empty() {
+        "-".to_string()
+    } else {
+        teams.join(", ")
     }
 }
 

@@ -24,6 +24,9 @@ pub enum AccountError {
     /// No account by that name.
     #[error("no board account named {0:?}")]
     NoSuchUser(String),
+    /// A lead without a team would see nothing.
+    #[error("a lead needs at least one --team (or --admin)")]
+    NoTeam,
     /// Hashing failed.
     #[error("cannot hash the password: {0}")]
     Hash(String),
@@ -121,6 +124,49 @@ pub async fn set_password(store: &Store, name: &str, password: &str) -> Result<(
     let hash = hash_password(password)?;
     if store.set_password(name, &hash).await? {
         Ok(())
+    } else {
+        Err(AccountError::NoSuchUser(name.to_string()))
+    }
+}
+
+/// What `callguard floor user set` changes; `None` keeps what the account has.
+#[derive(Debug, Clone, Default)]
+pub struct UserChange {
+    /// New shown name (the login name when blank).
+    pub display_name: Option<String>,
+    /// New teams, replacing the old ones.
+    pub teams: Option<Vec<String>>,
+    /// New role: admin (`true`) or lead.
+    pub admin: Option<bool>,
+}
+
+/// Changes an account's shown name, teams or role; the account as it is now. A lead must keep
+/// at least one team: with none it would see nothing.
+pub async fn change_user(
+    store: &Store,
+    name: &str,
+    change: &UserChange,
+) -> Result<UserRow, AccountError> {
+    let Some(mut row) = store.user(name).await? else {
+        return Err(AccountError::NoSuchUser(name.to_string()));
+    };
+    if let Some(d) = &change.display_name {
+        row.display_name = match d.trim() {
+            "" => row.name.clone(),
+            d => d.to_string(),
+        };
+    }
+    if let Some(t) = &change.teams {
+        row.teams = t.clone();
+    }
+    if let Some(a) = change.admin {
+        row.admin = a;
+    }
+    if !row.admin && row.teams.is_empty() {
+        return Err(AccountError::NoTeam);
+    }
+    if store.update_user(&row).await? {
+        Ok(row)
     } else {
         Err(AccountError::NoSuchUser(name.to_string()))
     }

@@ -69,6 +69,24 @@ pub enum UserCommand {
         #[arg(long, value_name = "FILE")]
         password_file: Option<PathBuf>,
     },
+    /// Change an account's teams, role or shown name; it takes effect at the account's next
+    /// page (its password and sessions stay).
+    Set {
+        /// Login name.
+        name: String,
+        /// The teams the user leads from now on, replacing the old ones (repeat for several).
+        #[arg(long = "team", value_name = "TEAM")]
+        teams: Vec<String>,
+        /// Make the account an admin: sees every agent and the audit log.
+        #[arg(long, conflicts_with = "lead")]
+        admin: bool,
+        /// Make the account a lead: sees only its teams' agents.
+        #[arg(long)]
+        lead: bool,
+        /// Name shown to agents when this lead takes a call (blank: the login name).
+        #[arg(long, value_name = "NAME")]
+        display_name: Option<String>,
+    },
     /// End every session of an account (a lost laptop, a lead who left the shift).
     Logout {
         /// Login name.
@@ -121,6 +139,38 @@ pub async fn user_passwd(db_url: &str, name: &str, password: &str) -> Result<(),
     Ok(r?)
 }
 
+/// `callguard floor user set`: the account as it is now.
+pub async fn user_set(
+    db_url: &str,
+    name: &str,
+    change: &accounts::UserChange,
+) -> Result<UserListed, FloorCliError> {
+    if change.display_name.is_none() && change.teams.is_none() && change.admin.is_none() {
+        return Err(FloorCliError::NothingToChange);
+    }
+    let store = Store::open(db_url).await?;
+    let r = accounts::change_user(&store, name, change).await;
+    let sessions = match &r {
+        Ok(_) => store
+            .users(chrono::Utc::now().timestamp_millis())
+            .await
+            .ok(),
+        Err(_) => None,
+    };
+    store.close().await;
+    let u = r?;
+    let sessions = sessions
+        .and_then(|all| all.into_iter().find(|(row, _)| row.name == u.name))
+        .map_or(0, |(_, n)| n);
+    Ok(UserListed {
+        name: u.name,
+        display_name: u.display_name,
+        teams: u.teams,
+        admin: u.admin,
+        sessions,
+    })
+}
+
 /// `callguard floor user logout`: how many sessions ended.
 pub async fn user_logout(db_url: &str, name: &str) -> Result<u64, FloorCliError> {
     let store = Store::open(db_url).await?;
@@ -160,9 +210,9 @@ pub enum FloorCliError {
     /// The two passwords typed differ.
     #[error("the passwords do not match")]
     Mismatch,
-    /// A lead without a team would see nothing.
-    #[error("a lead needs at least one --team (or --admin)")]
-    NoTeam,
+    /// `floor user set` with nothing to change.
+    #[error("nothing to change: give --team, --admin, --lead or --display-name")]
+    NothingToChange,
 }
 
 /// What `floor user add` did.
@@ -203,7 +253,7 @@ pub async fn user_add(
     password: &str,
 ) -> Result<UserAdded, FloorCliError> {
     if teams.is_empty() && !admin {
-        return Err(FloorCliError::NoTeam);
+        return Err(AccountError::NoTeam.into());
     }
     let store = Store::open(db_url).await?;
     let user = NewUser {

@@ -700,6 +700,22 @@ impl Store {
         Ok(n > 0)
     }
 
+    /// Replaces an account's shown name, teams and role (its password and sessions stay: every
+    /// page reads the account again); `false` when there is no such account.
+    pub async fn update_user(&self, u: &UserRow) -> Result<bool, StoreError> {
+        let n = sqlx::query(
+            "UPDATE users SET display_name = $1, teams = $2, admin = $3 WHERE name = $4",
+        )
+        .bind(&u.display_name)
+        .bind(u.teams.join(","))
+        .bind(i64::from(u.admin))
+        .bind(&u.name)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(n > 0)
+    }
+
     /// Ends every session of an account; how many there were.
     pub async fn end_sessions(&self, name: &str) -> Result<u64, StoreError> {
         Ok(sqlx::query("DELETE FROM sessions WHERE user_name = $1")
