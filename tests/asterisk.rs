@@ -548,6 +548,23 @@ async fn a_recording_name_holding_a_slash_travels_as_one_segment() {
         .unwrap_err();
     assert!(err.to_string().contains("b.wav"), "{err}");
     assert_eq!(std::fs::read(&dest).unwrap(), b"RIFF");
+    // A body larger than a recording can be is refused part-way, and nothing of it is kept.
+    let dest = dir.path().join("c.wav");
+    let err = rest
+        .download_at_most("callguard/1795354434.7", &dest, 64043)
+        .await
+        .unwrap_err();
+    assert!(
+        err.is_too_large() && err.to_string().contains("more than 64043 bytes"),
+        "{err}"
+    );
+    assert!(!dest.exists());
+    assert_eq!(
+        rest.download_at_most("callguard/1795354434.7", &dest, 64044)
+            .await
+            .unwrap(),
+        64044
+    );
 }
 
 #[tokio::test]

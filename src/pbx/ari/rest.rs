@@ -14,6 +14,13 @@ use crate::pbx::ws::Credentials;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// No byte from Asterisk for this long: the call failed.
 const READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// Largest recording downloaded: a WAV file's own limit (its RIFF size is 32 bits), so a
+/// larger body is no recording and never fills the evidence disk.
+pub const MAX_RECORDING_BYTES: u64 = u32::MAX as u64 + 8;
+/// Largest channel list read (thousands of channels take a few MB).
+const MAX_LIST_BYTES: u64 = 64 << 20;
+/// Most of an error body kept for its message.
+const MAX_ERROR_BYTES: u64 = 64 << 10;
 
 /// Why a REST call failed.
 #[derive(Debug, thiserror::Error)]
@@ -55,6 +62,14 @@ pub enum RestError {
         /// Why.
         msg: String,
     },
+    /// The answer is larger than any answer to that call can be.
+    #[error("{what}: the answer from Asterisk is more than {max} bytes; refused")]
+    TooLarge {
+        /// What was asked.
+        what: String,
+        /// The most accepted.
+        max: u64,
+    },
     /// The downloaded file could not be written.
     #[error("cannot write {path}: {msg}", path = path.display())]
     Io {
@@ -66,6 +81,11 @@ pub enum RestError {
 }
 
 impl RestError {
+    /// An answer over its size limit: asking again gets the same.
+    pub fn is_too_large(&self) -> bool {
+        matches!(self, RestError::TooLarge { .. })
+    }
+
     /// HTTP 404.
     pub fn is_not_found(&self) -> bool {
         matches!(self, RestError::Status { status: 404, .. })
@@ -194,7 +214,7 @@ impl Rest {
         if let Some(auth) = self.creds.basic_header() {
             req = req.header(reqwest::header::AUTHORIZATION, auth);
         }
-        let resp = req.send().await.map_err(|e| RestError::Transport {
+        let mut resp = req.send().await.map_err(|e| RestError::Transport {
             what: what.to_string(),
             msg: crate::host::error_chain(&e),
         })?;
@@ -205,7 +225,13 @@ impl Rest {
             });
         }
         if !status.is_success() {
-            let body = resp.text().await.unwrap_or_default();
+            let mut body = Vec::new();
+            let _ = read_capped(&mut resp, MAX_ERROR_BYTES, what, |c| {
+                body.extend_from_slice(c);
+                Ok(())
+            })
+            .await;
+            let body = String::from_utf8_lossy(&body);
             return Err(RestError::Status {
                 what: what.to_string(),
                 status: status.as_u16(),
@@ -218,13 +244,15 @@ impl Rest {
     /// `GET /ari/channels`.
     pub async fn channels(&self) -> Result<Vec<Channel>, RestError> {
         let what = "GET /ari/channels";
-        let resp = self
+        let mut resp = self
             .send(Method::GET, self.url(&["channels"], &[]), what)
             .await?;
-        let bytes = resp.bytes().await.map_err(|e| RestError::Transport {
-            what: what.into(),
-            msg: crate::host::error_chain(&e),
-        })?;
+        let mut bytes = Vec::new();
+        read_capped(&mut resp, MAX_LIST_BYTES, what, |c| {
+            bytes.extend_from_slice(c);
+            Ok(())
+        })
+        .await?;
         serde_json::from_slice(&bytes).map_err(|e| RestError::Body {
             what: what.into(),
             msg: e.to_string(),
@@ -278,8 +306,19 @@ impl Rest {
     }
 
     /// `GET /ari/recordings/stored/{name}/file` into `dest` (created 0600, never overwritten).
-    /// Returns the byte count. A partial file is removed.
+    /// Returns the byte count. A partial file is removed, and so is a body over
+    /// [`MAX_RECORDING_BYTES`].
     pub async fn download(&self, name: &str, dest: &Path) -> Result<u64, RestError> {
+        self.download_at_most(name, dest, MAX_RECORDING_BYTES).await
+    }
+
+    /// [`Rest::download`] of at most `max` bytes.
+    pub async fn download_at_most(
+        &self,
+        name: &str,
+        dest: &Path,
+        max: u64,
+    ) -> Result<u64, RestError> {
         use tokio::io::AsyncWriteExt;
         let what = format!("download of recording {name}");
         let url = self.url(&["recordings", "stored", name, "file"], &[]);
@@ -292,12 +331,9 @@ impl Rest {
         let mut file = tokio::fs::File::from_std(file);
         let copied: Result<u64, RestError> = async {
             let mut n = 0u64;
-            while let Some(chunk) = resp.chunk().await.map_err(|e| RestError::Transport {
-                what: what.clone(),
-                msg: crate::host::error_chain(&e),
-            })? {
+            // Written chunk by chunk as it comes, never gathered whole.
+            while let Some(chunk) = read_capped_once(&mut resp, max, &mut n, &what).await? {
                 file.write_all(&chunk).await.map_err(io)?;
-                n += chunk.len() as u64;
             }
             file.sync_all().await.map_err(io)?;
             Ok(n)
@@ -309,6 +345,44 @@ impl Rest {
         }
         copied
     }
+}
+
+/// The next chunk of `resp`'s body, `None` at its end; `read` counts the bytes so far, and a
+/// body that goes past `max` is refused.
+async fn read_capped_once(
+    resp: &mut reqwest::Response,
+    max: u64,
+    read: &mut u64,
+    what: &str,
+) -> Result<Option<bytes::Bytes>, RestError> {
+    let chunk = resp.chunk().await.map_err(|e| RestError::Transport {
+        what: what.to_string(),
+        msg: crate::host::error_chain(&e),
+    })?;
+    if let Some(c) = &chunk {
+        *read += c.len() as u64;
+        if *read > max {
+            return Err(RestError::TooLarge {
+                what: what.to_string(),
+                max,
+            });
+        }
+    }
+    Ok(chunk)
+}
+
+/// Hands `resp`'s body to `each` chunk by chunk, refusing a body over `max` bytes.
+async fn read_capped(
+    resp: &mut reqwest::Response,
+    max: u64,
+    what: &str,
+    mut each: impl FnMut(&[u8]) -> Result<(), RestError>,
+) -> Result<u64, RestError> {
+    let mut n = 0u64;
+    while let Some(c) = read_capped_once(resp, max, &mut n, what).await? {
+        each(&c)?;
+    }
+    Ok(n)
 }
 
 /// ARI error bodies are `{"message":"…"}`.

@@ -331,6 +331,11 @@ async fn download(
                     None
                 }
             }
+            Err(e) if e.is_too_large() => {
+                let reason = format!("{e} (no WAV file is that large)");
+                tracing::error!(call_id = %call_id, %reason, "PBX recording refused");
+                Some(RecordingOutcome::Failed { reason })
+            }
             Err(e) => {
                 tracing::warn!(call_id = %call_id, name = %name, attempt, error = %e, "PBX recording download failed; retrying with backoff");
                 None
