@@ -40,8 +40,8 @@ const ACTION_BATCH: usize = 1024;
 /// Shortest time between two batches of actions while actions keep coming. In a flood each
 /// action would otherwise wake the sink on its own and run its code cold; taken together they
 /// cost a fraction of that, for at most this much more delay before their events are queued
-/// (the backlog's group commit spaces its writes as much: 50 ms each, so an event of a flood
-/// reaches the floor within about 0.1 s, well inside the board's 250 ms). An action after a
+/// (the backlog's group commits are 100 ms apart, so an event of a flood reaches the floor
+/// within about 0.15 s, inside the board's 250 ms). An action after a
 /// quiet spell is handled at once, and so is a batch with a call start whose caller history
 /// is asked (a call start that comes in while a batch waits is asked with it, at most this
 /// much later).
