@@ -507,6 +507,31 @@ async fn logins_sent_at_once_cannot_pass_the_limit_together() {
     );
 }
 
+/// Reads a board's live stream until an event named `name` (or fails the test after 20 s:
+/// the stream checks its session every few seconds).
+async fn sse_until(live: &mut reqwest::Response, name: &str) {
+    let want = format!("event: {name}\n");
+    let mut seen = String::new();
+    let read = async {
+        loop {
+            match live.chunk().await {
+                Ok(Some(c)) => {
+                    seen.push_str(&String::from_utf8_lossy(&c));
+                    if seen.contains(&want) {
+                        return true;
+                    }
+                }
+                _ => return false,
+            }
+        }
+    };
+    let got = tokio::time::timeout(std::time::Duration::from_secs(20), read).await;
+    assert!(
+        matches!(got, Ok(true)),
+        "no `{name}` event on the live stream"
+    );
+}
+
 #[tokio::test]
 async fn accounts_are_listed_and_their_sessions_ended_from_the_command_line() {
     let nats = NatsServer::start().await;
@@ -535,6 +560,8 @@ async fn accounts_are_listed_and_their_sessions_ended_from_the_command_line() {
         s.get("/audit").await.status().as_u16()
     }
     assert_eq!(audit(&s1).await, 403);
+    let mut live = s1.get("/events").await;
+    sse_until(&mut live, "board").await;
     let (ok, out, err) = floor.user(&["set", "tanaka", "--admin"]);
     assert!(ok, "{err}");
     assert!(
@@ -542,6 +569,9 @@ async fn accounts_are_listed_and_their_sessions_ended_from_the_command_line() {
         "{out}"
     );
     assert_eq!(audit(&s1).await, 200);
+    // The board already open gets the whole board again, as its account may now see it.
+    sse_until(&mut live, "board").await;
+    drop(live);
     let (ok, out, err) = floor.user(&[
         "set",
         "tanaka",
@@ -549,7 +579,7 @@ async fn accounts_are_listed_and_their_sessions_ended_from_the_command_line() {
         "--team",
         "b",
         "--team",
-        "c",
+        " c,b",
         "--display-name",
         "田中 太郎",
     ]);
@@ -568,6 +598,8 @@ async fn accounts_are_listed_and_their_sessions_ended_from_the_command_line() {
     // Refused, and nothing changed: a lead with no team, nothing asked, no such account.
     let (ok, _, err) = floor.user(&["set", "admin", "--lead"]);
     assert!(!ok && err.contains("at least one --team"), "{err}");
+    let (ok, _, err) = floor.user(&["set", "admin", "--lead", "--team", " ", "--team", ","]);
+    assert!(!ok && err.contains("at least one --team"), "{err}");
     let (ok, _, err) = floor.user(&["set", "tanaka"]);
     assert!(!ok && err.contains("nothing to change"), "{err}");
     let (ok, _, err) = floor.user(&["set", "nobody", "--admin"]);
@@ -578,10 +610,13 @@ async fn accounts_are_listed_and_their_sessions_ended_from_the_command_line() {
     let (_, out, _) = floor.user(&["list"]);
     assert!(out.contains("admin\t管理者\tadmin\tteams: -"), "{out}");
 
-    // A lost laptop: every session of the account ends at once.
+    // A lost laptop: every session of the account ends at once, the live board's too.
+    let mut live = s1.get("/events").await;
+    sse_until(&mut live, "board").await;
     let (ok, out, err) = floor.user(&["logout", "tanaka"]);
     assert!(ok && out.contains("1 session(s) ended"), "{out}{err}");
     assert_eq!(board(&s1).await, 401);
+    sse_until(&mut live, "ended").await;
 
     // A new password ends the sessions too, and the old one no longer logs in.
     let s2 = Session::login(&base, "tanaka").await;

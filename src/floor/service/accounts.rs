@@ -129,6 +129,18 @@ pub async fn set_password(store: &Store, name: &str, password: &str) -> Result<(
     }
 }
 
+/// Team names as stored: trimmed, none empty, none twice, in the order given. A comma
+/// separates names (the store keeps them joined by commas).
+pub fn clean_teams(teams: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for t in teams.iter().flat_map(|t| t.split(',')).map(str::trim) {
+        if !t.is_empty() && !out.iter().any(|o| o == t) {
+            out.push(t.to_string());
+        }
+    }
+    out
+}
+
 /// What `callguard floor user set` changes; `None` keeps what the account has.
 #[derive(Debug, Clone, Default)]
 pub struct UserChange {
@@ -157,7 +169,7 @@ pub async fn change_user(
         };
     }
     if let Some(t) = &change.teams {
-        row.teams = t.clone();
+        row.teams = clean_teams(t);
     }
     if let Some(a) = change.admin {
         row.admin = a;
@@ -185,6 +197,10 @@ pub async fn add_user(
     if password.chars().count() < MIN_PASSWORD {
         return Err(AccountError::WeakPassword);
     }
+    let teams = clean_teams(&user.teams);
+    if teams.is_empty() && !user.admin {
+        return Err(AccountError::NoTeam);
+    }
     let row = UserRow {
         name: user.name.clone(),
         display_name: if user.display_name.trim().is_empty() {
@@ -192,7 +208,7 @@ pub async fn add_user(
         } else {
             user.display_name.trim().to_string()
         },
-        teams: user.teams.clone(),
+        teams,
         admin: user.admin,
         password_hash: hash_password(password)?,
     };

@@ -252,6 +252,7 @@ pub async fn user_add(
     display_name: Option<&str>,
     password: &str,
 ) -> Result<UserAdded, FloorCliError> {
+    let teams = accounts::clean_teams(teams);
     if teams.is_empty() && !admin {
         return Err(AccountError::NoTeam.into());
     }
@@ -259,7 +260,7 @@ pub async fn user_add(
     let user = NewUser {
         name: name.to_string(),
         display_name: display_name.unwrap_or("").to_string(),
-        teams: teams.to_vec(),
+        teams: teams.clone(),
         admin,
     };
     let result = accounts::add_user(
@@ -271,7 +272,7 @@ pub async fn user_add(
     .await
     .map(|()| UserAdded {
         name: name.to_string(),
-        teams: teams.to_vec(),
+        teams,
         admin,
     });
     store.close().await;

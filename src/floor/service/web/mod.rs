@@ -37,6 +37,9 @@ const SESSION_COOKIE: &str = "cg_session";
 const LOGIN_COOKIE: &str = "cg_login";
 /// How long ended calls stay on the board.
 const RECENT: Duration = Duration::from_secs(3600);
+/// How often an open board's live stream checks that its session still stands and what its
+/// account may see.
+const SESSION_RECHECK: Duration = Duration::from_secs(5);
 
 /// A lead took a call: what the bus side sends to the agent's workstation.
 #[derive(Debug, Clone, PartialEq)]
@@ -317,21 +320,32 @@ impl FromRequestParts<Shared> for Viewer {
         let Some(token) = cookie(&parts.headers, SESSION_COOKIE) else {
             return Err(refuse);
         };
-        let token_hash = accounts::token_hash(&token);
+        match Viewer::of_token(s, accounts::token_hash(&token)).await {
+            Ok(Some(v)) => Ok(v),
+            Ok(None) => Err(refuse),
+            Err(()) => Err(Rejection::Internal),
+        }
+    }
+}
+
+impl Viewer {
+    /// The viewer of a session token's hash as the store has it now: `None` once the session
+    /// has ended or expired, or its account is gone; `Err` when the store cannot say (logged).
+    async fn of_token(s: &Shared, token_hash: String) -> Result<Option<Viewer>, ()> {
         let session = match s.store.session(&token_hash, now_ms()).await {
             Ok(Some(sess)) => sess,
-            Ok(None) => return Err(refuse),
+            Ok(None) => return Ok(None),
             Err(e) => {
                 tracing::error!(error = %e, "session lookup failed");
-                return Err(Rejection::Internal);
+                return Err(());
             }
         };
         let user = match s.store.user(&session.user_name).await {
             Ok(Some(u)) => u,
-            Ok(None) => return Err(refuse),
+            Ok(None) => return Ok(None),
             Err(e) => {
                 tracing::error!(error = %e, "user lookup failed");
-                return Err(Rejection::Internal);
+                return Err(());
             }
         };
         let agents = (!user.admin).then(|| {
@@ -342,12 +356,12 @@ impl FromRequestParts<Shared> for Viewer {
                 .cloned()
                 .collect()
         });
-        Ok(Viewer {
+        Ok(Some(Viewer {
             user,
             session,
             token_hash,
             agents,
-        })
+        }))
     }
 }
 
@@ -558,12 +572,13 @@ async fn events(
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let mut feed = s.feed.subscribe();
     let stream = async_stream(move |tx| async move {
+        let mut v = v;
         // The first board comes from a query of its own (the shared snapshot may be older than
         // this page); after it only the rows that changed, from snapshots at least as new.
         let since = *s.updates.borrow();
-        let render = |d: &BoardData| {
-            pages::board_parts(t, d, now_ms(), s.stale_after_ms(), &v.session.csrf, false)
-        };
+        let csrf = v.session.csrf.clone();
+        let render =
+            |d: &BoardData| pages::board_parts(t, d, now_ms(), s.stale_after_ms(), &csrf, false);
         let mut shown = match board_data(&s, &v).await {
             Ok(d) => render(&d),
             Err(_) => return,
@@ -575,9 +590,39 @@ async fn events(
         {
             return;
         }
+        let mut recheck = tokio::time::interval_at(
+            tokio::time::Instant::now() + SESSION_RECHECK,
+            SESSION_RECHECK,
+        );
         loop {
             tokio::select! {
                 r = feed.changed() => if r.is_err() { return },
+                _ = recheck.tick() => {
+                    // A stream outlives the request that checked its session: an account
+                    // logged out, removed or changed from the command line must not keep
+                    // seeing what it no longer may.
+                    match Viewer::of_token(&s, v.token_hash.clone()).await {
+                        Ok(Some(now)) if now.user == v.user => {}
+                        Ok(Some(now)) => {
+                            v = now;
+                            shown = match board_data(&s, &v).await {
+                                Ok(d) => render(&d),
+                                Err(_) => return,
+                            };
+                            let board = Event::default().event("board").data(shown.html());
+                            if tx.send(Ok(board)).await.is_err() {
+                                return;
+                            }
+                        }
+                        Ok(None) => {
+                            let _ = tx.send(Ok(Event::default().event("ended").data(""))).await;
+                            return;
+                        }
+                        // The store cannot say now: asked again at the next check.
+                        Err(()) => {}
+                    }
+                    continue;
+                }
                 _ = tx.closed() => return,
             }
             let Some(snap) = feed.borrow_and_update().clone() else {

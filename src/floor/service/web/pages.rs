@@ -111,6 +111,7 @@ function connect(){var es=new EventSource('/events');
 es.addEventListener('board',function(ev){var b=document.getElementById('board');
 if(b){b.outerHTML=ev.data;sync();tick();}if(live){live.textContent=live.dataset.ok;}});
 es.addEventListener('patch',function(ev){patch(JSON.parse(ev.data));});
+es.addEventListener('ended',function(){es.close();location.reload();});
 es.onerror=function(){es.close();if(live){live.textContent=live.dataset.wait;}setTimeout(connect,2000);};}
 if(document.getElementById('board')){connect();}
 })();"#;
