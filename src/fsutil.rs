@@ -97,7 +97,8 @@ pub fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
 /// Appends `line` (whole lines, ending in `\n`) to `path` (created 0600) and fsyncs it. A write
 /// or fsync that fails takes its bytes back (the file is cut to its length before), so a line
 /// the disk refused half-way never becomes a torn line that the next one runs into. The error
-/// says so when even that cut fails.
+/// says so when even that cut fails. A new file whose folder cannot be fsynced is an error
+/// too, with its line in place.
 pub fn append_line(path: &Path, line: &[u8]) -> io::Result<()> {
     use std::io::Write;
     let mut f = OpenOptions::new()

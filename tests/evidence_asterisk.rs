@@ -399,20 +399,37 @@ async fn a_recording_downloaded_before_a_stop_is_sealed_with_its_call_at_the_nex
     sink.await.unwrap();
 
     // What the next stop left: a call waiting for its recording, downloaded just before the
-    // stop; the recording of the call sealed without it; a recording of a call with no trace;
-    // a download that did not finish; and a download of this run, not to be touched.
+    // stop; the recording of the call sealed without it (whose folder still has its meta.json,
+    // as after a stop between the seal and its clean-up); a recording of a call with no trace;
+    // a whole download not renamed yet; one cut short; and a download of this run, not to be
+    // touched.
     let waiting = waiting_folder(&root, "1795354434.7", 60);
     staged(&root, "1795354434.7", 5);
+    let mut leftover =
+        callguard::evidence::record::CallRecord::from_call(&call("1795354500.9"), "asterisk");
+    leftover.ended_at = Some(chrono::Local::now().fixed_offset());
+    leftover.save(&first).unwrap();
     staged(&root, "1795354500.9", 4);
     staged(&root, "1795399999.1", 3);
-    let unfinished = staged(&root, "1795388888.2", 2);
-    let part = unfinished.with_extension("wav.part");
-    std::fs::rename(&unfinished, &part).unwrap();
+    let as_part = |p: PathBuf| {
+        let part = p.with_extension("wav.part");
+        std::fs::rename(&p, &part).unwrap();
+        part
+    };
+    let whole = as_part(staged(&root, "1795388888.2", 2));
+    let cut = as_part(staged(&root, "1795366666.4", 2));
+    let len = std::fs::metadata(&cut).unwrap().len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&cut)
+        .unwrap()
+        .set_len(len / 2)
+        .unwrap();
     let current = staged(&root, "1795377777.3", -600);
 
     let (tx, mut reports, sink) = start(opts.clone());
     let mut sealed = std::collections::HashMap::new();
-    for _ in 0..3 {
+    for _ in 0..4 {
         let (id, dir, sha) = next_sealed(&mut reports).await;
         assert_eq!(
             sha.as_deref(),
@@ -450,9 +467,15 @@ async fn a_recording_downloaded_before_a_stop_is_sealed_with_its_call_at_the_nex
         m["problems"].to_string().contains("no record of its call"),
         "{m}"
     );
-    // The unfinished download is gone (the PBX still has it); this run's download is untouched.
-    assert!(!part.exists());
+    // The whole download is sealed too; the one cut short is gone (the PBX still has it);
+    // this run's download is untouched.
+    assert!(sealed.contains_key("1795388888.2") && !whole.exists());
+    assert!(!cut.exists());
     assert!(current.exists());
+    assert!(
+        !first.join("call.wav").exists(),
+        "a sealed folder never takes a recording"
+    );
     drop(tx);
     sink.await.unwrap();
 
@@ -462,6 +485,6 @@ async fn a_recording_downloaded_before_a_stop_is_sealed_with_its_call_at_the_nex
     let out = callguard::evidence::verify::verify_paths(&[root], &key).unwrap();
     assert!(out.ok(), "{out:?}");
     assert!(out.stray.is_empty(), "{:?}", out.stray);
-    assert_eq!(out.calls.len(), 4);
+    assert_eq!(out.calls.len(), 5);
     assert_eq!(out.split_calls.len(), 1, "{:?}", out.split_calls);
 }

@@ -99,6 +99,8 @@ pub struct Ledger {
     next_seq: u64,
     prev: String,
     anchor: Option<Anchor>,
+    /// A failed append could not read the file back: it is read before the next line.
+    resync: bool,
 }
 
 /// Where the ledger's signed head is kept (see [`super::ledger_head`]).
@@ -146,6 +148,7 @@ impl Ledger {
             next_seq,
             prev,
             anchor: None,
+            resync: false,
         })
     }
 
@@ -264,6 +267,11 @@ impl Ledger {
         manifest_sha256: &str,
         addendum: Option<&AddendumRef>,
     ) -> io::Result<u64> {
+        if self.resync {
+            // An earlier failure left the file unread: nothing is written on an unknown tail.
+            self.take_up_disk()?;
+            self.resync = false;
+        }
         let entry = Entry {
             seq: self.next_seq,
             at,
@@ -279,9 +287,7 @@ impl Ledger {
         if let Err(e) = crate::fsutil::append_line(&self.path, format!("{line}\n").as_bytes()) {
             // Whatever is on disk now is where the chain goes on: the last line as before when
             // the refused bytes were taken back, else the torn line, ended as at a start.
-            if let Ok(again) = Ledger::open_at(self.path.clone()) {
-                (self.next_seq, self.prev) = (again.next_seq, again.prev);
-            }
+            self.resync = self.take_up_disk().is_err();
             return Err(e);
         }
         self.prev = line_hash(&line);
@@ -295,6 +301,13 @@ impl Ledger {
             }
         }
         Ok(entry.seq)
+    }
+
+    /// Takes the chain's position from the file as it is (a torn last line ended first).
+    fn take_up_disk(&mut self) -> io::Result<()> {
+        let again = Ledger::open_at(self.path.clone())?;
+        (self.next_seq, self.prev) = (again.next_seq, again.prev);
+        Ok(())
     }
 
     /// SHA-256 of the last line written (what the next line's `prev` will hold).

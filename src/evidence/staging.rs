@@ -9,15 +9,16 @@
 //!   earlier recovery), with the same call details;
 //! - else (no trace of the call here) a new folder named from the file, which says so.
 //!
-//! A download that did not finish (`.wav.part`) is removed: Asterisk still has that recording,
-//! and the log names it.
+//! A download left as `.wav.part` is taken up the same way when it holds the whole WAV (the
+//! crash came between its fsync and its rename); one cut short is removed, as Asterisk still
+//! has that recording, and the log names it.
 
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, FixedOffset, Local, Utc};
 
 use super::layout::{
-    self, CALL_DEPTH, MANIFEST_FILE, PART_FILE, STAGED_SUFFIX, STAGING_DIR, WAV_FILE,
+    self, CALL_DEPTH, MANIFEST_FILE, PART_FILE, SIG_FILE, STAGED_SUFFIX, STAGING_DIR, WAV_FILE,
 };
 use super::manifest::{Continuation, Manifest};
 use super::record::CallRecord;
@@ -62,27 +63,64 @@ pub fn adopt(sealer: &Sealer, before: DateTime<Utc>) -> Vec<Result<Adopted, Stri
         let Some(nanos) = staged_nanos(&name).filter(|n| *n < before) else {
             continue;
         };
-        let path = staging.join(&name);
-        if name.ends_with(".part") {
-            match std::fs::remove_file(&path) {
-                Ok(()) => {
-                    tracing::warn!(file = %path.display(), "an unfinished download of a PBX recording was removed; the PBX still holds the recording")
+        let mut path = staging.join(&name);
+        if let Some(done) = name.strip_suffix(".part") {
+            match finished_part(&path, &staging.join(done)) {
+                Ok(Some(p)) => path = p,
+                Ok(None) => continue,
+                Err(e) => {
+                    out.push(Err(format!("{}: {e}", path.display())));
+                    continue;
                 }
-                Err(e) => out.push(Err(format!("{}: cannot remove: {e}", path.display()))),
             }
-            continue;
         }
-        let Some((safe, _)) = layout::staged_name_parts(&name) else {
+        let Some((safe, _)) = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(layout::staged_name_parts)
+        else {
             continue;
         };
-        let waiting = waiting.get_or_insert_with(|| waiting_folders(sealer.root()));
+        let waiting = waiting.get_or_insert_with(|| waiting_folders(sealer));
         let placed = place(sealer, &path, safe, nanos, waiting);
         out.push(placed.map_err(|e| format!("{}: {e}", path.display())));
     }
-    if !out.is_empty() {
-        let _ = fsutil::sync_dir(&staging);
-    }
     out
+}
+
+/// A download left as `.part`: renamed to `done` when it holds a whole WAV, else removed
+/// (`None`).
+fn finished_part(part: &Path, done: &Path) -> Result<Option<PathBuf>, String> {
+    if whole_wav(part) {
+        std::fs::rename(part, done).map_err(|e| format!("cannot rename: {e}"))?;
+        return Ok(Some(done.to_path_buf()));
+    }
+    let recording = done
+        .file_name()
+        .and_then(|n| n.to_str())
+        .and_then(layout::staged_name_parts)
+        .and_then(|(safe, _)| layout::staged_call_id(safe))
+        .map(|id| format!("callguard/{id}"));
+    std::fs::remove_file(part).map_err(|e| format!("cannot remove: {e}"))?;
+    tracing::warn!(file = %part.display(), recording = recording.as_deref().unwrap_or("(see the file name)"),
+        "a download of a PBX recording cut short by a stop was removed; the PBX still holds the recording");
+    Ok(None)
+}
+
+/// Whether `path` is a RIFF/WAVE file exactly as long as its header says.
+fn whole_wav(path: &Path) -> bool {
+    use std::io::Read;
+    let mut head = [0u8; 12];
+    let Ok(mut f) = std::fs::File::open(path) else {
+        return false;
+    };
+    let Ok(len) = f.metadata().map(|m| m.len()) else {
+        return false;
+    };
+    f.read_exact(&mut head).is_ok()
+        && &head[0..4] == b"RIFF"
+        && &head[8..12] == b"WAVE"
+        && u64::from(u32::from_le_bytes([head[4], head[5], head[6], head[7]])) + 8 == len
 }
 
 /// The download start in a staged name (finished or not).
@@ -91,15 +129,25 @@ fn staged_nanos(name: &str) -> Option<i64> {
     layout::staged_name_parts(done).map(|(_, n)| n)
 }
 
-/// Unsealed folders of PBX-recorded calls with no recording in them.
-fn waiting_folders(root: &Path) -> Vec<(PathBuf, CallRecord)> {
-    unsealed_folders(root)
+/// Unsealed folders of PBX-recorded calls with no recording in them. A folder signed or in
+/// the ledger is sealed already, even with its `meta.json` still there (a stop between the
+/// seal and its clean-up): a recording never goes into it.
+fn waiting_folders(sealer: &Sealer) -> Vec<(PathBuf, CallRecord)> {
+    let Ok(ledger) = sealer.ledger() else {
+        return Vec::new();
+    };
+    unsealed_folders(sealer.root())
         .into_iter()
         .filter(|d| !d.join(WAV_FILE).exists() && !d.join(PART_FILE).exists())
+        .filter(|d| !d.join(SIG_FILE).exists() && !d.join(MANIFEST_FILE).exists())
+        .filter(|d| !ledger.contains_dir(&sealer.rel(d)))
         .filter_map(|d| CallRecord::load(&d).ok().map(|r| (d, r)))
         .filter(|(_, r)| r.source == PBX_SOURCE)
         .collect()
 }
+
+/// How far the PBX's clock (a call's start) may run ahead of this machine's (the download).
+const CLOCK_SLACK_SECS: i64 = 300;
 
 fn place(
     sealer: &Sealer,
@@ -117,7 +165,9 @@ fn place(
         .iter()
         .enumerate()
         .filter(|(_, (_, r))| layout::staged_id_matches(safe, &r.call_id))
-        .filter(|(_, (_, r))| r.started_at <= downloaded)
+        .filter(|(_, (_, r))| {
+            r.started_at <= downloaded + chrono::Duration::seconds(CLOCK_SLACK_SECS)
+        })
         .max_by_key(|(_, (_, r))| r.started_at)
         .map(|(i, _)| i);
     if let Some((dir, mut rec)) = found.map(|i| waiting.swap_remove(i)) {
@@ -154,13 +204,15 @@ fn place(
     )
     .map_err(|e| format!("cannot create a call folder: {e}"))?;
     // `meta.json` before the recording: from here on a crash leaves a folder recovery seals.
+    // Until the rename, the recording is still staged: the empty folder goes again.
     if let Err(e) = rec
         .save(&dir)
-        .and_then(|()| move_in(file, &dir).map_err(std::io::Error::other))
+        .map_err(|e| e.to_string())
+        .and_then(|()| move_in(file, &dir))
     {
         let _ = std::fs::remove_file(dir.join(layout::META_FILE));
         let _ = std::fs::remove_dir(&dir);
-        return Err(e.to_string());
+        return Err(e);
     }
     Ok(Adopted {
         file: file.to_path_buf(),
@@ -169,12 +221,19 @@ fn place(
     })
 }
 
-/// Renames `file` to `dir/call.wav`, durably.
+/// Renames `file` to `dir/call.wav`. `Err` only when the file is still where it was: once it
+/// is in, a folder that cannot be fsynced is logged, never undone (its `meta.json` is there,
+/// so recovery seals it either way).
 fn move_in(file: &Path, dir: &Path) -> Result<(), String> {
     let wav = dir.join(WAV_FILE);
     std::fs::rename(file, &wav)
         .map_err(|e| format!("cannot move it into {}: {e}", dir.display()))?;
-    fsutil::sync_dir(dir).map_err(|e| format!("cannot sync {}: {e}", dir.display()))
+    for d in [Some(dir), file.parent()].into_iter().flatten() {
+        if let Err(e) = fsutil::sync_dir(d) {
+            tracing::warn!(dir = %d.display(), error = %e, "cannot sync the folder of a recording taken up at start");
+        }
+    }
+    Ok(())
 }
 
 /// The record of the part after the sealed folder `rel` (its call's details, its end).
