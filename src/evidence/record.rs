@@ -80,12 +80,23 @@ impl CallRecord {
     /// A record for a call as the tracker announced it.
     pub fn from_call(call: &crate::events::CallInfo, source: &str) -> CallRecord {
         CallRecord {
-            call_id: call.call_id.clone(),
             agent: call.agent.clone(),
             caller: call.caller.clone(),
             direction: call.direction.clone(),
             channel: call.channel.clone(),
-            started_at: call.started_at,
+            ..CallRecord::new(&call.call_id, call.started_at, source)
+        }
+    }
+
+    /// A record that knows only its call id, start and source; everything else empty.
+    pub fn new(call_id: &str, started_at: DateTime<FixedOffset>, source: &str) -> CallRecord {
+        CallRecord {
+            call_id: call_id.to_string(),
+            agent: String::new(),
+            caller: String::new(),
+            direction: String::new(),
+            channel: String::new(),
+            started_at,
             ended_at: None,
             duration_secs: None,
             end_cause: String::new(),

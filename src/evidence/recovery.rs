@@ -119,28 +119,11 @@ fn fallback_record(dir: &Path, why: &str) -> CallRecord {
         .map(|t| DateTime::<Local>::from(t).fixed_offset())
         .unwrap_or_else(|_| Local::now().fixed_offset());
     CallRecord {
-        call_id: name,
-        agent: String::new(),
-        caller: String::new(),
-        direction: String::new(),
-        channel: String::new(),
-        started_at: started,
-        ended_at: None,
-        duration_secs: None,
-        end_cause: String::new(),
-        warnings: Vec::new(),
-        source: "stream".into(),
-        source_name: String::new(),
-        stream_encoding: String::new(),
-        truncated: false,
         recovered: true,
         problems: vec![format!(
             "meta.json unreadable ({why}): call id taken from the folder name, start from its time"
         )],
-        gaps: 0,
-        late_frames: 0,
-        incident: Default::default(),
-        continues: None,
+        ..CallRecord::new(&name, started, "stream")
     }
 }
 

@@ -247,27 +247,17 @@ fn part_after(root: &Path, rel: &str, manifest_sha256: &str) -> Option<CallRecor
     let started_at = DateTime::parse_from_rfc3339(&m.started_at).ok()?;
     let ended_at = DateTime::parse_from_rfc3339(&m.ended_at).ok();
     Some(CallRecord {
-        call_id: m.call_id.clone(),
         agent: m.agent.clone(),
         caller: m.caller.clone(),
         direction: m.direction.clone(),
         channel: m.channel.clone(),
-        started_at,
         ended_at,
         duration_secs: Some(m.duration_secs),
         end_cause: m.end_cause.clone(),
-        warnings: Vec::new(),
-        source: PBX_SOURCE.into(),
-        source_name: String::new(),
-        stream_encoding: String::new(),
-        truncated: false,
         recovered: true,
         problems: vec![format!(
             "the PBX recording of this call was downloaded but callguard stopped before sealing it; {rel} was sealed without it, and this folder, sealed at a later start, holds it"
         )],
-        gaps: 0,
-        late_frames: 0,
-        incident: Default::default(),
         continues: Some(Continuation {
             dir: rel.to_string(),
             manifest_sha256: manifest_sha256.to_string(),
@@ -275,6 +265,7 @@ fn part_after(root: &Path, rel: &str, manifest_sha256: &str) -> Option<CallRecor
             // The PBX records the whole call.
             audio_offset_secs: Some(0.0),
         }),
+        ..CallRecord::new(&m.call_id, started_at, PBX_SOURCE)
     })
 }
 
@@ -284,21 +275,10 @@ fn unknown_call(file: &Path, safe: &str, downloaded: DateTime<FixedOffset>) -> C
         .and_then(|m| m.modified())
         .map(|t| DateTime::<Local>::from(t).fixed_offset())
         .unwrap_or(downloaded);
+    let call_id = layout::staged_call_id(safe).unwrap_or(safe);
     CallRecord {
-        call_id: layout::staged_call_id(safe).unwrap_or(safe).to_string(),
-        agent: String::new(),
-        caller: String::new(),
-        direction: String::new(),
-        channel: String::new(),
-        started_at: downloaded,
         ended_at: Some(ended.max(downloaded)),
-        duration_secs: None,
         end_cause: "unknown (a PBX recording found at start, with no record of its call)".into(),
-        warnings: Vec::new(),
-        source: PBX_SOURCE.into(),
-        source_name: String::new(),
-        stream_encoding: String::new(),
-        truncated: false,
         recovered: true,
         problems: vec![format!(
             "a PBX recording left by an earlier run, with no record of its call here: the call id is taken from the file name ({}), the start is the time of the download",
@@ -307,9 +287,6 @@ fn unknown_call(file: &Path, safe: &str, downloaded: DateTime<FixedOffset>) -> C
                 .unwrap_or_default()
                 .trim_end_matches(STAGED_SUFFIX)
         )],
-        gaps: 0,
-        late_frames: 0,
-        incident: Default::default(),
-        continues: None,
+        ..CallRecord::new(call_id, downloaded, PBX_SOURCE)
     }
 }

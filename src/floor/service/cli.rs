@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use clap::{Args, Subcommand};
 
 use super::accounts::{self, AccountError, NewUser};
-use super::store::{Store, StoreError};
+use super::store::{Store, StoreError, UserRow};
 
 /// `callguard floor [COMMAND]`: without a command, serve.
 #[derive(Debug, Args)]
@@ -144,31 +144,14 @@ pub async fn user_set(
     db_url: &str,
     name: &str,
     change: &accounts::UserChange,
-) -> Result<UserListed, FloorCliError> {
+) -> Result<UserRow, FloorCliError> {
     if change.display_name.is_none() && change.teams.is_none() && change.admin.is_none() {
         return Err(FloorCliError::NothingToChange);
     }
     let store = Store::open(db_url).await?;
     let r = accounts::change_user(&store, name, change).await;
-    let sessions = match &r {
-        Ok(_) => store
-            .users(chrono::Utc::now().timestamp_millis())
-            .await
-            .ok(),
-        Err(_) => None,
-    };
     store.close().await;
-    let u = r?;
-    let sessions = sessions
-        .and_then(|all| all.into_iter().find(|(row, _)| row.name == u.name))
-        .map_or(0, |(_, n)| n);
-    Ok(UserListed {
-        name: u.name,
-        display_name: u.display_name,
-        teams: u.teams,
-        admin: u.admin,
-        sessions,
-    })
+    Ok(r?)
 }
 
 /// `callguard floor user logout`: how many sessions ended.

@@ -226,11 +226,8 @@ impl Rest {
         }
         if !status.is_success() {
             let mut body = Vec::new();
-            let _ = read_capped(&mut resp, MAX_ERROR_BYTES, what, |c| {
-                body.extend_from_slice(c);
-                Ok(())
-            })
-            .await;
+            // An error body past its limit still gives the message read so far.
+            let _ = read_capped(&mut resp, MAX_ERROR_BYTES, what, &mut body).await;
             let body = String::from_utf8_lossy(&body);
             return Err(RestError::Status {
                 what: what.to_string(),
@@ -248,11 +245,7 @@ impl Rest {
             .send(Method::GET, self.url(&["channels"], &[]), what)
             .await?;
         let mut bytes = Vec::new();
-        read_capped(&mut resp, MAX_LIST_BYTES, what, |c| {
-            bytes.extend_from_slice(c);
-            Ok(())
-        })
-        .await?;
+        read_capped(&mut resp, MAX_LIST_BYTES, what, &mut bytes).await?;
         serde_json::from_slice(&bytes).map_err(|e| RestError::Body {
             what: what.into(),
             msg: e.to_string(),
@@ -371,18 +364,19 @@ async fn read_capped_once(
     Ok(chunk)
 }
 
-/// Hands `resp`'s body to `each` chunk by chunk, refusing a body over `max` bytes.
+/// Appends `resp`'s body to `buf`, refusing a body over `max` bytes (what came before the
+/// chunk that went past it stays in `buf`).
 async fn read_capped(
     resp: &mut reqwest::Response,
     max: u64,
     what: &str,
-    mut each: impl FnMut(&[u8]) -> Result<(), RestError>,
-) -> Result<u64, RestError> {
+    buf: &mut Vec<u8>,
+) -> Result<(), RestError> {
     let mut n = 0u64;
     while let Some(c) = read_capped_once(resp, max, &mut n, what).await? {
-        each(&c)?;
+        buf.extend_from_slice(&c);
     }
-    Ok(n)
+    Ok(())
 }
 
 /// ARI error bodies are `{"message":"…"}`.
